@@ -1,0 +1,46 @@
+"""Entry point of the `kassa` command.
+
+Each command group lives in its own module with a `register(subparsers)` function that adds
+its sub-commands and sets `func` (a callable taking the parsed args and returning an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Command-group modules, in the order they appear in `kassa --help`.
+_GROUPS = (
+    "kassa.cli.up",
+    "kassa.cli.db",
+    "kassa.cli.tenant",
+    "kassa.cli.api",
+    "kassa.cli.worker",
+    "kassa.cli.events",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kassa", description="kassa payments and ledger platform")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in _GROUPS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue  # a group not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

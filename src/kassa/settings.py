@@ -1,0 +1,46 @@
+"""Settings from environment variables (documented in the README). Read once, at bootstrap."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str | None
+    nats_url: str | None
+    kafka_bootstrap: str | None
+    redis_url: str | None
+    http_host: str
+    http_port: int
+    http_workers: int
+    data_dir: Path
+    admin_key: str | None
+    log_level: str
+
+    @property
+    def event_bus(self) -> str:
+        """Which stream adapter is configured: Kafka only when asked for, NATS otherwise."""
+        return "kafka" if self.kafka_bootstrap else "nats"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            database_url=os.environ.get("KASSA_DATABASE_URL") or None,
+            nats_url=os.environ.get("KASSA_NATS_URL") or None,
+            kafka_bootstrap=os.environ.get("KASSA_KAFKA_BOOTSTRAP") or None,
+            redis_url=os.environ.get("KASSA_REDIS_URL") or None,
+            http_host=os.environ.get("KASSA_HTTP_HOST") or "127.0.0.1",
+            http_port=_int("KASSA_HTTP_PORT", 8000),
+            http_workers=_int("KASSA_HTTP_WORKERS", 1),
+            data_dir=Path(os.environ.get("KASSA_DATA_DIR") or ".kassa").resolve(),
+            admin_key=os.environ.get("KASSA_ADMIN_KEY") or None,
+            log_level=os.environ.get("KASSA_LOG_LEVEL") or "INFO",
+        )

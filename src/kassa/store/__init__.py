@@ -1,0 +1,1 @@
+"""PostgreSQL: embedded server, connection pool and migrations."""

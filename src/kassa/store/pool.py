@@ -1,0 +1,36 @@
+"""The asyncpg connection pool, created by bootstrap (never at import time)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from kassa.shared.limits import db_pool_size_max, db_statement_timeout_ms
+
+Pool = asyncpg.Pool
+
+
+async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
+    # jsonb travels as text on the wire; msgspec encodes fast, json.loads keeps plain dicts.
+    await conn.set_type_codec(
+        "jsonb", encoder=lambda v: msgspec.json.encode(v).decode(), decoder=json.loads,
+        schema="pg_catalog", format="text",
+    )
+
+
+async def create_pool(dsn: str, size_max: int = db_pool_size_max) -> Pool:
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min(2, size_max),
+        max_size=size_max,
+        init=_init_connection,
+        server_settings={
+            "statement_timeout": str(db_statement_timeout_ms),
+            "application_name": "kassa",
+        },
+    )
+    assert pool is not None  # asyncpg types the result as Optional for the no-await form
+    return pool

@@ -1,0 +1,1 @@
+"""Fixtures for the event backbone (NATS JetStream, Kafka-protocol broker). Owned by events work."""
