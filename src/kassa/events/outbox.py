@@ -1,20 +1,26 @@
 """Writing domain events into the outbox table, inside the caller's transaction (invariant 5).
 
-Rows are inserted with one set-based statement per batch so that the money path pays one
-round trip for all the events of a batch, whatever its size.
+Rows travel to PostgreSQL as one JSON document per batch (`json_to_recordset`): encoding one
+string in C is far cheaper than binding a dozen typed arrays element by element, and the money
+path pays one statement for all the events of a batch, whatever its size. `OUTBOX_INSERT` is
+also embedded by the ledger engine into its single write statement.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
+import msgspec
 import uuid_utils
 
+from kassa.store.pool import Conn
 from kassa.shared.invariants import invariant
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    import asyncpg
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,28 +34,29 @@ class NewEvent:
     trace_id: str | None = None
 
 
-_INSERT = """
+# `$OUTBOX` is replaced by the parameter number that carries `outbox_json()`.
+OUTBOX_INSERT = """
 INSERT INTO outbox (id, tenant_id, type, version, aggregate_type, aggregate_id, occurred_at, trace_id, data)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],
-                     $7::timestamptz[], $8::text[], $9::jsonb[])
+SELECT id, tenant_id, type, version, aggregate_type, aggregate_id, occurred_at, trace_id, data
+FROM json_to_recordset($OUTBOX::json) AS x(id uuid, tenant_id text, type text, version int, aggregate_type text,
+                                           aggregate_id text, occurred_at timestamptz, trace_id text, data jsonb)
 """
+_encoder = msgspec.json.Encoder()
 
 
-async def write_events(conn: asyncpg.Connection[Any], events: list[NewEvent], occurred_at: datetime) -> None:
+def outbox_json(events: list[NewEvent], occurred_at: datetime) -> bytes:
+    """The rows for OUTBOX_INSERT; each event gets a fresh time-ordered UUIDv7 id."""
+    return _encoder.encode([
+        {"id": str(uuid_utils.uuid7()), "tenant_id": e.tenant_id, "type": e.type, "version": e.version,
+         "aggregate_type": e.aggregate_type, "aggregate_id": e.aggregate_id, "occurred_at": occurred_at,
+         "trace_id": e.trace_id, "data": e.data}
+        for e in events
+    ])
+
+
+async def write_events(conn: Conn, events: list[NewEvent], occurred_at: datetime) -> None:
     """Insert `events` into the outbox; must be called inside the transaction of the change."""
     if not events:
         return
     invariant(conn.is_in_transaction(), "outbox rows are written in the same transaction as the change")
-    ids = [uuid.UUID(bytes=uuid_utils.uuid7().bytes) for _ in events]
-    await conn.execute(
-        _INSERT,
-        ids,
-        [e.tenant_id for e in events],
-        [e.type for e in events],
-        [e.version for e in events],
-        [e.aggregate_type for e in events],
-        [e.aggregate_id for e in events],
-        [occurred_at] * len(events),
-        [e.trace_id for e in events],
-        [e.data for e in events],
-    )
+    await conn.execute(OUTBOX_INSERT.replace("$OUTBOX", "$1"), outbox_json(events, occurred_at).decode())

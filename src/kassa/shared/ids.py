@@ -8,7 +8,7 @@ import uuid_utils
 
 from kassa.shared.limits import account_id_chars_max
 
-# Client-chosen ids for accounts and transfers: 1–64 chars of [A-Za-z0-9_.:-].
+# Client-chosen ids for accounts and transfers: 1-64 chars of [A-Za-z0-9_.:-].
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
 _CLIENT_ID = re.compile(CLIENT_ID_PATTERN)
 

@@ -37,3 +37,25 @@ idempotency_retention_s: Final = 48 * 3600  # kept at least 24 h as promised; 48
 # Database
 db_pool_size_max: Final = 12
 db_statement_timeout_ms: Final = 30_000
+
+# Webhooks and the notification log (notifications context)
+webhook_endpoints_per_tenant_max: Final = 20
+webhook_event_types_max: Final = 50  # entries in one endpoint's event_types
+webhook_url_chars_max: Final = 2048
+webhook_secret_bytes: Final = 32  # entropy of a generated signing secret (256 bits)
+webhook_secret_rotation_grace_s: Final = 24 * 3600  # previous secret still signs after a rotation
+webhook_signature_tolerance_s: Final = 300  # receivers reject signatures older or newer than this
+webhook_request_timeout_s: Final = 10.0  # whole request, connect to last byte
+webhook_response_excerpt_bytes_max: Final = 1024  # of the receiver's reply, kept per attempt
+# A claimed delivery is re-claimable only after this, well past the request timeout, so two
+# workers never post the same attempt unless the first one stalled or died.
+webhook_delivery_lease_s: Final = 60
+webhook_delivery_batch_max: Final = 100  # deliveries claimed per query
+webhook_delivery_inflight_max: Final = 64  # concurrent requests per delivery worker
+webhook_delivery_poll_interval_s: Final = 1.0
+# Retry schedule: attempt n waits min(base * 2**(n-1), cap), jittered to 50-100 %; 15 attempts
+# span roughly 12-24 hours before the delivery is dead-lettered.
+webhook_attempts_max: Final = 15
+webhook_backoff_base_s: Final = 30.0
+webhook_backoff_max_s: Final = 4 * 3600.0
+notification_message_chars_max: Final = 500

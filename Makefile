@@ -1,0 +1,52 @@
+# kassa: two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test check fmt bench migrate openapi install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Install from the lock file (exact versions), then the project itself in editable mode.
+$(STAMP): $(BIN)/python pyproject.toml requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/kassa up
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+check: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m kassa.events.schema_compat
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+migrate: $(STAMP)
+	$(BIN)/kassa migrate
+
+openapi: $(STAMP)
+	$(BIN)/python -c "import json, kassa.api.app as a; from kassa.api import openapi; print(json.dumps(openapi.build(), indent=2))" > openapi.json
+
+# Regenerate the lock file after changing dependencies in pyproject.toml.
+lock: $(BIN)/python
+	$(BIN)/python -m pip install --quiet uv==0.13.9
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .kassa .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The HTTP API: Starlette on granian, msgspec at the edge, RFC 9457 problems."""

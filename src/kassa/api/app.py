@@ -1,0 +1,113 @@
+"""The ASGI application: routes from the registry, problem+json errors, access log and metrics."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
+
+from kassa.api import problems
+from kassa.api.routes import accounts, health, tenants, transfers, webhooks
+from kassa.api.routing import REGISTRY, wrap
+from kassa.bootstrap import build_services
+from kassa.observability import logging as jsonlog
+from kassa.observability import metrics
+from kassa.settings import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("kassa.access")
+_ROUTE_MODULES = (tenants, accounts, transfers, webhooks)  # importing them registers their endpoints
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class AccessMiddleware:
+    """Request id, trace id, one JSON log line and metrics per request (pure ASGI: cheap)."""
+
+    def __init__(self, app: ASGIApp, route_paths: dict[Any, str]) -> None:
+        self.app = app
+        self.route_paths = route_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = rid if _REQUEST_ID.match(rid) else secrets.token_hex(8)
+        match = _TRACEPARENT.match(headers.get(b"traceparent", b"").decode("latin-1"))
+        trace_id = match.group(1) if match else secrets.token_hex(16)
+        jsonlog.request_id_var.set(request_id)
+        jsonlog.trace_id_var.set(trace_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            name = self.route_paths.get(scope.get("endpoint"), "unmatched")
+            method = scope["method"]
+            metrics.http_requests.labels(name, method, str(status)).inc()
+            metrics.http_latency.labels(name, method, str(status)).observe(elapsed)
+            state = scope.get("state") or {}
+            log.info("request", extra={"method": method, "path": scope["path"], "route": name, "status": status,
+                                       "duration_ms": round(elapsed * 1000, 3), "tenant_id": state.get("tenant_id")})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
+    return problems.raw_problem(exc.status_code, code, str(exc.detail), f"{request.method} {request.url.path}: "
+                                f"{exc.detail}")
+
+
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    logging.getLogger("kassa.api").error("unhandled error", exc_info=exc)
+    return problems.internal_error()
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    jsonlog.configure(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.services = await build_services(settings)
+        try:
+            yield
+        finally:
+            await app.state.services.close()
+
+    routes: list[Any] = [Route(ep.path, wrap(ep), methods=[ep.method]) for ep in REGISTRY]
+    routes += [
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/metrics", health.metrics_endpoint, methods=["GET"]),
+        Route("/openapi.json", health.openapi_json, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: _http_error, Exception: _unhandled})
+    app.add_middleware(AccessMiddleware, route_paths={r.endpoint: r.path for r in routes})
+    return app

@@ -1,0 +1,45 @@
+"""Opaque cursors for keyset pagination, and the bounded `limit` parameter."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import TYPE_CHECKING
+
+from kassa.shared.errors import InvalidRequest
+from kassa.shared.limits import page_limit_default, page_limit_max
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+
+def page_limit(request: Request) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return page_limit_default
+    if not raw.isdigit() or not 1 <= int(raw) <= page_limit_max:
+        raise InvalidRequest(f"limit must be an integer from 1 to {page_limit_max}")
+    return int(raw)
+
+
+def encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_cursor(request: Request) -> str | None:
+    raw = request.query_params.get("cursor")
+    if raw is None or raw == "":
+        return None
+    try:
+        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidRequest("invalid cursor") from exc
+
+
+def decode_seq_cursor(request: Request) -> int | None:
+    value = decode_cursor(request)
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) > 2**63 - 1:
+        raise InvalidRequest("invalid cursor")
+    return int(value)

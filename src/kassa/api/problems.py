@@ -1,0 +1,49 @@
+"""The one place where errors become RFC 9457 `application/problem+json` responses.
+
+A 500 says only "internal error" and the trace id; details go to the log, never to clients.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from starlette.responses import Response
+
+from kassa.observability.logging import trace_id_var
+
+if TYPE_CHECKING:
+    from kassa.shared.errors import KassaError
+
+PROBLEM_TYPE_BASE = "https://kassa.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+
+def problem_body(status: int, code: str, title: str, detail: str, **extra: Any) -> bytes:
+    body = {
+        "type": PROBLEM_TYPE_BASE + code.replace("_", "-"),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "trace_id": trace_id_var.get(),
+        **extra,
+    }
+    return msgspec.json.encode(body)
+
+
+def error_body(error: KassaError, **extra: Any) -> bytes:
+    return problem_body(error.status, error.code, error.title, error.detail, **extra)
+
+
+def problem(error: KassaError, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    return Response(error_body(error, **extra), status_code=error.status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def internal_error() -> Response:
+    body = problem_body(500, "internal_error", "Internal error", "internal error")
+    return Response(body, status_code=500, media_type=MEDIA_TYPE)
+
+
+def raw_problem(status: int, code: str, title: str, detail: str) -> Response:
+    return Response(problem_body(status, code, title, detail), status_code=status, media_type=MEDIA_TYPE)

@@ -1,0 +1,114 @@
+"""Accounts: create, read with balances, historical balance, journal entries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from kassa.api import problems
+from kassa.api.pagination import decode_cursor, decode_seq_cursor, encode_cursor, page_limit
+from kassa.api.render import account_out, balances
+from kassa.api.routing import Ctx, endpoint, json_response, replay_response
+from kassa.api.schemas import AccountCreate, AccountOut, AccountPage, BalanceOut, EntryOut, EntryPage
+from kassa.ledger.domain.model import Account, Balance
+from kassa.shared.clock import to_rfc3339, utcnow
+from kassa.shared.errors import InvalidRequest, KassaError
+from kassa.shared.ids import new_id
+from kassa.shared.limits import metadata_bytes_max, metadata_keys_max
+from kassa.shared.money import currency_exponent
+from kassa.store.idempotency import Replay
+
+if TYPE_CHECKING:
+    from starlette.responses import Response
+
+PAGE_QUERY = (("limit", "integer", "page size (bounded)"), ("cursor", "string", "next_cursor of the previous page"))
+
+
+def check_metadata(metadata: dict[str, object]) -> None:
+    if len(metadata) > metadata_keys_max or len(msgspec.json.encode(metadata)) > metadata_bytes_max:
+        raise InvalidRequest(f"metadata is limited to {metadata_keys_max} keys and {metadata_bytes_max} bytes")
+
+
+def _render(result: Account | KassaError) -> tuple[int, bytes]:
+    if isinstance(result, KassaError):
+        return result.status, problems.error_body(result)
+    return 201, msgspec.json.encode(account_out(result))
+
+
+@endpoint("POST", "/v1/accounts", summary="Create an account", body=AccountCreate,
+          responses={201: AccountOut}, errors=(400, 401, 409, 413, 422), idempotent=True)
+async def create_account(ctx: Ctx) -> Response:
+    data = ctx.decode(AccountCreate)
+    currency_exponent(data.currency)
+    check_metadata(data.metadata)
+    claim = ctx.idempotency_claim(msgspec.json.encode(data, order="sorted"))
+    account = Account(tenant_id=ctx.tenant_id, id=data.id or new_id(), currency=data.currency,
+                      normal_balance=data.normal_balance, allow_negative=data.allow_negative,
+                      balance=Balance(), metadata=data.metadata)
+    result = await ctx.services.ledger.create_account(account, claim, _render)
+    if isinstance(result, Replay):
+        return replay_response(result.status, result.body)
+    return json_response(account_out(result), status=201)
+
+
+@endpoint("GET", "/v1/accounts", summary="List accounts", responses={200: AccountPage}, errors=(400, 401),
+          query=PAGE_QUERY)
+async def list_accounts(ctx: Ctx) -> Response:
+    limit = page_limit(ctx.request)
+    found = await ctx.services.ledger.list_accounts(ctx.tenant_id, decode_cursor(ctx.request), limit + 1)
+    page = found[:limit]
+    more = len(found) > limit
+    return json_response(AccountPage(data=[account_out(a) for a in page], has_more=more,
+                                     next_cursor=encode_cursor(page[-1].id) if more else None))
+
+
+@endpoint("GET", "/v1/accounts/{id}", summary="Get an account with its balances",
+          responses={200: AccountOut}, errors=(401, 404))
+async def get_account(ctx: Ctx) -> Response:
+    account = await ctx.services.ledger.get_account(ctx.tenant_id, ctx.request.path_params["id"])
+    return json_response(account_out(account))
+
+
+@endpoint("GET", "/v1/accounts/{id}/balance", summary="Balance now, or as of a past instant",
+          responses={200: BalanceOut}, errors=(400, 401, 404),
+          query=(("as_of", "string", "RFC 3339 instant; default now"),))
+async def get_balance(ctx: Ctx) -> Response:
+    raw = ctx.request.query_params.get("as_of")
+    as_of = utcnow() if raw is None else _parse_instant(raw)
+    account, balance = await ctx.services.ledger.balance_as_of(ctx.tenant_id, ctx.request.path_params["id"], as_of)
+    if raw is None:
+        balance = account.balance
+    shown = balances(balance, account.normal_balance)
+    return json_response(BalanceOut(account_id=account.id, currency=account.currency, as_of=to_rfc3339(as_of),
+                                    posted=shown.posted, pending_debits=shown.pending_debits,
+                                    pending_credits=shown.pending_credits, available=shown.available))
+
+
+def _parse_instant(raw: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidRequest("as_of must be an RFC 3339 timestamp with a time zone") from exc
+    if value.tzinfo is None:
+        raise InvalidRequest("as_of must include a time zone offset (e.g. Z)")
+    return value
+
+
+@endpoint("GET", "/v1/accounts/{id}/entries", summary="Journal entries of an account, newest first",
+          responses={200: EntryPage}, errors=(400, 401, 404), query=PAGE_QUERY)
+async def list_entries(ctx: Ctx) -> Response:
+    limit = page_limit(ctx.request)
+    account, rows = await ctx.services.ledger.list_entries(
+        ctx.tenant_id, ctx.request.path_params["id"], decode_seq_cursor(ctx.request), limit + 1)
+    page = rows[:limit]
+    more = len(rows) > limit
+    data = [EntryOut(
+        seq=r["seq"], transfer_id=r["transfer_id"], kind=r["kind"], side=r["side"], currency=r["currency"],
+        posted_amount=r["posted_amount"], pending_amount=r["pending_amount"],
+        balances=balances(Balance(r["debits_posted"], r["credits_posted"], r["debits_pending"],
+                                  r["credits_pending"]), account.normal_balance),
+        created_at=to_rfc3339(r["created_at"])) for r in page]
+    return json_response(EntryPage(data=data, has_more=more,
+                                   next_cursor=encode_cursor(str(page[-1]["seq"])) if more else None))

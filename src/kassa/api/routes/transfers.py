@@ -1,0 +1,178 @@
+"""Transfers: create (posted or pending), read, list, post or void a pending one, and batches."""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import msgspec
+from starlette.responses import Response
+
+from kassa.api import problems
+from kassa.api.pagination import decode_seq_cursor, encode_cursor, page_limit
+from kassa.api.render import outcome_response, transfer_out
+from kassa.api.routes.accounts import PAGE_QUERY, check_metadata
+from kassa.api.routing import Ctx, endpoint, json_response, replay_response
+from kassa.api.schemas import (
+    BatchItemOut,
+    BatchOut,
+    ItemError,
+    TransferBatch,
+    TransferCreate,
+    TransferOut,
+    TransferPage,
+    TransferPost,
+)
+from kassa.ledger.adapters.engine import Job, JobResult
+from kassa.ledger.domain.model import Command, CreateTransfer, PostPending, VoidPending
+from kassa.ledger.domain.posting import Applied
+from kassa.observability import metrics
+from kassa.observability.logging import trace_id_var
+from kassa.shared.errors import IdempotencyKeyInFlight, InvalidRequest, KassaError
+from kassa.shared.ids import new_id
+from kassa.shared.limits import hold_timeout_s_default
+from kassa.shared.money import currency_exponent
+from kassa.store.idempotency import IdemClaim, Replay
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+_ERRORS = (400, 401, 404, 409, 413, 422, 503)
+
+
+def to_command(tenant_id: str, data: TransferCreate) -> CreateTransfer:
+    """Validate what the schema cannot express and build the command."""
+    currency_exponent(data.currency)
+    check_metadata(data.metadata)
+    if not data.pending and data.timeout_s is not None:
+        raise InvalidRequest("timeout_s applies only to pending transfers")
+    fingerprint = hashlib.sha256(msgspec.json.encode(data, order="sorted")).digest()
+    return CreateTransfer(
+        tenant_id=tenant_id, id=data.id or new_id(), debit_account_id=data.debit_account_id,
+        credit_account_id=data.credit_account_id, currency=data.currency, amount=data.amount,
+        pending=data.pending, timeout_s=(data.timeout_s or hold_timeout_s_default) if data.pending else None,
+        reference=data.reference, metadata=data.metadata, request_hash=fingerprint, generated_id=data.id is None,
+    )
+
+
+@asynccontextmanager
+async def _in_flight(ctx: Ctx, claim: IdemClaim | None) -> AsyncIterator[None]:
+    """Refuse a second concurrent request with the same key in this process at once (409);
+    across processes the database claim serializes them instead."""
+    if claim is None:
+        yield
+        return
+    ident = (claim.tenant_id, claim.key)
+    inflight = ctx.services.inflight_keys
+    if ident in inflight:
+        raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still being processed")
+    inflight.add(ident)
+    try:
+        yield
+    finally:
+        inflight.discard(ident)
+
+
+async def _submit(ctx: Ctx, command: Command, canonical: bytes, created_status: int) -> Response:
+    claim = ctx.idempotency_claim(canonical)
+    async with _in_flight(ctx, claim):
+        result = await ctx.services.ledger.submit(Job(
+            command, claim, (lambda o: outcome_response(o, created_status)) if claim else None, trace_id_var.get()))
+    if isinstance(result, Replay):
+        metrics.transfers.labels("replayed").inc()
+        return replay_response(result.status, result.body)
+    metrics.transfers.labels(result.code if isinstance(result, KassaError) else "ok").inc()
+    status, body = outcome_response(result, created_status)
+    media = problems.MEDIA_TYPE if status >= 400 else "application/json"
+    return Response(body, status_code=status, media_type=media)
+
+
+@endpoint("POST", "/v1/transfers", summary="Create a transfer (posted at once, or pending with a timeout)",
+          body=TransferCreate, responses={201: TransferOut, 200: TransferOut}, errors=_ERRORS, idempotent=True)
+async def create_transfer(ctx: Ctx) -> Response:
+    data = ctx.decode(TransferCreate)
+    command = to_command(ctx.tenant_id, data)
+    return await _submit(ctx, command, msgspec.json.encode(data, order="sorted"), 201)
+
+
+@endpoint("GET", "/v1/transfers/{id}", summary="Get a transfer", responses={200: TransferOut}, errors=(401, 404))
+async def get_transfer(ctx: Ctx) -> Response:
+    transfer = await ctx.services.ledger.get_transfer(ctx.tenant_id, ctx.request.path_params["id"])
+    return json_response(transfer_out(transfer))
+
+
+@endpoint("GET", "/v1/transfers", summary="List transfers, newest first, optionally of one account",
+          responses={200: TransferPage}, errors=(400, 401),
+          query=(("account_id", "string", "only transfers debiting or crediting this account"), *PAGE_QUERY))
+async def list_transfers(ctx: Ctx) -> Response:
+    limit = page_limit(ctx.request)
+    found = await ctx.services.ledger.list_transfers(
+        ctx.tenant_id, ctx.request.query_params.get("account_id"), decode_seq_cursor(ctx.request), limit + 1)
+    page = found[:limit]
+    more = len(found) > limit
+    return json_response(TransferPage(data=[transfer_out(t) for _, t in page], has_more=more,
+                                      next_cursor=encode_cursor(str(page[-1][0])) if more else None))
+
+
+@endpoint("POST", "/v1/transfers/{id}/post", summary="Post a pending transfer, in full or in part",
+          body=TransferPost, responses={200: TransferOut}, errors=_ERRORS, idempotent=True)
+async def post_transfer(ctx: Ctx) -> Response:
+    data = ctx.decode(TransferPost)
+    command = PostPending(ctx.tenant_id, ctx.request.path_params["id"], data.amount)
+    return await _submit(ctx, command, msgspec.json.encode(data, order="sorted"), 200)
+
+
+@endpoint("POST", "/v1/transfers/{id}/void", summary="Void a pending transfer, releasing its hold",
+          body=None, responses={200: TransferOut}, errors=_ERRORS, idempotent=True)
+async def void_transfer(ctx: Ctx) -> Response:
+    command = VoidPending(ctx.tenant_id, ctx.request.path_params["id"])
+    return await _submit(ctx, command, b"", 200)
+
+
+def _batch_body(atomic: bool, results: list[JobResult]) -> BatchOut:
+    items = []
+    for index, result in enumerate(results):
+        if isinstance(result, Applied):
+            items.append(BatchItemOut(index=index, ok=True, transfer=transfer_out(result.transfer), error=None))
+        elif isinstance(result, KassaError):
+            items.append(BatchItemOut(index=index, ok=False, transfer=None, error=ItemError(
+                code=result.code, status=result.status, title=result.title, detail=result.detail)))
+    return BatchOut(atomic=atomic, data=items)
+
+
+def _batch_response(atomic: bool, results: list[JobResult]) -> tuple[int, bytes]:
+    failed = [r for r in results if isinstance(r, KassaError) and r.code != "batch_failed"]
+    if atomic and failed:
+        first = failed[0]
+        errors = [{"index": i, "code": r.code, "detail": r.detail} for i, r in enumerate(results)
+                  if isinstance(r, KassaError) and r.code != "batch_failed"]
+        body = problems.problem_body(422, "batch_failed", "An atomic batch failed; nothing was applied",
+                                     f"{len(errors)} of {len(results)} transfers failed, first: {first.code}",
+                                     errors=errors)
+        return 422, body
+    return (201 if atomic else 200), msgspec.json.encode(_batch_body(atomic, results))
+
+
+@endpoint("POST", "/v1/transfers/batch", summary="Create many transfers in one transaction",
+          body=TransferBatch, responses={201: BatchOut, 200: BatchOut}, errors=_ERRORS, idempotent=True)
+async def create_batch(ctx: Ctx) -> Response:
+    data = ctx.decode(TransferBatch)
+    tenant_id = ctx.tenant_id
+    commands = []
+    for index, item in enumerate(data.transfers):
+        try:
+            commands.append(to_command(tenant_id, item))
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"transfers[{index}]: {exc.detail}") from exc
+    claim = ctx.idempotency_claim(msgspec.json.encode(data, order="sorted"))
+    trace_id = trace_id_var.get()
+    jobs = [Job(c, None, None, trace_id) for c in commands]
+    async with _in_flight(ctx, claim):
+        result = await ctx.services.ledger.submit_batch(
+            jobs, data.atomic, claim, lambda results: _batch_response(data.atomic, results))
+    if isinstance(result, Replay):
+        return replay_response(result.status, result.body)
+    status, body = _batch_response(data.atomic, result)
+    media = problems.MEDIA_TYPE if status >= 400 else "application/json"
+    return Response(body, status_code=status, media_type=media)

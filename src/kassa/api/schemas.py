@@ -1,0 +1,178 @@
+"""Request and response shapes at the HTTP edge (msgspec: fast, strict, and the OpenAPI source).
+
+Inputs forbid unknown fields and are strict about types: "10" is not an amount, 1.0 is not an
+amount, and nothing above 2^63-1 fits.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from kassa.shared.ids import CLIENT_ID_PATTERN
+from kassa.shared.limits import (
+    amount_minor_max,
+    batch_transfers_max,
+    hold_timeout_s_max,
+    reference_chars_max,
+    tenant_name_chars_max,
+)
+
+ClientId = Annotated[str, Meta(pattern=CLIENT_ID_PATTERN, min_length=1, max_length=64,
+                               description="1-64 chars of [A-Za-z0-9_.:-]")]
+Amount = Annotated[int, Meta(gt=0, le=amount_minor_max, description="positive integer count of minor units")]
+Currency = Annotated[str, Meta(pattern="^[A-Z]{3}$", description="ISO 4217 code")]
+Metadata = dict[str, Any]
+
+
+class Input(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class TenantCreate(Input, kw_only=True):
+    name: Annotated[str, Meta(min_length=1, max_length=tenant_name_chars_max)]
+
+
+class ApiKeyOut(msgspec.Struct):
+    id: str
+    secret: str
+
+
+class TenantOut(msgspec.Struct):
+    id: str
+    name: str
+    api_key: ApiKeyOut
+    created_at: str
+
+
+class AccountCreate(Input, kw_only=True):
+    id: ClientId | None = None
+    currency: Currency
+    normal_balance: Literal["credit", "debit"] = "credit"
+    allow_negative: bool = False
+    metadata: Metadata = msgspec.field(default_factory=dict)
+
+
+class BalancesOut(msgspec.Struct):
+    posted: int
+    pending_debits: int
+    pending_credits: int
+    available: int
+
+
+class AccountOut(msgspec.Struct):
+    id: str
+    currency: str
+    normal_balance: str
+    allow_negative: bool
+    metadata: Metadata
+    created_at: str | None
+    balances: BalancesOut
+
+
+class AccountPage(msgspec.Struct):
+    data: list[AccountOut]
+    has_more: bool
+    next_cursor: str | None
+
+
+class BalanceOut(msgspec.Struct):
+    account_id: str
+    currency: str
+    as_of: str
+    posted: int
+    pending_debits: int
+    pending_credits: int
+    available: int
+
+
+class EntryOut(msgspec.Struct):
+    seq: int
+    transfer_id: str
+    kind: str
+    side: str
+    currency: str
+    posted_amount: int
+    pending_amount: int
+    balances: BalancesOut
+    created_at: str
+
+
+class EntryPage(msgspec.Struct):
+    data: list[EntryOut]
+    has_more: bool
+    next_cursor: str | None
+
+
+class TransferCreate(Input, kw_only=True):
+    id: ClientId | None = None
+    debit_account_id: ClientId
+    credit_account_id: ClientId
+    amount: Amount
+    currency: Currency
+    pending: bool = False
+    timeout_s: Annotated[int, Meta(gt=0, le=hold_timeout_s_max)] | None = None
+    reference: Annotated[str, Meta(max_length=reference_chars_max)] | None = None
+    metadata: Metadata = msgspec.field(default_factory=dict)
+
+
+class TransferOut(msgspec.Struct):
+    id: str
+    status: Literal["pending", "posted", "voided", "expired"]
+    amount: int
+    posted_amount: int
+    currency: str
+    debit_account_id: str
+    credit_account_id: str
+    pending: bool
+    timeout_s: int | None
+    expires_at: str | None
+    reference: str | None
+    metadata: Metadata
+    created_at: str
+    updated_at: str
+
+
+class TransferPage(msgspec.Struct):
+    data: list[TransferOut]
+    has_more: bool
+    next_cursor: str | None
+
+
+class TransferPost(Input, kw_only=True):
+    amount: Amount | None = None
+
+
+class TransferBatch(Input, kw_only=True):
+    atomic: bool = False
+    transfers: Annotated[list[TransferCreate], Meta(min_length=1, max_length=batch_transfers_max)]
+
+
+class ItemError(msgspec.Struct):
+    code: str
+    status: int
+    title: str
+    detail: str
+
+
+class BatchItemOut(msgspec.Struct):
+    index: int
+    ok: bool
+    transfer: TransferOut | None
+    error: ItemError | None
+
+
+class BatchOut(msgspec.Struct):
+    atomic: bool
+    data: list[BatchItemOut]
+
+
+class Problem(msgspec.Struct):
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    trace_id: str | None

@@ -1,0 +1,42 @@
+"""The one place where things are wired together: pool, batcher, services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from kassa.identity.service import IdentityService
+from kassa.ledger.batcher import Batcher
+from kassa.ledger.service import LedgerService
+from kassa.observability import metrics
+from kassa.store.pool import Pool, create_pool
+
+if TYPE_CHECKING:
+    from kassa.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    pool: Pool
+    ledger: LedgerService
+    identity: IdentityService
+    # (scope, Idempotency-Key) of requests running in this process: a concurrent duplicate is a 409.
+    inflight_keys: set[tuple[str, str]] = field(default_factory=set)
+
+    async def close(self) -> None:
+        await self.ledger.stop_expiry_sweeper()
+        await self.ledger.batcher.stop()
+        await self.pool.close()
+
+
+async def build_services(settings: Settings, *, sweeper: bool = True) -> Services:
+    if settings.database_url is None:
+        raise RuntimeError("KASSA_DATABASE_URL is not set (kassa up sets it for the embedded database)")
+    pool = await create_pool(settings.database_url)
+    batcher = Batcher(pool, observe=metrics.observe_batch)
+    batcher.start()
+    ledger = LedgerService(pool, batcher)
+    if sweeper:
+        ledger.start_expiry_sweeper()
+    return Services(settings=settings, pool=pool, ledger=ledger, identity=IdentityService(pool))

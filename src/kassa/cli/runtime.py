@@ -1,0 +1,36 @@
+"""Where a running `kassa up` left its URLs, so other commands find the embedded services."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from kassa.settings import Settings
+
+
+def runtime_file(settings: Settings) -> Path:
+    return settings.data_dir / "runtime.json"
+
+
+def write_runtime(settings: Settings, values: dict[str, Any]) -> None:
+    path = runtime_file(settings)
+    path.write_text(json.dumps(values, indent=2))
+    os.chmod(path, 0o600)
+
+
+def read_runtime(settings: Settings) -> dict[str, Any]:
+    path = runtime_file(settings)
+    if not path.exists():
+        return {}
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def database_url(settings: Settings) -> str | None:
+    """The configured database, else the one a running `kassa up` started."""
+    url = settings.database_url or read_runtime(settings).get("database_url")
+    return str(url) if url else None

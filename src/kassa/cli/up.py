@@ -1,0 +1,174 @@
+"""`kassa up`: the whole platform on one machine (what `make run` calls).
+
+Starts an embedded PostgreSQL (unless KASSA_DATABASE_URL is set) and an embedded NATS JetStream
+(unless KASSA_NATS_URL or KASSA_KAFKA_BOOTSTRAP is set), applies migrations, makes sure an admin
+key exists, then runs the `api` and `worker all` roles as child processes. Ctrl-C or SIGTERM
+stops the children, then the embedded servers, cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kassa.cli.runtime import write_runtime
+from kassa.settings import Settings
+from kassa.store.embedded import EmbeddedPostgres, free_port
+from kassa.store.migrate import migrate
+
+if TYPE_CHECKING:
+    import argparse
+
+_READY_TIMEOUT_S = 60
+_CHILD_STOP_TIMEOUT_S = 15
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("up", help="start the whole platform on embedded defaults")
+    parser.add_argument("--no-workers", action="store_true", help="run only the API role")
+    parser.set_defaults(func=run)
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)  # noqa: T201 - this command talks to a person
+
+
+class Platform:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.env = dict(os.environ)
+        self.postgres: EmbeddedPostgres | None = None
+        self.nats: Any = None
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def start_stores(self) -> None:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            os.chmod(s.data_dir, 0o755)  # noqa: S103 - the embedded server runs as an unprivileged user
+        db_url = s.database_url
+        if db_url is None:
+            self.postgres = EmbeddedPostgres(root=s.data_dir / "postgres")
+            db_url = self.postgres.start()
+            _say(f"PostgreSQL (embedded): {db_url}")
+        self.env["KASSA_DATABASE_URL"] = db_url
+        if s.event_bus == "nats" and s.nats_url is None:
+            from kassa.events.bus.embedded_nats import EmbeddedNats
+
+            self.nats = EmbeddedNats(s.data_dir / "nats")
+            self.env["KASSA_NATS_URL"] = self.nats.start()
+            _say(f"NATS JetStream (embedded): {self.env['KASSA_NATS_URL']}")
+        port = s.http_port
+        if "KASSA_HTTP_PORT" not in os.environ and not _port_free(s.http_host, port):
+            port = free_port(s.http_host)
+            _say(f"port {s.http_port} is taken on {s.http_host}; using {port}")
+        self.env["KASSA_HTTP_PORT"] = str(port)
+        self.port = port
+
+    async def prepare_database(self) -> str | None:
+        from kassa.identity.service import IdentityService
+        from kassa.store.pool import create_pool
+
+        await migrate(self.env["KASSA_DATABASE_URL"])
+        pool = await create_pool(self.env["KASSA_DATABASE_URL"], size_max=2)
+        try:
+            issued = await IdentityService(pool).ensure_admin_key(self.settings.admin_key)
+        finally:
+            await pool.close()
+        key_file = self.settings.data_dir / "admin_key"
+        if self.settings.admin_key:
+            return self.settings.admin_key
+        if issued is not None:
+            key_file.write_text(issued.secret)
+            os.chmod(key_file, 0o600)
+            return issued.secret
+        return key_file.read_text().strip() if key_file.exists() else None
+
+    def spawn(self, *role: str) -> None:
+        cmd = [sys.executable, "-m", "kassa.cli.main", *role]
+        self.children.append(subprocess.Popen(cmd, env=self.env))  # noqa: S603 - our own module
+
+    def wait_ready(self) -> bool:
+        url = f"http://{self.settings.http_host}:{self.port}/readyz"
+        deadline = time.monotonic() + _READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if any(c.poll() is not None for c in self.children):
+                return False
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    if resp.status == 200:
+                        return True
+            time.sleep(0.2)
+        return False
+
+    def stop(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + _CHILD_STOP_TIMEOUT_S
+        for child in self.children:
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if self.nats is not None:
+            self.nats.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    platform = Platform(settings)
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        platform.start_stores()
+        admin_key = asyncio.run(platform.prepare_database())
+        platform.spawn("api")
+        if not args.no_workers:
+            platform.spawn("worker", "all")
+        if not platform.wait_ready():
+            _say("kassa failed to start; see the log lines above")
+            return 1
+        base = f"http://{settings.http_host}:{platform.port}"
+        write_runtime(settings, {"database_url": platform.env["KASSA_DATABASE_URL"],
+                                 "nats_url": platform.env.get("KASSA_NATS_URL"), "api_url": base})
+        _say(f"\nkassa is up\n  API:      {base}/v1\n  OpenAPI:  {base}/openapi.json\n"
+             f"  Metrics:  {base}/metrics\n  Admin API key: {admin_key or '(set KASSA_ADMIN_KEY)'}\n"
+             f"  Data dir: {settings.data_dir}\nPress Ctrl-C to stop.")
+        while not stopping:
+            if any(c.poll() is not None for c in platform.children):
+                _say("a kassa process exited; stopping")
+                return 1
+            time.sleep(0.25)
+        return 0
+    finally:
+        platform.stop()
+        Path(settings.data_dir / "runtime.json").unlink(missing_ok=True)
+

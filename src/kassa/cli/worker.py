@@ -1,0 +1,51 @@
+"""`kassa worker relay|consumers|all`: the event roles, in one process until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+from kassa.settings import Settings
+
+if TYPE_CHECKING:
+    import argparse
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("worker", help="run the relay and/or the event consumers")
+    parser.add_argument("role", choices=("relay", "consumers", "all"),
+                        help="relay: outbox to stream; consumers: registered handlers; all: both + webhooks")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not settings.database_url:
+        sys.stderr.write("KASSA_DATABASE_URL is not set\n")
+        return 2
+    return asyncio.run(_main(args.role, settings))
+
+
+async def _main(role: str, settings: Settings) -> int:
+    from kassa.events.bus import create_bus
+    from kassa.events.runtime import run_roles
+    from kassa.store.pool import create_pool
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    assert settings.database_url is not None  # checked by run()
+    pool = await create_pool(settings.database_url)
+    bus = create_bus(settings)
+    try:
+        await bus.connect()
+        await run_roles(role, pool, bus, stop)
+    finally:
+        await bus.close()
+        await pool.close()
+    return 0

@@ -1,0 +1,162 @@
+"""Kafka adapter of the `EventBus` port (aiokafka).
+
+One topic, `kassa.events`, carries every event with the event type in a header and the key
+tenant:aggregate_type:aggregate_id. A single topic (rather than one per type) is what keeps
+every event of one aggregate in one partition, hence in order across its event types
+(TransferPending before TransferPosted); consumers filter by type.
+
+The producer is idempotent with acks=all, which removes duplicates from its own retries within
+a session. It cannot deduplicate a republish after a relay restart: that duplicate reaches the
+consumers, whose inbox (consumer, event id) drops it. Each kassa consumer is a consumer group
+with manual offset commits after its inbox transaction.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.structs import OffsetAndMetadata
+
+from kassa.events import limits
+from kassa.events.bus.base import SUBJECT_PREFIX, Delivery, Subscription, ordering_key, publish_in_key_order
+from kassa.events.envelope import Envelope, encode
+from kassa.events.errors import EventBusUnavailable
+from kassa.shared.invariants import invariant
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+TOPIC = SUBJECT_PREFIX
+
+
+def group_id(consumer: str) -> str:
+    return f"kassa.{consumer}"
+
+
+class _KafkaDelivery:
+    __slots__ = ("_consumer", "_record", "_tp")
+
+    def __init__(self, consumer: AIOKafkaConsumer, tp: TopicPartition, record: Any) -> None:
+        self._consumer = consumer
+        self._tp = tp
+        self._record = record
+
+    @property
+    def raw(self) -> bytes:
+        value: bytes = self._record.value
+        return value
+
+    @property
+    def redelivered(self) -> bool:
+        return False  # Kafka does not tell; the inbox does not need to know
+
+    async def ack(self) -> None:
+        await self._consumer.commit({self._tp: OffsetAndMetadata(self._record.offset + 1, "")})
+
+    async def in_progress(self) -> None:
+        return None  # offsets are not leased: nothing to extend
+
+
+class _KafkaSubscription:
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self._consumer = consumer
+
+    async def fetch(self, max_count: int, timeout_s: float) -> Sequence[Delivery]:
+        batches = await self._consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_count)
+        return [_KafkaDelivery(self._consumer, tp, r) for tp, records in batches.items() for r in records]
+
+    async def lag(self) -> int:
+        partitions = list(self._consumer.assignment())
+        if not partitions:
+            return 0
+        ends = await self._consumer.end_offsets(partitions)
+        total = 0
+        for tp in partitions:
+            committed = await self._consumer.committed(tp)
+            total += max(0, ends[tp] - (committed or 0))
+        return total
+
+    async def close(self) -> None:
+        await self._consumer.stop()
+
+
+class KafkaBus:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        idempotent: bool = True,
+        session_timeout_ms: int = 10_000,
+        partitions: int = limits.kafka_partitions,
+    ) -> None:
+        self._bootstrap = bootstrap
+        # Always True in production. Only the test broker (tansu, memory storage) rejects the
+        # InitProducerId v0 request that aiokafka sends, so its fixture turns it off.
+        self.idempotent = idempotent
+        self._session_timeout_ms = session_timeout_ms
+        self._partitions = partitions
+        self._producer: AIOKafkaProducer | None = None
+
+    async def connect(self) -> None:
+        try:
+            await self._ensure_topic()
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                enable_idempotence=self.idempotent,
+                acks="all",
+                linger_ms=2,
+            )
+            await producer.start()
+        except (OSError, KafkaError) as exc:
+            raise EventBusUnavailable(f"cannot connect to Kafka at {self._bootstrap}: {exc!r}") from exc
+        self._producer = producer
+
+    async def _ensure_topic(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        await admin.start()
+        try:
+            if TOPIC in await admin.list_topics():
+                return
+            await admin.create_topics([NewTopic(TOPIC, num_partitions=self._partitions, replication_factor=1)])
+        except TopicAlreadyExistsError:
+            pass  # another process created it first
+        finally:
+            await admin.close()
+
+    async def publish_many(self, events: Sequence[Envelope]) -> None:
+        invariant(self._producer is not None, "connect() before publishing")
+        producer = self._producer
+        assert producer is not None  # for mypy; invariant() above already guarantees it
+
+        async def publish_one(event: Envelope) -> None:
+            headers = [("kassa-type", event.type.encode()), ("kassa-id", event.id.encode())]
+            await producer.send_and_wait(TOPIC, encode(event), key=ordering_key(event).encode(), headers=headers)
+
+        try:
+            await publish_in_key_order(events, publish_one)
+        except KafkaError as exc:
+            raise EventBusUnavailable(f"Kafka publish failed: {exc!r}") from exc
+
+    async def subscribe(self, consumer: str) -> Subscription:
+        kafka_consumer = AIOKafkaConsumer(
+            TOPIC,
+            bootstrap_servers=self._bootstrap,
+            group_id=group_id(consumer),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self._session_timeout_ms,
+            heartbeat_interval_ms=max(100, self._session_timeout_ms // 4),
+        )
+        try:
+            await kafka_consumer.start()
+        except (OSError, KafkaError) as exc:
+            raise EventBusUnavailable(f"cannot subscribe {consumer}: {exc!r}") from exc
+        return _KafkaSubscription(kafka_consumer)
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None

@@ -1,0 +1,83 @@
+"""Running the event roles in one process: relay, consumers and the webhook delivery loop.
+
+Each piece runs under a supervisor that restarts it with a capped backoff when it fails
+(broker or database away), so one failing consumer never takes the others down. All stop
+together, cleanly, when `stop` is set (SIGTERM/SIGINT in `kassa worker`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from typing import TYPE_CHECKING
+
+from kassa.events import limits
+from kassa.events.consumer import ConsumerRunner
+from kassa.events.registry import consumer_handlers
+from kassa.events.relay import Relay
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from kassa.events.bus.base import EventBus
+    from kassa.store.pool import Pool
+
+log = logging.getLogger(__name__)
+
+ROLES = ("relay", "consumers", "all")
+
+
+async def supervise(name: str, run: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+    failures = 0
+    while not stop.is_set():
+        try:
+            await run()
+            failures = 0
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            failures += 1
+            log.exception("%s failed (%d in a row); restarting", name, failures)
+        if stop.is_set():
+            return
+        delay = min(limits.relay_retry_delay_s_max, 0.1 * 2 ** min(failures, 8))
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+        except TimeoutError:
+            pass
+
+
+def _delivery_worker(pool: Pool) -> Callable[[asyncio.Event], Awaitable[None]] | None:
+    """The webhook delivery loop of the notifications context, when it exists."""
+    try:
+        module = importlib.import_module("kassa.notifications.delivery")
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not "kassa.notifications.delivery".startswith(exc.name):
+            raise
+        return None
+    run = module.run_delivery_worker
+
+    def bound(stop: asyncio.Event) -> Awaitable[None]:
+        result: Awaitable[None] = run(pool, stop)
+        return result
+
+    return bound
+
+
+async def run_roles(role: str, pool: Pool, bus: EventBus, stop: asyncio.Event) -> None:
+    """Run `role` ("relay", "consumers" or "all") until `stop` is set."""
+    jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+    if role in ("relay", "all"):
+        relay = Relay(pool, bus)
+        jobs.append(("relay", lambda: relay.run(stop)))
+    if role in ("consumers", "all"):
+        for handler in consumer_handlers():
+            runner = ConsumerRunner(pool, bus, handler)
+            jobs.append((f"consumer {handler.name}", lambda r=runner: r.run(stop)))  # type: ignore[misc]
+    if role == "all":
+        delivery = _delivery_worker(pool)
+        if delivery is not None:
+            jobs.append(("webhook delivery", lambda: delivery(stop)))
+    log.info("worker %s running: %s", role, ", ".join(name for name, _ in jobs) or "nothing")
+    await asyncio.gather(*(supervise(name, job, stop) for name, job in jobs))

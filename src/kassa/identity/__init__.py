@@ -1,0 +1,1 @@
+"""The identity context: tenants, API keys and (later) customers, KYC and limits."""

@@ -1,0 +1,1 @@
+"""The ledger context: accounts, transfers, holds, balances and the journal."""

@@ -1,0 +1,134 @@
+"""Coalesces concurrent ledger commands into shared database transactions.
+
+Requests that arrive while earlier batches are running queue up; as soon as one of
+`inflight_max` slots is free the batcher takes everything queued (up to `batch_max`) and runs
+it as one transaction. Under light load a command runs alone and at once; under heavy load
+batches grow by themselves, so throughput rises with load instead of latency. Each command
+still gets its own result. If a batch fails on an unexpected database error, its commands are
+retried one by one, so one bad command never fails its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import asyncpg
+
+from kassa.ledger.adapters.engine import Job, JobResult, run_batch
+from kassa.shared.errors import ServiceUnavailable
+from kassa.shared.limits import batcher_batch_max, batcher_inflight_max, batcher_queue_max, batcher_window_ms
+
+log = logging.getLogger("kassa.ledger.batcher")
+
+# Errors worth one more try in a transaction of its own (lost races, not bugs).
+_RETRYABLE = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError,
+              asyncpg.SerializationError, asyncpg.LockNotAvailableError)
+_SINGLE_RETRY_MAX = 2
+
+BatchObserver = Callable[[int, float], None]
+
+
+class Batcher:
+    def __init__(self, pool: asyncpg.Pool, *, batch_max: int = batcher_batch_max,
+                 window_ms: float = batcher_window_ms, inflight_max: int = batcher_inflight_max,
+                 queue_max: int = batcher_queue_max, observe: BatchObserver | None = None) -> None:
+        self._pool = pool
+        self._batch_max = batch_max
+        self._window_s = window_ms / 1000
+        self._slots = asyncio.Semaphore(inflight_max)
+        self._queue_max = queue_max
+        self._queue: list[tuple[Job, asyncio.Future[JobResult]]] = []
+        self._wakeup = asyncio.Event()
+        self._observe = observe
+        self._runner: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._runner = asyncio.create_task(self._loop(), name="ledger-batcher")
+
+    async def stop(self) -> None:
+        """Finish queued and running work, then stop."""
+        while self._queue or self._tasks:
+            await asyncio.sleep(0.005)
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+
+    async def submit(self, job: Job) -> JobResult:
+        if len(self._queue) >= self._queue_max:
+            raise ServiceUnavailable("the ledger is at capacity; retry with the same Idempotency-Key")
+        future: asyncio.Future[JobResult] = asyncio.get_running_loop().create_future()
+        self._queue.append((job, future))
+        self._wakeup.set()
+        return await future
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            await self._slots.acquire()
+            if len(self._queue) < self._batch_max and self._window_s > 0:
+                await asyncio.sleep(self._window_s)  # let concurrent requests join this batch
+            batch, self._queue = self._queue[: self._batch_max], self._queue[self._batch_max:]
+            if not self._queue:
+                self._wakeup.clear()
+            if not batch:
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[tuple[Job, asyncio.Future[JobResult]]]) -> None:
+        started = asyncio.get_running_loop().time()
+        try:
+            jobs = [job for job, _ in batch]
+            try:
+                results = await self._apply(jobs)
+            except (asyncpg.PostgresError, OSError) as exc:
+                if len(batch) == 1:
+                    raise
+                log.warning("batch of %d failed (%s); retrying one by one", len(batch), type(exc).__name__)
+                await asyncio.gather(*(self._run_single(job, fut) for job, fut in batch))
+                return
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+        except BaseException as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._slots.release()
+            if self._observe is not None:
+                self._observe(len(batch), asyncio.get_running_loop().time() - started)
+
+    async def _run_single(self, job: Job, future: asyncio.Future[JobResult]) -> None:
+        for attempt in range(_SINGLE_RETRY_MAX + 1):
+            try:
+                results = await self._apply([job])
+                future.set_result(results[0])
+                return
+            except _RETRYABLE:
+                if attempt == _SINGLE_RETRY_MAX:
+                    raise
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting request
+                future.set_exception(exc)
+                return
+
+    async def _apply(self, jobs: list[Job]) -> list[JobResult]:
+        async with self._pool.acquire() as conn:
+            return await run_batch(conn, jobs)
+
+
+async def run_direct(pool: asyncpg.Pool, jobs: list[Job], atomic: bool) -> list[JobResult]:
+    """Run an explicit client batch (POST /v1/transfers/batch) as one transaction, bypassing the
+    coalescing queue: it is already a batch."""
+    async with pool.acquire() as conn:
+        return await run_batch(conn, jobs, atomic=atomic)
+

@@ -1,0 +1,230 @@
+"""The posting engine: applies commands, in order, to locked working balances.
+
+Pure: it is handed the accounts and transfers a batch touches (already locked by the adapter)
+and returns, per command, the resulting transfer or a typed error, plus the effects to write:
+balance updates, journal entries, new and changed transfers, and domain events. A failed command
+leaves no trace in the working state, so it never fails its neighbours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from kassa.ledger.domain.model import (
+    Account,
+    Balance,
+    Command,
+    CreateTransfer,
+    Entry,
+    EntryKind,
+    ExpirePending,
+    PostPending,
+    Transfer,
+    VoidPending,
+)
+from kassa.ledger.errors import (
+    AccountNotFound,
+    AccountsMustBeDifferent,
+    AmountExceedsPending,
+    BalanceOverflow,
+    CurrencyMismatch,
+    InsufficientFunds,
+    TransferExists,
+    TransferNotFound,
+    TransferNotPending,
+)
+from kassa.shared.errors import KassaError
+from kassa.shared.invariants import invariant
+from kassa.shared.limits import amount_minor_max
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    transfer: Transfer
+    created: bool  # False when an identical create was already applied (idempotent by id)
+
+
+Outcome = Applied | KassaError
+
+EVENT_BY_STATUS = {
+    "pending": "TransferPending",
+    "posted": "TransferPosted",
+    "voided": "TransferVoided",
+    "expired": "TransferExpired",
+}
+
+
+@dataclass
+class Effects:
+    entries: list[Entry] = field(default_factory=list)
+    new_transfers: dict[tuple[str, str], Transfer] = field(default_factory=dict)
+    changed_transfers: dict[tuple[str, str], Transfer] = field(default_factory=dict)
+    events: list[Transfer] = field(default_factory=list)  # transfers whose status changed, in order
+    touched: set[tuple[str, str]] = field(default_factory=set)
+
+
+class Posting:
+    """One batch's worth of posting against locked accounts and transfers."""
+
+    def __init__(self, accounts: dict[tuple[str, str], Account],
+                 transfers: dict[tuple[str, str], Transfer], now: datetime) -> None:
+        self.accounts = accounts
+        self.transfers = transfers
+        self.now = now
+        self.effects = Effects()
+
+    def apply(self, command: Command) -> Outcome:
+        try:
+            if isinstance(command, CreateTransfer):
+                return self._create(command)
+            if isinstance(command, PostPending):
+                return self._post(command)
+            if isinstance(command, VoidPending):
+                return self._release(command.tenant_id, command.transfer_id, "voided")
+            if isinstance(command, ExpirePending):
+                return self._release(command.tenant_id, command.transfer_id, "expired")
+        except KassaError as error:
+            return error
+        invariant(False, f"unknown command {type(command).__name__}")
+        raise AssertionError  # unreachable; keeps mypy's return analysis simple
+
+    # Create -----------------------------------------------------------------------------
+    def _create(self, cmd: CreateTransfer) -> Outcome:
+        if cmd.debit_account_id == cmd.credit_account_id:
+            raise AccountsMustBeDifferent("debit_account_id and credit_account_id are the same account")
+        existing = self.transfers.get((cmd.tenant_id, cmd.id))
+        if existing is not None:
+            if existing.request_hash == cmd.request_hash:
+                return Applied(existing, created=False)
+            raise TransferExists(f"transfer '{cmd.id}' already exists with different parameters")
+        debit = self._account(cmd.tenant_id, cmd.debit_account_id)
+        credit = self._account(cmd.tenant_id, cmd.credit_account_id)
+        for account in (debit, credit):
+            if account.currency != cmd.currency:
+                raise CurrencyMismatch(f"account '{account.id}' is in {account.currency}, not {cmd.currency}")
+        expires_at = self.now + timedelta(seconds=cmd.timeout_s) if cmd.pending and cmd.timeout_s else None
+        transfer = Transfer(
+            tenant_id=cmd.tenant_id, id=cmd.id, debit_account_id=debit.id, credit_account_id=credit.id,
+            currency=cmd.currency, amount=cmd.amount, posted_amount=0 if cmd.pending else cmd.amount,
+            status="pending" if cmd.pending else "posted",
+            timeout_s=cmd.timeout_s if cmd.pending else None, expires_at=expires_at,
+            reference=cmd.reference, metadata=cmd.metadata, request_hash=cmd.request_hash,
+            created_at=self.now, updated_at=self.now,
+        )
+        kind: EntryKind = "pending" if cmd.pending else "posted"
+        posted = 0 if cmd.pending else cmd.amount
+        pending = cmd.amount if cmd.pending else 0
+        self._move(transfer, debit, credit, kind, posted, pending)
+        self.transfers[transfer.key] = transfer
+        self.effects.new_transfers[transfer.key] = transfer
+        self.effects.events.append(transfer)
+        return Applied(transfer, created=True)
+
+    # Post / void / expire ---------------------------------------------------------------
+    def _pending_transfer(self, tenant_id: str, transfer_id: str) -> Transfer:
+        transfer = self.transfers.get((tenant_id, transfer_id))
+        if transfer is None:
+            raise TransferNotFound(f"transfer '{transfer_id}' does not exist")
+        if transfer.status != "pending":
+            raise TransferNotPending(f"transfer '{transfer_id}' is {transfer.status}")
+        return transfer
+
+    def _post(self, cmd: PostPending) -> Outcome:
+        transfer = self._pending_transfer(cmd.tenant_id, cmd.transfer_id)
+        if transfer.expires_at is not None and transfer.expires_at <= self.now:
+            # Its timeout passed before the sweeper reached it: expire it now, then refuse.
+            self._release(cmd.tenant_id, cmd.transfer_id, "expired")
+            raise TransferNotPending(f"transfer '{cmd.transfer_id}' expired at its timeout")
+        amount = transfer.amount if cmd.amount is None else cmd.amount
+        if amount > transfer.amount:
+            raise AmountExceedsPending(f"amount {amount} exceeds the pending amount {transfer.amount}")
+        debit = self._account(transfer.tenant_id, transfer.debit_account_id)
+        credit = self._account(transfer.tenant_id, transfer.credit_account_id)
+        done = replace(transfer, status="posted", posted_amount=amount, updated_at=self.now)
+        self._move(done, debit, credit, "posted", amount, -transfer.amount)
+        self._changed(done)
+        return Applied(done, created=True)
+
+    def _release(self, tenant_id: str, transfer_id: str, status: str) -> Outcome:
+        transfer = self._pending_transfer(tenant_id, transfer_id)
+        debit = self._account(tenant_id, transfer.debit_account_id)
+        credit = self._account(tenant_id, transfer.credit_account_id)
+        kind: EntryKind = "voided" if status == "voided" else "expired"
+        done = replace(transfer, status=kind, updated_at=self.now)
+        self._move(done, debit, credit, kind, 0, -transfer.amount)
+        self._changed(done)
+        return Applied(done, created=True)
+
+    # Shared mechanics -------------------------------------------------------------------
+    def _account(self, tenant_id: str, account_id: str) -> Account:
+        account = self.accounts.get((tenant_id, account_id))
+        if account is None:
+            raise AccountNotFound(f"account '{account_id}' does not exist")
+        return account
+
+    def _changed(self, transfer: Transfer) -> None:
+        self.transfers[transfer.key] = transfer
+        if transfer.key in self.effects.new_transfers:
+            self.effects.new_transfers[transfer.key] = transfer
+        else:
+            self.effects.changed_transfers[transfer.key] = transfer
+        self.effects.events.append(transfer)
+
+    def _move(self, transfer: Transfer, debit: Account, credit: Account, kind: EntryKind,
+              posted: int, pending: int) -> None:
+        """Add `posted` to both sides' posted counters and `pending` (signed) to their pending
+        counters; check overflow and available funds before touching the working state."""
+        new_debit = debit.balance.copy()
+        new_debit.debits_posted += posted
+        new_debit.debits_pending += pending
+        new_credit = credit.balance.copy()
+        new_credit.credits_posted += posted
+        new_credit.credits_pending += pending
+        for balance in (new_debit, new_credit):
+            if max(balance.debits_posted, balance.credits_posted,
+                   balance.debits_pending, balance.credits_pending) > amount_minor_max:
+                raise BalanceOverflow("a balance counter would exceed 2^63-1 minor units")
+            invariant(min(balance.debits_pending, balance.credits_pending) >= 0, "pending never negative")
+        for account, balance in ((debit, new_debit), (credit, new_credit)):
+            if not account.allow_negative and balance.available(account.normal_balance) < 0:
+                have = account.balance.available(account.normal_balance)
+                raise InsufficientFunds(f"account '{account.id}' has {have} available, needs {transfer.amount}")
+        debit.balance = new_debit
+        credit.balance = new_credit
+        for account, side in ((debit, "debit"), (credit, "credit")):
+            self.effects.entries.append(Entry(
+                tenant_id=account.tenant_id, account_id=account.id, transfer_id=transfer.id, kind=kind,
+                side=side,  # type: ignore[arg-type]
+                currency=transfer.currency, posted_amount=posted, pending_amount=pending,
+                after=account.balance.copy(), created_at=self.now,
+            ))
+            self.effects.touched.add(account.key)
+
+
+def transfer_data(transfer: Transfer) -> dict[str, Any]:
+    """The public shape of a transfer, used by the API and by event payloads."""
+    return {
+        "id": transfer.id,
+        "status": transfer.status,
+        "amount": transfer.amount,
+        "posted_amount": transfer.posted_amount,
+        "currency": transfer.currency,
+        "debit_account_id": transfer.debit_account_id,
+        "credit_account_id": transfer.credit_account_id,
+        "pending": transfer.pending,
+        "timeout_s": transfer.timeout_s,
+        "expires_at": _iso(transfer.expires_at),
+        "reference": transfer.reference,
+        "metadata": transfer.metadata,
+        "created_at": _iso(transfer.created_at),
+        "updated_at": _iso(transfer.updated_at),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+__all__ = ["EVENT_BY_STATUS", "Applied", "Balance", "Effects", "Outcome", "Posting", "transfer_data"]

@@ -1,0 +1,5 @@
+"""Notifications context: webhook endpoints and deliveries, and the per-account notification log.
+
+Everything here is fed by events (see `consumers.py`) and delivered by `delivery.py`; nothing
+in this context runs on the money path.
+"""

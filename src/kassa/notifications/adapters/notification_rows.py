@@ -1,0 +1,55 @@
+"""SQL for the per-account notification log, scoped by tenant_id (invariant 6)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kassa.notifications.domain.model import Notification
+from kassa.shared.ids import new_id
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    from kassa.notifications.adapters import Conn
+    from kassa.notifications.domain.notifications import NotificationDraft
+
+
+async def insert_many(
+    conn: Conn, tenant_id: str, event_id: str, event_type: str, occurred_at: datetime,
+    drafts: Sequence[NotificationDraft], now: datetime,
+) -> int:
+    """Inserts the drafts in one statement; returns how many were new. A repeat of the same event
+    inserts nothing, thanks to the unique (tenant, account, event) key."""
+    if not drafts:
+        return 0
+    inserted = await conn.fetch(
+        """INSERT INTO notifications (tenant_id, account_id, id, event_id, event_type, message, data,
+                                      occurred_at, created_at)
+           SELECT $1, d.account_id, d.id, $4, $5, d.message, d.data, $6, $7
+           FROM unnest($2::text[], $3::text[], $8::text[], $9::jsonb[]) AS d (account_id, id, message, data)
+           ON CONFLICT (tenant_id, account_id, event_id) DO NOTHING
+           RETURNING id""",
+        tenant_id, [d.account_id for d in drafts], [new_id() for _ in drafts], event_id, event_type,
+        occurred_at, now, [d.message for d in drafts], [d.data for d in drafts],
+    )
+    return len(inserted)
+
+
+async def list_for_account(
+    conn: Conn, tenant_id: str, account_id: str, before_seq: int, limit: int
+) -> list[tuple[int, Notification]]:
+    """(seq, notification) of one account, newest first, before `before_seq`."""
+    records = await conn.fetch(
+        """SELECT seq, id, account_id, event_id, event_type, message, data, occurred_at, created_at
+           FROM notifications WHERE tenant_id = $1 AND account_id = $2 AND seq < $3
+           ORDER BY seq DESC LIMIT $4""",
+        tenant_id, account_id, before_seq, limit,
+    )
+    return [
+        (r["seq"], Notification(
+            id=r["id"], account_id=r["account_id"], event_id=r["event_id"], event_type=r["event_type"],
+            message=r["message"], data=r["data"], occurred_at=r["occurred_at"], created_at=r["created_at"],
+        ))
+        for r in records
+    ]

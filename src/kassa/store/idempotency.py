@@ -1,0 +1,115 @@
+"""Idempotency-Key records, claimed and completed inside the transaction of the effect.
+
+`claim()` inserts one row per key with `ON CONFLICT DO NOTHING`. A key committed by an earlier
+request is found and either replayed (same request fingerprint) or refused as reused. A key
+whose first request is still running in another transaction makes the insert wait for that
+transaction; once it commits, the key is found complete and replayed, so one key never moves
+money twice. Keys are claimed in sorted order so two batches cannot deadlock on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kassa.store.pool import Conn
+from kassa.shared.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, KassaError
+from kassa.shared.invariants import invariant
+
+if TYPE_CHECKING:
+    import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class IdemClaim:
+    tenant_id: str
+    key: str
+    request_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The stored first response of a request, returned again for an identical retry."""
+
+    status: int
+    body: bytes
+
+
+_CLAIM = """
+INSERT INTO idempotency_keys (tenant_id, key, request_hash)
+SELECT t, k, h FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(t, k, h) ORDER BY t, k
+ON CONFLICT DO NOTHING
+RETURNING tenant_id, key
+"""
+_FIND = """
+SELECT i.tenant_id, i.key, i.request_hash, i.response_status, i.response_body
+FROM idempotency_keys i JOIN unnest($1::text[], $2::text[]) AS u(t, k) ON i.tenant_id = u.t AND i.key = u.k
+"""
+_COMPLETE = """
+UPDATE idempotency_keys i SET response_status = u.s, response_body = u.b
+FROM unnest($1::text[], $2::text[], $3::int[], $4::bytea[]) AS u(t, k, s, b)
+WHERE i.tenant_id = u.t AND i.key = u.k
+"""
+
+
+async def claim(conn: Conn,
+                claims: list[IdemClaim | None]) -> list[Replay | KassaError | None]:
+    """Claim each key; per position: None (claimed, go ahead), a Replay, or a typed error."""
+    invariant(conn.is_in_transaction(), "keys are claimed in the transaction of the effect")
+    results: list[Replay | KassaError | None] = [None] * len(claims)
+    seen: set[tuple[str, str]] = set()
+    todo: dict[tuple[str, str], int] = {}
+    for index, item in enumerate(claims):
+        if item is None:
+            continue
+        ident = (item.tenant_id, item.key)
+        if ident in seen:
+            results[index] = IdempotencyKeyInFlight("the same Idempotency-Key is already in this batch")
+            continue
+        seen.add(ident)
+        todo[ident] = index
+    if not todo:
+        return results
+    keys = sorted(todo)
+    hashes = [_claim_at(claims, todo[k]).request_hash for k in keys]
+    inserted = await conn.fetch(_CLAIM, [k[0] for k in keys], [k[1] for k in keys], hashes)
+    taken = set(todo) - {(r["tenant_id"], r["key"]) for r in inserted}
+    if taken:
+        rows = await conn.fetch(_FIND, [k[0] for k in taken], [k[1] for k in taken])
+        for row in rows:
+            index = todo[(row["tenant_id"], row["key"])]
+            if bytes(row["request_hash"]) != _claim_at(claims, index).request_hash:
+                results[index] = IdempotencyKeyReused("this Idempotency-Key was used with a different request")
+            elif row["response_status"] is None:
+                results[index] = IdempotencyKeyInFlight("the first request with this key is still running")
+            else:
+                results[index] = Replay(row["response_status"], bytes(row["response_body"]))
+    return results
+
+
+def _claim_at(claims: list[IdemClaim | None], index: int) -> IdemClaim:
+    item = claims[index]
+    invariant(item is not None, "a claimed position has a claim")
+    assert item is not None  # narrowing for mypy; invariant() has already checked
+    return item
+
+
+async def complete(conn: Conn, done: list[tuple[IdemClaim, int, bytes]]) -> None:
+    """Store the response of each claimed key, in the same transaction as the effect."""
+    if not done:
+        return
+    await conn.execute(
+        _COMPLETE,
+        [c.tenant_id for c, _, _ in done], [c.key for c, _, _ in done],
+        [s for _, s, _ in done], [b for _, _, b in done],
+    )
+
+
+async def purge_expired(conn: Conn, older_than_s: int, limit: int) -> int:
+    """Delete records past retention, a bounded number at a time."""
+    status = await conn.execute(
+        "DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys"
+        " WHERE created_at < now() - make_interval(secs => $1) LIMIT $2)",
+        older_than_s, limit,
+    )
+    return int(status.split()[-1])
