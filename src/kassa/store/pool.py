@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 import msgspec
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
 
 from kassa.shared.limits import db_pool_size_max, db_statement_timeout_ms
 
@@ -37,5 +39,6 @@ async def create_pool(dsn: str, size_max: int = db_pool_size_max) -> Pool:
     return pool
 
 
-# What our SQL functions accept: a plain connection or one borrowed from the pool.
-Conn = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
+# What our SQL functions accept: a plain connection or one borrowed from the pool. A string
+# alias: asyncpg's classes are generic only in its type stubs, not at run time.
+Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
