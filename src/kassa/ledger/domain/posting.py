@@ -84,7 +84,7 @@ class Posting:
             if isinstance(command, VoidPending):
                 return self._release(command.tenant_id, command.transfer_id, "voided")
             if isinstance(command, ExpirePending):
-                return self._release(command.tenant_id, command.transfer_id, "expired")
+                return self._expire(command)
         except KassaError as error:
             return error
         invariant(False, f"unknown command {type(command).__name__}")
@@ -146,6 +146,12 @@ class Posting:
         self._move(done, debit, credit, "posted", amount, -transfer.amount)
         self._changed(done)
         return Applied(done, created=True)
+
+    def _expire(self, cmd: ExpirePending) -> Outcome:
+        transfer = self._pending_transfer(cmd.tenant_id, cmd.transfer_id)
+        if transfer.expires_at is None or transfer.expires_at > self.now:
+            raise TransferNotPending(f"transfer '{cmd.transfer_id}' is not due to expire")
+        return self._release(cmd.tenant_id, cmd.transfer_id, "expired")
 
     def _release(self, tenant_id: str, transfer_id: str, status: str) -> Outcome:
         transfer = self._pending_transfer(tenant_id, transfer_id)
