@@ -7,6 +7,7 @@ import binascii
 from typing import TYPE_CHECKING
 
 from kassa.shared.errors import InvalidRequest
+from kassa.shared.ids import is_client_id
 from kassa.shared.limits import page_limit_default, page_limit_max
 
 if TYPE_CHECKING:
@@ -17,7 +18,8 @@ def page_limit(request: Request) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
         return page_limit_default
-    if not raw.isdigit() or not 1 <= int(raw) <= page_limit_max:
+    # isdigit() alone accepts characters such as "²" that int() refuses; only ASCII digits count.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= page_limit_max:
         raise InvalidRequest(f"limit must be an integer from 1 to {page_limit_max}")
     return int(raw)
 
@@ -31,15 +33,24 @@ def decode_cursor(request: Request) -> str | None:
     if raw is None or raw == "":
         return None
     try:
-        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        # validate=True: the lenient decoder silently drops foreign characters ("%%%" -> "").
+        return base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise InvalidRequest("invalid cursor") from exc
+
+
+def decode_id_cursor(request: Request) -> str | None:
+    """A cursor holding a client id; anything else (a NUL byte, say) is refused before SQL sees it."""
+    value = decode_cursor(request)
+    if value is not None and not is_client_id(value):
+        raise InvalidRequest("invalid cursor")
+    return value
 
 
 def decode_seq_cursor(request: Request) -> int | None:
     value = decode_cursor(request)
     if value is None:
         return None
-    if not value.isdigit() or int(value) > 2**63 - 1:
+    if not (value.isascii() and value.isdigit()) or int(value) > 2**63 - 1:
         raise InvalidRequest("invalid cursor")
     return int(value)

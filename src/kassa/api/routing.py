@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from kassa.api import problems
 from kassa.shared.errors import Forbidden, InvalidRequest, KassaError, PayloadTooLarge
+from kassa.shared.ids import is_client_id
 from kassa.shared.limits import idempotency_key_chars_max, request_body_bytes_max
 from kassa.store.idempotency import IdemClaim
 
@@ -48,7 +49,7 @@ class Ctx:
     def decode(self, kind: type[T]) -> T:
         """Decode the JSON body strictly; an empty body means `{}` for optional-only inputs."""
         try:
-            return msgspec.json.decode(self.body or b"{}", type=kind, strict=True)
+            value = msgspec.json.decode(self.body or b"{}", type=kind, strict=True)
         except msgspec.ValidationError as exc:
             raise InvalidRequest(str(exc)) from exc
         except msgspec.DecodeError as exc:
@@ -57,6 +58,19 @@ class Ctx:
             raise InvalidRequest("request body is not valid UTF-8") from exc
         except RecursionError as exc:
             raise InvalidRequest("request body is nested too deeply") from exc
+        # PostgreSQL text and jsonb cannot hold NUL, so "\u0000" anywhere in a string would
+        # otherwise fail in the database as a 500. The cheap byte test keeps this off the hot path.
+        if b"\\u0000" in self.body and _has_nul(self.body):
+            raise InvalidRequest("strings must not contain NUL (\\u0000)")
+        return value
+
+    def path_id(self, not_found: type[KassaError]) -> str:
+        """The `{id}` path parameter. A value that is not a valid client id names nothing, so it is
+        answered as not found here, before it reaches the database (which refuses NUL bytes)."""
+        value: str = self.request.path_params["id"]
+        if not is_client_id(value):
+            raise not_found("no such id: ids are 1-64 characters of [A-Za-z0-9_.:-]")
+        return value
 
     def idempotency_claim(self, canonical: bytes) -> IdemClaim | None:
         """The claim for this request's Idempotency-Key, fingerprinted over method, path and the
@@ -71,6 +85,24 @@ class Ctx:
         digest = hashlib.sha256(
             self.request.method.encode() + b" " + self.request.url.path.encode() + b"\n" + canonical).digest()
         return IdemClaim(principal.scope, key, digest)
+
+
+def _has_nul(body: bytes) -> bool:
+    """Whether any string (key or value) of a JSON body contains NUL."""
+    try:
+        stack = [msgspec.json.decode(body)]
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return False  # unreachable after a successful typed decode; kept total for safety
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str) and "\x00" in value:
+            return True
+        if isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
 
 
 Handler = Callable[[Ctx], Awaitable[Response]]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from kassa.observability import logging as jsonlog
+
+    jsonlog.configure(settings.log_level)
     if not settings.database_url:
         sys.stderr.write("KASSA_DATABASE_URL is not set\n")
         return 2

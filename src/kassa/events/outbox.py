@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import uuid_utils
 
-from kassa.store.pool import Conn
 from kassa.shared.invariants import invariant
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    import asyncpg
+    from kassa.store.pool import Conn
+
 
 
 @dataclass(frozen=True, slots=True)

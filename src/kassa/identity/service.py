@@ -10,10 +10,9 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from kassa.store.pool import Conn
 from kassa.events.outbox import NewEvent, write_events
 from kassa.identity.domain.model import IssuedKey, Principal, Tenant, hash_secret, issue_key
-from kassa.shared.errors import KassaError, Unauthorized
+from kassa.shared.errors import Unauthorized
 from kassa.shared.ids import new_id
 from kassa.store import idempotency
 
@@ -21,6 +20,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from kassa.store.idempotency import IdemClaim, Replay
+    from kassa.store.pool import Conn
 
 _CACHE_TTL_S = 30.0
 _CACHE_SIZE_MAX = 10_000
@@ -56,9 +56,7 @@ class IdentityService:
         """Create a tenant and its first API key. Raises IdempotencyKeyReused/InFlight."""
         key = issue_key()
         async with self.pool.acquire() as conn, conn.transaction():
-            found = (await idempotency.claim(conn, [claim]))[0]
-            if isinstance(found, KassaError):
-                raise found
+            found = await idempotency.claim_one(conn, claim)
             if found is not None:
                 return found
             tenant_id = "ten_" + new_id().replace("-", "")

@@ -53,9 +53,7 @@ class LedgerService:
                              render: AccountRender) -> Account | Replay:
         """Create an account. Raises AccountExists, IdempotencyKeyReused, IdempotencyKeyInFlight."""
         async with self.pool.acquire() as conn, conn.transaction():
-            found = (await idempotency.claim(conn, [claim]))[0]
-            if isinstance(found, KassaError):
-                raise found
+            found = await idempotency.claim_one(conn, claim)
             if found is not None:
                 return found
             row = await conn.fetchrow(

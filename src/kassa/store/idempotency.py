@@ -10,14 +10,13 @@ money twice. Keys are claimed in sorted order so two batches cannot deadlock on 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from kassa.store.pool import Conn
 from kassa.shared.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, KassaError
 from kassa.shared.invariants import invariant
 
 if TYPE_CHECKING:
-    import asyncpg
+    from kassa.store.pool import Conn
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +84,15 @@ async def claim(conn: Conn,
             else:
                 results[index] = Replay(row["response_status"], bytes(row["response_body"]))
     return results
+
+
+async def claim_one(conn: Conn, item: IdemClaim | None) -> Replay | None:
+    """Claim one key (or nothing); a Replay of the first response, or None to go ahead.
+    Raises IdempotencyKeyReused, IdempotencyKeyInFlight."""
+    found = (await claim(conn, [item]))[0]
+    if isinstance(found, KassaError):
+        raise found
+    return found
 
 
 def _claim_at(claims: list[IdemClaim | None], index: int) -> IdemClaim:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from kassa.api import problems
-from kassa.api.pagination import decode_cursor, decode_seq_cursor, encode_cursor, page_limit
+from kassa.api.pagination import decode_id_cursor, decode_seq_cursor, encode_cursor, page_limit
 from kassa.api.render import account_out, balances
 from kassa.api.routing import Ctx, endpoint, json_response, replay_response
 from kassa.api.schemas import AccountCreate, AccountOut, AccountPage, BalanceOut, EntryOut, EntryPage
 from kassa.ledger.domain.model import Account, Balance
+from kassa.ledger.errors import AccountNotFound
 from kassa.shared.clock import to_rfc3339, utcnow
 from kassa.shared.errors import InvalidRequest, KassaError
 from kassa.shared.ids import new_id
@@ -57,7 +58,7 @@ async def create_account(ctx: Ctx) -> Response:
           query=PAGE_QUERY)
 async def list_accounts(ctx: Ctx) -> Response:
     limit = page_limit(ctx.request)
-    found = await ctx.services.ledger.list_accounts(ctx.tenant_id, decode_cursor(ctx.request), limit + 1)
+    found = await ctx.services.ledger.list_accounts(ctx.tenant_id, decode_id_cursor(ctx.request), limit + 1)
     page = found[:limit]
     more = len(found) > limit
     return json_response(AccountPage(data=[account_out(a) for a in page], has_more=more,
@@ -67,7 +68,7 @@ async def list_accounts(ctx: Ctx) -> Response:
 @endpoint("GET", "/v1/accounts/{id}", summary="Get an account with its balances",
           responses={200: AccountOut}, errors=(401, 404))
 async def get_account(ctx: Ctx) -> Response:
-    account = await ctx.services.ledger.get_account(ctx.tenant_id, ctx.request.path_params["id"])
+    account = await ctx.services.ledger.get_account(ctx.tenant_id, ctx.path_id(AccountNotFound))
     return json_response(account_out(account))
 
 
@@ -77,7 +78,7 @@ async def get_account(ctx: Ctx) -> Response:
 async def get_balance(ctx: Ctx) -> Response:
     raw = ctx.request.query_params.get("as_of")
     as_of = utcnow() if raw is None else _parse_instant(raw)
-    account, balance = await ctx.services.ledger.balance_as_of(ctx.tenant_id, ctx.request.path_params["id"], as_of)
+    account, balance = await ctx.services.ledger.balance_as_of(ctx.tenant_id, ctx.path_id(AccountNotFound), as_of)
     if raw is None:
         balance = account.balance
     shown = balances(balance, account.normal_balance)
@@ -93,7 +94,11 @@ def _parse_instant(raw: str) -> datetime:
         raise InvalidRequest("as_of must be an RFC 3339 timestamp with a time zone") from exc
     if value.tzinfo is None:
         raise InvalidRequest("as_of must include a time zone offset (e.g. Z)")
-    return value
+    try:
+        # 0001-01-01T00:00:00+14:00 is a valid datetime whose UTC instant is before year 1.
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise InvalidRequest("as_of is out of range") from exc
 
 
 @endpoint("GET", "/v1/accounts/{id}/entries", summary="Journal entries of an account, newest first",
@@ -101,7 +106,7 @@ def _parse_instant(raw: str) -> datetime:
 async def list_entries(ctx: Ctx) -> Response:
     limit = page_limit(ctx.request)
     account, rows = await ctx.services.ledger.list_entries(
-        ctx.tenant_id, ctx.request.path_params["id"], decode_seq_cursor(ctx.request), limit + 1)
+        ctx.tenant_id, ctx.path_id(AccountNotFound), decode_seq_cursor(ctx.request), limit + 1)
     page = rows[:limit]
     more = len(rows) > limit
     data = [EntryOut(

@@ -27,10 +27,11 @@ from kassa.api.schemas import (
 from kassa.ledger.adapters.engine import Job, JobResult
 from kassa.ledger.domain.model import Command, CreateTransfer, PostPending, VoidPending
 from kassa.ledger.domain.posting import Applied
+from kassa.ledger.errors import TransferNotFound
 from kassa.observability import metrics
 from kassa.observability.logging import trace_id_var
 from kassa.shared.errors import IdempotencyKeyInFlight, InvalidRequest, KassaError
-from kassa.shared.ids import new_id
+from kassa.shared.ids import is_client_id, new_id
 from kassa.shared.limits import hold_timeout_s_default
 from kassa.shared.money import currency_exponent
 from kassa.store.idempotency import IdemClaim, Replay
@@ -98,7 +99,7 @@ async def create_transfer(ctx: Ctx) -> Response:
 
 @endpoint("GET", "/v1/transfers/{id}", summary="Get a transfer", responses={200: TransferOut}, errors=(401, 404))
 async def get_transfer(ctx: Ctx) -> Response:
-    transfer = await ctx.services.ledger.get_transfer(ctx.tenant_id, ctx.request.path_params["id"])
+    transfer = await ctx.services.ledger.get_transfer(ctx.tenant_id, ctx.path_id(TransferNotFound))
     return json_response(transfer_out(transfer))
 
 
@@ -107,8 +108,11 @@ async def get_transfer(ctx: Ctx) -> Response:
           query=(("account_id", "string", "only transfers debiting or crediting this account"), *PAGE_QUERY))
 async def list_transfers(ctx: Ctx) -> Response:
     limit = page_limit(ctx.request)
+    account_id = ctx.request.query_params.get("account_id")
+    if account_id is not None and not is_client_id(account_id):
+        raise InvalidRequest("account_id must be 1-64 characters of [A-Za-z0-9_.:-]")
     found = await ctx.services.ledger.list_transfers(
-        ctx.tenant_id, ctx.request.query_params.get("account_id"), decode_seq_cursor(ctx.request), limit + 1)
+        ctx.tenant_id, account_id, decode_seq_cursor(ctx.request), limit + 1)
     page = found[:limit]
     more = len(found) > limit
     return json_response(TransferPage(data=[transfer_out(t) for _, t in page], has_more=more,
@@ -119,14 +123,14 @@ async def list_transfers(ctx: Ctx) -> Response:
           body=TransferPost, responses={200: TransferOut}, errors=_ERRORS, idempotent=True)
 async def post_transfer(ctx: Ctx) -> Response:
     data = ctx.decode(TransferPost)
-    command = PostPending(ctx.tenant_id, ctx.request.path_params["id"], data.amount)
+    command = PostPending(ctx.tenant_id, ctx.path_id(TransferNotFound), data.amount)
     return await _submit(ctx, command, msgspec.json.encode(data, order="sorted"), 200)
 
 
 @endpoint("POST", "/v1/transfers/{id}/void", summary="Void a pending transfer, releasing its hold",
           body=None, responses={200: TransferOut}, errors=_ERRORS, idempotent=True)
 async def void_transfer(ctx: Ctx) -> Response:
-    command = VoidPending(ctx.tenant_id, ctx.request.path_params["id"])
+    command = VoidPending(ctx.tenant_id, ctx.path_id(TransferNotFound))
     return await _submit(ctx, command, b"", 200)
 
 

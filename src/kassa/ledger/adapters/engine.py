@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from kassa.store.pool import Conn
 from kassa.events.outbox import OUTBOX_INSERT, NewEvent, outbox_json
 from kassa.ledger.adapters.rows import ACCOUNT_COLUMNS, TRANSFER_COLUMNS, account_from_row, transfer_from_row
 from kassa.ledger.domain.model import Account, Command, CreateTransfer, Transfer, command_transfer_key
@@ -29,7 +28,8 @@ from kassa.store.idempotency import IdemClaim, Replay
 if TYPE_CHECKING:
     from datetime import datetime
 
-    import asyncpg
+    from kassa.store.pool import Conn
+
 import msgspec
 
 Render = Callable[[Outcome], tuple[int, bytes]]
@@ -123,12 +123,9 @@ async def run_client_batch(conn: Conn, jobs: list[Job], *, atomic: bool,
     """POST /v1/transfers/batch: one transaction, one Idempotency-Key for the whole batch."""
     try:
         async with conn.transaction():
-            if claim is not None:
-                found = (await idempotency.claim(conn, [claim]))[0]
-                if isinstance(found, KassaError):
-                    raise found
-                if found is not None:
-                    return found
+            found = await idempotency.claim_one(conn, claim)
+            if found is not None:
+                return found
             results = await _run(conn, jobs, atomic)
             if claim is not None:
                 status, body = render_all(results)

@@ -6,9 +6,8 @@ Pages use keyset cursors on monotonic sequence numbers (newest first for transfe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from kassa.store.pool import Conn
 from kassa.ledger.adapters.rows import ACCOUNT_COLUMNS, TRANSFER_COLUMNS, account_from_row, transfer_from_row
 from kassa.ledger.domain.model import Account, Balance, Transfer
 
@@ -16,6 +15,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     import asyncpg
+
+    from kassa.store.pool import Conn
 
 _MAX_SEQ = 2**63 - 1
 
