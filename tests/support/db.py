@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -15,12 +14,15 @@ from kassa.store.embedded import EmbeddedPostgres
 from kassa.store.migrate import migrate
 from kassa.store.pool import Pool, create_pool
 
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[EmbeddedPostgres]:
     root = Path(tempfile.mkdtemp(prefix="kassa-test-pg-"))
     if os.geteuid() == 0:
-        os.chmod(root, 0o755)
+        os.chmod(root, 0o755)  # noqa: S103 - the embedded PostgreSQL runs as an unprivileged user
     server = EmbeddedPostgres(root=root / "pg", fsync=False)
     server.start()
     try:

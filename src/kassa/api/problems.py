@@ -19,21 +19,24 @@ PROBLEM_TYPE_BASE = "https://kassa.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
 
 
-def problem_body(status: int, code: str, title: str, detail: str, **extra: Any) -> bytes:
+def problem_body(status: int, code: str, title: str, detail: str, *, trace_id: str | None = None,
+                 **extra: Any) -> bytes:
+    """`trace_id` defaults to the current request's; pass it when rendering outside the request's
+    task (the batcher stores idempotent responses from its own task)."""
     body = {
         "type": PROBLEM_TYPE_BASE + code.replace("_", "-"),
         "title": title,
         "status": status,
         "detail": detail,
         "code": code,
-        "trace_id": trace_id_var.get(),
+        "trace_id": trace_id or trace_id_var.get(),
         **extra,
     }
     return msgspec.json.encode(body)
 
 
-def error_body(error: KassaError, **extra: Any) -> bytes:
-    return problem_body(error.status, error.code, error.title, error.detail, **extra)
+def error_body(error: KassaError, *, trace_id: str | None = None, **extra: Any) -> bytes:
+    return problem_body(error.status, error.code, error.title, error.detail, trace_id=trace_id, **extra)
 
 
 def problem(error: KassaError, headers: dict[str, str] | None = None, **extra: Any) -> Response:

@@ -38,10 +38,11 @@ def transfer_out(transfer: Transfer) -> TransferOut:
     return msgspec.convert(transfer_data(transfer), TransferOut)
 
 
-def outcome_response(outcome: Outcome, created_status: int = 201) -> tuple[int, bytes]:
+def outcome_response(outcome: Outcome, created_status: int = 201,
+                     trace_id: str | None = None) -> tuple[int, bytes]:
     """Status and body of a single transfer command's outcome (also what idempotency stores).
     An identical create replayed by transfer id answers 200 with the existing transfer."""
     if isinstance(outcome, KassaError):
-        return outcome.status, problems.error_body(outcome)
+        return outcome.status, problems.error_body(outcome, trace_id=trace_id)
     assert isinstance(outcome, Applied)
     return (created_status if outcome.created else 200), msgspec.json.encode(transfer_data(outcome.transfer))

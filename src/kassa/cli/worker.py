@@ -28,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
     if not settings.database_url:
         sys.stderr.write("KASSA_DATABASE_URL is not set\n")
         return 2
-    return asyncio.run(_main(args.role, settings))
+    import uvloop
+
+    return uvloop.run(_main(args.role, settings))
 
 
 async def _main(role: str, settings: Settings) -> int:

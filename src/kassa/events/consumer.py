@@ -1,7 +1,9 @@
 """Consumers: pull events from the bus and apply each through the inbox, exactly once in effect.
 
-For every delivered event: one transaction claims (consumer, event id) in the inbox and runs
-the handler; then the message is acked. A crash after the commit and before the ack makes the
+Each fetched batch is applied in one transaction that claims (consumer, event id) in the inbox
+for every event and runs the handler on each, in order; then the messages are acked. If any
+handler fails, that transaction rolls back and the batch is applied one event at a time, each in
+its own transaction. A crash after the commit and before the ack makes the
 broker redeliver, and the inbox turns the redelivery into a no-op. A failing handler is retried
 in place with exponential backoff and full jitter (which also holds back later events of the
 stream, keeping a key's events in order) up to `consumer_attempts_max`; then the event goes to
@@ -24,10 +26,10 @@ from kassa.events import limits, metrics
 from kassa.events.backoff import RetryPolicy
 from kassa.events.dlq import count_dead_letters, file_dead_letter
 from kassa.events.envelope import Envelope, decode
-from kassa.events.inbox import Handler, apply_once
+from kassa.events.inbox import Handler, apply_batch, apply_once
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from kassa.events.bus.base import Delivery, EventBus, Subscription
     from kassa.store.pool import Pool
@@ -118,13 +120,47 @@ class ConsumerRunner:
         sampler = asyncio.create_task(self._sample(subscription, stop))
         try:
             while not stop.is_set():
-                for delivery in await subscription.fetch(self.fetch_max, self.fetch_timeout_s):
+                deliveries = await subscription.fetch(self.fetch_max, self.fetch_timeout_s)
+                if await self._batch(deliveries):
+                    continue
+                for delivery in deliveries:
                     if not await self._one(delivery, stop):
                         break
         finally:
             sampler.cancel()
             await asyncio.gather(sampler, return_exceptions=True)
             await subscription.close()
+
+    async def _batch(self, deliveries: Sequence[Delivery]) -> bool:
+        """The fast path: every wanted event of a fetch in one transaction, then ack them all.
+        False (nothing applied) when the batch needs the one-by-one path: an undecodable
+        message, or a handler that failed."""
+        if len(deliveries) < 2:
+            return False
+        events: list[Envelope | None] = []
+        for delivery in deliveries:
+            try:
+                decoded = decode(delivery.raw)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                return False
+            events.append(decoded if self.handler.wants(decoded.type) else None)
+        wanted = [e for e in events if e is not None]
+        try:
+            ran = iter(await apply_batch(self.pool, self.handler, wanted))
+        except Exception as exc:  # noqa: BLE001 - any handler failure: retry each event on its own
+            log.info("consumer %s batch of %d failed (%r); applying one by one",
+                     self.handler.name, len(wanted), exc)
+            return False
+        for delivery, event in zip(deliveries, events, strict=True):
+            if event is None:
+                outcome = "skipped"
+            else:
+                outcome = "applied" if next(ran) else "duplicate"
+                _observe(self.handler.name, event)
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+            metrics.consumed_total.labels(self.handler.name, outcome).inc()
+            await delivery.ack()
+        return True
 
     async def _one(self, delivery: Delivery, stop: asyncio.Event) -> bool:
         """Handle and ack one delivery; False when shutting down (left unacked for redelivery)."""

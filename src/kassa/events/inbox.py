@@ -53,6 +53,37 @@ async def apply_once(pool: Pool, handler: Handler, event: Envelope) -> bool:
         return await apply_in_transaction(conn, handler, event)
 
 
+_CLAIM_MANY = """
+INSERT INTO event_inbox (tenant_id, consumer, event_id)
+SELECT t, $1, e FROM unnest($2::text[], $3::uuid[]) AS u(t, e)
+ON CONFLICT DO NOTHING RETURNING event_id::text
+"""
+
+
+async def apply_batch(pool: Pool, handler: Handler, events: list[Envelope]) -> list[bool]:
+    """Apply several events in one transaction, in order; per event, True when it ran.
+
+    One commit (one WAL flush) for a whole fetched batch instead of one per event: the
+    consumers then cost the database a small fraction of what the money path does. If any
+    handler raises, the whole transaction rolls back (no inbox row, no effect) and the exception
+    propagates, so the caller can fall back to applying the batch one event at a time.
+    """
+    if not events:
+        return []
+    async with connection(pool) as conn, conn.transaction():
+        rows = await conn.fetch(_CLAIM_MANY, handler.name, [e.tenant_id for e in events], [e.id for e in events])
+        claimed = {row[0] for row in rows}
+        ran = []
+        for event in events:
+            if event.id in claimed:
+                claimed.discard(event.id)  # a duplicate inside one fetch runs once
+                await handler.handle(conn, event)
+                ran.append(True)
+            else:
+                ran.append(False)
+        return ran
+
+
 async def was_applied(pool: Pool, consumer: str, event: Envelope) -> bool:
     found = await pool.fetchval(
         "SELECT true FROM event_inbox WHERE tenant_id = $1 AND consumer = $2 AND event_id = $3::uuid",

@@ -38,7 +38,7 @@ CURRENCY_EXPONENTS: dict[str, int] = {
 
 
 class UnknownCurrency(InvalidRequest):
-    code = "unknown_currency"
+    code = "invalid_request"  # bad input like any other; the detail names the currency
     title = "Unknown currency"
 
 

@@ -77,14 +77,17 @@ async def _in_flight(ctx: Ctx, claim: IdemClaim | None) -> AsyncIterator[None]:
 
 async def _submit(ctx: Ctx, command: Command, canonical: bytes, created_status: int) -> Response:
     claim = ctx.idempotency_claim(canonical)
+    # The stored response is rendered in the batcher's task, outside this request's context: give
+    # it this request's trace id so that a replay repeats the first response byte for byte.
+    trace_id = trace_id_var.get()
     async with _in_flight(ctx, claim):
         result = await ctx.services.ledger.submit(Job(
-            command, claim, (lambda o: outcome_response(o, created_status)) if claim else None, trace_id_var.get()))
+            command, claim, (lambda o: outcome_response(o, created_status, trace_id)) if claim else None, trace_id))
     if isinstance(result, Replay):
         metrics.transfers.labels("replayed").inc()
         return replay_response(result.status, result.body)
     metrics.transfers.labels(result.code if isinstance(result, KassaError) else "ok").inc()
-    status, body = outcome_response(result, created_status)
+    status, body = outcome_response(result, created_status, trace_id)
     media = problems.MEDIA_TYPE if status >= 400 else "application/json"
     return Response(body, status_code=status, media_type=media)
 

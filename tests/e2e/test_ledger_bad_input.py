@@ -1,0 +1,267 @@
+"""Bad input of every kind gets a 4xx problem+json with a code and trace id, never a 500, and changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from kassa.shared.limits import (
+    batch_transfers_max,
+    hold_timeout_s_max,
+    idempotency_key_chars_max,
+    metadata_bytes_max,
+    metadata_keys_max,
+    page_limit_max,
+    reference_chars_max,
+    request_body_bytes_max,
+)
+from support.server import create_accounts, new_tenant, tenant_id_of
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from kassa.store.pool import Pool
+    from support.server import Platform
+
+pytestmark = pytest.mark.e2e
+
+GOOD = {"debit_account_id": "src", "credit_account_id": "dst", "amount": 5, "currency": "USD"}
+
+
+def with_(**changes: Any) -> bytes:
+    return json.dumps({**GOOD, **changes}).encode()
+
+
+def without(name: str) -> bytes:
+    return json.dumps({k: v for k, v in GOOD.items() if k != name}).encode()
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    method: str
+    path: str
+    body: bytes | None = None
+    status: int = 400
+    code: str = "invalid_request"
+    params: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    admin: bool = False
+
+
+T = "/v1/transfers"
+CASES = [
+    # Amounts
+    Case("amount zero", "POST", T, with_(amount=0)),
+    Case("amount negative", "POST", T, with_(amount=-1)),
+    Case("amount 2^63", "POST", T, with_(amount=2**63)),
+    Case(
+        "amount 10^30",
+        "POST",
+        T,
+        b'{"debit_account_id":"src","credit_account_id":"dst","amount":1' + b"0" * 30 + b',"currency":"USD"}',
+    ),
+    Case("amount fractional", "POST", T, with_(amount=1.5)),
+    Case("amount integral float", "POST", T, with_(amount=10.0)),
+    Case("amount string", "POST", T, with_(amount="10")),
+    Case("amount boolean", "POST", T, with_(amount=True)),
+    Case("amount null", "POST", T, with_(amount=None)),
+    Case("amount missing", "POST", T, without("amount")),
+    # Other fields
+    Case("unknown field", "POST", T, with_(note="hi")),
+    Case("account id of wrong type", "POST", T, with_(debit_account_id=123)),
+    Case("account id with a space", "POST", T, with_(debit_account_id="a b")),
+    Case("account id too long", "POST", T, with_(credit_account_id="x" * 65)),
+    Case("transfer id with a slash", "POST", T, with_(id="a/b")),
+    Case("currency lower case", "POST", T, with_(currency="usd")),
+    Case("currency unknown", "POST", T, with_(currency="XXX"), code="invalid_request"),
+    Case("currency of other accounts", "POST", T, with_(currency="EUR"), status=422, code="currency_mismatch"),
+    Case(
+        "same account twice", "POST", T, with_(credit_account_id="src"), status=422, code="accounts_must_be_different"
+    ),
+    Case("unknown account", "POST", T, with_(credit_account_id="ghost"), status=404, code="account_not_found"),
+    Case("pending not a boolean", "POST", T, with_(pending="yes")),
+    Case("timeout zero", "POST", T, with_(pending=True, timeout_s=0)),
+    Case("timeout too long", "POST", T, with_(pending=True, timeout_s=hold_timeout_s_max + 1)),
+    Case("timeout on a posted transfer", "POST", T, with_(timeout_s=10)),
+    Case("reference too long", "POST", T, with_(reference="r" * (reference_chars_max + 1))),
+    Case("reference with NUL", "POST", T, with_(reference="a\u0000b")),
+    Case("metadata not an object", "POST", T, with_(metadata=[1, 2])),
+    Case("metadata too many keys", "POST", T, with_(metadata={str(i): i for i in range(metadata_keys_max + 1)})),
+    Case("metadata too large", "POST", T, with_(metadata={"k": "v" * metadata_bytes_max})),
+    Case("metadata key with NUL", "POST", T, with_(metadata={"a\u0000": 1})),
+    Case("metadata value with NUL", "POST", T, with_(metadata={"a": ["\u0000"]})),
+    Case("number beyond float range in metadata", "POST", T, b'{"amount":5,"metadata":{"k":1e400}}'),
+    # The body itself
+    Case("malformed JSON", "POST", T, b'{"amount": '),
+    Case("trailing garbage", "POST", T, with_() + b"}"),
+    Case("empty body", "POST", T, b""),
+    Case("JSON array", "POST", T, b"[]"),
+    Case("JSON string", "POST", T, b'"transfer"'),
+    Case(
+        "invalid UTF-8",
+        "POST",
+        T,
+        b'{"debit_account_id":"sr\xffc","credit_account_id":"dst","amount":5,"currency":"USD"}',
+    ),
+    Case("lone surrogate escape", "POST", T, with_(reference="\ud800")),
+    Case("deeply nested", "POST", T, b'{"metadata":' + b'{"a":' * 100_000 + b"1" + b"}" * 100_001),
+    Case(
+        "idempotency key too long",
+        "POST",
+        T,
+        with_(),
+        headers={"Idempotency-Key": "k" * (idempotency_key_chars_max + 1)},
+    ),
+    Case("idempotency key empty", "POST", T, with_(), headers={"Idempotency-Key": ""}),
+    # Batches
+    Case("batch empty", "POST", f"{T}/batch", b'{"transfers":[]}'),
+    Case(
+        "batch too large", "POST", f"{T}/batch", json.dumps({"transfers": [GOOD] * (batch_transfers_max + 1)}).encode()
+    ),
+    Case("batch item invalid", "POST", f"{T}/batch", json.dumps({"transfers": [GOOD, {**GOOD, "amount": 0}]}).encode()),
+    Case(
+        "batch item unknown currency",
+        "POST",
+        f"{T}/batch",
+        json.dumps({"transfers": [GOOD, {**GOOD, "currency": "ABC"}]}).encode(),
+    ),  # a batch reports any invalid item as invalid_request, naming it ("transfers[1]: ...")
+    Case("batch atomic not a boolean", "POST", f"{T}/batch", json.dumps({"atomic": 1, "transfers": [GOOD]}).encode()),
+    Case("batch unknown field", "POST", f"{T}/batch", json.dumps({"transfers": [GOOD], "x": 1}).encode()),
+    # Post and void
+    Case("post amount zero", "POST", f"{T}/hold-1/post", b'{"amount":0}'),
+    Case("post amount string", "POST", f"{T}/hold-1/post", b'{"amount":"1"}'),
+    Case("post unknown field", "POST", f"{T}/hold-1/post", b'{"amount":1,"final":true}'),
+    Case(
+        "post more than held", "POST", f"{T}/hold-1/post", b'{"amount":101}', status=422, code="amount_exceeds_pending"
+    ),
+    Case("post unknown transfer", "POST", f"{T}/ghost/post", b"{}", status=404, code="transfer_not_found"),
+    Case("post id with NUL", "POST", f"{T}/a%00b/post", b"{}", status=404, code="transfer_not_found"),
+    Case("void id with NUL", "POST", f"{T}/a%00b/void", status=404, code="transfer_not_found"),
+    Case("void id too long", "POST", f"{T}/{'v' * 65}/void", status=404, code="transfer_not_found"),
+    # Accounts
+    Case("account currency unknown", "POST", "/v1/accounts", b'{"currency":"ZZZ"}', code="invalid_request"),
+    Case("account normal side unknown", "POST", "/v1/accounts", b'{"currency":"USD","normal_balance":"sideways"}'),
+    Case("account allow_negative a string", "POST", "/v1/accounts", b'{"currency":"USD","allow_negative":"no"}'),
+    Case("account id invalid", "POST", "/v1/accounts", b'{"currency":"USD","id":"\xc3\xa9t\xc3\xa9"}'),
+    Case("account metadata with NUL", "POST", "/v1/accounts", b'{"currency":"USD","metadata":{"k":"\\u0000"}}'),
+    Case("account exists", "POST", "/v1/accounts", b'{"currency":"USD","id":"src"}', status=409, code="account_exists"),
+    Case("account id with NUL", "GET", "/v1/accounts/a%00b", status=404, code="account_not_found"),
+    Case("account unknown", "GET", "/v1/accounts/nope", status=404, code="account_not_found"),
+    Case("balance of id with NUL", "GET", "/v1/accounts/%00/balance", status=404, code="account_not_found"),
+    Case("entries of id with NUL", "GET", "/v1/accounts/%00/entries", status=404, code="account_not_found"),
+    Case("transfer id with NUL", "GET", f"{T}/%00", status=404, code="transfer_not_found"),
+    # Query parameters
+    Case("limit zero", "GET", "/v1/accounts", params={"limit": "0"}),
+    Case("limit too large", "GET", "/v1/accounts", params={"limit": str(page_limit_max + 1)}),
+    Case("limit negative", "GET", T, params={"limit": "-1"}),
+    Case("limit not a number", "GET", T, params={"limit": "ten"}),
+    Case("limit superscript digit", "GET", "/v1/accounts/src/entries", params={"limit": "\u00b2"}),
+    Case("cursor not base64", "GET", "/v1/accounts", params={"cursor": "%%%"}),
+    Case("cursor decoding to NUL", "GET", "/v1/accounts", params={"cursor": "YQA"}),
+    Case("cursor not a sequence", "GET", T, params={"cursor": "YWJj"}),
+    Case("cursor beyond bigint", "GET", T, params={"cursor": "OTk5OTk5OTk5OTk5OTk5OTk5OTk5"}),
+    Case("cursor superscript digit", "GET", "/v1/accounts/src/entries", params={"cursor": "wrI"}),
+    Case("account filter with NUL", "GET", T, params={"account_id": "a\u0000"}),
+    Case("as_of garbage", "GET", "/v1/accounts/src/balance", params={"as_of": "yesterday"}),
+    Case("as_of without zone", "GET", "/v1/accounts/src/balance", params={"as_of": "2024-01-01T00:00:00"}),
+    Case("as_of bad month", "GET", "/v1/accounts/src/balance", params={"as_of": "2024-13-01T00:00:00Z"}),
+    Case(
+        "as_of before year one in UTC", "GET", "/v1/accounts/src/balance", params={"as_of": "0001-01-01T00:00:00+14:00"}
+    ),
+    # Routing and tenants
+    Case("unknown route", "GET", "/v1/nothing", status=404, code="not_found"),
+    Case("method not allowed", "DELETE", "/v1/accounts", status=405, code="method_not_allowed"),
+    Case("tenant name empty", "POST", "/v1/tenants", b'{"name":""}', admin=True),
+    Case("tenant name too long", "POST", "/v1/tenants", json.dumps({"name": "n" * 201}).encode(), admin=True),
+    Case("tenant name with NUL", "POST", "/v1/tenants", b'{"name":"a\\u0000"}', admin=True),
+    Case("tenant unknown field", "POST", "/v1/tenants", b'{"name":"a","plan":"gold"}', admin=True),
+]
+
+
+@pytest.fixture(scope="module")
+async def ledger(platform: Platform, platform_db: Pool) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """A tenant with src (may go negative), dst, and a pending hold `hold-1` of 100."""
+    secret = await new_tenant(platform)
+    async with platform.client(secret) as client:
+        await create_accounts(
+            client, [{"id": "src", "currency": "USD", "allow_negative": True}, {"id": "dst", "currency": "USD"}]
+        )
+        hold = await client.post(T, json={**GOOD, "id": "hold-1", "amount": 100, "pending": True})
+        assert hold.status_code == 201, hold.text
+        yield client, await tenant_id_of(platform_db, secret)
+
+
+async def snapshot(pool: Pool, tenant: str) -> dict[str, Any]:
+    counts = await pool.fetchrow(
+        "SELECT (SELECT count(*) FROM tenants) AS tenants,"
+        " (SELECT count(*) FROM accounts WHERE tenant_id = $1) AS accounts,"
+        " (SELECT count(*) FROM transfers WHERE tenant_id = $1) AS transfers,"
+        " (SELECT count(*) FROM entries WHERE tenant_id = $1) AS entries,"
+        " (SELECT count(*) FROM outbox WHERE tenant_id = $1) AS events,"
+        " (SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1) AS keys",
+        tenant,
+    )
+    rows = await pool.fetch(
+        "SELECT id, debits_posted, credits_posted, debits_pending, credits_pending FROM accounts"
+        " WHERE tenant_id = $1 ORDER BY id",
+        tenant,
+    )
+    holds = await pool.fetch("SELECT id, status, posted_amount FROM transfers WHERE tenant_id = $1", tenant)
+    return {**dict(counts), "balances": [tuple(r) for r in rows], "transfers": sorted(tuple(r) for r in holds)}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+async def test_bad_input_gets_a_clear_4xx_problem_and_changes_nothing(
+    case: Case, ledger: tuple[httpx.AsyncClient, str], platform: Platform, platform_db: Pool
+) -> None:
+    client, tenant = ledger
+    before = await snapshot(platform_db, tenant)
+    headers = {"Content-Type": "application/json", **case.headers}
+    if case.admin:
+        headers["Authorization"] = f"Bearer {platform.admin_key}"
+    response = await client.request(case.method, case.path, content=case.body, params=case.params, headers=headers)
+    assert (response.status_code, response.headers.get("content-type")) == (case.status, "application/problem+json"), (
+        response.text[:500]
+    )
+    problem = response.json()
+    assert problem["code"] == case.code
+    assert problem["status"] == case.status
+    assert isinstance(problem["trace_id"], str) and len(problem["trace_id"]) == 32
+    assert problem["type"].startswith("https://") and problem["title"] and problem["detail"]
+    assert await snapshot(platform_db, tenant) == before
+
+
+async def test_an_oversized_body_is_refused_with_413_before_it_is_read(
+    ledger: tuple[httpx.AsyncClient, str], platform: Platform, platform_db: Pool
+) -> None:
+    """Sent over a raw socket: the body is never written, so no connection reset can race the answer."""
+    client, tenant = ledger
+    before = await snapshot(platform_db, tenant)
+    url = httpx.URL(platform.base_url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    head = (
+        f"POST {T} HTTP/1.1\r\nHost: {url.host}\r\n"
+        f"Authorization: {client.headers['authorization']}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {request_body_bytes_max + 1}\r\n\r\n"
+    )
+    writer.write(head.encode())
+    await writer.drain()
+    status_line = await reader.readline()
+    headers = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers["content-length"]))
+    writer.close()
+    await writer.wait_closed()
+    assert status_line.split()[1] == b"413"
+    assert headers["content-type"] == "application/problem+json"
+    problem = json.loads(body)
+    assert problem["code"] == "payload_too_large" and len(problem["trace_id"]) == 32
+    assert await snapshot(platform_db, tenant) == before

@@ -1,0 +1,140 @@
+"""Random command sequences run through `run_batch` on PostgreSQL match the pure engine and keep every invariant."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kassa.ledger.adapters.engine import Job, run_batch
+from kassa.ledger.domain.model import (
+    Account,
+    Balance,
+    Command,
+    CreateTransfer,
+    ExpirePending,
+    PostPending,
+    Transfer,
+    VoidPending,
+)
+from kassa.ledger.domain.posting import Applied, Posting
+from kassa.shared.errors import KassaError
+from support.ledger import AccountState, assert_balanced, assert_tenant_ledger_consistent
+
+if TYPE_CHECKING:
+    from kassa.store.pool import Pool
+
+ACCOUNTS = (
+    ("bank", "USD", "debit", True),
+    ("equity", "USD", "credit", True),
+    ("alice", "USD", "credit", False),
+    ("bob", "USD", "credit", False),
+    ("receivable", "USD", "debit", False),
+    ("jpy.bank", "JPY", "debit", True),
+    ("jpy.alice", "JPY", "credit", False),
+)
+NAMES = [a[0] for a in ACCOUNTS]
+TRANSFER_IDS = [f"t{i}" for i in range(8)]
+FAR = datetime(2000, 1, 1, tzinfo=UTC)  # holds here time out in an hour: only explicit commands change them
+
+creates = st.builds(
+    lambda d, c, cur, amount, pending, tid: ("create", d, c, cur, amount, pending, tid),
+    st.sampled_from(NAMES),
+    st.sampled_from([*NAMES, "ghost"]),
+    st.sampled_from(["USD", "USD", "JPY"]),
+    st.integers(1, 300),
+    st.booleans(),
+    st.sampled_from(TRANSFER_IDS),
+)
+changes = st.tuples(
+    st.sampled_from(["post", "void", "expire"]), st.sampled_from(TRANSFER_IDS), st.none() | st.integers(1, 300)
+)
+operations = st.lists(st.one_of(creates, creates, changes), min_size=1, max_size=30)
+
+
+def command(tenant: str, op: tuple[object, ...]) -> Command:
+    if op[0] == "create":
+        _, debit, credit, currency, amount, pending, tid = op
+        fingerprint = hashlib.sha256(repr(op).encode()).digest()
+        return CreateTransfer(
+            tenant,
+            str(tid),
+            str(debit),
+            str(credit),
+            str(currency),
+            int(amount),  # type: ignore[call-overload]
+            bool(pending),
+            3600 if pending else None,
+            None,
+            {},
+            fingerprint,
+        )
+    kind, tid, amount = op
+    if kind == "post":
+        return PostPending(tenant, str(tid), amount)  # type: ignore[arg-type]
+    return VoidPending(tenant, str(tid)) if kind == "void" else ExpirePending(tenant, str(tid))
+
+
+def summary(result: object) -> tuple[object, ...]:
+    if isinstance(result, KassaError):
+        return ("error", result.code)
+    assert isinstance(result, Applied)
+    return ("ok", result.created, result.transfer.status, result.transfer.posted_amount)
+
+
+async def new_tenant_with_accounts(pool: Pool) -> str:
+    tenant = f"prop-{uuid.uuid4().hex[:12]}"
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, 'property test')", tenant)
+        await conn.executemany(
+            "INSERT INTO accounts (tenant_id, id, currency, normal_balance, allow_negative)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            [(tenant, *spec) for spec in ACCOUNTS],
+        )
+    return tenant
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(ops=operations, cuts=st.lists(st.integers(1, 30), max_size=10), atomic=st.lists(st.booleans(), max_size=10))
+async def test_random_batches_on_postgresql_match_the_pure_engine_and_keep_the_invariants(
+    pool: Pool, ops: list[tuple[object, ...]], cuts: list[int], atomic: list[bool]
+) -> None:
+    tenant = await new_tenant_with_accounts(pool)
+    commands = [command(tenant, op) for op in ops]
+    boundaries = sorted({0, len(commands), *(c for c in cuts if c < len(commands))})
+    batches = [commands[a:b] for a, b in itertools.pairwise(boundaries)]
+
+    twin_accounts = {(tenant, n): Account(tenant, n, cur, nb, neg, Balance()) for n, cur, nb, neg in ACCOUNTS}  # type: ignore[arg-type]
+    twin_transfers: dict[tuple[str, str], Transfer] = {}
+    for index, batch in enumerate(batches):
+        is_atomic = atomic[index] if index < len(atomic) else False
+        saved = ({k: a.balance.copy() for k, a in twin_accounts.items()}, dict(twin_transfers))
+        posting = Posting(twin_accounts, twin_transfers, FAR)
+        expected = [summary(posting.apply(c)) for c in batch]
+        if is_atomic and any(e[0] == "error" for e in expected):
+            for key, balance in saved[0].items():
+                twin_accounts[key].balance = balance
+            twin_transfers.clear()
+            twin_transfers.update(saved[1])
+            expected = [e if e[0] == "error" else ("error", "batch_failed") for e in expected]
+        async with pool.acquire() as conn:
+            got = [summary(r) for r in await run_batch(conn, [Job(c) for c in batch], atomic=is_atomic)]
+        assert got == expected, (batch, got, expected)
+
+    async with pool.acquire() as conn:
+        stored = await assert_tenant_ledger_consistent(conn, tenant)
+        rows = await conn.fetch("SELECT id, status, posted_amount FROM transfers WHERE tenant_id = $1", tenant)
+    assert {s.id: s.balance for s in stored} == {k[1]: a.balance for k, a in twin_accounts.items()}
+    assert {r["id"]: (r["status"], r["posted_amount"]) for r in rows} == {
+        k[1]: (t.status, t.posted_amount) for k, t in twin_transfers.items()
+    }
+    assert_balanced(
+        AccountState(a.id, a.currency, a.normal_balance, a.allow_negative, a.balance) for a in twin_accounts.values()
+    )

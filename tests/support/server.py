@@ -1,0 +1,164 @@
+"""Fixtures: the whole platform started as `make run` does (`.venv/bin/kassa up`), shared by the session.
+
+It runs with two API worker processes, so the e2e concurrency tests exercise cross-process
+behaviour on the same server that the functional tests use. Teardown sends SIGTERM and asserts
+a clean exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from kassa.store.embedded import free_port
+from kassa.store.pool import create_pool
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+    from kassa.store.pool import Pool
+
+REPO = Path(__file__).resolve().parents[2]
+KASSA = Path(sys.executable).parent / "kassa"
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+HTTP_WORKERS = 2
+
+
+@dataclass
+class Platform:
+    base_url: str
+    admin_key: str
+    database_url: str
+    data_dir: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def log_lines(self) -> list[str]:
+        return self.log_path.read_text(errors="replace").splitlines()
+
+    def admin(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base_url, headers=auth(self.admin_key), timeout=30.0)
+
+    def client(self, secret: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base_url, headers=auth(secret), timeout=30.0)
+
+
+def auth(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def start_platform(data_dir: Path, port: int, extra_env: dict[str, str] | None = None) -> Platform:
+    """Start `kassa up` from the repository root with output in data_dir/kassa.log; wait until it
+    prints the admin key (it does so only once /readyz answers)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.parent / f"{data_dir.name}.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KASSA_")}
+    env.update(
+        {
+            "KASSA_DATA_DIR": str(data_dir),
+            "KASSA_HTTP_PORT": str(port),
+            "KASSA_HTTP_WORKERS": str(HTTP_WORKERS),
+            "KASSA_LOG_LEVEL": "INFO",
+            **(extra_env or {}),
+        }
+    )
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(
+            [str(KASSA), "up"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    admin_key = None
+    while admin_key is None:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"kassa up did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
+        for line in log_path.read_text(errors="replace").splitlines():
+            if line.strip().startswith("Admin API key:"):
+                admin_key = line.split(":", 1)[1].strip()
+        time.sleep(0.1)
+    runtime = json.loads((data_dir / "runtime.json").read_text())
+    return Platform(runtime["api_url"], admin_key, runtime["database_url"], data_dir, log_path, process)
+
+
+def stop_platform(platform: Platform) -> int:
+    platform.process.send_signal(signal.SIGTERM)
+    try:
+        return platform.process.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        platform.process.kill()
+        platform.process.wait()
+        raise
+
+
+@pytest.fixture(scope="session")
+def platform() -> Iterator[Platform]:
+    root = Path(tempfile.mkdtemp(prefix="kassa-e2e-"))
+    if os.geteuid() == 0:
+        os.chmod(root, 0o755)  # noqa: S103 - the embedded PostgreSQL runs as an unprivileged user
+    running = start_platform(root / "data", free_port())
+    try:
+        yield running
+    finally:
+        code = stop_platform(running)
+        assert code == 0, f"kassa up exited with {code} on SIGTERM:\n{running.log_lines()[-40:]}"
+        assert not (running.data_dir / "runtime.json").exists(), "kassa up left its runtime file behind"
+
+
+@pytest.fixture(scope="session")
+async def platform_db(platform: Platform) -> AsyncIterator[Pool]:
+    """A small pool on the platform's own database, for before/after checks."""
+    pool = await create_pool(platform.database_url, size_max=4)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def new_tenant(platform: Platform) -> str:
+    """Create a tenant through the API with the admin key; returns its API key secret."""
+    async with platform.admin() as admin:
+        response = await admin.post("/v1/tenants", json={"name": f"test-{uuid.uuid4().hex[:8]}"})
+    assert response.status_code == 201, response.text
+    secret: str = response.json()["api_key"]["secret"]
+    return secret
+
+
+async def tenant_id_of(pool: Pool, secret: str) -> str:
+    from kassa.identity.domain.model import hash_secret
+
+    tenant: str = await pool.fetchval("SELECT tenant_id FROM api_keys WHERE secret_hash = $1", hash_secret(secret))
+    return tenant
+
+
+async def create_accounts(client: httpx.AsyncClient, specs: list[dict[str, Any]]) -> None:
+    for spec in specs:
+        response = await client.post("/v1/accounts", json=spec)
+        assert response.status_code == 201, response.text
+
+
+async def fund(client: httpx.AsyncClient, source: str, target: str, amount: int, currency: str = "USD") -> None:
+    response = await client.post(
+        "/v1/transfers",
+        json={"debit_account_id": source, "credit_account_id": target, "amount": amount, "currency": currency},
+    )
+    assert response.status_code == 201, response.text
+
+
+async def balances(client: httpx.AsyncClient, account_id: str) -> dict[str, int]:
+    response = await client.get(f"/v1/accounts/{account_id}")
+    assert response.status_code == 200, response.text
+    found: dict[str, int] = response.json()["balances"]
+    return found
