@@ -33,7 +33,8 @@ class Services:
 async def build_services(settings: Settings, *, sweeper: bool = True) -> Services:
     if settings.database_url is None:
         raise RuntimeError("KASSA_DATABASE_URL is not set (kassa up sets it for the embedded database)")
-    pool = await create_pool(settings.database_url)
+    # The API never changes session state, so connections go back to the pool without a reset.
+    pool = await create_pool(settings.database_url, reset_session=False)
     batcher = Batcher(pool, observe=metrics.observe_batch)
     batcher.start()
     ledger = LedgerService(pool, batcher)

@@ -40,6 +40,9 @@ class AccessMiddleware:
     def __init__(self, app: ASGIApp, route_paths: dict[Any, str]) -> None:
         self.app = app
         self.route_paths = route_paths
+        # Label lookups take a lock and hash the labels; cache the children per series (bounded:
+        # routes x methods x statuses).
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,8 +72,13 @@ class AccessMiddleware:
             elapsed = time.perf_counter() - started
             name = self.route_paths.get(scope.get("endpoint"), "unmatched")
             method = scope["method"]
-            metrics.http_requests.labels(name, method, str(status)).inc()
-            metrics.http_latency.labels(name, method, str(status)).observe(elapsed)
+            series = self._series.get((name, method, status))
+            if series is None:
+                labels = (name, method, str(status))
+                series = self._series[(name, method, status)] = (
+                    metrics.http_requests.labels(*labels), metrics.http_latency.labels(*labels))
+            series[0].inc()
+            series[1].observe(elapsed)
             state = scope.get("state") or {}
             log.info("request", extra={"method": method, "path": scope["path"], "route": name, "status": status,
                                        "duration_ms": round(elapsed * 1000, 3), "tenant_id": state.get("tenant_id")})

@@ -8,12 +8,15 @@ import msgspec
 
 from kassa.api import problems
 from kassa.api.schemas import AccountOut, BalancesOut, TransferOut
-from kassa.ledger.domain.posting import Applied, Outcome, transfer_data
+from kassa.ledger.domain.posting import Applied, Outcome
 from kassa.shared.clock import to_rfc3339
 from kassa.shared.errors import KassaError
 
 if TYPE_CHECKING:
     from kassa.ledger.domain.model import Account, Balance, NormalBalance, Transfer
+
+
+_encoder = msgspec.json.Encoder()
 
 
 def balances(balance: Balance, normal: NormalBalance) -> BalancesOut:
@@ -35,7 +38,13 @@ def account_out(account: Account) -> AccountOut:
 
 
 def transfer_out(transfer: Transfer) -> TransferOut:
-    return msgspec.convert(transfer_data(transfer), TransferOut)
+    return TransferOut(
+        id=transfer.id, status=transfer.status, amount=transfer.amount, posted_amount=transfer.posted_amount,
+        currency=transfer.currency, debit_account_id=transfer.debit_account_id,
+        credit_account_id=transfer.credit_account_id, pending=transfer.pending, timeout_s=transfer.timeout_s,
+        expires_at=transfer.expires_at, reference=transfer.reference, metadata=transfer.metadata,
+        created_at=transfer.created_at, updated_at=transfer.updated_at,
+    )
 
 
 def outcome_response(outcome: Outcome, created_status: int = 201,
@@ -45,4 +54,4 @@ def outcome_response(outcome: Outcome, created_status: int = 201,
     if isinstance(outcome, KassaError):
         return outcome.status, problems.error_body(outcome, trace_id=trace_id)
     assert isinstance(outcome, Applied)
-    return (created_status if outcome.created else 200), msgspec.json.encode(transfer_data(outcome.transfer))
+    return (created_status if outcome.created else 200), _encoder.encode(transfer_out(outcome.transfer))

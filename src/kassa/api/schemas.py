@@ -6,6 +6,7 @@ amount, and nothing above 2^63-1 fits.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -128,11 +129,11 @@ class TransferOut(msgspec.Struct):
     credit_account_id: str
     pending: bool
     timeout_s: int | None
-    expires_at: str | None
+    expires_at: datetime | None
     reference: str | None
     metadata: Metadata
-    created_at: str
-    updated_at: str
+    created_at: datetime
+    updated_at: datetime
 
 
 class TransferPage(msgspec.Struct):

@@ -106,7 +106,9 @@ class EmbeddedPostgres:
             fh.write("\n# kassa embedded defaults\nmax_connections = 200\nshared_buffers = 256MB\n"
                      "wal_buffers = 16MB\nsynchronous_commit = on\n"
                      f"fsync = {'on' if self.fsync else 'off'}\n"
-                     "max_wal_size = 2GB\ncheckpoint_timeout = 15min\n")
+                     "max_wal_size = 2GB\ncheckpoint_timeout = 15min\n"
+                     # Per-statement timings for operators (CREATE EXTENSION pg_stat_statements).
+                     "shared_preload_libraries = 'pg_stat_statements'\n")
 
     def start(self) -> str:
         """Start (initializing if needed) and return the database URL."""

@@ -24,12 +24,19 @@ async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
     )
 
 
-async def create_pool(dsn: str, size_max: int = db_pool_size_max) -> Pool:
+async def _keep_session(conn: asyncpg.Connection[Any]) -> None:
+    """Pool reset that skips asyncpg's RESET ALL / unlock-all round trip. Only for pools whose
+    users never change session state (no SET, LISTEN or session advisory locks): the API's.
+    An open transaction is still rolled back by asyncpg before this runs."""
+
+
+async def create_pool(dsn: str, size_max: int = db_pool_size_max, *, reset_session: bool = True) -> Pool:
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min(2, size_max),
         max_size=size_max,
         init=_init_connection,
+        reset=None if reset_session else _keep_session,
         server_settings={
             "statement_timeout": str(db_statement_timeout_ms),
             "application_name": "kassa",

@@ -57,10 +57,14 @@ SELECT {TRANSFER_COLUMNS} FROM transfers t
 JOIN unnest($1::text[], $2::text[]) AS k(tn, i) ON t.tenant_id = k.tn AND t.id = k.i
 ORDER BY t.tenant_id, t.id FOR UPDATE OF t
 """
+# The outer clock_timestamp() is evaluated as each row leaves the locking subquery, so the last
+# row's value is a database time taken after every lock of the batch is held.
 _LOCK_ACCOUNTS = f"""
-SELECT {ACCOUNT_COLUMNS} FROM accounts a
-JOIN unnest($1::text[], $2::text[]) AS k(tn, i) ON a.tenant_id = k.tn AND a.id = k.i
-ORDER BY a.tenant_id, a.id FOR UPDATE OF a
+SELECT l.*, clock_timestamp() AS locked_at FROM (
+    SELECT {ACCOUNT_COLUMNS} FROM accounts a
+    JOIN unnest($1::text[], $2::text[]) AS k(tn, i) ON a.tenant_id = k.tn AND a.id = k.i
+    ORDER BY a.tenant_id, a.id FOR UPDATE OF a
+) l
 """
 _ENCODER = msgspec.json.Encoder()
 
@@ -188,7 +192,7 @@ async def _lock_accounts(conn: Conn, commands: list[Command],
     rows = await conn.fetch(_LOCK_ACCOUNTS, [k[0] for k in ordered], [k[1] for k in ordered]) if ordered else []
     # Time is read after every lock is held, from the database clock: entries of one account are
     # then stamped in commit order, which makes `as_of` lookups exact.
-    now: datetime = await conn.fetchval("SELECT clock_timestamp()")
+    now: datetime = rows[-1]["locked_at"] if rows else await conn.fetchval("SELECT clock_timestamp()")
     return {(r["tenant_id"], r["id"]): account_from_row(r) for r in rows}, now
 
 

@@ -210,7 +210,8 @@ class Posting:
 
 
 def transfer_data(transfer: Transfer) -> dict[str, Any]:
-    """The public shape of a transfer, used by the API and by event payloads."""
+    """The public shape of a transfer, used by the API and by event payloads. Times stay
+    datetimes: the JSON encoder writes them as RFC 3339 in C, far cheaper than isoformat()."""
     return {
         "id": transfer.id,
         "status": transfer.status,
@@ -221,16 +222,12 @@ def transfer_data(transfer: Transfer) -> dict[str, Any]:
         "credit_account_id": transfer.credit_account_id,
         "pending": transfer.pending,
         "timeout_s": transfer.timeout_s,
-        "expires_at": _iso(transfer.expires_at),
+        "expires_at": transfer.expires_at,
         "reference": transfer.reference,
         "metadata": transfer.metadata,
-        "created_at": _iso(transfer.created_at),
-        "updated_at": _iso(transfer.updated_at),
+        "created_at": transfer.created_at,
+        "updated_at": transfer.updated_at,
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
 __all__ = ["EVENT_BY_STATUS", "Applied", "Balance", "Effects", "Outcome", "Posting", "transfer_data"]
