@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kassa.events._db import connection
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import asyncpg
 
     from kassa.events.envelope import Envelope
@@ -27,6 +29,13 @@ class Handler(Protocol):
     def wants(self, event_type: str) -> bool: ...
 
     async def handle(self, conn: asyncpg.Connection[Any], event: Envelope) -> None: ...
+
+
+class BatchHandler(Handler, Protocol):
+    """A handler that can also apply several events at once (in order, same transaction), with
+    the same effect as calling `handle` on each: fewer statements for a fetched batch."""
+
+    async def handle_many(self, conn: asyncpg.Connection[Any], events: Sequence[Envelope]) -> None: ...
 
 
 _CLAIM = """
@@ -75,12 +84,15 @@ async def apply_batch(pool: Pool, handler: Handler, events: list[Envelope]) -> l
         claimed = {row[0] for row in rows}
         ran = []
         for event in events:
-            if event.id in claimed:
-                claimed.discard(event.id)  # a duplicate inside one fetch runs once
+            ran.append(event.id in claimed)
+            claimed.discard(event.id)  # a duplicate inside one fetch runs once
+        todo = [e for e, run in zip(events, ran, strict=True) if run]
+        handle_many = getattr(handler, "handle_many", None)
+        if handle_many is not None:
+            await handle_many(conn, todo)
+        else:
+            for event in todo:
                 await handler.handle(conn, event)
-                ran.append(True)
-            else:
-                ran.append(False)
         return ran
 
 

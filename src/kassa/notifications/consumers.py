@@ -19,6 +19,8 @@ from kassa.shared.clock import utcnow
 from kassa.shared.invariants import invariant
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from kassa.events.envelope import Envelope
     from kassa.events.inbox import Handler
     from kassa.notifications.adapters import Conn
@@ -43,6 +45,12 @@ class WebhookFanoutHandler:
         payload = msgspec.json.encode(event)
         await delivery_rows.enqueue(conn, event.tenant_id, event.id, event.type, payload, utcnow())
 
+    async def handle_many(self, conn: Conn, events: Sequence[Envelope]) -> None:
+        """`handle` for a fetched batch, in two statements instead of one or two per event."""
+        invariant(conn.is_in_transaction(), "deliveries are enqueued in the consumer's transaction")
+        await delivery_rows.enqueue_many(
+            conn, [(e.tenant_id, e.id, e.type, msgspec.json.encode(e)) for e in events], utcnow())
+
 
 class NotificationLogHandler:
     """Writes the per-account notification log (one row per account an event involves)."""
@@ -58,6 +66,12 @@ class NotificationLogHandler:
         await notification_rows.insert_many(
             conn, event.tenant_id, event.id, event.type, event.occurred_at, drafts, utcnow()
         )
+
+    async def handle_many(self, conn: Conn, events: Sequence[Envelope]) -> None:
+        """`handle` for a fetched batch, in one statement."""
+        invariant(conn.is_in_transaction(), "notifications are written in the consumer's transaction")
+        await notification_rows.insert_batch(
+            conn, [(e.tenant_id, e.id, e.type, e.occurred_at, drafts_for(e.type, e.data)) for e in events], utcnow())
 
 
 def handlers() -> list[Handler]:

@@ -17,6 +17,8 @@ from kassa.shared.ids import new_id
 from kassa.shared.invariants import invariant
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from kassa.notifications.adapters import Conn
 
 
@@ -69,6 +71,45 @@ async def enqueue(
            ON CONFLICT (tenant_id, endpoint_id, event_id) DO NOTHING
            RETURNING id""",
         tenant_id, ids, event_id, event_type, payload, now, [r["id"] for r in endpoint_ids],
+    )
+    return len(inserted)
+
+
+async def enqueue_many(conn: Conn, events: Sequence[tuple[str, str, str, bytes]], now: datetime) -> int:
+    """`enqueue` for a batch of (tenant_id, event_id, event_type, payload), in two statements
+    whatever the batch size: one read of the tenants' live endpoints, one insert."""
+    if not events:
+        return 0
+    tenants = sorted({tenant for tenant, _, _, _ in events})
+    endpoints = await conn.fetch(
+        """SELECT tenant_id, id, event_types FROM webhook_endpoints
+           WHERE tenant_id = ANY($1::text[]) AND deleted_at IS NULL
+           ORDER BY tenant_id, seq FOR SHARE""",
+        tenants,
+    )
+    if not endpoints:
+        return 0
+    by_tenant: dict[str, list[tuple[str, list[str]]]] = {}
+    for row in endpoints:
+        by_tenant.setdefault(row["tenant_id"], []).append((row["id"], row["event_types"]))
+    rows: list[tuple[str, str, str, str, str, bytes]] = []
+    for tenant, event_id, event_type, payload in events:
+        for endpoint_id, types in by_tenant.get(tenant, ()):
+            if event_type in types or "*" in types:
+                rows.append((tenant, new_id(), endpoint_id, event_id, event_type, payload))
+    if not rows:
+        return 0
+    inserted = await conn.fetch(
+        """INSERT INTO webhook_deliveries
+               (tenant_id, id, endpoint_id, event_id, event_type, payload, status, next_attempt_at,
+                created_at, updated_at)
+           SELECT d.t, d.id, d.endpoint_id, d.event_id, d.event_type, d.payload, 'pending', $7, $7, $7
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])
+                AS d (t, id, endpoint_id, event_id, event_type, payload)
+           ON CONFLICT (tenant_id, endpoint_id, event_id) DO NOTHING
+           RETURNING id""",
+        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+        [r[4] for r in rows], [r[5] for r in rows], now,
     )
     return len(inserted)
 

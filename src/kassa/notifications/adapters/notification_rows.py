@@ -36,6 +36,29 @@ async def insert_many(
     return len(inserted)
 
 
+async def insert_batch(
+    conn: Conn, items: Sequence[tuple[str, str, str, datetime, Sequence[NotificationDraft]]], now: datetime,
+) -> int:
+    """`insert_many` for several events, (tenant_id, event_id, event_type, occurred_at, drafts)
+    each, in one statement."""
+    rows = [(tenant, event_id, event_type, occurred_at, d)
+            for tenant, event_id, event_type, occurred_at, drafts in items for d in drafts]
+    if not rows:
+        return 0
+    inserted = await conn.fetch(
+        """INSERT INTO notifications (tenant_id, account_id, id, event_id, event_type, message, data,
+                                      occurred_at, created_at)
+           SELECT d.t, d.account_id, d.id, d.event_id, d.event_type, d.message, d.data, d.occurred_at, $9
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
+                       $8::timestamptz[]) AS d (t, account_id, id, event_id, event_type, message, data, occurred_at)
+           ON CONFLICT (tenant_id, account_id, event_id) DO NOTHING
+           RETURNING id""",
+        [r[0] for r in rows], [r[4].account_id for r in rows], [new_id() for _ in rows], [r[1] for r in rows],
+        [r[2] for r in rows], [r[4].message for r in rows], [r[4].data for r in rows], [r[3] for r in rows], now,
+    )
+    return len(inserted)
+
+
 async def list_for_account(
     conn: Conn, tenant_id: str, account_id: str, before_seq: int, limit: int
 ) -> list[tuple[int, Notification]]:

@@ -1,0 +1,54 @@
+"""The batched consumer paths (`handle_many`) have exactly the effects of `handle` per event."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from kassa.notifications.consumers import NotificationLogHandler, WebhookFanoutHandler
+from kassa.notifications.service import NotificationService
+from notification_helpers import account_event, transfer_event
+
+if TYPE_CHECKING:
+    from kassa.events.envelope import Envelope
+    from kassa.store.pool import Pool
+
+pytestmark = pytest.mark.integration
+
+
+async def _counts(pool: Pool, tenant: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    deliveries = await pool.fetch(
+        "SELECT endpoint_id, event_id FROM webhook_deliveries WHERE tenant_id = $1 ORDER BY 1, 2", tenant)
+    notes = await pool.fetch(
+        "SELECT account_id, event_id FROM notifications WHERE tenant_id = $1 ORDER BY 1, 2", tenant)
+    return [tuple(r) for r in deliveries], [tuple(r) for r in notes]
+
+
+async def test_handle_many_matches_handle_event_by_event_and_repeats_change_nothing(
+    pool: Pool, tenant: str, other_tenant: str
+) -> None:
+    service = NotificationService(pool)
+    posted_only = await service.create_endpoint(tenant, "http://127.0.0.1:9/a", ["TransferPosted"])
+    everything = await service.create_endpoint(tenant, "http://127.0.0.1:9/b", ["*"])
+    await service.create_endpoint(other_tenant, "http://127.0.0.1:9/c", ["*"])
+    events: list[Envelope] = [
+        transfer_event(tenant), transfer_event(tenant, "TransferPending", status="pending"),
+        account_event(tenant, "carol"), transfer_event(other_tenant),
+    ]
+    async with pool.acquire() as conn, conn.transaction():
+        await WebhookFanoutHandler().handle_many(conn, events)
+        await NotificationLogHandler().handle_many(conn, events)
+    deliveries, notes = await _counts(pool, tenant)
+    expected_deliveries = sorted(
+        [(posted_only.endpoint.id, events[0].id)] + [(everything.endpoint.id, e.id) for e in events[:3]])
+    assert deliveries == expected_deliveries
+    # Transfers notify both accounts (alice and bob); AccountCreated notifies the new account.
+    assert notes == sorted([("alice", e.id) for e in events[:2]] + [("bob", e.id) for e in events[:2]]
+                           + [("carol", events[2].id)])
+    async with pool.acquire() as conn, conn.transaction():
+        await WebhookFanoutHandler().handle_many(conn, events)
+        await NotificationLogHandler().handle_many(conn, events)
+    assert await _counts(pool, tenant) == (deliveries, notes)
+    other_deliveries, _ = await _counts(pool, other_tenant)
+    assert [event for _, event in other_deliveries] == [events[3].id]
