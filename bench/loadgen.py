@@ -41,15 +41,26 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, body
 
 
-async def _client(host: str, port: int, path: str, headers: str, make_body: Callable[[random.Random], bytes],
-                  deadline: float, requests_max: int, result: LoadResult, seed: int) -> None:
+async def _client(
+    host: str,
+    port: int,
+    path: str,
+    headers: str,
+    make_body: Callable[[random.Random], bytes],
+    deadline: float,
+    requests_max: int,
+    result: LoadResult,
+    seed: int,
+) -> None:
     rng = random.Random(seed)
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while time.perf_counter() < deadline and result.sent < requests_max:
             body = make_body(rng)
-            request = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{headers}"
-                       f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+            request = (
+                f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{headers}"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
             result.sent += 1
             started = time.perf_counter()
             writer.write(request)
@@ -60,13 +71,22 @@ async def _client(host: str, port: int, path: str, headers: str, make_body: Call
         writer.close()
 
 
-async def run_load(host: str, port: int, path: str, api_key: str, make_body: Callable[[random.Random], bytes],
-                   clients: int, duration_s: float, requests_max: int = 10_000_000) -> LoadResult:
+async def run_load(
+    host: str,
+    port: int,
+    path: str,
+    api_key: str,
+    make_body: Callable[[random.Random], bytes],
+    clients: int,
+    duration_s: float,
+    requests_max: int = 10_000_000,
+) -> LoadResult:
     result = LoadResult()
     headers = f"Authorization: Bearer {api_key}\r\n"
     started = time.perf_counter()
     deadline = started + duration_s
-    await asyncio.gather(*(_client(host, port, path, headers, make_body, deadline, requests_max, result, i)
-                           for i in range(clients)))
+    await asyncio.gather(
+        *(_client(host, port, path, headers, make_body, deadline, requests_max, result, i) for i in range(clients))
+    )
     result.elapsed_s = time.perf_counter() - started
     return result

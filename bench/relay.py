@@ -50,16 +50,23 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _produce(pool: Pool, tenant: str, rate_per_s: float, duration_s: float,
-                   committed: dict[int, float]) -> None:
+async def _produce(pool: Pool, tenant: str, rate_per_s: float, duration_s: float, committed: dict[int, float]) -> None:
     per_tick = max(1, round(rate_per_s * _TICK_S))
     started = time.perf_counter()
     n = 0
     while (elapsed := time.perf_counter() - started) < duration_s:
         due = int(elapsed * rate_per_s)
         while n < due:
-            batch = [NewEvent(tenant_id=tenant, type="TransferPosted", aggregate_type="transfer",
-                              aggregate_id=f"tr-{n + i}", data={"bench_n": n + i}) for i in range(per_tick)]
+            batch = [
+                NewEvent(
+                    tenant_id=tenant,
+                    type="TransferPosted",
+                    aggregate_type="transfer",
+                    aggregate_id=f"tr-{n + i}",
+                    data={"bench_n": n + i},
+                )
+                for i in range(per_tick)
+            ]
             async with pool.acquire() as conn, conn.transaction():
                 await write_events(conn, batch, datetime.now(UTC))  # type: ignore[arg-type]
             now = time.perf_counter()
@@ -82,8 +89,9 @@ async def _consume(bus: EventBus, tenant: str, received: dict[int, float], stop:
         await sub.close()
 
 
-async def measure_relay(pool: Pool, bus_url: str, *, rate_per_s: float = 2000, duration_s: float = 10.0,
-                        drain_timeout_s: float = 20.0) -> dict[str, Any]:
+async def measure_relay(
+    pool: Pool, bus_url: str, *, rate_per_s: float = 2000, duration_s: float = 10.0, drain_timeout_s: float = 20.0
+) -> dict[str, Any]:
     tenant = f"bench-{uuid.uuid4().hex[:8]}"
     bus = _make_bus(bus_url)
     await bus.connect()

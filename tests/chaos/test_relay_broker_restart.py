@@ -29,9 +29,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.chaos
 
 
-async def test_outbox_accumulates_while_the_broker_is_down_then_drains_in_order(
-    pool: Pool, effects_table: str
-) -> None:
+async def test_outbox_accumulates_while_the_broker_is_down_then_drains_in_order(pool: Pool, effects_table: str) -> None:
     broker = EmbeddedNats(Path(tempfile.mkdtemp(prefix="kassa-test-nats-restart-")))
     broker.start()
     bus = await nats_bus(broker.url)
@@ -44,6 +42,7 @@ async def test_outbox_accumulates_while_the_broker_is_down_then_drains_in_order(
 
         async def drained() -> bool:
             return await unpublished(pool, tenant) == 0
+
         await wait_for(drained)
 
         broker.kill()

@@ -34,8 +34,13 @@ pytestmark = pytest.mark.chaos
 
 
 def _spawn_relay(pg_url: str, nats_url: str, **extra_env: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "KASSA_DATABASE_URL": pg_url, "KASSA_NATS_URL": nats_url,
-           "KASSA_LOG_LEVEL": "WARNING", **extra_env}
+    env = {
+        **os.environ,
+        "KASSA_DATABASE_URL": pg_url,
+        "KASSA_NATS_URL": nats_url,
+        "KASSA_LOG_LEVEL": "WARNING",
+        **extra_env,
+    }
     env.pop("KASSA_KAFKA_BOOTSTRAP", None)
     return subprocess.Popen([sys.executable, "-m", "kassa.cli.main", "worker", "relay"], env=env)
 
@@ -63,8 +68,10 @@ async def test_relay_killed_after_publish_before_mark_delivers_each_event_once(
 
     relay = _spawn_relay(pg_url, nats_server.url)
     try:
+
         async def drained() -> bool:
             return await unpublished(pool, tenant) == 0
+
         await wait_for(drained, timeout_s=30)
     finally:
         relay.send_signal(signal.SIGTERM)

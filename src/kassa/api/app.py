@@ -76,19 +76,31 @@ class AccessMiddleware:
             if series is None:
                 labels = (name, method, str(status))
                 series = self._series[(name, method, status)] = (
-                    metrics.http_requests.labels(*labels), metrics.http_latency.labels(*labels))
+                    metrics.http_requests.labels(*labels),
+                    metrics.http_latency.labels(*labels),
+                )
             series[0].inc()
             series[1].observe(elapsed)
             state = scope.get("state") or {}
-            log.info("request", extra={"method": method, "path": scope["path"], "route": name, "status": status,
-                                       "duration_ms": round(elapsed * 1000, 3), "tenant_id": state.get("tenant_id")})
+            log.info(
+                "request",
+                extra={
+                    "method": method,
+                    "path": scope["path"],
+                    "route": name,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "tenant_id": state.get("tenant_id"),
+                },
+            )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
-    return problems.raw_problem(exc.status_code, code, str(exc.detail), f"{request.method} {request.url.path}: "
-                                f"{exc.detail}")
+    return problems.raw_problem(
+        exc.status_code, code, str(exc.detail), f"{request.method} {request.url.path}: {exc.detail}"
+    )
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:
@@ -115,7 +127,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", health.metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", health.openapi_json, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={HTTPException: _http_error, Exception: _unhandled})
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error, Exception: _unhandled}
+    )
     app.add_middleware(AccessMiddleware, route_paths={r.endpoint: r.path for r in routes})
     return app

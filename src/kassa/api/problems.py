@@ -19,8 +19,9 @@ PROBLEM_TYPE_BASE = "https://kassa.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
 
 
-def problem_body(status: int, code: str, title: str, detail: str, *, trace_id: str | None = None,
-                 **extra: Any) -> bytes:
+def problem_body(
+    status: int, code: str, title: str, detail: str, *, trace_id: str | None = None, **extra: Any
+) -> bytes:
     """`trace_id` defaults to the current request's; pass it when rendering outside the request's
     task (the batcher stores idempotent responses from its own task)."""
     body = {

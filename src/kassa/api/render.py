@@ -30,8 +30,11 @@ def balances(balance: Balance, normal: NormalBalance) -> BalancesOut:
 
 def account_out(account: Account) -> AccountOut:
     return AccountOut(
-        id=account.id, currency=account.currency, normal_balance=account.normal_balance,
-        allow_negative=account.allow_negative, metadata=account.metadata,
+        id=account.id,
+        currency=account.currency,
+        normal_balance=account.normal_balance,
+        allow_negative=account.allow_negative,
+        metadata=account.metadata,
         created_at=None if account.created_at is None else to_rfc3339(account.created_at),
         balances=balances(account.balance, account.normal_balance),
     )
@@ -39,16 +42,24 @@ def account_out(account: Account) -> AccountOut:
 
 def transfer_out(transfer: Transfer) -> TransferOut:
     return TransferOut(
-        id=transfer.id, status=transfer.status, amount=transfer.amount, posted_amount=transfer.posted_amount,
-        currency=transfer.currency, debit_account_id=transfer.debit_account_id,
-        credit_account_id=transfer.credit_account_id, pending=transfer.pending, timeout_s=transfer.timeout_s,
-        expires_at=transfer.expires_at, reference=transfer.reference, metadata=transfer.metadata,
-        created_at=transfer.created_at, updated_at=transfer.updated_at,
+        id=transfer.id,
+        status=transfer.status,
+        amount=transfer.amount,
+        posted_amount=transfer.posted_amount,
+        currency=transfer.currency,
+        debit_account_id=transfer.debit_account_id,
+        credit_account_id=transfer.credit_account_id,
+        pending=transfer.pending,
+        timeout_s=transfer.timeout_s,
+        expires_at=transfer.expires_at,
+        reference=transfer.reference,
+        metadata=transfer.metadata,
+        created_at=transfer.created_at,
+        updated_at=transfer.updated_at,
     )
 
 
-def outcome_response(outcome: Outcome, created_status: int = 201,
-                     trace_id: str | None = None) -> tuple[int, bytes]:
+def outcome_response(outcome: Outcome, created_status: int = 201, trace_id: str | None = None) -> tuple[int, bytes]:
     """Status and body of a single transfer command's outcome (also what idempotency stores).
     An identical create replayed by transfer id answers 200 with the existing transfer."""
     if isinstance(outcome, KassaError):

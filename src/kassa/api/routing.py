@@ -83,7 +83,8 @@ class Ctx:
         principal = self.principal
         assert principal is not None  # idempotent endpoints always authenticate
         digest = hashlib.sha256(
-            self.request.method.encode() + b" " + self.request.url.path.encode() + b"\n" + canonical).digest()
+            self.request.method.encode() + b" " + self.request.url.path.encode() + b"\n" + canonical
+        ).digest()
         return IdemClaim(principal.scope, key, digest)
 
 
@@ -126,14 +127,27 @@ class Endpoint:
 REGISTRY: list[Endpoint] = []
 
 
-def endpoint(method: str, path: str, *, summary: str, auth: Auth = "tenant", body: type[Any] | None = None,
-             responses: dict[int, type[Any] | None] | None = None, errors: tuple[int, ...] = (),
-             query: tuple[tuple[str, str, str], ...] = (), idempotent: bool = False,
-             tag: str = "ledger") -> Callable[[Handler], Handler]:
+def endpoint(
+    method: str,
+    path: str,
+    *,
+    summary: str,
+    auth: Auth = "tenant",
+    body: type[Any] | None = None,
+    responses: dict[int, type[Any] | None] | None = None,
+    errors: tuple[int, ...] = (),
+    query: tuple[tuple[str, str, str], ...] = (),
+    idempotent: bool = False,
+    tag: str = "ledger",
+) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
-        REGISTRY.append(Endpoint(method, path, handler, summary, auth, body, responses or {200: None},
-                                 errors, query, idempotent, (tag,)))
+        REGISTRY.append(
+            Endpoint(
+                method, path, handler, summary, auth, body, responses or {200: None}, errors, query, idempotent, (tag,)
+            )
+        )
         return handler
+
     return register
 
 
@@ -177,13 +191,13 @@ def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         except KassaError as error:
             headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
             return problems.problem(error, headers=headers)
+
     asgi_endpoint.__name__ = ep.handler.__name__
     return asgi_endpoint
 
 
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(msgspec.json.encode(value), status_code=status, media_type="application/json",
-                    headers=headers)
+    return Response(msgspec.json.encode(value), status_code=status, media_type="application/json", headers=headers)
 
 
 def replay_response(status: int, body: bytes) -> Response:

@@ -21,8 +21,9 @@ from kassa.shared.limits import (
     tenant_name_chars_max,
 )
 
-ClientId = Annotated[str, Meta(pattern=CLIENT_ID_PATTERN, min_length=1, max_length=64,
-                               description="1-64 chars of [A-Za-z0-9_.:-]")]
+ClientId = Annotated[
+    str, Meta(pattern=CLIENT_ID_PATTERN, min_length=1, max_length=64, description="1-64 chars of [A-Za-z0-9_.:-]")
+]
 Amount = Annotated[int, Meta(gt=0, le=amount_minor_max, description="positive integer count of minor units")]
 Currency = Annotated[str, Meta(pattern="^[A-Z]{3}$", description="ISO 4217 code")]
 Metadata = dict[str, Any]

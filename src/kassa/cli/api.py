@@ -37,7 +37,6 @@ def run(args: argparse.Namespace) -> int:
         workers=settings.http_workers,
         loop=Loops.uvloop,
         http=HTTPModes.http1,
-
         log_enabled=False,
         backlog=2048,
     )

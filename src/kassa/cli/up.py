@@ -157,11 +157,19 @@ def run(args: argparse.Namespace) -> int:
             _say("kassa failed to start; see the log lines above")
             return 1
         base = f"http://{settings.http_host}:{platform.port}"
-        write_runtime(settings, {"database_url": platform.env["KASSA_DATABASE_URL"],
-                                 "nats_url": platform.env.get("KASSA_NATS_URL"), "api_url": base})
-        _say(f"\nkassa is up\n  API:      {base}/v1\n  OpenAPI:  {base}/openapi.json\n"
-             f"  Metrics:  {base}/metrics\n  Admin API key: {admin_key or '(set KASSA_ADMIN_KEY)'}\n"
-             f"  Data dir: {settings.data_dir}\nPress Ctrl-C to stop.")
+        write_runtime(
+            settings,
+            {
+                "database_url": platform.env["KASSA_DATABASE_URL"],
+                "nats_url": platform.env.get("KASSA_NATS_URL"),
+                "api_url": base,
+            },
+        )
+        _say(
+            f"\nkassa is up\n  API:      {base}/v1\n  OpenAPI:  {base}/openapi.json\n"
+            f"  Metrics:  {base}/metrics\n  Admin API key: {admin_key or '(set KASSA_ADMIN_KEY)'}\n"
+            f"  Data dir: {settings.data_dir}\nPress Ctrl-C to stop."
+        )
         while not stopping:
             if any(c.poll() is not None for c in platform.children):
                 _say("a kassa process exited; stopping")
@@ -171,4 +179,3 @@ def run(args: argparse.Namespace) -> int:
     finally:
         platform.stop()
         Path(settings.data_dir / "runtime.json").unlink(missing_ok=True)
-

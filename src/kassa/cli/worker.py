@@ -15,8 +15,11 @@ if TYPE_CHECKING:
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("worker", help="run the relay and/or the event consumers")
-    parser.add_argument("role", choices=("relay", "consumers", "all"),
-                        help="relay: outbox to stream; consumers: registered handlers; all: both + webhooks")
+    parser.add_argument(
+        "role",
+        choices=("relay", "consumers", "all"),
+        help="relay: outbox to stream; consumers: registered handlers; all: both + webhooks",
+    )
     parser.set_defaults(func=run)
 
 

@@ -89,9 +89,7 @@ async def deliver(
 
 
 def _observe(consumer: str, event: Envelope) -> None:
-    metrics.consumer_delay_seconds.labels(consumer).observe(
-        max(0.0, time.time() - event.occurred_at.timestamp())
-    )
+    metrics.consumer_delay_seconds.labels(consumer).observe(max(0.0, time.time() - event.occurred_at.timestamp()))
 
 
 class ConsumerRunner:
@@ -148,8 +146,7 @@ class ConsumerRunner:
         try:
             ran = iter(await apply_batch(self.pool, self.handler, wanted))
         except Exception as exc:  # noqa: BLE001 - any handler failure: retry each event on its own
-            log.info("consumer %s batch of %d failed (%r); applying one by one",
-                     self.handler.name, len(wanted), exc)
+            log.info("consumer %s batch of %d failed (%r); applying one by one", self.handler.name, len(wanted), exc)
             return False
         for delivery, event in zip(deliveries, events, strict=True):
             if event is None:
@@ -166,8 +163,9 @@ class ConsumerRunner:
         """Handle and ack one delivery; False when shutting down (left unacked for redelivery)."""
         if stop.is_set():
             return False
-        outcome = await deliver(self.pool, self.handler, delivery.raw, policy=self.policy, stop=stop,
-                                keepalive=delivery.in_progress)
+        outcome = await deliver(
+            self.pool, self.handler, delivery.raw, policy=self.policy, stop=stop, keepalive=delivery.in_progress
+        )
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         metrics.consumed_total.labels(self.handler.name, outcome).inc()
         if outcome == "stopped":

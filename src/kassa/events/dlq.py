@@ -59,9 +59,14 @@ async def file_dead_letter(
 ) -> None:
     """Record that `consumer` gave up on `raw` (the decoded `event` when it could be decoded)."""
     await pool.execute(
-        _FILE, consumer,
-        event.id if event else None, event.tenant_id if event else None, event.type if event else None,
-        raw, _clip(error), attempts,
+        _FILE,
+        consumer,
+        event.id if event else None,
+        event.tenant_id if event else None,
+        event.type if event else None,
+        raw,
+        _clip(error),
+        attempts,
     )
 
 
@@ -72,7 +77,8 @@ async def list_dead_letters(
         "SELECT id, consumer, event_id::text AS event_id, tenant_id, event_type, error, attempts, created_at"
         " FROM event_dead_letters WHERE replayed_at IS NULL AND ($1::text IS NULL OR consumer = $1)"
         " ORDER BY id LIMIT $2",
-        consumer, min(limit, limits.dlq_page_max),
+        consumer,
+        min(limit, limits.dlq_page_max),
     )
     return [DeadLetter(**dict(r)) for r in rows]
 
@@ -104,7 +110,9 @@ async def replay_dead_letters(
     else:
         rows = await pool.fetch(
             "SELECT id FROM event_dead_letters WHERE replayed_at IS NULL AND consumer = ANY($1::text[])"
-            " ORDER BY id LIMIT $2", list(by_name), limits.dlq_page_max,
+            " ORDER BY id LIMIT $2",
+            list(by_name),
+            limits.dlq_page_max,
         )
         todo = [r["id"] for r in rows]
     counts = {"applied": 0, "already_applied": 0, "failed": 0}
@@ -117,7 +125,8 @@ async def _replay_one(pool: Pool, by_name: dict[str, Handler], dead_letter_id: i
     async with connection(pool) as conn, conn.transaction():
         row = await conn.fetchrow(
             "SELECT consumer, payload FROM event_dead_letters WHERE id = $1 AND replayed_at IS NULL"
-            " FOR UPDATE SKIP LOCKED", dead_letter_id,
+            " FOR UPDATE SKIP LOCKED",
+            dead_letter_id,
         )
         if row is None:
             return "already_applied"  # another operator replayed it meanwhile
@@ -135,5 +144,6 @@ async def _replay_one(pool: Pool, by_name: dict[str, Handler], dead_letter_id: i
 async def _record_failure(conn: Any, dead_letter_id: int, error: str) -> None:
     await conn.execute(
         "UPDATE event_dead_letters SET error = $2, attempts = attempts + 1 WHERE id = $1",
-        dead_letter_id, _clip(error),
+        dead_letter_id,
+        _clip(error),
     )

@@ -1,13 +1,13 @@
 """Typed failures of the event backbone.
 
-    KassaError
-    ├── NotFound
-    │   ├── ConsumerNotFound        consumer_not_found
-    │   └── DeadLetterNotFound      dead_letter_not_found
-    ├── InvalidRequest
-    │   └── SchemaIncompatible      schema_incompatible
-    └── ServiceUnavailable
-        └── EventBusUnavailable     event_bus_unavailable
+KassaError
+├── NotFound
+│   ├── ConsumerNotFound        consumer_not_found
+│   └── DeadLetterNotFound      dead_letter_not_found
+├── InvalidRequest
+│   └── SchemaIncompatible      schema_incompatible
+└── ServiceUnavailable
+    └── EventBusUnavailable     event_bus_unavailable
 """
 
 from __future__ import annotations

@@ -99,6 +99,8 @@ async def apply_batch(pool: Pool, handler: Handler, events: list[Envelope]) -> l
 async def was_applied(pool: Pool, consumer: str, event: Envelope) -> bool:
     found = await pool.fetchval(
         "SELECT true FROM event_inbox WHERE tenant_id = $1 AND consumer = $2 AND event_id = $3::uuid",
-        event.tenant_id, consumer, event.id,
+        event.tenant_id,
+        consumer,
+        event.id,
     )
     return bool(found)

@@ -15,27 +15,26 @@ outbox_lag_seconds = Gauge(
     "Age of the oldest unpublished outbox row (0 when the outbox is drained)",
     multiprocess_mode="livemax",
 )
-published_total = Counter(
-    "kassa_events_published_total", "Outbox events published to the stream by the relay"
-)
+published_total = Counter("kassa_events_published_total", "Outbox events published to the stream by the relay")
 relay_batch_seconds = Histogram(
-    "kassa_relay_batch_seconds", "Time to publish and mark one relay batch",
+    "kassa_relay_batch_seconds",
+    "Time to publish and mark one relay batch",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-relay_leader = Gauge(
-    "kassa_relay_leader", "1 while this process holds the relay lease", multiprocess_mode="livesum"
-)
+relay_leader = Gauge("kassa_relay_leader", "1 while this process holds the relay lease", multiprocess_mode="livesum")
 consumer_lag = Gauge(
-    "kassa_consumer_lag_events", "Events in the stream a consumer has not acknowledged yet",
-    ["consumer"], multiprocess_mode="livemax",
+    "kassa_consumer_lag_events",
+    "Events in the stream a consumer has not acknowledged yet",
+    ["consumer"],
+    multiprocess_mode="livemax",
 )
 consumed_total = Counter(
     "kassa_events_consumed_total", "Deliveries handled by consumers, by outcome", ["consumer", "outcome"]
 )
 consumer_delay_seconds = Histogram(
-    "kassa_consumer_delay_seconds", "From the event's occurrence to its effect in a consumer", ["consumer"],
+    "kassa_consumer_delay_seconds",
+    "From the event's occurrence to its effect in a consumer",
+    ["consumer"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
-dlq_size = Gauge(
-    "kassa_dlq_size", "Open dead letters per consumer", ["consumer"], multiprocess_mode="livemax"
-)
+dlq_size = Gauge("kassa_dlq_size", "Open dead letters per consumer", ["consumer"], multiprocess_mode="livemax")

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from kassa.store.pool import Conn
 
 
-
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     tenant_id: str
@@ -46,12 +45,22 @@ _encoder = msgspec.json.Encoder()
 
 def outbox_json(events: list[NewEvent], occurred_at: datetime) -> bytes:
     """The rows for OUTBOX_INSERT; each event gets a fresh time-ordered UUIDv7 id."""
-    return _encoder.encode([
-        {"id": str(uuid_utils.uuid7()), "tenant_id": e.tenant_id, "type": e.type, "version": e.version,
-         "aggregate_type": e.aggregate_type, "aggregate_id": e.aggregate_id, "occurred_at": occurred_at,
-         "trace_id": e.trace_id, "data": e.data}
-        for e in events
-    ])
+    return _encoder.encode(
+        [
+            {
+                "id": str(uuid_utils.uuid7()),
+                "tenant_id": e.tenant_id,
+                "type": e.type,
+                "version": e.version,
+                "aggregate_type": e.aggregate_type,
+                "aggregate_id": e.aggregate_id,
+                "occurred_at": occurred_at,
+                "trace_id": e.trace_id,
+                "data": e.data,
+            }
+            for e in events
+        ]
+    )
 
 
 async def write_events(conn: Conn, events: list[NewEvent], occurred_at: datetime) -> None:

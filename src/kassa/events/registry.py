@@ -20,9 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # (module, function returning that context's handlers). Add a context's entry point here.
-_SOURCES: tuple[tuple[str, str], ...] = (
-    ("kassa.notifications.consumers", "handlers"),
-)
+_SOURCES: tuple[tuple[str, str], ...] = (("kassa.notifications.consumers", "handlers"),)
 
 
 def consumer_handlers() -> list[Handler]:

@@ -62,9 +62,15 @@ _MARK = "UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[]) AN
 
 def envelope_from_row(row: asyncpg.Record | dict[str, Any]) -> Envelope:
     return Envelope(
-        id=row["id"], type=row["type"], version=row["version"], occurred_at=row["occurred_at"],
-        tenant_id=row["tenant_id"], trace_id=row["trace_id"], data=row["data"],
-        aggregate_type=row["aggregate_type"], aggregate_id=row["aggregate_id"],
+        id=row["id"],
+        type=row["type"],
+        version=row["version"],
+        occurred_at=row["occurred_at"],
+        tenant_id=row["tenant_id"],
+        trace_id=row["trace_id"],
+        data=row["data"],
+        aggregate_type=row["aggregate_type"],
+        aggregate_id=row["aggregate_id"],
     )
 
 
@@ -77,8 +83,13 @@ class RelayStats:
 
 class Relay:
     def __init__(
-        self, pool: Pool, bus: EventBus, *, batch_max: int = limits.relay_batch_max,
-        idle_poll_s: float = limits.relay_idle_poll_s, lease_poll_s: float = limits.relay_lease_poll_s,
+        self,
+        pool: Pool,
+        bus: EventBus,
+        *,
+        batch_max: int = limits.relay_batch_max,
+        idle_poll_s: float = limits.relay_idle_poll_s,
+        lease_poll_s: float = limits.relay_lease_poll_s,
     ) -> None:
         invariant(0 < batch_max <= limits.relay_batch_max, "relay batches are bounded")
         self.pool = pool
@@ -102,8 +113,7 @@ class Relay:
                         continue
                 failures = 0
                 await _wait(stop, self.lease_poll_s)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                    EventBusUnavailable) as exc:
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, EventBusUnavailable) as exc:
                 failures += 1
                 delay = min(limits.relay_retry_delay_s_max, 0.05 * 2 ** min(failures, 8))
                 log.warning("relay: %r; retrying in %.2f s", exc, delay)
@@ -144,7 +154,6 @@ class Relay:
         self.stats.published += len(rows)
         self.stats.batches += 1
         return len(rows)
-
 
     def _set_lag(self) -> None:
         oldest = self._oldest_unpublished

@@ -41,8 +41,13 @@ class ReplayResult:
 
 
 async def replay_history(
-    pool: Pool, handler: Handler, since: datetime, until: datetime | None = None, *,
-    policy: RetryPolicy | None = None, page_max: int = limits.replay_batch_max,
+    pool: Pool,
+    handler: Handler,
+    since: datetime,
+    until: datetime | None = None,
+    *,
+    policy: RetryPolicy | None = None,
+    page_max: int = limits.replay_batch_max,
 ) -> ReplayResult:
     """Re-deliver published events that occurred in [since, until) to `handler`, in seq order.
 
@@ -59,6 +64,7 @@ async def replay_history(
         for row in rows:
             after_seq = row["seq"]
             result.seen += 1
-            outcome = await deliver(pool, handler, encode(envelope_from_row(row)),
-                                    policy=policy or RetryPolicy(), stop=stop)
+            outcome = await deliver(
+                pool, handler, encode(envelope_from_row(row)), policy=policy or RetryPolicy(), stop=stop
+            )
             result.outcomes[outcome] = result.outcomes.get(outcome, 0) + 1

@@ -33,8 +33,22 @@ SCHEMAS_DIR = Path(__file__).resolve().parent / "schemas"
 BASELINE_DIR = SCHEMAS_DIR / "published"
 _NAME = re.compile(r"^[A-Za-z]+\.v[1-9][0-9]*\.json$")
 # Keywords whose any change narrows or reinterprets what a field may hold.
-_EXACT = ("type", "format", "pattern", "const", "minimum", "maximum", "exclusiveMinimum",
-          "exclusiveMaximum", "minLength", "maxLength", "multipleOf", "minItems", "maxItems", "$ref")
+_EXACT = (
+    "type",
+    "format",
+    "pattern",
+    "const",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "multipleOf",
+    "minItems",
+    "maxItems",
+    "$ref",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +76,11 @@ def _norm(value: Any) -> Any:
 
 def breaking_changes(old: dict[str, Any], new: dict[str, Any], path: str = "$") -> list[str]:
     """Why `new` cannot replace `old` without a new version (empty when compatible)."""
-    problems = [f"{path}: '{key}' changed from {old.get(key)!r} to {new.get(key)!r}"
-                for key in _EXACT if _norm(old.get(key)) != _norm(new.get(key))]
+    problems = [
+        f"{path}: '{key}' changed from {old.get(key)!r} to {new.get(key)!r}"
+        for key in _EXACT
+        if _norm(old.get(key)) != _norm(new.get(key))
+    ]
     if "enum" in old or "enum" in new:
         removed = set(map(json.dumps, old.get("enum", []))) - set(map(json.dumps, new.get("enum", [])))
         if "enum" not in old:
@@ -112,8 +129,11 @@ def update_baseline(schemas: Path, baseline: Path) -> Report:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kassa.events.schema_compat", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m kassa.events.schema_compat",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--schemas", type=Path, default=SCHEMAS_DIR)
     parser.add_argument("--baseline", type=Path, default=BASELINE_DIR)
     parser.add_argument("--update", action="store_true", help="record new and compatibly changed schemas")

@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 @cache
 def _validators() -> dict[str, Any]:
     checker = FormatChecker()
-    return {name: Draft202012Validator(schema, format_checker=checker)
-            for name, schema in load_dir(SCHEMAS_DIR).items()}
+    return {
+        name: Draft202012Validator(schema, format_checker=checker) for name, schema in load_dir(SCHEMAS_DIR).items()
+    }
 
 
 def schema_names() -> list[str]:
@@ -33,8 +34,10 @@ def validate_event(event: Envelope) -> None:
     if data_schema is None:
         raise SchemaIncompatible(f"no schema for {event.type} v{event.version}")
     as_json = msgspec.to_builtins(event)
-    for name, validator, value in (("envelope.v1", validators["envelope.v1"], as_json),
-                                   (f"{event.type}.v{event.version}", data_schema, as_json["data"])):
+    for name, validator, value in (
+        ("envelope.v1", validators["envelope.v1"], as_json),
+        (f"{event.type}.v{event.version}", data_schema, as_json["data"]),
+    ):
         errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
         if errors:
             raise SchemaIncompatible(f"{name}: {errors[0].message} at {list(errors[0].path)}")

@@ -42,7 +42,8 @@ class IdentityService:
             return cached[1]
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
-                "SELECT id, role, tenant_id FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL", digest)
+                "SELECT id, role, tenant_id FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL", digest
+            )
         if row is None:
             raise Unauthorized("invalid API key")
         principal = Principal(key_id=row["id"], role=row["role"], tenant_id=row["tenant_id"])
@@ -51,8 +52,7 @@ class IdentityService:
             self._cache.popitem(last=False)
         return principal
 
-    async def create_tenant(self, name: str, claim: IdemClaim | None,
-                            render: Any) -> tuple[Tenant, IssuedKey] | Replay:
+    async def create_tenant(self, name: str, claim: IdemClaim | None, render: Any) -> tuple[Tenant, IssuedKey] | Replay:
         """Create a tenant and its first API key. Raises IdempotencyKeyReused/InFlight."""
         key = issue_key()
         async with self.pool.acquire() as conn, conn.transaction():
@@ -61,13 +61,23 @@ class IdentityService:
                 return found
             tenant_id = "ten_" + new_id().replace("-", "")
             created_at = await conn.fetchval(
-                "INSERT INTO tenants (id, name) VALUES ($1, $2) RETURNING created_at", tenant_id, name)
+                "INSERT INTO tenants (id, name) VALUES ($1, $2) RETURNING created_at", tenant_id, name
+            )
             tenant = Tenant(id=tenant_id, name=name, created_at=created_at)
             await _insert_key(conn, key, "tenant", tenant_id)
-            await write_events(conn, [NewEvent(
-                tenant_id=tenant_id, type="TenantCreated", aggregate_type="tenant", aggregate_id=tenant_id,
-                data={"id": tenant_id, "name": name, "created_at": tenant.created_at.isoformat()})],
-                tenant.created_at)
+            await write_events(
+                conn,
+                [
+                    NewEvent(
+                        tenant_id=tenant_id,
+                        type="TenantCreated",
+                        aggregate_type="tenant",
+                        aggregate_id=tenant_id,
+                        data={"id": tenant_id, "name": name, "created_at": tenant.created_at.isoformat()},
+                    )
+                ],
+                tenant.created_at,
+            )
             if claim is not None:
                 status, body = render(tenant, key)
                 await idempotency.complete(conn, [(claim, status, body)])
@@ -81,8 +91,9 @@ class IdentityService:
             if secret is not None:
                 exists = await conn.fetchval("SELECT 1 FROM api_keys WHERE secret_hash = $1", hash_secret(secret))
                 if not exists:
-                    await _insert_key(conn, IssuedKey(id="key_admin_env", secret=secret), "admin", None,
-                                      on_conflict_id=True)
+                    await _insert_key(
+                        conn, IssuedKey(id="key_admin_env", secret=secret), "admin", None, on_conflict_id=True
+                    )
                 return None
             if await conn.fetchval("SELECT 1 FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL"):
                 return None
@@ -91,10 +102,16 @@ class IdentityService:
             return key
 
 
-async def _insert_key(conn: Conn, key: IssuedKey, role: str, tenant_id: str | None,
-                      on_conflict_id: bool = False) -> None:
+async def _insert_key(
+    conn: Conn, key: IssuedKey, role: str, tenant_id: str | None, on_conflict_id: bool = False
+) -> None:
     if on_conflict_id:
         # A changed KASSA_ADMIN_KEY replaces the previous env-provided admin key.
         await conn.execute("DELETE FROM api_keys WHERE id = $1", key.id)
-    await conn.execute("INSERT INTO api_keys (id, tenant_id, role, secret_hash) VALUES ($1, $2, $3, $4)",
-                       key.id, tenant_id, role, key.secret_hash)
+    await conn.execute(
+        "INSERT INTO api_keys (id, tenant_id, role, secret_hash) VALUES ($1, $2, $3, $4)",
+        key.id,
+        tenant_id,
+        role,
+        key.secret_hash,
+    )

@@ -24,17 +24,28 @@ from kassa.shared.limits import batcher_batch_max, batcher_inflight_max, batcher
 log = logging.getLogger("kassa.ledger.batcher")
 
 # Errors worth one more try in a transaction of its own (lost races, not bugs).
-_RETRYABLE = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError,
-              asyncpg.SerializationError, asyncpg.LockNotAvailableError)
+_RETRYABLE = (
+    asyncpg.UniqueViolationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    asyncpg.LockNotAvailableError,
+)
 _SINGLE_RETRY_MAX = 2
 
 BatchObserver = Callable[[int, float], None]
 
 
 class Batcher:
-    def __init__(self, pool: asyncpg.Pool, *, batch_max: int = batcher_batch_max,
-                 window_ms: float = batcher_window_ms, inflight_max: int = batcher_inflight_max,
-                 queue_max: int = batcher_queue_max, observe: BatchObserver | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        batch_max: int = batcher_batch_max,
+        window_ms: float = batcher_window_ms,
+        inflight_max: int = batcher_inflight_max,
+        queue_max: int = batcher_queue_max,
+        observe: BatchObserver | None = None,
+    ) -> None:
         self._pool = pool
         self._batch_max = batch_max
         self._window_s = window_ms / 1000
@@ -72,7 +83,7 @@ class Batcher:
             await self._slots.acquire()
             if len(self._queue) < self._batch_max and self._window_s > 0:
                 await asyncio.sleep(self._window_s)  # let concurrent requests join this batch
-            batch, self._queue = self._queue[: self._batch_max], self._queue[self._batch_max:]
+            batch, self._queue = self._queue[: self._batch_max], self._queue[self._batch_max :]
             if not self._queue:
                 self._wakeup.clear()
             if not batch:
@@ -131,4 +142,3 @@ async def run_direct(pool: asyncpg.Pool, jobs: list[Job], atomic: bool) -> list[
     coalescing queue: it is already a batch."""
     async with pool.acquire() as conn:
         return await run_batch(conn, jobs, atomic=atomic)
-

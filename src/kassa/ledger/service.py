@@ -20,7 +20,13 @@ from kassa.ledger.adapters.engine import Job, JobResult, run_client_batch
 from kassa.ledger.domain.model import Account, Balance, ExpirePending, Transfer
 from kassa.ledger.errors import AccountExists, AccountNotFound, TransferNotFound
 from kassa.shared.errors import KassaError
-from kassa.shared.limits import expiry_sweep_batch_max, expiry_sweep_interval_s
+from kassa.shared.limits import (
+    expiry_sweep_batch_max,
+    expiry_sweep_interval_s,
+    idempotency_purge_batch_max,
+    idempotency_purge_interval_s,
+    idempotency_retention_s,
+)
 from kassa.store import idempotency
 from kassa.store.idempotency import IdemClaim, Replay
 
@@ -36,8 +42,11 @@ AccountRender = Callable[[Account | KassaError], tuple[int, bytes]]
 
 def account_data(account: Account) -> dict[str, Any]:
     return {
-        "id": account.id, "currency": account.currency, "normal_balance": account.normal_balance,
-        "allow_negative": account.allow_negative, "metadata": account.metadata,
+        "id": account.id,
+        "currency": account.currency,
+        "normal_balance": account.normal_balance,
+        "allow_negative": account.allow_negative,
+        "metadata": account.metadata,
         "created_at": None if account.created_at is None else account.created_at.isoformat().replace("+00:00", "Z"),
     }
 
@@ -49,8 +58,9 @@ class LedgerService:
         self._sweeper: asyncio.Task[None] | None = None
 
     # Accounts ---------------------------------------------------------------------------
-    async def create_account(self, account: Account, claim: IdemClaim | None,
-                             render: AccountRender) -> Account | Replay:
+    async def create_account(
+        self, account: Account, claim: IdemClaim | None, render: AccountRender
+    ) -> Account | Replay:
         """Create an account. Raises AccountExists, IdempotencyKeyReused, IdempotencyKeyInFlight."""
         async with self.pool.acquire() as conn, conn.transaction():
             found = await idempotency.claim_one(conn, claim)
@@ -59,8 +69,12 @@ class LedgerService:
             row = await conn.fetchrow(
                 "INSERT INTO accounts (tenant_id, id, currency, normal_balance, allow_negative, metadata)"
                 " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING created_at",
-                account.tenant_id, account.id, account.currency, account.normal_balance,
-                account.allow_negative, account.metadata,
+                account.tenant_id,
+                account.id,
+                account.currency,
+                account.normal_balance,
+                account.allow_negative,
+                account.metadata,
             )
             result: Account | KassaError
             if row is None:
@@ -68,9 +82,19 @@ class LedgerService:
             else:
                 account.created_at = row["created_at"]
                 result = account
-                await write_events(conn, [NewEvent(tenant_id=account.tenant_id, type="AccountCreated",
-                                                   aggregate_type="account", aggregate_id=account.id,
-                                                   data=account_data(account))], row["created_at"])
+                await write_events(
+                    conn,
+                    [
+                        NewEvent(
+                            tenant_id=account.tenant_id,
+                            type="AccountCreated",
+                            aggregate_type="account",
+                            aggregate_id=account.id,
+                            data=account_data(account),
+                        )
+                    ],
+                    row["created_at"],
+                )
             if claim is not None:
                 status, body = render(result)
                 await idempotency.complete(conn, [(claim, status, body)])
@@ -98,8 +122,9 @@ class LedgerService:
                 raise AccountNotFound(f"account '{account_id}' does not exist")
             return account, await queries.balance_as_of(conn, tenant_id, account_id, as_of)
 
-    async def list_entries(self, tenant_id: str, account_id: str, before_seq: int | None,
-                           limit: int) -> tuple[Account, list[asyncpg.Record]]:
+    async def list_entries(
+        self, tenant_id: str, account_id: str, before_seq: int | None, limit: int
+    ) -> tuple[Account, list[asyncpg.Record]]:
         """Raises AccountNotFound."""
         async with self.pool.acquire() as conn:
             account = await queries.get_account(conn, tenant_id, account_id)
@@ -112,8 +137,13 @@ class LedgerService:
         """Apply one command through the batcher; returns the outcome (never raises domain errors)."""
         return await self.batcher.submit(job)
 
-    async def submit_batch(self, jobs: list[Job], atomic: bool, claim: IdemClaim | None,
-                           render_all: Callable[[list[JobResult]], tuple[int, bytes]]) -> Replay | list[JobResult]:
+    async def submit_batch(
+        self,
+        jobs: list[Job],
+        atomic: bool,
+        claim: IdemClaim | None,
+        render_all: Callable[[list[JobResult]], tuple[int, bytes]],
+    ) -> Replay | list[JobResult]:
         """A client batch in one transaction. Raises IdempotencyKeyReused, IdempotencyKeyInFlight."""
         async with self.pool.acquire() as conn:
             return await run_client_batch(conn, jobs, atomic=atomic, claim=claim, render_all=render_all)
@@ -126,8 +156,9 @@ class LedgerService:
             raise TransferNotFound(f"transfer '{transfer_id}' does not exist")
         return transfer
 
-    async def list_transfers(self, tenant_id: str, account_id: str | None, before_seq: int | None,
-                             limit: int) -> list[tuple[int, Transfer]]:
+    async def list_transfers(
+        self, tenant_id: str, account_id: str | None, before_seq: int | None, limit: int
+    ) -> list[tuple[int, Transfer]]:
         async with self.pool.acquire() as conn:
             return await queries.list_transfers(conn, tenant_id, account_id, before_seq, limit)
 
@@ -149,11 +180,23 @@ class LedgerService:
         results = await asyncio.gather(*(self.batcher.submit(Job(ExpirePending(t, i))) for t, i in due))
         return sum(1 for r in results if not isinstance(r, KassaError | Replay))
 
+    async def purge_idempotency_keys(self) -> int:
+        """Delete Idempotency-Key records past retention, a bounded number per call."""
+        async with self.pool.acquire() as conn:
+            return await idempotency.purge_expired(conn, idempotency_retention_s, idempotency_purge_batch_max)
+
     async def _sweep_forever(self) -> None:
+        """Expire due holds every `expiry_sweep_interval_s`; purge old idempotency records every
+        `idempotency_purge_interval_s`. Every process runs it; both steps are safe to race."""
+        loop = asyncio.get_running_loop()
+        next_purge = loop.time()
         while True:
             try:
                 while await self.expire_due() >= expiry_sweep_batch_max:
                     pass
+                if loop.time() >= next_purge:
+                    next_purge = loop.time() + idempotency_purge_interval_s
+                    await self.purge_idempotency_keys()
             except (asyncpg.PostgresError, OSError) as exc:
                 log.warning("expiry sweep failed: %s", exc)
             await asyncio.sleep(expiry_sweep_interval_s)

@@ -49,7 +49,8 @@ class WebhookFanoutHandler:
         """`handle` for a fetched batch, in two statements instead of one or two per event."""
         invariant(conn.is_in_transaction(), "deliveries are enqueued in the consumer's transaction")
         await delivery_rows.enqueue_many(
-            conn, [(e.tenant_id, e.id, e.type, msgspec.json.encode(e)) for e in events], utcnow())
+            conn, [(e.tenant_id, e.id, e.type, msgspec.json.encode(e)) for e in events], utcnow()
+        )
 
 
 class NotificationLogHandler:
@@ -71,7 +72,8 @@ class NotificationLogHandler:
         """`handle` for a fetched batch, in one statement."""
         invariant(conn.is_in_transaction(), "notifications are written in the consumer's transaction")
         await notification_rows.insert_batch(
-            conn, [(e.tenant_id, e.id, e.type, e.occurred_at, drafts_for(e.type, e.data)) for e in events], utcnow())
+            conn, [(e.tenant_id, e.id, e.type, e.occurred_at, drafts_for(e.type, e.data)) for e in events], utcnow()
+        )
 
 
 def handlers() -> list[Handler]:

@@ -79,7 +79,8 @@ async def _attempt(
     now = utcnow()
     retry_at = (
         next_attempt_at(now, claimed.attempt_no, config.policy, result.retry_after_s)
-        if outcome is Outcome.RETRY else None
+        if outcome is Outcome.RETRY
+        else None
     )
     async with pool.acquire() as conn, conn.transaction():
         current = await delivery_rows.record_attempt(conn, claimed, result, outcome.value, retry_at, now)
@@ -88,12 +89,20 @@ async def _attempt(
     if outcome is Outcome.SUCCEEDED:
         metrics.delivery_delay_seconds.observe(max(0.0, (now - claimed.created_at).total_seconds()))
     if not current:
-        log.info("webhook delivery %s attempt %d finished after its lease; state left to the newer claim",
-                 claimed.id, claimed.attempt_no)
+        log.info(
+            "webhook delivery %s attempt %d finished after its lease; state left to the newer claim",
+            claimed.id,
+            claimed.attempt_no,
+        )
     if outcome in (Outcome.FAILED, Outcome.DEAD):
-        log.warning("webhook delivery %s to endpoint %s %s after %d attempts (last: %s)",
-                    claimed.id, claimed.endpoint_id, outcome.value, claimed.attempt_no,
-                    result.status_code or result.error)
+        log.warning(
+            "webhook delivery %s to endpoint %s %s after %d attempts (last: %s)",
+            claimed.id,
+            claimed.endpoint_id,
+            outcome.value,
+            claimed.attempt_no,
+            result.status_code or result.error,
+        )
     return outcome
 
 

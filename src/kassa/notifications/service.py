@@ -62,7 +62,11 @@ class NotificationService:
         self.pool = pool
 
     async def create_endpoint(
-        self, tenant_id: str, url: str, event_types: Sequence[str], claim: IdemClaim | None = None,
+        self,
+        tenant_id: str,
+        url: str,
+        event_types: Sequence[str],
+        claim: IdemClaim | None = None,
         render: Callable[[EndpointWithSecret], tuple[int, bytes]] | None = None,
     ) -> EndpointWithSecret | Replay:
         """Register an endpoint with a fresh secret. With an Idempotency-Key `claim`, `render`
@@ -71,8 +75,14 @@ class NotificationService:
         claim), IdempotencyKeyReused, IdempotencyKeyInFlight, WebhookEndpointLimitReached."""
         invariant((claim is None) or (render is not None), "an idempotent create renders its response")
         now = utcnow()
-        endpoint = Endpoint(tenant_id=tenant_id, id=new_id(), url=validate_url(url),
-                            event_types=validate_event_types(event_types), created_at=now, updated_at=now)
+        endpoint = Endpoint(
+            tenant_id=tenant_id,
+            id=new_id(),
+            url=validate_url(url),
+            event_types=validate_event_types(event_types),
+            created_at=now,
+            updated_at=now,
+        )
         secret = new_secret()
         async with self.pool.acquire() as conn, conn.transaction():
             found = (await idempotency.claim(_plain(conn), [claim]))[0]
@@ -84,7 +94,8 @@ class NotificationService:
             if await endpoint_rows.count_live(conn, tenant_id) >= webhook_endpoints_per_tenant_max:
                 # Not stored under the key: after deleting an endpoint, the same request may succeed.
                 raise WebhookEndpointLimitReached(
-                    f"a tenant has at most {webhook_endpoints_per_tenant_max} webhook endpoints")
+                    f"a tenant has at most {webhook_endpoints_per_tenant_max} webhook endpoints"
+                )
             row = await endpoint_rows.insert(conn, endpoint, secret)
             created = EndpointWithSecret(row.endpoint, row.secret)
             if claim is not None and render is not None:
@@ -144,7 +155,8 @@ class NotificationService:
             if await endpoint_rows.get_live(conn, tenant_id, endpoint_id) is None:
                 raise WebhookEndpointNotFound(f"no webhook endpoint '{endpoint_id}'")
             rows = await delivery_rows.list_for_endpoint(
-                conn, tenant_id, endpoint_id, before_seq or _MAX_SEQ, limit + 1)
+                conn, tenant_id, endpoint_id, before_seq or _MAX_SEQ, limit + 1
+            )
         page = rows[:limit]
         has_more = len(rows) > limit
         return Page([d for _, d in page], has_more, page[-1][0] if has_more else None)
@@ -157,7 +169,8 @@ class NotificationService:
         _check_limit(limit)
         async with self.pool.acquire() as conn:
             rows = await notification_rows.list_for_account(
-                conn, tenant_id, account_id, before_seq or _MAX_SEQ, limit + 1)
+                conn, tenant_id, account_id, before_seq or _MAX_SEQ, limit + 1
+            )
         page = rows[:limit]
         has_more = len(rows) > limit
         return Page([n for _, n in page], has_more, page[-1][0] if has_more else None)

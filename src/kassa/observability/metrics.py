@@ -22,14 +22,18 @@ _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 8192)
 
 http_requests = Counter("kassa_http_requests_total", "HTTP requests", ["route", "method", "status"])
-http_latency = Histogram("kassa_http_request_duration_seconds", "HTTP request latency",
-                         ["route", "method", "status"], buckets=_LATENCY_BUCKETS_S)
+http_latency = Histogram(
+    "kassa_http_request_duration_seconds",
+    "HTTP request latency",
+    ["route", "method", "status"],
+    buckets=_LATENCY_BUCKETS_S,
+)
 transfers = Counter("kassa_transfers_total", "Transfer commands by outcome", ["outcome"])
 batch_size = Histogram("kassa_ledger_batch_size", "Commands per ledger transaction", buckets=_BATCH_BUCKETS)
-batch_latency = Histogram("kassa_ledger_batch_duration_seconds", "Ledger batch transaction time",
-                          buckets=_LATENCY_BUCKETS_S)
-db_pool = Gauge("kassa_db_pool_connections", "Database pool connections", ["state"],
-                multiprocess_mode="livesum")
+batch_latency = Histogram(
+    "kassa_ledger_batch_duration_seconds", "Ledger batch transaction time", buckets=_LATENCY_BUCKETS_S
+)
+db_pool = Gauge("kassa_db_pool_connections", "Database pool connections", ["state"], multiprocess_mode="livesum")
 content_type = CONTENT_TYPE_LATEST
 
 

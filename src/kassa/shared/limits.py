@@ -33,6 +33,8 @@ expiry_sweep_interval_s: Final = 1.0
 
 # Idempotency
 idempotency_retention_s: Final = 48 * 3600  # kept at least 24 h as promised; 48 h for margin
+idempotency_purge_interval_s: Final = 60.0
+idempotency_purge_batch_max: Final = 5_000  # rows deleted per purge pass
 
 # Database
 db_pool_size_max: Final = 12

@@ -14,9 +14,7 @@ from kassa.shared.invariants import invariant
 from kassa.shared.limits import amount_minor_max
 
 # Exponents per ISO 4217 (2024 list). Codes absent here are rejected as unknown.
-_EXPONENT_0 = (
-    "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
-)
+_EXPONENT_0 = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
 _EXPONENT_3 = "BHD IQD JOD KWD LYD OMR TND"
 _EXPONENT_4 = "CLF UYW"
 _EXPONENT_2 = (

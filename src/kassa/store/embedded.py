@@ -98,17 +98,29 @@ class EmbeddedPostgres:
             _demote()
             ensure_prefix_permissions(self.root)
             _chown_tree(self.root)
-        self._run([str(bin_dir() / "initdb"), "-D", str(self.data), "-U", "postgres",
-                   "--auth=trust", "--encoding=UTF8", "--locale=C"])
+        self._run(
+            [
+                str(bin_dir() / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+            ]
+        )
         conf = self.data / "postgresql.conf"
         with conf.open("a") as fh:
             # Sized for a 2-core laptop or CI box; production runs a managed PostgreSQL.
-            fh.write("\n# kassa embedded defaults\nmax_connections = 200\nshared_buffers = 256MB\n"
-                     "wal_buffers = 16MB\nsynchronous_commit = on\n"
-                     f"fsync = {'on' if self.fsync else 'off'}\n"
-                     "max_wal_size = 2GB\ncheckpoint_timeout = 15min\n"
-                     # Per-statement timings for operators (CREATE EXTENSION pg_stat_statements).
-                     "shared_preload_libraries = 'pg_stat_statements'\n")
+            fh.write(
+                "\n# kassa embedded defaults\nmax_connections = 200\nshared_buffers = 256MB\n"
+                "wal_buffers = 16MB\nsynchronous_commit = on\n"
+                f"fsync = {'on' if self.fsync else 'off'}\n"
+                "max_wal_size = 2GB\ncheckpoint_timeout = 15min\n"
+                # Per-statement timings for operators (CREATE EXTENSION pg_stat_statements).
+                "shared_preload_libraries = 'pg_stat_statements'\n"
+            )
 
     def start(self) -> str:
         """Start (initializing if needed) and return the database URL."""
@@ -119,15 +131,37 @@ class EmbeddedPostgres:
         sock_dir = self.root / "sock"
         sock_dir.mkdir(exist_ok=True)
         _chown_tree(sock_dir) if os.geteuid() == 0 else None
-        self._run([str(bin_dir() / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "postgres.log"),
-                   "-w", "-t", str(_START_TIMEOUT_S), "-o", f"-h 127.0.0.1 -p {self.port} -k {sock_dir}",
-                   "start"])
+        self._run(
+            [
+                str(bin_dir() / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.root / "postgres.log"),
+                "-w",
+                "-t",
+                str(_START_TIMEOUT_S),
+                "-o",
+                f"-h 127.0.0.1 -p {self.port} -k {sock_dir}",
+                "start",
+            ]
+        )
         self._ensure_database()
         return self.url
 
     def _ensure_database(self) -> None:
-        psql = [str(bin_dir() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                "-d", "postgres", "-tAc"]
+        psql = [
+            str(bin_dir() / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-tAc",
+        ]
         exists = self._run([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"]).stdout
         if exists.strip() != "1":
             self._run([*psql, f"CREATE DATABASE {DATABASE}"])

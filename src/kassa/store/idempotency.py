@@ -51,8 +51,7 @@ WHERE i.tenant_id = u.t AND i.key = u.k
 """
 
 
-async def claim(conn: Conn,
-                claims: list[IdemClaim | None]) -> list[Replay | KassaError | None]:
+async def claim(conn: Conn, claims: list[IdemClaim | None]) -> list[Replay | KassaError | None]:
     """Claim each key; per position: None (claimed, go ahead), a Replay, or a typed error."""
     invariant(conn.is_in_transaction(), "keys are claimed in the transaction of the effect")
     results: list[Replay | KassaError | None] = [None] * len(claims)
@@ -108,8 +107,10 @@ async def complete(conn: Conn, done: list[tuple[IdemClaim, int, bytes]]) -> None
         return
     await conn.execute(
         _COMPLETE,
-        [c.tenant_id for c, _, _ in done], [c.key for c, _, _ in done],
-        [s for _, s, _ in done], [b for _, _, b in done],
+        [c.tenant_id for c, _, _ in done],
+        [c.key for c, _, _ in done],
+        [s for _, s, _ in done],
+        [b for _, _, b in done],
     )
 
 
@@ -118,6 +119,7 @@ async def purge_expired(conn: Conn, older_than_s: int, limit: int) -> int:
     status = await conn.execute(
         "DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys"
         " WHERE created_at < now() - make_interval(secs => $1) LIMIT $2)",
-        older_than_s, limit,
+        older_than_s,
+        limit,
     )
     return int(status.split()[-1])

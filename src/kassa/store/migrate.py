@@ -69,14 +69,18 @@ async def migrate(dsn: str, directory: Path | None = None) -> list[str]:
             for migration in load_migrations(directory):
                 previous = done.get(migration.version)
                 if previous is not None:
-                    invariant(previous["checksum"] == migration.checksum,
-                              f"applied migration {migration.name} was edited; migrations are append-only")
+                    invariant(
+                        previous["checksum"] == migration.checksum,
+                        f"applied migration {migration.name} was edited; migrations are append-only",
+                    )
                     continue
                 async with conn.transaction():
                     await conn.execute(migration.sql)
                     await conn.execute(
                         "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                        migration.version, migration.name, migration.checksum,
+                        migration.version,
+                        migration.name,
+                        migration.checksum,
                     )
                 applied_now.append(migration.name)
         finally:

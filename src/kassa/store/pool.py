@@ -19,8 +19,11 @@ Pool = asyncpg.Pool
 async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
     # jsonb travels as text on the wire; msgspec encodes fast, json.loads keeps plain dicts.
     await conn.set_type_codec(
-        "jsonb", encoder=lambda v: msgspec.json.encode(v).decode(), decoder=json.loads,
-        schema="pg_catalog", format="text",
+        "jsonb",
+        encoder=lambda v: msgspec.json.encode(v).decode(),
+        decoder=json.loads,
+        schema="pg_catalog",
+        format="text",
     )
 
 

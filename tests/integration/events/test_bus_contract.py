@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 
-async def _collect(sub: Subscription, tenant: str, count: int, *, ack: bool = True,
-                   rounds_max: int = 30) -> list[Envelope]:
+async def _collect(
+    sub: Subscription, tenant: str, count: int, *, ack: bool = True, rounds_max: int = 30
+) -> list[Envelope]:
     """Fetch until `count` events of `tenant` arrived (other tests share the stream)."""
     got: list[Envelope] = []
     for _ in range(rounds_max):

@@ -25,16 +25,19 @@ pytestmark = pytest.mark.integration
 FAST = RetryPolicy(attempts_max=3, base_s=0.01, delay_s_max=0.05)
 
 
-async def _run_until(pool: Pool, bus: EventBus, handler: RecordingHandler, expected: int,
-                     dead_expected: int = 0) -> ConsumerRunner:
+async def _run_until(
+    pool: Pool, bus: EventBus, handler: RecordingHandler, expected: int, dead_expected: int = 0
+) -> ConsumerRunner:
     """Run a consumer until `handler` has `expected` effects and `dead_expected` dead letters."""
     runner = ConsumerRunner(pool, bus, handler, policy=FAST, fetch_timeout_s=0.2)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
+
         async def settled() -> bool:
             dead = await list_dead_letters(pool, handler.name)
             return len(await effects(pool, handler.name)) >= expected and len(dead) >= dead_expected
+
         await wait_for(settled, timeout_s=30)
         await asyncio.sleep(0.3)
     finally:
@@ -133,8 +136,10 @@ async def test_a_consumer_crashing_after_commit_before_ack_does_not_apply_twice(
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
+
         async def redelivered() -> bool:
             return runner.outcomes.get("duplicate", 0) >= len(applied_before)
+
         await wait_for(redelivered, timeout_s=30)
     finally:
         stop.set()

@@ -28,9 +28,7 @@ async def test_a_batch_applies_each_event_once_even_when_it_repeats_inside_the_b
     assert sorted(e for _, e in await effects(pool, handler.name)) == sorted(e.id for e in events)
 
 
-async def test_a_failing_handler_rolls_back_the_whole_batch_inbox_rows_included(
-    pool: Pool, effects_table: str
-) -> None:
+async def test_a_failing_handler_rolls_back_the_whole_batch_inbox_rows_included(pool: Pool, effects_table: str) -> None:
     tenant = new_tenant()
     events = [envelope(tenant, "k", n) for n in range(3)]
     handler = RecordingHandler(tenant, broken_ids={events[2].id})

@@ -22,8 +22,7 @@ pytestmark = pytest.mark.integration
 
 
 async def _unpublished(pool: Pool, tenant: str) -> int:
-    return int(await pool.fetchval(
-        "SELECT count(*) FROM outbox WHERE tenant_id = $1 AND published_at IS NULL", tenant))
+    return int(await pool.fetchval("SELECT count(*) FROM outbox WHERE tenant_id = $1 AND published_at IS NULL", tenant))
 
 
 def _assert_commit_order_per_key(got: list[tuple[str, str]], ids: list[str]) -> None:
@@ -38,8 +37,10 @@ async def _consume_all(pool: Pool, bus: EventBus, handler: RecordingHandler, exp
     runner = ConsumerRunner(pool, bus, handler, fetch_timeout_s=0.2)
     task = asyncio.create_task(runner.run(stop))
     try:
+
         async def done() -> bool:
             return len(await effects(pool, handler.name)) >= expected
+
         await wait_for(done)
         await asyncio.sleep(0.3)  # room for any (wrong) extra effect to show up
     finally:
@@ -75,8 +76,11 @@ async def test_a_row_committed_late_with_a_lower_seq_is_still_published(
         async with pool.acquire() as slow:
             tx = slow.transaction()
             await tx.start()
-            await write_events(slow, [NewEvent(tenant, "TransferPosted", "transfer", "late", {"n": 0})],  # type: ignore[arg-type]
-                               datetime.now(UTC))
+            await write_events(
+                slow,
+                [NewEvent(tenant, "TransferPosted", "transfer", "late", {"n": 0})],  # type: ignore[arg-type]
+                datetime.now(UTC),
+            )
             ids = await write_outbox(pool, tenant, ["early"], per_key=2)
             await drain(pool, bus)
             await tx.commit()
@@ -100,8 +104,10 @@ async def test_two_relays_running_together_publish_each_event_once_in_order(
     try:
         keys = [f"k{i}" for i in range(5)]
         ids = await write_outbox(pool, tenant, keys, per_key=6)
+
         async def drained() -> bool:
             return await _unpublished(pool, tenant) == 0
+
         await wait_for(drained)
         assert sum(r.stats.leader for r in relays) == 1
         got = await _consume_all(pool, buses[0], RecordingHandler(tenant), len(ids))
@@ -129,8 +135,10 @@ async def test_a_standby_relay_takes_over_when_the_leader_stops(pool: Pool, nats
         first_stop.set()
         await tasks[0]
         await write_outbox(pool, tenant, [uuid.uuid4().hex], per_key=3)
+
         async def drained() -> bool:
             return await _unpublished(pool, tenant) == 0
+
         await wait_for(drained, timeout_s=10)
         assert second.stats.leader
     finally:

@@ -53,6 +53,7 @@ async def test_operators_list_dead_letters_and_get_a_typed_error_for_unknown_con
     assert await asyncio.to_thread(kassa, ["events", "dlq", "list", "--consumer", consumer]) == 0
     assert '"error":"undecodable envelope"' in capsys.readouterr().out
     code = await asyncio.to_thread(
-        kassa, ["events", "replay", "--from", "2026-01-01T00:00:00Z", "--consumer", "no-such-consumer"])
+        kassa, ["events", "replay", "--from", "2026-01-01T00:00:00Z", "--consumer", "no-such-consumer"]
+    )
     assert code == 1
     assert "consumer_not_found" in capsys.readouterr().err

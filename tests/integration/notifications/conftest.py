@@ -38,7 +38,9 @@ async def cancel_pending(pool: Pool, tenant_id: str) -> None:
     # Delivery workers claim across tenants: leave nothing due that a later test would send.
     await pool.execute(
         "UPDATE webhook_deliveries SET status = 'canceled', completed_at = now()"
-        " WHERE tenant_id = $1 AND status = 'pending'", tenant_id)
+        " WHERE tenant_id = $1 AND status = 'pending'",
+        tenant_id,
+    )
 
 
 @pytest.fixture

@@ -24,29 +24,65 @@ if TYPE_CHECKING:
 # Retries in milliseconds instead of hours, so that a whole schedule runs inside a test.
 FAST = DeliveryConfig(
     policy=RetryPolicy(attempts_max=3, backoff_base_s=0.01, backoff_max_s=0.05),
-    batch_max=50, inflight_max=50, lease_s=2.0, poll_interval_s=0.01, timeout_s=0.5,
+    batch_max=50,
+    inflight_max=50,
+    lease_s=2.0,
+    poll_interval_s=0.01,
+    timeout_s=0.5,
 )
 
 
 def transfer_event(tenant_id: str, event_type: str = "TransferPosted", **data: Any) -> Envelope:
     body: dict[str, Any] = {
-        "id": "t-" + uuid.uuid4().hex[:8], "status": "posted", "amount": 1234, "posted_amount": 1234,
-        "currency": "EUR", "debit_account_id": "alice", "credit_account_id": "bob", "pending": False,
-        "timeout_s": None, "expires_at": None, "reference": None, "metadata": {},
-        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+        "id": "t-" + uuid.uuid4().hex[:8],
+        "status": "posted",
+        "amount": 1234,
+        "posted_amount": 1234,
+        "currency": "EUR",
+        "debit_account_id": "alice",
+        "credit_account_id": "bob",
+        "pending": False,
+        "timeout_s": None,
+        "expires_at": None,
+        "reference": None,
+        "metadata": {},
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z",
     }
     body.update(data)
-    return Envelope(id=str(uuid.uuid4()), type=event_type, version=1, occurred_at=utcnow(),
-                    tenant_id=tenant_id, trace_id=None, data=body, aggregate_type="transfer",
-                    aggregate_id=body["id"])
+    return Envelope(
+        id=str(uuid.uuid4()),
+        type=event_type,
+        version=1,
+        occurred_at=utcnow(),
+        tenant_id=tenant_id,
+        trace_id=None,
+        data=body,
+        aggregate_type="transfer",
+        aggregate_id=body["id"],
+    )
 
 
 def account_event(tenant_id: str, account_id: str) -> Envelope:
-    data = {"id": account_id, "currency": "USD", "normal_balance": "credit", "allow_negative": False,
-            "metadata": {}, "created_at": "2026-01-01T00:00:00Z"}
-    return Envelope(id=str(uuid.uuid4()), type="AccountCreated", version=1, occurred_at=utcnow(),
-                    tenant_id=tenant_id, trace_id=None, data=data, aggregate_type="account",
-                    aggregate_id=account_id)
+    data = {
+        "id": account_id,
+        "currency": "USD",
+        "normal_balance": "credit",
+        "allow_negative": False,
+        "metadata": {},
+        "created_at": "2026-01-01T00:00:00Z",
+    }
+    return Envelope(
+        id=str(uuid.uuid4()),
+        type="AccountCreated",
+        version=1,
+        occurred_at=utcnow(),
+        tenant_id=tenant_id,
+        trace_id=None,
+        data=data,
+        aggregate_type="account",
+        aggregate_id=account_id,
+    )
 
 
 async def fan_out(pool: Pool, event: Envelope) -> None:
@@ -81,6 +117,7 @@ def all_in(statuses: set[str], pool: Pool, tenant_id: str, count: int = 1) -> Ca
     async def check() -> bool:
         found = await delivery_statuses(pool, tenant_id)
         return len(found) == count and set(found) <= statuses
+
     return check
 
 

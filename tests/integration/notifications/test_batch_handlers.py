@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+from notification_helpers import account_event, transfer_event
 
 from kassa.notifications.consumers import NotificationLogHandler, WebhookFanoutHandler
 from kassa.notifications.service import NotificationService
-from notification_helpers import account_event, transfer_event
 
 if TYPE_CHECKING:
     from kassa.events.envelope import Envelope
@@ -19,9 +19,11 @@ pytestmark = pytest.mark.integration
 
 async def _counts(pool: Pool, tenant: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     deliveries = await pool.fetch(
-        "SELECT endpoint_id, event_id FROM webhook_deliveries WHERE tenant_id = $1 ORDER BY 1, 2", tenant)
+        "SELECT endpoint_id, event_id FROM webhook_deliveries WHERE tenant_id = $1 ORDER BY 1, 2", tenant
+    )
     notes = await pool.fetch(
-        "SELECT account_id, event_id FROM notifications WHERE tenant_id = $1 ORDER BY 1, 2", tenant)
+        "SELECT account_id, event_id FROM notifications WHERE tenant_id = $1 ORDER BY 1, 2", tenant
+    )
     return [tuple(r) for r in deliveries], [tuple(r) for r in notes]
 
 
@@ -33,19 +35,23 @@ async def test_handle_many_matches_handle_event_by_event_and_repeats_change_noth
     everything = await service.create_endpoint(tenant, "http://127.0.0.1:9/b", ["*"])
     await service.create_endpoint(other_tenant, "http://127.0.0.1:9/c", ["*"])
     events: list[Envelope] = [
-        transfer_event(tenant), transfer_event(tenant, "TransferPending", status="pending"),
-        account_event(tenant, "carol"), transfer_event(other_tenant),
+        transfer_event(tenant),
+        transfer_event(tenant, "TransferPending", status="pending"),
+        account_event(tenant, "carol"),
+        transfer_event(other_tenant),
     ]
     async with pool.acquire() as conn, conn.transaction():
         await WebhookFanoutHandler().handle_many(conn, events)
         await NotificationLogHandler().handle_many(conn, events)
     deliveries, notes = await _counts(pool, tenant)
     expected_deliveries = sorted(
-        [(posted_only.endpoint.id, events[0].id)] + [(everything.endpoint.id, e.id) for e in events[:3]])
+        [(posted_only.endpoint.id, events[0].id)] + [(everything.endpoint.id, e.id) for e in events[:3]]
+    )
     assert deliveries == expected_deliveries
     # Transfers notify both accounts (alice and bob); AccountCreated notifies the new account.
-    assert notes == sorted([("alice", e.id) for e in events[:2]] + [("bob", e.id) for e in events[:2]]
-                           + [("carol", events[2].id)])
+    assert notes == sorted(
+        [("alice", e.id) for e in events[:2]] + [("bob", e.id) for e in events[:2]] + [("carol", events[2].id)]
+    )
     async with pool.acquire() as conn, conn.transaction():
         await WebhookFanoutHandler().handle_many(conn, events)
         await NotificationLogHandler().handle_many(conn, events)

@@ -16,9 +16,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 
-async def test_a_transfer_event_notifies_both_accounts_once_even_when_handled_twice(
-    pool: Pool, tenant: str
-) -> None:
+async def test_a_transfer_event_notifies_both_accounts_once_even_when_handled_twice(pool: Pool, tenant: str) -> None:
     service = NotificationService(pool)
     event = transfer_event(tenant, posted_amount=500)
     await log_notifications(pool, event)
@@ -41,8 +39,10 @@ async def test_an_account_created_event_notifies_the_account(pool: Pool, tenant:
 
 async def test_notifications_page_newest_first(pool: Pool, tenant: str) -> None:
     service = NotificationService(pool)
-    events = [transfer_event(tenant, event_type=t) for t in
-              ("TransferPending", "TransferPosted", "TransferVoided", "TransferExpired")]
+    events = [
+        transfer_event(tenant, event_type=t)
+        for t in ("TransferPending", "TransferPosted", "TransferVoided", "TransferExpired")
+    ]
     for event in events:
         await log_notifications(pool, event)
     first = await service.list_notifications(tenant, "alice", None, 3)

@@ -47,7 +47,9 @@ async def test_a_receiver_returning_500_then_200_gets_the_event_once_it_succeeds
     (delivery,) = page.data
     assert (delivery.status, delivery.attempt_count, delivery.last_status_code) == ("succeeded", 2, 200)
     assert [(a.attempt_no, a.status_code, a.outcome) for a in delivery.attempts] == [
-        (1, 500, "retry"), (2, 200, "succeeded")]
+        (1, 500, "retry"),
+        (2, 200, "succeeded"),
+    ]
     assert all(a.duration_ms >= 0 and a.started_at <= utcnow() for a in delivery.attempts)
     assert delivery.completed_at is not None and delivery.next_attempt_at is None
 
@@ -77,7 +79,10 @@ async def test_a_429_is_retried_until_accepted(pool: Pool, tenant: str, receiver
 
     (delivery,) = (await service.list_deliveries(tenant, created.endpoint.id, None, 10)).data
     assert [(a.status_code, a.outcome) for a in delivery.attempts] == [
-        (429, "retry"), (408, "retry"), (200, "succeeded")]
+        (429, "retry"),
+        (408, "retry"),
+        (200, "succeeded"),
+    ]
 
 
 async def test_retries_end_in_the_dead_letter_state_after_the_last_attempt(
@@ -126,8 +131,10 @@ async def test_only_endpoints_subscribed_to_the_type_get_a_delivery_and_only_onc
     await fan_out(pool, event)
     await fan_out(pool, event)  # a duplicate (say, a replay past the inbox) enqueues nothing new
 
-    counts = {e.endpoint.id: len((await service.list_deliveries(tenant, e.endpoint.id, None, 10)).data)
-              for e in (posted, everything, accounts)}
+    counts = {
+        e.endpoint.id: len((await service.list_deliveries(tenant, e.endpoint.id, None, 10)).data)
+        for e in (posted, everything, accounts)
+    }
     assert counts == {posted.endpoint.id: 1, everything.endpoint.id: 1, accounts.endpoint.id: 0}
 
 
@@ -140,8 +147,9 @@ async def test_two_workers_running_at_once_post_each_delivery_exactly_once(
     events = [transfer_event(tenant) for _ in range(40)]
     for event in events:
         await fan_out(pool, event)
-    config = DeliveryConfig(policy=FAST.policy, batch_max=7, inflight_max=10, lease_s=5.0,
-                            poll_interval_s=0.01, timeout_s=2.0)
+    config = DeliveryConfig(
+        policy=FAST.policy, batch_max=7, inflight_max=10, lease_s=5.0, poll_interval_s=0.01, timeout_s=2.0
+    )
     stop = asyncio.Event()
     workers = [asyncio.create_task(run_delivery_worker(pool, stop, config=config)) for _ in range(2)]
     try:
@@ -156,9 +164,7 @@ async def test_two_workers_running_at_once_post_each_delivery_exactly_once(
     assert sorted(received) == sorted(e.id for e in events)
 
 
-async def test_the_worker_finishes_in_flight_attempts_when_stopped(
-    pool: Pool, tenant: str, receiver: Receiver
-) -> None:
+async def test_the_worker_finishes_in_flight_attempts_when_stopped(pool: Pool, tenant: str, receiver: Receiver) -> None:
     service = NotificationService(pool)
     await service.create_endpoint(tenant, receiver.url, ["TransferPosted"])
     receiver.delay_s = 0.3
@@ -179,8 +185,9 @@ async def test_a_claim_whose_lease_ran_out_is_claimed_again_and_the_stale_result
     service = NotificationService(pool)
     await service.create_endpoint(tenant, receiver.url, ["TransferPosted"])
     await fan_out(pool, transfer_event(tenant))
-    await pool.execute("UPDATE webhook_deliveries SET next_attempt_at = now() - interval '1 day'"
-                       " WHERE tenant_id = $1", tenant)
+    await pool.execute(
+        "UPDATE webhook_deliveries SET next_attempt_at = now() - interval '1 day' WHERE tenant_id = $1", tenant
+    )
     far_past = utcnow() - timedelta(hours=1)
 
     async with pool.acquire() as conn:
@@ -189,8 +196,9 @@ async def test_a_claim_whose_lease_ran_out_is_claimed_again_and_the_stale_result
         # The first claimant stalls; its lease ends and another worker claims the delivery.
         again = [c for c in await delivery_rows.claim_due(conn, utcnow(), 60, 1000) if c.tenant_id == tenant]
         assert [c.attempt_no for c in again] == [2]
-        ok = delivery_rows.AttemptResult(started_at=utcnow(), duration_ms=1, status_code=200, error=None,
-                                         response_excerpt="ok")
+        ok = delivery_rows.AttemptResult(
+            started_at=utcnow(), duration_ms=1, status_code=200, error=None, response_excerpt="ok"
+        )
         async with conn.transaction():
             stale = await delivery_rows.record_attempt(conn, mine[0], ok, "succeeded", None, utcnow())
         assert stale is False
@@ -201,9 +209,7 @@ async def test_a_claim_whose_lease_ran_out_is_claimed_again_and_the_stale_result
     assert attempts == 2  # both POSTs happened, so both are on record
 
 
-async def test_deleting_an_endpoint_cancels_its_pending_deliveries(
-    pool: Pool, tenant: str, receiver: Receiver
-) -> None:
+async def test_deleting_an_endpoint_cancels_its_pending_deliveries(pool: Pool, tenant: str, receiver: Receiver) -> None:
     service = NotificationService(pool)
     created = await service.create_endpoint(tenant, receiver.url, ["TransferPosted"])
     await fan_out(pool, transfer_event(tenant))
@@ -235,9 +241,7 @@ async def test_after_a_rotation_deliveries_verify_with_the_old_and_the_new_secre
     verify(receiver.requests[1].body, header, revoked.secret, now=int(time.time()))
 
 
-async def test_a_worker_sends_the_signature_headers_httpx_would_show_a_receiver(
-    pool: Pool, tenant: str
-) -> None:
+async def test_a_worker_sends_the_signature_headers_httpx_would_show_a_receiver(pool: Pool, tenant: str) -> None:
     seen: list[httpx.Request] = []
 
     def reply(request: httpx.Request) -> httpx.Response:

@@ -57,8 +57,7 @@ async def test_a_tenant_cannot_register_more_than_the_limit(pool: Pool, tenant: 
 
 async def test_endpoints_page_oldest_first_with_a_cursor(pool: Pool, tenant: str) -> None:
     service = NotificationService(pool)
-    ids = [(await service.create_endpoint(tenant, f"https://example.com/{i}", ["*"])).endpoint.id
-           for i in range(5)]
+    ids = [(await service.create_endpoint(tenant, f"https://example.com/{i}", ["*"])).endpoint.id for i in range(5)]
     first = await service.list_endpoints(tenant, None, 2)
     assert [e.id for e in first.data] == ids[:2] and first.has_more
     second = await service.list_endpoints(tenant, first.next_seq, 2)
@@ -113,8 +112,9 @@ async def test_one_tenant_can_never_see_or_touch_another_tenants_endpoints_or_de
         await service.delete_endpoint(other_tenant, endpoint_id)
     # Still intact for its owner, secret unchanged.
     assert await service.get_endpoint(tenant, endpoint_id) == mine.endpoint
-    secret = await pool.fetchval("SELECT secret FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2",
-                                 tenant, endpoint_id)
+    secret = await pool.fetchval(
+        "SELECT secret FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2", tenant, endpoint_id
+    )
     assert secret == mine.secret
 
 
@@ -122,14 +122,18 @@ async def test_concurrent_creates_never_exceed_the_per_tenant_limit(pool: Pool, 
     service = NotificationService(pool)
     extra = 5
     results = await asyncio.gather(
-        *(service.create_endpoint(tenant, f"https://example.com/{i}", ["*"])
-          for i in range(webhook_endpoints_per_tenant_max + extra)),
-        return_exceptions=True)
+        *(
+            service.create_endpoint(tenant, f"https://example.com/{i}", ["*"])
+            for i in range(webhook_endpoints_per_tenant_max + extra)
+        ),
+        return_exceptions=True,
+    )
     refused = [r for r in results if isinstance(r, WebhookEndpointLimitReached)]
     assert len(refused) == extra
     assert len(results) - len(refused) == webhook_endpoints_per_tenant_max
-    live = await pool.fetchval("SELECT count(*) FROM webhook_endpoints WHERE tenant_id = $1"
-                               " AND deleted_at IS NULL", tenant)
+    live = await pool.fetchval(
+        "SELECT count(*) FROM webhook_endpoints WHERE tenant_id = $1 AND deleted_at IS NULL", tenant
+    )
     assert live == webhook_endpoints_per_tenant_max
 
 

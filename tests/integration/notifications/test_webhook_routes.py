@@ -42,12 +42,12 @@ async def new_tenant(pool: Pool) -> tuple[str, dict[str, str]]:
 
 async def test_endpoint_lifecycle_over_http(api: httpx.AsyncClient, pool: Pool) -> None:
     _, auth = await new_tenant(pool)
-    created = await api.post("/v1/webhook-endpoints", headers=auth,
-                             json={"url": "https://example.com/h", "event_types": ["TransferPosted"]})
+    created = await api.post(
+        "/v1/webhook-endpoints", headers=auth, json={"url": "https://example.com/h", "event_types": ["TransferPosted"]}
+    )
     assert created.status_code == 201, created.text
     body = created.json()
-    assert set(body) == {"id", "url", "event_types", "secret", "previous_secret_expires_at", "created_at",
-                         "updated_at"}
+    assert set(body) == {"id", "url", "event_types", "secret", "previous_secret_expires_at", "created_at", "updated_at"}
     assert body["secret"].startswith("whsec_") and body["event_types"] == ["TransferPosted"]
 
     fetched = await api.get(f"/v1/webhook-endpoints/{body['id']}", headers=auth)
@@ -59,8 +59,9 @@ async def test_endpoint_lifecycle_over_http(api: httpx.AsyncClient, pool: Pool) 
     rotated = await api.post(f"/v1/webhook-endpoints/{body['id']}/rotate-secret?grace_s=60", headers=auth)
     assert rotated.status_code == 200
     assert rotated.json()["secret"] != body["secret"] and rotated.json()["previous_secret_expires_at"]
-    too_long = await api.post(f"/v1/webhook-endpoints/{body['id']}/rotate-secret"
-                              f"?grace_s={webhook_secret_rotation_grace_s + 1}", headers=auth)
+    too_long = await api.post(
+        f"/v1/webhook-endpoints/{body['id']}/rotate-secret?grace_s={webhook_secret_rotation_grace_s + 1}", headers=auth
+    )
     assert too_long.status_code == 400
 
     deleted = await api.delete(f"/v1/webhook-endpoints/{body['id']}", headers=auth)
@@ -104,11 +105,18 @@ async def test_a_retried_create_with_the_same_idempotency_key_registers_one_endp
 async def test_another_tenant_gets_404_for_every_endpoint_route(api: httpx.AsyncClient, pool: Pool) -> None:
     _, mine = await new_tenant(pool)
     _, theirs = await new_tenant(pool)
-    endpoint_id = (await api.post("/v1/webhook-endpoints", headers=mine,
-                                  json={"url": "https://example.com/h", "event_types": ["*"]})).json()["id"]
+    endpoint_id = (
+        await api.post(
+            "/v1/webhook-endpoints", headers=mine, json={"url": "https://example.com/h", "event_types": ["*"]}
+        )
+    ).json()["id"]
     path = f"/v1/webhook-endpoints/{endpoint_id}"
-    for method, url in (("GET", path), ("DELETE", path), ("POST", f"{path}/rotate-secret"),
-                        ("GET", f"{path}/deliveries")):
+    for method, url in (
+        ("GET", path),
+        ("DELETE", path),
+        ("POST", f"{path}/rotate-secret"),
+        ("GET", f"{path}/deliveries"),
+    ):
         response = await api.request(method, url, headers=theirs)
         assert response.status_code == 404, (method, url)
     assert (await api.get("/v1/webhook-endpoints", headers=theirs)).json()["data"] == []
@@ -117,8 +125,9 @@ async def test_another_tenant_gets_404_for_every_endpoint_route(api: httpx.Async
 
 async def test_deliveries_list_every_attempt(api: httpx.AsyncClient, pool: Pool, receiver: Receiver) -> None:
     tenant_id, auth = await new_tenant(pool)
-    endpoint_id = (await api.post("/v1/webhook-endpoints", headers=auth,
-                                  json={"url": receiver.url, "event_types": ["*"]})).json()["id"]
+    endpoint_id = (
+        await api.post("/v1/webhook-endpoints", headers=auth, json={"url": receiver.url, "event_types": ["*"]})
+    ).json()["id"]
     receiver.statuses = [502, 200]
     await fan_out(pool, transfer_event(tenant_id))
     await drain_until(pool, all_in({"succeeded"}, pool, tenant_id), FAST)
@@ -127,7 +136,9 @@ async def test_deliveries_list_every_attempt(api: httpx.AsyncClient, pool: Pool,
     (delivery,) = page["data"]
     assert delivery["status"] == "succeeded" and delivery["next_attempt_at"] is None
     assert [(a["attempt_no"], a["status_code"], a["outcome"]) for a in delivery["attempts"]] == [
-        (1, 502, "retry"), (2, 200, "succeeded")]
+        (1, 502, "retry"),
+        (2, 200, "succeeded"),
+    ]
     assert page["has_more"] is False
 
 
@@ -137,8 +148,9 @@ async def test_notifications_are_listed_per_account_and_require_one(api: httpx.A
         await log_notifications(pool, transfer_event(tenant_id))
     first = (await api.get("/v1/notifications?account_id=bob&limit=2", headers=auth)).json()
     assert len(first["data"]) == 2 and first["has_more"]
-    rest = (await api.get(f"/v1/notifications?account_id=bob&limit=2&cursor={first['next_cursor']}",
-                          headers=auth)).json()
+    rest = (
+        await api.get(f"/v1/notifications?account_id=bob&limit=2&cursor={first['next_cursor']}", headers=auth)
+    ).json()
     assert len(rest["data"]) == 1 and not rest["has_more"]
     assert rest["data"][0]["data"]["direction"] == "credit"
     missing = await api.get("/v1/notifications", headers=auth)

@@ -14,20 +14,46 @@ from kassa.events.validation import schema_names, validate_event
 
 NOW = "2026-11-22T04:00:00Z"
 TRANSFER: dict[str, Any] = {
-    "id": "tr-1", "status": "posted", "amount": 500, "posted_amount": 500, "currency": "EUR",
-    "debit_account_id": "a", "credit_account_id": "b", "pending": False, "timeout_s": None,
-    "expires_at": None, "reference": None, "metadata": {}, "created_at": NOW, "updated_at": NOW,
+    "id": "tr-1",
+    "status": "posted",
+    "amount": 500,
+    "posted_amount": 500,
+    "currency": "EUR",
+    "debit_account_id": "a",
+    "credit_account_id": "b",
+    "pending": False,
+    "timeout_s": None,
+    "expires_at": None,
+    "reference": None,
+    "metadata": {},
+    "created_at": NOW,
+    "updated_at": NOW,
 }
 
 
 def _event(type_: str, data: dict[str, Any]) -> Envelope:
-    return Envelope(id=str(uuid.uuid4()), type=type_, version=1, occurred_at=datetime.now(UTC),
-                    tenant_id="acme", trace_id=None, data=data, aggregate_type="transfer", aggregate_id="tr-1")
+    return Envelope(
+        id=str(uuid.uuid4()),
+        type=type_,
+        version=1,
+        occurred_at=datetime.now(UTC),
+        tenant_id="acme",
+        trace_id=None,
+        data=data,
+        aggregate_type="transfer",
+        aggregate_id="tr-1",
+    )
 
 
 def test_each_ledger_event_type_has_a_versioned_schema() -> None:
-    expected = {"AccountCreated", "TenantCreated", "TransferPending", "TransferPosted", "TransferVoided",
-                "TransferExpired"}
+    expected = {
+        "AccountCreated",
+        "TenantCreated",
+        "TransferPending",
+        "TransferPosted",
+        "TransferVoided",
+        "TransferExpired",
+    }
     assert {f"{t}.v1" for t in expected} | {"envelope.v1"} == set(schema_names())
 
 
@@ -35,11 +61,14 @@ def test_a_well_formed_transfer_event_validates() -> None:
     validate_event(_event("TransferPosted", TRANSFER))
 
 
-@pytest.mark.parametrize("broken", [
-    {k: v for k, v in TRANSFER.items() if k != "amount"},
-    {**TRANSFER, "amount": "500"},
-    {**TRANSFER, "status": "captured"},
-])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {k: v for k, v in TRANSFER.items() if k != "amount"},
+        {**TRANSFER, "amount": "500"},
+        {**TRANSFER, "status": "captured"},
+    ],
+)
 def test_a_malformed_event_is_rejected(broken: dict[str, Any]) -> None:
     with pytest.raises(SchemaIncompatible):
         validate_event(_event("TransferPosted", broken))

@@ -19,8 +19,17 @@ from kassa.settings import Settings
 
 
 def _event(key: str, n: int, tenant: str = "t1") -> Envelope:
-    return Envelope(id=str(uuid.uuid4()), type="TransferPosted", version=1, occurred_at=datetime.now(UTC),
-                    tenant_id=tenant, trace_id=None, data={"n": n}, aggregate_type="transfer", aggregate_id=key)
+    return Envelope(
+        id=str(uuid.uuid4()),
+        type="TransferPosted",
+        version=1,
+        occurred_at=datetime.now(UTC),
+        tenant_id=tenant,
+        trace_id=None,
+        data={"n": n},
+        aggregate_type="transfer",
+        aggregate_id=key,
+    )
 
 
 async def test_a_key_waits_for_the_ack_of_its_previous_event_while_other_keys_proceed() -> None:

@@ -26,12 +26,15 @@ def test_adding_an_optional_field_an_enum_value_or_a_description_is_compatible()
     assert _report("compatible") == []
 
 
-@pytest.mark.parametrize(("variant", "expected"), [
-    ("breaking_removed", "$.amount: removed"),
-    ("breaking_required", "'note' made required"),
-    ("breaking_retyped", "$.amount: 'type' changed"),
-    ("breaking_retyped", "enum values removed"),
-])
+@pytest.mark.parametrize(
+    ("variant", "expected"),
+    [
+        ("breaking_removed", "$.amount: removed"),
+        ("breaking_required", "'note' made required"),
+        ("breaking_retyped", "$.amount: 'type' changed"),
+        ("breaking_retyped", "enum values removed"),
+    ],
+)
 def test_a_breaking_change_to_a_published_version_fails(variant: str, expected: str) -> None:
     breaking = _report(variant)
     assert any(expected in problem for problem in breaking), breaking
@@ -58,6 +61,4 @@ def test_update_refuses_to_record_a_breaking_change(tmp_path: Path) -> None:
 
 def test_removing_a_published_version_fails(tmp_path: Path) -> None:
     (tmp_path / "schemas").mkdir()
-    assert check(load_dir(tmp_path / "schemas"), load_dir(BASELINE)).breaking == [
-        "Thing.v1: published version removed"
-    ]
+    assert check(load_dir(tmp_path / "schemas"), load_dir(BASELINE)).breaking == ["Thing.v1: published version removed"]

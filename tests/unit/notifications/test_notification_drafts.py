@@ -12,9 +12,19 @@ from kassa.shared.invariants import InvariantViolation
 
 def transfer(**overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "id": "t-1", "status": "posted", "amount": 1234, "posted_amount": 1000, "currency": "USD",
-        "debit_account_id": "alice", "credit_account_id": "bob", "pending": False, "timeout_s": None,
-        "expires_at": None, "reference": None, "metadata": {}, "created_at": "2026-01-01T00:00:00Z",
+        "id": "t-1",
+        "status": "posted",
+        "amount": 1234,
+        "posted_amount": 1000,
+        "currency": "USD",
+        "debit_account_id": "alice",
+        "credit_account_id": "bob",
+        "pending": False,
+        "timeout_s": None,
+        "expires_at": None,
+        "reference": None,
+        "metadata": {},
+        "created_at": "2026-01-01T00:00:00Z",
         "updated_at": "2026-01-01T00:00:00Z",
     }
     data.update(overrides)
@@ -26,16 +36,25 @@ def test_a_posted_transfer_notifies_the_debit_and_the_credit_account_with_the_po
     assert [d.account_id for d in drafts] == ["alice", "bob"]
     assert drafts[0].message == "Debited 10.00 USD (transfer t-1, to bob)"
     assert drafts[1].message == "Credited 10.00 USD (transfer t-1, from alice)"
-    assert drafts[0].data == {"transfer_id": "t-1", "status": "posted", "direction": "debit",
-                              "counterparty_account_id": "bob", "amount": 1000, "currency": "USD"}
+    assert drafts[0].data == {
+        "transfer_id": "t-1",
+        "status": "posted",
+        "direction": "debit",
+        "counterparty_account_id": "bob",
+        "amount": 1000,
+        "currency": "USD",
+    }
     assert drafts[1].data["direction"] == "credit"
 
 
-@pytest.mark.parametrize(("event_type", "expected"), [
-    ("TransferPending", "Pending debit of 12.34 USD (transfer t-1, to bob)"),
-    ("TransferVoided", "Pending debit of 12.34 USD voided (transfer t-1, to bob)"),
-    ("TransferExpired", "Pending debit of 12.34 USD expired (transfer t-1, to bob)"),
-])
+@pytest.mark.parametrize(
+    ("event_type", "expected"),
+    [
+        ("TransferPending", "Pending debit of 12.34 USD (transfer t-1, to bob)"),
+        ("TransferVoided", "Pending debit of 12.34 USD voided (transfer t-1, to bob)"),
+        ("TransferExpired", "Pending debit of 12.34 USD expired (transfer t-1, to bob)"),
+    ],
+)
 def test_holds_are_described_with_their_full_amount(event_type: str, expected: str) -> None:
     drafts = drafts_for(event_type, transfer())
     assert drafts[0].message == expected
@@ -43,8 +62,14 @@ def test_holds_are_described_with_their_full_amount(event_type: str, expected: s
 
 
 def test_an_account_created_event_notifies_that_account() -> None:
-    data = {"id": "acc-9", "currency": "JPY", "normal_balance": "credit", "allow_negative": False,
-            "metadata": {}, "created_at": "2026-01-01T00:00:00Z"}
+    data = {
+        "id": "acc-9",
+        "currency": "JPY",
+        "normal_balance": "credit",
+        "allow_negative": False,
+        "metadata": {},
+        "created_at": "2026-01-01T00:00:00Z",
+    }
     (draft,) = drafts_for("AccountCreated", data)
     assert draft.account_id == "acc-9"
     assert draft.message == "Account acc-9 created (JPY)"

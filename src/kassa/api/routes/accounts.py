@@ -38,43 +38,70 @@ def _render(result: Account | KassaError) -> tuple[int, bytes]:
     return 201, msgspec.json.encode(account_out(result))
 
 
-@endpoint("POST", "/v1/accounts", summary="Create an account", body=AccountCreate,
-          responses={201: AccountOut}, errors=(400, 401, 409, 413, 422), idempotent=True)
+@endpoint(
+    "POST",
+    "/v1/accounts",
+    summary="Create an account",
+    body=AccountCreate,
+    responses={201: AccountOut},
+    errors=(400, 401, 409, 413, 422),
+    idempotent=True,
+)
 async def create_account(ctx: Ctx) -> Response:
     data = ctx.decode(AccountCreate)
     currency_exponent(data.currency)
     check_metadata(data.metadata)
     claim = ctx.idempotency_claim(msgspec.json.encode(data, order="sorted"))
-    account = Account(tenant_id=ctx.tenant_id, id=data.id or new_id(), currency=data.currency,
-                      normal_balance=data.normal_balance, allow_negative=data.allow_negative,
-                      balance=Balance(), metadata=data.metadata)
+    account = Account(
+        tenant_id=ctx.tenant_id,
+        id=data.id or new_id(),
+        currency=data.currency,
+        normal_balance=data.normal_balance,
+        allow_negative=data.allow_negative,
+        balance=Balance(),
+        metadata=data.metadata,
+    )
     result = await ctx.services.ledger.create_account(account, claim, _render)
     if isinstance(result, Replay):
         return replay_response(result.status, result.body)
     return json_response(account_out(result), status=201)
 
 
-@endpoint("GET", "/v1/accounts", summary="List accounts", responses={200: AccountPage}, errors=(400, 401),
-          query=PAGE_QUERY)
+@endpoint(
+    "GET", "/v1/accounts", summary="List accounts", responses={200: AccountPage}, errors=(400, 401), query=PAGE_QUERY
+)
 async def list_accounts(ctx: Ctx) -> Response:
     limit = page_limit(ctx.request)
     found = await ctx.services.ledger.list_accounts(ctx.tenant_id, decode_id_cursor(ctx.request), limit + 1)
     page = found[:limit]
     more = len(found) > limit
-    return json_response(AccountPage(data=[account_out(a) for a in page], has_more=more,
-                                     next_cursor=encode_cursor(page[-1].id) if more else None))
+    return json_response(
+        AccountPage(
+            data=[account_out(a) for a in page], has_more=more, next_cursor=encode_cursor(page[-1].id) if more else None
+        )
+    )
 
 
-@endpoint("GET", "/v1/accounts/{id}", summary="Get an account with its balances",
-          responses={200: AccountOut}, errors=(401, 404))
+@endpoint(
+    "GET",
+    "/v1/accounts/{id}",
+    summary="Get an account with its balances",
+    responses={200: AccountOut},
+    errors=(401, 404),
+)
 async def get_account(ctx: Ctx) -> Response:
     account = await ctx.services.ledger.get_account(ctx.tenant_id, ctx.path_id(AccountNotFound))
     return json_response(account_out(account))
 
 
-@endpoint("GET", "/v1/accounts/{id}/balance", summary="Balance now, or as of a past instant",
-          responses={200: BalanceOut}, errors=(400, 401, 404),
-          query=(("as_of", "string", "RFC 3339 instant; default now"),))
+@endpoint(
+    "GET",
+    "/v1/accounts/{id}/balance",
+    summary="Balance now, or as of a past instant",
+    responses={200: BalanceOut},
+    errors=(400, 401, 404),
+    query=(("as_of", "string", "RFC 3339 instant; default now"),),
+)
 async def get_balance(ctx: Ctx) -> Response:
     raw = ctx.request.query_params.get("as_of")
     as_of = utcnow() if raw is None else _parse_instant(raw)
@@ -82,9 +109,17 @@ async def get_balance(ctx: Ctx) -> Response:
     if raw is None:
         balance = account.balance
     shown = balances(balance, account.normal_balance)
-    return json_response(BalanceOut(account_id=account.id, currency=account.currency, as_of=to_rfc3339(as_of),
-                                    posted=shown.posted, pending_debits=shown.pending_debits,
-                                    pending_credits=shown.pending_credits, available=shown.available))
+    return json_response(
+        BalanceOut(
+            account_id=account.id,
+            currency=account.currency,
+            as_of=to_rfc3339(as_of),
+            posted=shown.posted,
+            pending_debits=shown.pending_debits,
+            pending_credits=shown.pending_credits,
+            available=shown.available,
+        )
+    )
 
 
 def _parse_instant(raw: str) -> datetime:
@@ -101,19 +136,38 @@ def _parse_instant(raw: str) -> datetime:
         raise InvalidRequest("as_of is out of range") from exc
 
 
-@endpoint("GET", "/v1/accounts/{id}/entries", summary="Journal entries of an account, newest first",
-          responses={200: EntryPage}, errors=(400, 401, 404), query=PAGE_QUERY)
+@endpoint(
+    "GET",
+    "/v1/accounts/{id}/entries",
+    summary="Journal entries of an account, newest first",
+    responses={200: EntryPage},
+    errors=(400, 401, 404),
+    query=PAGE_QUERY,
+)
 async def list_entries(ctx: Ctx) -> Response:
     limit = page_limit(ctx.request)
     account, rows = await ctx.services.ledger.list_entries(
-        ctx.tenant_id, ctx.path_id(AccountNotFound), decode_seq_cursor(ctx.request), limit + 1)
+        ctx.tenant_id, ctx.path_id(AccountNotFound), decode_seq_cursor(ctx.request), limit + 1
+    )
     page = rows[:limit]
     more = len(rows) > limit
-    data = [EntryOut(
-        seq=r["seq"], transfer_id=r["transfer_id"], kind=r["kind"], side=r["side"], currency=r["currency"],
-        posted_amount=r["posted_amount"], pending_amount=r["pending_amount"],
-        balances=balances(Balance(r["debits_posted"], r["credits_posted"], r["debits_pending"],
-                                  r["credits_pending"]), account.normal_balance),
-        created_at=to_rfc3339(r["created_at"])) for r in page]
-    return json_response(EntryPage(data=data, has_more=more,
-                                   next_cursor=encode_cursor(str(page[-1]["seq"])) if more else None))
+    data = [
+        EntryOut(
+            seq=r["seq"],
+            transfer_id=r["transfer_id"],
+            kind=r["kind"],
+            side=r["side"],
+            currency=r["currency"],
+            posted_amount=r["posted_amount"],
+            pending_amount=r["pending_amount"],
+            balances=balances(
+                Balance(r["debits_posted"], r["credits_posted"], r["debits_pending"], r["credits_pending"]),
+                account.normal_balance,
+            ),
+            created_at=to_rfc3339(r["created_at"]),
+        )
+        for r in page
+    ]
+    return json_response(
+        EntryPage(data=data, has_more=more, next_cursor=encode_cursor(str(page[-1]["seq"])) if more else None)
+    )

@@ -18,18 +18,31 @@ if TYPE_CHECKING:
 
 
 def _tenant_out(tenant: Tenant, key: IssuedKey) -> TenantOut:
-    return TenantOut(id=tenant.id, name=tenant.name, api_key=ApiKeyOut(id=key.id, secret=key.secret),
-                     created_at=to_rfc3339(tenant.created_at))
+    return TenantOut(
+        id=tenant.id,
+        name=tenant.name,
+        api_key=ApiKeyOut(id=key.id, secret=key.secret),
+        created_at=to_rfc3339(tenant.created_at),
+    )
 
 
-@endpoint("POST", "/v1/tenants", summary="Create a tenant and its first API key", auth="admin",
-          body=TenantCreate, responses={201: TenantOut}, errors=(400, 401, 403, 409, 422), idempotent=True,
-          tag="identity")
+@endpoint(
+    "POST",
+    "/v1/tenants",
+    summary="Create a tenant and its first API key",
+    auth="admin",
+    body=TenantCreate,
+    responses={201: TenantOut},
+    errors=(400, 401, 403, 409, 422),
+    idempotent=True,
+    tag="identity",
+)
 async def create_tenant(ctx: Ctx) -> Response:
     data = ctx.decode(TenantCreate)
     claim = ctx.idempotency_claim(msgspec.json.encode(data, order="sorted"))
     result = await ctx.services.identity.create_tenant(
-        data.name, claim, lambda t, k: (201, msgspec.json.encode(_tenant_out(t, k))))
+        data.name, claim, lambda t, k: (201, msgspec.json.encode(_tenant_out(t, k)))
+    )
     if isinstance(result, Replay):
         return replay_response(result.status, result.body)
     tenant, key = result

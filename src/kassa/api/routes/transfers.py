@@ -50,10 +50,18 @@ def to_command(tenant_id: str, data: TransferCreate) -> CreateTransfer:
         raise InvalidRequest("timeout_s applies only to pending transfers")
     fingerprint = hashlib.sha256(msgspec.json.encode(data, order="sorted")).digest()
     return CreateTransfer(
-        tenant_id=tenant_id, id=data.id or new_id(), debit_account_id=data.debit_account_id,
-        credit_account_id=data.credit_account_id, currency=data.currency, amount=data.amount,
-        pending=data.pending, timeout_s=(data.timeout_s or hold_timeout_s_default) if data.pending else None,
-        reference=data.reference, metadata=data.metadata, request_hash=fingerprint, generated_id=data.id is None,
+        tenant_id=tenant_id,
+        id=data.id or new_id(),
+        debit_account_id=data.debit_account_id,
+        credit_account_id=data.credit_account_id,
+        currency=data.currency,
+        amount=data.amount,
+        pending=data.pending,
+        timeout_s=(data.timeout_s or hold_timeout_s_default) if data.pending else None,
+        reference=data.reference,
+        metadata=data.metadata,
+        request_hash=fingerprint,
+        generated_id=data.id is None,
     )
 
 
@@ -81,8 +89,9 @@ async def _submit(ctx: Ctx, command: Command, canonical: bytes, created_status: 
     # it this request's trace id so that a replay repeats the first response byte for byte.
     trace_id = trace_id_var.get()
     async with _in_flight(ctx, claim):
-        result = await ctx.services.ledger.submit(Job(
-            command, claim, (lambda o: outcome_response(o, created_status, trace_id)) if claim else None, trace_id))
+        result = await ctx.services.ledger.submit(
+            Job(command, claim, (lambda o: outcome_response(o, created_status, trace_id)) if claim else None, trace_id)
+        )
     if isinstance(result, Replay):
         metrics.transfers.labels("replayed").inc()
         return replay_response(result.status, result.body)
@@ -92,8 +101,15 @@ async def _submit(ctx: Ctx, command: Command, canonical: bytes, created_status: 
     return Response(body, status_code=status, media_type=media)
 
 
-@endpoint("POST", "/v1/transfers", summary="Create a transfer (posted at once, or pending with a timeout)",
-          body=TransferCreate, responses={201: TransferOut, 200: TransferOut}, errors=_ERRORS, idempotent=True)
+@endpoint(
+    "POST",
+    "/v1/transfers",
+    summary="Create a transfer (posted at once, or pending with a timeout)",
+    body=TransferCreate,
+    responses={201: TransferOut, 200: TransferOut},
+    errors=_ERRORS,
+    idempotent=True,
+)
 async def create_transfer(ctx: Ctx) -> Response:
     data = ctx.decode(TransferCreate)
     command = to_command(ctx.tenant_id, data)
@@ -106,32 +122,57 @@ async def get_transfer(ctx: Ctx) -> Response:
     return json_response(transfer_out(transfer))
 
 
-@endpoint("GET", "/v1/transfers", summary="List transfers, newest first, optionally of one account",
-          responses={200: TransferPage}, errors=(400, 401),
-          query=(("account_id", "string", "only transfers debiting or crediting this account"), *PAGE_QUERY))
+@endpoint(
+    "GET",
+    "/v1/transfers",
+    summary="List transfers, newest first, optionally of one account",
+    responses={200: TransferPage},
+    errors=(400, 401),
+    query=(("account_id", "string", "only transfers debiting or crediting this account"), *PAGE_QUERY),
+)
 async def list_transfers(ctx: Ctx) -> Response:
     limit = page_limit(ctx.request)
     account_id = ctx.request.query_params.get("account_id")
     if account_id is not None and not is_client_id(account_id):
         raise InvalidRequest("account_id must be 1-64 characters of [A-Za-z0-9_.:-]")
     found = await ctx.services.ledger.list_transfers(
-        ctx.tenant_id, account_id, decode_seq_cursor(ctx.request), limit + 1)
+        ctx.tenant_id, account_id, decode_seq_cursor(ctx.request), limit + 1
+    )
     page = found[:limit]
     more = len(found) > limit
-    return json_response(TransferPage(data=[transfer_out(t) for _, t in page], has_more=more,
-                                      next_cursor=encode_cursor(str(page[-1][0])) if more else None))
+    return json_response(
+        TransferPage(
+            data=[transfer_out(t) for _, t in page],
+            has_more=more,
+            next_cursor=encode_cursor(str(page[-1][0])) if more else None,
+        )
+    )
 
 
-@endpoint("POST", "/v1/transfers/{id}/post", summary="Post a pending transfer, in full or in part",
-          body=TransferPost, responses={200: TransferOut}, errors=_ERRORS, idempotent=True)
+@endpoint(
+    "POST",
+    "/v1/transfers/{id}/post",
+    summary="Post a pending transfer, in full or in part",
+    body=TransferPost,
+    responses={200: TransferOut},
+    errors=_ERRORS,
+    idempotent=True,
+)
 async def post_transfer(ctx: Ctx) -> Response:
     data = ctx.decode(TransferPost)
     command = PostPending(ctx.tenant_id, ctx.path_id(TransferNotFound), data.amount)
     return await _submit(ctx, command, msgspec.json.encode(data, order="sorted"), 200)
 
 
-@endpoint("POST", "/v1/transfers/{id}/void", summary="Void a pending transfer, releasing its hold",
-          body=None, responses={200: TransferOut}, errors=_ERRORS, idempotent=True)
+@endpoint(
+    "POST",
+    "/v1/transfers/{id}/void",
+    summary="Void a pending transfer, releasing its hold",
+    body=None,
+    responses={200: TransferOut},
+    errors=_ERRORS,
+    idempotent=True,
+)
 async def void_transfer(ctx: Ctx) -> Response:
     command = VoidPending(ctx.tenant_id, ctx.path_id(TransferNotFound))
     return await _submit(ctx, command, b"", 200)
@@ -143,8 +184,14 @@ def _batch_body(atomic: bool, results: list[JobResult]) -> BatchOut:
         if isinstance(result, Applied):
             items.append(BatchItemOut(index=index, ok=True, transfer=transfer_out(result.transfer), error=None))
         elif isinstance(result, KassaError):
-            items.append(BatchItemOut(index=index, ok=False, transfer=None, error=ItemError(
-                code=result.code, status=result.status, title=result.title, detail=result.detail)))
+            items.append(
+                BatchItemOut(
+                    index=index,
+                    ok=False,
+                    transfer=None,
+                    error=ItemError(code=result.code, status=result.status, title=result.title, detail=result.detail),
+                )
+            )
     return BatchOut(atomic=atomic, data=items)
 
 
@@ -152,17 +199,31 @@ def _batch_response(atomic: bool, results: list[JobResult]) -> tuple[int, bytes]
     failed = [r for r in results if isinstance(r, KassaError) and r.code != "batch_failed"]
     if atomic and failed:
         first = failed[0]
-        errors = [{"index": i, "code": r.code, "detail": r.detail} for i, r in enumerate(results)
-                  if isinstance(r, KassaError) and r.code != "batch_failed"]
-        body = problems.problem_body(422, "batch_failed", "An atomic batch failed; nothing was applied",
-                                     f"{len(errors)} of {len(results)} transfers failed, first: {first.code}",
-                                     errors=errors)
+        errors = [
+            {"index": i, "code": r.code, "detail": r.detail}
+            for i, r in enumerate(results)
+            if isinstance(r, KassaError) and r.code != "batch_failed"
+        ]
+        body = problems.problem_body(
+            422,
+            "batch_failed",
+            "An atomic batch failed; nothing was applied",
+            f"{len(errors)} of {len(results)} transfers failed, first: {first.code}",
+            errors=errors,
+        )
         return 422, body
     return (201 if atomic else 200), msgspec.json.encode(_batch_body(atomic, results))
 
 
-@endpoint("POST", "/v1/transfers/batch", summary="Create many transfers in one transaction",
-          body=TransferBatch, responses={201: BatchOut, 200: BatchOut}, errors=_ERRORS, idempotent=True)
+@endpoint(
+    "POST",
+    "/v1/transfers/batch",
+    summary="Create many transfers in one transaction",
+    body=TransferBatch,
+    responses={201: BatchOut, 200: BatchOut},
+    errors=_ERRORS,
+    idempotent=True,
+)
 async def create_batch(ctx: Ctx) -> Response:
     data = ctx.decode(TransferBatch)
     tenant_id = ctx.tenant_id
@@ -177,7 +238,8 @@ async def create_batch(ctx: Ctx) -> Response:
     jobs = [Job(c, None, None, trace_id) for c in commands]
     async with _in_flight(ctx, claim):
         result = await ctx.services.ledger.submit_batch(
-            jobs, data.atomic, claim, lambda results: _batch_response(data.atomic, results))
+            jobs, data.atomic, claim, lambda results: _batch_response(data.atomic, results)
+        )
     if isinstance(result, Replay):
         return replay_response(result.status, result.body)
     status, body = _batch_response(data.atomic, result)

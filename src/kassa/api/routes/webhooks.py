@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 PAGE_QUERY = (("limit", "integer", "page size (bounded)"), ("cursor", "string", "next_cursor of the previous page"))
 _TAG = "webhooks"
 
-EventType = Annotated[str, Meta(min_length=1, max_length=64, description="an event type such as TransferPosted, "
-                                                                            "or * for every type")]
+EventType = Annotated[
+    str, Meta(min_length=1, max_length=64, description="an event type such as TransferPosted, or * for every type")
+]
 
 
 class WebhookEndpointCreate(Input):
@@ -129,84 +130,160 @@ def _time(value: datetime | None) -> str | None:
 
 
 def endpoint_out(ep: Endpoint) -> WebhookEndpointOut:
-    return WebhookEndpointOut(id=ep.id, url=ep.url, event_types=list(ep.event_types),
-                              created_at=to_rfc3339(ep.created_at), updated_at=to_rfc3339(ep.updated_at))
+    return WebhookEndpointOut(
+        id=ep.id,
+        url=ep.url,
+        event_types=list(ep.event_types),
+        created_at=to_rfc3339(ep.created_at),
+        updated_at=to_rfc3339(ep.updated_at),
+    )
 
 
 def endpoint_secret_out(found: EndpointWithSecret) -> WebhookEndpointSecretOut:
     ep = found.endpoint
     return WebhookEndpointSecretOut(
-        id=ep.id, url=ep.url, event_types=list(ep.event_types), secret=found.secret,
+        id=ep.id,
+        url=ep.url,
+        event_types=list(ep.event_types),
+        secret=found.secret,
         previous_secret_expires_at=_time(found.previous_secret_expires_at),
-        created_at=to_rfc3339(ep.created_at), updated_at=to_rfc3339(ep.updated_at))
+        created_at=to_rfc3339(ep.created_at),
+        updated_at=to_rfc3339(ep.updated_at),
+    )
 
 
 def _attempt_out(a: Attempt) -> WebhookAttemptOut:
-    return WebhookAttemptOut(attempt_no=a.attempt_no, started_at=to_rfc3339(a.started_at),
-                             duration_ms=a.duration_ms, status_code=a.status_code, error=a.error,
-                             response_excerpt=a.response_excerpt, outcome=a.outcome)
+    return WebhookAttemptOut(
+        attempt_no=a.attempt_no,
+        started_at=to_rfc3339(a.started_at),
+        duration_ms=a.duration_ms,
+        status_code=a.status_code,
+        error=a.error,
+        response_excerpt=a.response_excerpt,
+        outcome=a.outcome,
+    )
 
 
 def delivery_out(d: Delivery) -> WebhookDeliveryOut:
     return WebhookDeliveryOut(
-        id=d.id, endpoint_id=d.endpoint_id, event_id=d.event_id, event_type=d.event_type, status=d.status.value,
-        attempt_count=d.attempt_count, next_attempt_at=_time(d.next_attempt_at),
-        last_status_code=d.last_status_code, last_error=d.last_error, created_at=to_rfc3339(d.created_at),
-        updated_at=to_rfc3339(d.updated_at), completed_at=_time(d.completed_at),
-        attempts=[_attempt_out(a) for a in d.attempts])
+        id=d.id,
+        endpoint_id=d.endpoint_id,
+        event_id=d.event_id,
+        event_type=d.event_type,
+        status=d.status.value,
+        attempt_count=d.attempt_count,
+        next_attempt_at=_time(d.next_attempt_at),
+        last_status_code=d.last_status_code,
+        last_error=d.last_error,
+        created_at=to_rfc3339(d.created_at),
+        updated_at=to_rfc3339(d.updated_at),
+        completed_at=_time(d.completed_at),
+        attempts=[_attempt_out(a) for a in d.attempts],
+    )
 
 
 def notification_out(n: Notification) -> NotificationOut:
-    return NotificationOut(id=n.id, account_id=n.account_id, event_id=n.event_id, event_type=n.event_type,
-                           message=n.message, data=n.data, occurred_at=to_rfc3339(n.occurred_at),
-                           created_at=to_rfc3339(n.created_at))
+    return NotificationOut(
+        id=n.id,
+        account_id=n.account_id,
+        event_id=n.event_id,
+        event_type=n.event_type,
+        message=n.message,
+        data=n.data,
+        occurred_at=to_rfc3339(n.occurred_at),
+        created_at=to_rfc3339(n.created_at),
+    )
 
 
 def _next(seq: int | None) -> str | None:
     return None if seq is None else encode_cursor(str(seq))
 
 
-@endpoint("POST", "/v1/webhook-endpoints", summary="Register a webhook endpoint (its secret is shown once)",
-          body=WebhookEndpointCreate, responses={201: WebhookEndpointSecretOut}, errors=(400, 401, 409, 413, 422),
-          idempotent=True, tag=_TAG)
+@endpoint(
+    "POST",
+    "/v1/webhook-endpoints",
+    summary="Register a webhook endpoint (its secret is shown once)",
+    body=WebhookEndpointCreate,
+    responses={201: WebhookEndpointSecretOut},
+    errors=(400, 401, 409, 413, 422),
+    idempotent=True,
+    tag=_TAG,
+)
 async def create_webhook_endpoint(ctx: Ctx) -> Response:
     data = ctx.decode(WebhookEndpointCreate)
     claim = ctx.idempotency_claim(msgspec.json.encode(data, order="sorted"))
     result = await _service(ctx).create_endpoint(
-        ctx.tenant_id, data.url, data.event_types, claim,
-        lambda created: (201, msgspec.json.encode(endpoint_secret_out(created))))
+        ctx.tenant_id,
+        data.url,
+        data.event_types,
+        claim,
+        lambda created: (201, msgspec.json.encode(endpoint_secret_out(created))),
+    )
     if isinstance(result, Replay):
         return replay_response(result.status, result.body)
     return json_response(endpoint_secret_out(result), status=201)
 
 
-@endpoint("GET", "/v1/webhook-endpoints", summary="List webhook endpoints, oldest first",
-          responses={200: WebhookEndpointPage}, errors=(400, 401), query=PAGE_QUERY, tag=_TAG)
+@endpoint(
+    "GET",
+    "/v1/webhook-endpoints",
+    summary="List webhook endpoints, oldest first",
+    responses={200: WebhookEndpointPage},
+    errors=(400, 401),
+    query=PAGE_QUERY,
+    tag=_TAG,
+)
 async def list_webhook_endpoints(ctx: Ctx) -> Response:
     page = await _service(ctx).list_endpoints(ctx.tenant_id, decode_seq_cursor(ctx.request), page_limit(ctx.request))
-    return json_response(WebhookEndpointPage(data=[endpoint_out(e) for e in page.data], has_more=page.has_more,
-                                             next_cursor=_next(page.next_seq)))
+    return json_response(
+        WebhookEndpointPage(
+            data=[endpoint_out(e) for e in page.data], has_more=page.has_more, next_cursor=_next(page.next_seq)
+        )
+    )
 
 
-@endpoint("GET", "/v1/webhook-endpoints/{id}", summary="Get a webhook endpoint",
-          responses={200: WebhookEndpointOut}, errors=(401, 404), tag=_TAG)
+@endpoint(
+    "GET",
+    "/v1/webhook-endpoints/{id}",
+    summary="Get a webhook endpoint",
+    responses={200: WebhookEndpointOut},
+    errors=(401, 404),
+    tag=_TAG,
+)
 async def get_webhook_endpoint(ctx: Ctx) -> Response:
     found = await _service(ctx).get_endpoint(ctx.tenant_id, ctx.request.path_params["id"])
     return json_response(endpoint_out(found))
 
 
-@endpoint("DELETE", "/v1/webhook-endpoints/{id}", summary="Delete a webhook endpoint (pending deliveries are "
-          "canceled)", responses={204: None}, errors=(401, 404), tag=_TAG)
+@endpoint(
+    "DELETE",
+    "/v1/webhook-endpoints/{id}",
+    summary="Delete a webhook endpoint (pending deliveries are canceled)",
+    responses={204: None},
+    errors=(401, 404),
+    tag=_TAG,
+)
 async def delete_webhook_endpoint(ctx: Ctx) -> Response:
     await _service(ctx).delete_endpoint(ctx.tenant_id, ctx.request.path_params["id"])
     return Response(status_code=204)
 
 
-@endpoint("POST", "/v1/webhook-endpoints/{id}/rotate-secret",
-          summary="Rotate the signing secret; the previous one keeps signing for grace_s seconds",
-          responses={200: WebhookEndpointSecretOut}, errors=(400, 401, 404), tag=_TAG,
-          query=(("grace_s", "integer", f"0-{webhook_secret_rotation_grace_s}; default "
-                  f"{webhook_secret_rotation_grace_s}; 0 revokes the previous secret at once"),))
+@endpoint(
+    "POST",
+    "/v1/webhook-endpoints/{id}/rotate-secret",
+    summary="Rotate the signing secret; the previous one keeps signing for grace_s seconds",
+    responses={200: WebhookEndpointSecretOut},
+    errors=(400, 401, 404),
+    tag=_TAG,
+    query=(
+        (
+            "grace_s",
+            "integer",
+            f"0-{webhook_secret_rotation_grace_s}; default "
+            f"{webhook_secret_rotation_grace_s}; 0 revokes the previous secret at once",
+        ),
+    ),
+)
 async def rotate_webhook_secret(ctx: Ctx) -> Response:
     raw = ctx.request.query_params.get("grace_s")
     if raw is not None and not raw.isdigit():
@@ -216,24 +293,44 @@ async def rotate_webhook_secret(ctx: Ctx) -> Response:
     return json_response(endpoint_secret_out(rotated))
 
 
-@endpoint("GET", "/v1/webhook-endpoints/{id}/deliveries",
-          summary="Deliveries of an endpoint, newest first, each with every attempt",
-          responses={200: WebhookDeliveryPage}, errors=(400, 401, 404), query=PAGE_QUERY, tag=_TAG)
+@endpoint(
+    "GET",
+    "/v1/webhook-endpoints/{id}/deliveries",
+    summary="Deliveries of an endpoint, newest first, each with every attempt",
+    responses={200: WebhookDeliveryPage},
+    errors=(400, 401, 404),
+    query=PAGE_QUERY,
+    tag=_TAG,
+)
 async def list_webhook_deliveries(ctx: Ctx) -> Response:
-    page = await _service(ctx).list_deliveries(ctx.tenant_id, ctx.request.path_params["id"],
-                                               decode_seq_cursor(ctx.request), page_limit(ctx.request))
-    return json_response(WebhookDeliveryPage(data=[delivery_out(d) for d in page.data], has_more=page.has_more,
-                                             next_cursor=_next(page.next_seq)))
+    page = await _service(ctx).list_deliveries(
+        ctx.tenant_id, ctx.request.path_params["id"], decode_seq_cursor(ctx.request), page_limit(ctx.request)
+    )
+    return json_response(
+        WebhookDeliveryPage(
+            data=[delivery_out(d) for d in page.data], has_more=page.has_more, next_cursor=_next(page.next_seq)
+        )
+    )
 
 
-@endpoint("GET", "/v1/notifications", summary="Notification log of one account, newest first",
-          responses={200: NotificationPage}, errors=(400, 401),
-          query=(("account_id", "string", "the account (required)"), *PAGE_QUERY), tag="notifications")
+@endpoint(
+    "GET",
+    "/v1/notifications",
+    summary="Notification log of one account, newest first",
+    responses={200: NotificationPage},
+    errors=(400, 401),
+    query=(("account_id", "string", "the account (required)"), *PAGE_QUERY),
+    tag="notifications",
+)
 async def list_notifications(ctx: Ctx) -> Response:
     account_id = ctx.request.query_params.get("account_id")
     if not account_id or len(account_id) > account_id_chars_max:
         raise InvalidRequest(f"account_id is required (1-{account_id_chars_max} characters)")
-    page = await _service(ctx).list_notifications(ctx.tenant_id, account_id, decode_seq_cursor(ctx.request),
-                                                  page_limit(ctx.request))
-    return json_response(NotificationPage(data=[notification_out(n) for n in page.data], has_more=page.has_more,
-                                          next_cursor=_next(page.next_seq)))
+    page = await _service(ctx).list_notifications(
+        ctx.tenant_id, account_id, decode_seq_cursor(ctx.request), page_limit(ctx.request)
+    )
+    return json_response(
+        NotificationPage(
+            data=[notification_out(n) for n in page.data], has_more=page.has_more, next_cursor=_next(page.next_seq)
+        )
+    )

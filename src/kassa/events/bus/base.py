@@ -70,9 +70,7 @@ class EventBus(Protocol):
     async def close(self) -> None: ...
 
 
-async def publish_in_key_order(
-    events: Sequence[Envelope], publish_one: Callable[[Envelope], Awaitable[None]]
-) -> None:
+async def publish_in_key_order(events: Sequence[Envelope], publish_one: Callable[[Envelope], Awaitable[None]]) -> None:
     """Publish events of different keys concurrently and events of one key one after another.
 
     Waiting for the broker's ack before sending the next event of the same key is what keeps a

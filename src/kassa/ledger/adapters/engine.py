@@ -121,9 +121,14 @@ async def run_batch(conn: Conn, jobs: list[Job], *, atomic: bool = False) -> lis
         return abort.results
 
 
-async def run_client_batch(conn: Conn, jobs: list[Job], *, atomic: bool,
-                           claim: IdemClaim | None,
-                           render_all: Callable[[list[JobResult]], tuple[int, bytes]]) -> Replay | list[JobResult]:
+async def run_client_batch(
+    conn: Conn,
+    jobs: list[Job],
+    *,
+    atomic: bool,
+    claim: IdemClaim | None,
+    render_all: Callable[[list[JobResult]], tuple[int, bytes]],
+) -> Replay | list[JobResult]:
     """POST /v1/transfers/batch: one transaction, one Idempotency-Key for the whole batch."""
     try:
         async with conn.transaction():
@@ -161,23 +166,24 @@ async def _run(conn: Conn, jobs: list[Job], atomic: bool) -> list[JobResult]:
 
 
 def _atomic_failure(results: list[JobResult | None]) -> list[JobResult]:
-    failed = [r if isinstance(r, KassaError) else BatchFailed("another item of the atomic batch failed")
-              for r in results]
+    failed = [
+        r if isinstance(r, KassaError) else BatchFailed("another item of the atomic batch failed") for r in results
+    ]
     return list(failed)
 
 
 async def _lock_transfers(conn: Conn, commands: list[Command]) -> dict[tuple[str, str], Transfer]:
     # A generated id is new by construction; only client-chosen ids can name an existing transfer.
-    keys = sorted({command_transfer_key(c) for c in commands
-                   if not (isinstance(c, CreateTransfer) and c.generated_id)})
+    keys = sorted({command_transfer_key(c) for c in commands if not (isinstance(c, CreateTransfer) and c.generated_id)})
     if not keys:
         return {}
     rows = await conn.fetch(_LOCK_TRANSFERS, [k[0] for k in keys], [k[1] for k in keys])
     return {(r["tenant_id"], r["id"]): transfer_from_row(r) for r in rows}
 
 
-async def _lock_accounts(conn: Conn, commands: list[Command],
-                         transfers: dict[tuple[str, str], Transfer]) -> tuple[dict[tuple[str, str], Account], datetime]:
+async def _lock_accounts(
+    conn: Conn, commands: list[Command], transfers: dict[tuple[str, str], Transfer]
+) -> tuple[dict[tuple[str, str], Account], datetime]:
     keys: set[tuple[str, str]] = set()
     for command in commands:
         if isinstance(command, CreateTransfer):
@@ -196,42 +202,96 @@ async def _lock_accounts(conn: Conn, commands: list[Command],
     return {(r["tenant_id"], r["id"]): account_from_row(r) for r in rows}, now
 
 
-async def _write(conn: Conn, posting: Posting, jobs: list[Job],
-                 results: list[JobResult | None], now: datetime) -> None:
+async def _write(conn: Conn, posting: Posting, jobs: list[Job], results: list[JobResult | None], now: datetime) -> None:
     fx = posting.effects
     trace_ids = {command_transfer_key(j.command): j.trace_id for j in jobs}
     events = [
-        NewEvent(tenant_id=t.tenant_id, type=EVENT_BY_STATUS[t.status], aggregate_type="transfer",
-                 aggregate_id=t.id, data=transfer_data(t), trace_id=trace_ids.get(t.key))
+        NewEvent(
+            tenant_id=t.tenant_id,
+            type=EVENT_BY_STATUS[t.status],
+            aggregate_type="transfer",
+            aggregate_id=t.id,
+            data=transfer_data(t),
+            trace_id=trace_ids.get(t.key),
+        )
         for t in fx.events
     ]
     touched = [posting.accounts[k] for k in sorted(fx.touched)]
     if touched or events:
         counts = await conn.fetchrow(
             _WRITE,
-            _ENCODER.encode([{"t": a.tenant_id, "i": a.id, "dp": a.balance.debits_posted,
-                              "cp": a.balance.credits_posted, "dq": a.balance.debits_pending,
-                              "cq": a.balance.credits_pending} for a in touched]).decode(),
-            _ENCODER.encode([{"t": t.tenant_id, "i": t.id, "d": t.debit_account_id, "c": t.credit_account_id,
-                              "cur": t.currency, "amt": t.amount, "p": t.posted_amount, "s": t.status,
-                              "ts": t.timeout_s, "exp": t.expires_at, "ref": t.reference, "md": t.metadata,
-                              "h": t.request_hash, "at": t.created_at}
-                             for t in fx.new_transfers.values()]).decode(),
-            _ENCODER.encode([{"t": t.tenant_id, "i": t.id, "s": t.status, "p": t.posted_amount, "at": t.updated_at}
-                             for t in fx.changed_transfers.values()]).decode(),
-            _ENCODER.encode([{"t": e.tenant_id, "a": e.account_id, "tr": e.transfer_id, "k": e.kind, "sd": e.side,
-                              "cur": e.currency, "pa": e.posted_amount, "qa": e.pending_amount,
-                              "dp": e.after.debits_posted, "cp": e.after.credits_posted,
-                              "dq": e.after.debits_pending, "cq": e.after.credits_pending, "at": e.created_at}
-                             for e in fx.entries]).decode(),
+            _ENCODER.encode(
+                [
+                    {
+                        "t": a.tenant_id,
+                        "i": a.id,
+                        "dp": a.balance.debits_posted,
+                        "cp": a.balance.credits_posted,
+                        "dq": a.balance.debits_pending,
+                        "cq": a.balance.credits_pending,
+                    }
+                    for a in touched
+                ]
+            ).decode(),
+            _ENCODER.encode(
+                [
+                    {
+                        "t": t.tenant_id,
+                        "i": t.id,
+                        "d": t.debit_account_id,
+                        "c": t.credit_account_id,
+                        "cur": t.currency,
+                        "amt": t.amount,
+                        "p": t.posted_amount,
+                        "s": t.status,
+                        "ts": t.timeout_s,
+                        "exp": t.expires_at,
+                        "ref": t.reference,
+                        "md": t.metadata,
+                        "h": t.request_hash,
+                        "at": t.created_at,
+                    }
+                    for t in fx.new_transfers.values()
+                ]
+            ).decode(),
+            _ENCODER.encode(
+                [
+                    {"t": t.tenant_id, "i": t.id, "s": t.status, "p": t.posted_amount, "at": t.updated_at}
+                    for t in fx.changed_transfers.values()
+                ]
+            ).decode(),
+            _ENCODER.encode(
+                [
+                    {
+                        "t": e.tenant_id,
+                        "a": e.account_id,
+                        "tr": e.transfer_id,
+                        "k": e.kind,
+                        "sd": e.side,
+                        "cur": e.currency,
+                        "pa": e.posted_amount,
+                        "qa": e.pending_amount,
+                        "dp": e.after.debits_posted,
+                        "cp": e.after.credits_posted,
+                        "dq": e.after.debits_pending,
+                        "cq": e.after.credits_pending,
+                        "at": e.created_at,
+                    }
+                    for e in fx.entries
+                ]
+            ).decode(),
             outbox_json(events, now).decode(),
         )
         # Check after the write: every effect the engine computed reached its table.
-        invariant(counts is not None and counts["balances"] == len(touched)
-                  and counts["new_transfers"] == len(fx.new_transfers)
-                  and counts["changed_transfers"] == len(fx.changed_transfers)
-                  and counts["journal"] == len(fx.entries) and counts["events"] == len(events),
-                  "the batch write touched exactly the rows the posting engine produced")
+        invariant(
+            counts is not None
+            and counts["balances"] == len(touched)
+            and counts["new_transfers"] == len(fx.new_transfers)
+            and counts["changed_transfers"] == len(fx.changed_transfers)
+            and counts["journal"] == len(fx.entries)
+            and counts["events"] == len(events),
+            "the batch write touched exactly the rows the posting engine produced",
+        )
     done = []
     for job, result in zip(jobs, results, strict=True):
         if job.claim is not None and job.render is not None and isinstance(result, Applied | KassaError):

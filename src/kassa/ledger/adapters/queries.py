@@ -22,57 +22,70 @@ _MAX_SEQ = 2**63 - 1
 
 
 async def get_account(conn: Conn, tenant_id: str, account_id: str) -> Account | None:
-    row = await conn.fetchrow(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE tenant_id = $1 AND id = $2",
-                              tenant_id, account_id)
+    row = await conn.fetchrow(
+        f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE tenant_id = $1 AND id = $2", tenant_id, account_id
+    )
     return None if row is None else account_from_row(row)
 
 
-async def list_accounts(conn: Conn, tenant_id: str, after_id: str | None,
-                        limit: int) -> list[Account]:
+async def list_accounts(conn: Conn, tenant_id: str, after_id: str | None, limit: int) -> list[Account]:
     rows = await conn.fetch(
         f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-        tenant_id, after_id or "", limit,
+        tenant_id,
+        after_id or "",
+        limit,
     )
     return [account_from_row(r) for r in rows]
 
 
-async def balance_as_of(conn: Conn, tenant_id: str, account_id: str,
-                        as_of: datetime) -> Balance:
+async def balance_as_of(conn: Conn, tenant_id: str, account_id: str, as_of: datetime) -> Balance:
     """The counters after the last entry at or before `as_of` (zero before the first entry)."""
     row = await conn.fetchrow(
         "SELECT debits_posted, credits_posted, debits_pending, credits_pending FROM entries"
         " WHERE tenant_id = $1 AND account_id = $2 AND created_at <= $3"
         " ORDER BY created_at DESC, seq DESC LIMIT 1",
-        tenant_id, account_id, as_of,
+        tenant_id,
+        account_id,
+        as_of,
     )
     if row is None:
         return Balance()
     return Balance(row["debits_posted"], row["credits_posted"], row["debits_pending"], row["credits_pending"])
 
 
-async def list_entries(conn: Conn, tenant_id: str, account_id: str,
-                       before_seq: int | None, limit: int) -> list[asyncpg.Record]:
+async def list_entries(
+    conn: Conn, tenant_id: str, account_id: str, before_seq: int | None, limit: int
+) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT seq, transfer_id, kind, side, currency, posted_amount, pending_amount, debits_posted,"
         " credits_posted, debits_pending, credits_pending, created_at FROM entries"
         " WHERE tenant_id = $1 AND account_id = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4",
-        tenant_id, account_id, before_seq or _MAX_SEQ, limit,
+        tenant_id,
+        account_id,
+        before_seq or _MAX_SEQ,
+        limit,
     )
 
 
 async def get_transfer(conn: Conn, tenant_id: str, transfer_id: str) -> Transfer | None:
-    row = await conn.fetchrow(f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE tenant_id = $1 AND id = $2",
-                              tenant_id, transfer_id)
+    row = await conn.fetchrow(
+        f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE tenant_id = $1 AND id = $2", tenant_id, transfer_id
+    )
     return None if row is None else transfer_from_row(row)
 
 
-async def list_transfers(conn: Conn, tenant_id: str, account_id: str | None,
-                         before_seq: int | None, limit: int) -> list[tuple[int, Transfer]]:
+async def list_transfers(
+    conn: Conn, tenant_id: str, account_id: str | None, before_seq: int | None, limit: int
+) -> list[tuple[int, Transfer]]:
     before = before_seq or _MAX_SEQ
     if account_id is None:
         rows = await conn.fetch(
             f"SELECT seq, {TRANSFER_COLUMNS} FROM transfers WHERE tenant_id = $1 AND seq < $2"
-            " ORDER BY seq DESC LIMIT $3", tenant_id, before, limit)
+            " ORDER BY seq DESC LIMIT $3",
+            tenant_id,
+            before,
+            limit,
+        )
     else:
         # Two index range scans (debit side, credit side) merged; a transfer is on one side only.
         rows = await conn.fetch(
@@ -80,12 +93,19 @@ async def list_transfers(conn: Conn, tenant_id: str, account_id: str | None,
             " AND debit_account_id = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4)"
             f" UNION ALL (SELECT seq, {TRANSFER_COLUMNS} FROM transfers WHERE tenant_id = $1"
             " AND credit_account_id = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4)) s"
-            " ORDER BY seq DESC LIMIT $4", tenant_id, account_id, before, limit)
+            " ORDER BY seq DESC LIMIT $4",
+            tenant_id,
+            account_id,
+            before,
+            limit,
+        )
     return [(r["seq"], transfer_from_row(r)) for r in rows]
 
 
 async def due_pending(conn: Conn, limit: int) -> list[tuple[str, str]]:
     rows = await conn.fetch(
         "SELECT tenant_id, id FROM transfers WHERE status = 'pending' AND expires_at <= now()"
-        " ORDER BY expires_at LIMIT $1", limit)
+        " ORDER BY expires_at LIMIT $1",
+        limit,
+    )
     return [(r["tenant_id"], r["id"]) for r in rows]

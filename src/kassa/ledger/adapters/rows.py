@@ -18,19 +18,32 @@ ACCOUNT_COLUMNS = (
 
 def transfer_from_row(row: Any) -> Transfer:
     return Transfer(
-        tenant_id=row["tenant_id"], id=row["id"], debit_account_id=row["debit_account_id"],
-        credit_account_id=row["credit_account_id"], currency=row["currency"], amount=row["amount"],
-        posted_amount=row["posted_amount"], status=row["status"], timeout_s=row["timeout_s"],
-        expires_at=row["expires_at"], reference=row["reference"], metadata=row["metadata"],
-        request_hash=bytes(row["request_hash"]), created_at=row["created_at"], updated_at=row["updated_at"],
+        tenant_id=row["tenant_id"],
+        id=row["id"],
+        debit_account_id=row["debit_account_id"],
+        credit_account_id=row["credit_account_id"],
+        currency=row["currency"],
+        amount=row["amount"],
+        posted_amount=row["posted_amount"],
+        status=row["status"],
+        timeout_s=row["timeout_s"],
+        expires_at=row["expires_at"],
+        reference=row["reference"],
+        metadata=row["metadata"],
+        request_hash=bytes(row["request_hash"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
 
 
 def account_from_row(row: Any) -> Account:
     return Account(
-        tenant_id=row["tenant_id"], id=row["id"], currency=row["currency"],
-        normal_balance=row["normal_balance"], allow_negative=row["allow_negative"],
-        balance=Balance(row["debits_posted"], row["credits_posted"], row["debits_pending"],
-                        row["credits_pending"]),
-        metadata=row["metadata"], created_at=row["created_at"],
+        tenant_id=row["tenant_id"],
+        id=row["id"],
+        currency=row["currency"],
+        normal_balance=row["normal_balance"],
+        allow_negative=row["allow_negative"],
+        balance=Balance(row["debits_posted"], row["credits_posted"], row["debits_pending"], row["credits_pending"]),
+        metadata=row["metadata"],
+        created_at=row["created_at"],
     )

@@ -68,8 +68,9 @@ class Effects:
 class Posting:
     """One batch's worth of posting against locked accounts and transfers."""
 
-    def __init__(self, accounts: dict[tuple[str, str], Account],
-                 transfers: dict[tuple[str, str], Transfer], now: datetime) -> None:
+    def __init__(
+        self, accounts: dict[tuple[str, str], Account], transfers: dict[tuple[str, str], Transfer], now: datetime
+    ) -> None:
         self.accounts = accounts
         self.transfers = transfers
         self.now = now
@@ -106,12 +107,21 @@ class Posting:
                 raise CurrencyMismatch(f"account '{account.id}' is in {account.currency}, not {cmd.currency}")
         expires_at = self.now + timedelta(seconds=cmd.timeout_s) if cmd.pending and cmd.timeout_s else None
         transfer = Transfer(
-            tenant_id=cmd.tenant_id, id=cmd.id, debit_account_id=debit.id, credit_account_id=credit.id,
-            currency=cmd.currency, amount=cmd.amount, posted_amount=0 if cmd.pending else cmd.amount,
+            tenant_id=cmd.tenant_id,
+            id=cmd.id,
+            debit_account_id=debit.id,
+            credit_account_id=credit.id,
+            currency=cmd.currency,
+            amount=cmd.amount,
+            posted_amount=0 if cmd.pending else cmd.amount,
             status="pending" if cmd.pending else "posted",
-            timeout_s=cmd.timeout_s if cmd.pending else None, expires_at=expires_at,
-            reference=cmd.reference, metadata=cmd.metadata, request_hash=cmd.request_hash,
-            created_at=self.now, updated_at=self.now,
+            timeout_s=cmd.timeout_s if cmd.pending else None,
+            expires_at=expires_at,
+            reference=cmd.reference,
+            metadata=cmd.metadata,
+            request_hash=cmd.request_hash,
+            created_at=self.now,
+            updated_at=self.now,
         )
         kind: EntryKind = "pending" if cmd.pending else "posted"
         posted = 0 if cmd.pending else cmd.amount
@@ -178,8 +188,9 @@ class Posting:
             self.effects.changed_transfers[transfer.key] = transfer
         self.effects.events.append(transfer)
 
-    def _move(self, transfer: Transfer, debit: Account, credit: Account, kind: EntryKind,
-              posted: int, pending: int) -> None:
+    def _move(
+        self, transfer: Transfer, debit: Account, credit: Account, kind: EntryKind, posted: int, pending: int
+    ) -> None:
         """Add `posted` to both sides' posted counters and `pending` (signed) to their pending
         counters; check overflow and available funds before touching the working state."""
         new_debit = debit.balance.copy()
@@ -189,8 +200,10 @@ class Posting:
         new_credit.credits_posted += posted
         new_credit.credits_pending += pending
         for balance in (new_debit, new_credit):
-            if max(balance.debits_posted, balance.credits_posted,
-                   balance.debits_pending, balance.credits_pending) > amount_minor_max:
+            if (
+                max(balance.debits_posted, balance.credits_posted, balance.debits_pending, balance.credits_pending)
+                > amount_minor_max
+            ):
                 raise BalanceOverflow("a balance counter would exceed 2^63-1 minor units")
             invariant(min(balance.debits_pending, balance.credits_pending) >= 0, "pending never negative")
         for account, balance in ((debit, new_debit), (credit, new_credit)):
@@ -200,12 +213,20 @@ class Posting:
         debit.balance = new_debit
         credit.balance = new_credit
         for account, side in ((debit, "debit"), (credit, "credit")):
-            self.effects.entries.append(Entry(
-                tenant_id=account.tenant_id, account_id=account.id, transfer_id=transfer.id, kind=kind,
-                side=side,  # type: ignore[arg-type]
-                currency=transfer.currency, posted_amount=posted, pending_amount=pending,
-                after=account.balance.copy(), created_at=self.now,
-            ))
+            self.effects.entries.append(
+                Entry(
+                    tenant_id=account.tenant_id,
+                    account_id=account.id,
+                    transfer_id=transfer.id,
+                    kind=kind,
+                    side=side,  # type: ignore[arg-type]
+                    currency=transfer.currency,
+                    posted_amount=posted,
+                    pending_amount=pending,
+                    after=account.balance.copy(),
+                    created_at=self.now,
+                )
+            )
             self.effects.touched.add(account.key)
 
 

@@ -46,9 +46,7 @@ class AttemptResult:
     retry_after_s: float | None = None
 
 
-async def enqueue(
-    conn: Conn, tenant_id: str, event_id: str, event_type: str, payload: bytes, now: datetime
-) -> int:
+async def enqueue(conn: Conn, tenant_id: str, event_id: str, event_type: str, payload: bytes, now: datetime) -> int:
     """One pending delivery per live endpoint of the tenant that wants `event_type`; returns how
     many were inserted. The unique (tenant, endpoint, event) key makes a repeat a no-op."""
     # FOR SHARE makes a concurrent delete wait for this transaction, so its cancel of pending
@@ -57,7 +55,8 @@ async def enqueue(
         """SELECT id FROM webhook_endpoints
            WHERE tenant_id = $1 AND deleted_at IS NULL AND ($2 = ANY(event_types) OR '*' = ANY(event_types))
            ORDER BY seq FOR SHARE""",
-        tenant_id, event_type,
+        tenant_id,
+        event_type,
     )
     if not endpoint_ids:
         return 0
@@ -70,7 +69,13 @@ async def enqueue(
            FROM unnest($2::text[], $7::text[]) AS d (id, endpoint_id)
            ON CONFLICT (tenant_id, endpoint_id, event_id) DO NOTHING
            RETURNING id""",
-        tenant_id, ids, event_id, event_type, payload, now, [r["id"] for r in endpoint_ids],
+        tenant_id,
+        ids,
+        event_id,
+        event_type,
+        payload,
+        now,
+        [r["id"] for r in endpoint_ids],
     )
     return len(inserted)
 
@@ -108,8 +113,13 @@ async def enqueue_many(conn: Conn, events: Sequence[tuple[str, str, str, bytes]]
                 AS d (t, id, endpoint_id, event_id, event_type, payload)
            ON CONFLICT (tenant_id, endpoint_id, event_id) DO NOTHING
            RETURNING id""",
-        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
-        [r[4] for r in rows], [r[5] for r in rows], now,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
+        [r[5] for r in rows],
+        now,
     )
     return len(inserted)
 
@@ -139,8 +149,13 @@ async def claim_due(conn: Conn, now: datetime, lease_s: float, limit: int) -> li
     records = await conn.fetch(_CLAIM, now, limit, now + timedelta(seconds=lease_s))
     claimed = [
         ClaimedDelivery(
-            tenant_id=r["tenant_id"], id=r["id"], endpoint_id=r["endpoint_id"], event_id=r["event_id"],
-            event_type=r["event_type"], payload=bytes(r["payload"]), attempt_no=r["attempt_count"],
+            tenant_id=r["tenant_id"],
+            id=r["id"],
+            endpoint_id=r["endpoint_id"],
+            event_id=r["event_id"],
+            event_type=r["event_type"],
+            payload=bytes(r["payload"]),
+            attempt_no=r["attempt_count"],
             url=r["url"],
             secrets=(r["secret"],) if r["previous_secret"] is None else (r["secret"], r["previous_secret"]),
             created_at=r["created_at"],
@@ -152,8 +167,12 @@ async def claim_due(conn: Conn, now: datetime, lease_s: float, limit: int) -> li
 
 
 async def record_attempt(
-    conn: Conn, claimed: ClaimedDelivery, result: AttemptResult, outcome: str,
-    next_attempt_at: datetime | None, now: datetime,
+    conn: Conn,
+    claimed: ClaimedDelivery,
+    result: AttemptResult,
+    outcome: str,
+    next_attempt_at: datetime | None,
+    now: datetime,
 ) -> bool:
     """Stores the attempt and moves the delivery on (call inside a transaction). Returns False if
     the delivery was reclaimed after our lease ran out or canceled meanwhile: the attempt is
@@ -163,12 +182,21 @@ async def record_attempt(
                                          status_code, error, response_excerpt, outcome)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
            ON CONFLICT (tenant_id, delivery_id, attempt_no) DO NOTHING""",
-        claimed.tenant_id, claimed.id, claimed.attempt_no, result.started_at, result.duration_ms,
-        result.status_code, result.error, result.response_excerpt, outcome,
+        claimed.tenant_id,
+        claimed.id,
+        claimed.attempt_no,
+        result.started_at,
+        result.duration_ms,
+        result.status_code,
+        result.error,
+        result.response_excerpt,
+        outcome,
     )
     status = DeliveryStatus.PENDING if outcome == "retry" else DeliveryStatus(outcome)
-    invariant((status is DeliveryStatus.PENDING) == (next_attempt_at is not None),
-              "only a pending delivery has a next attempt")
+    invariant(
+        (status is DeliveryStatus.PENDING) == (next_attempt_at is not None),
+        "only a pending delivery has a next attempt",
+    )
     updated = await conn.fetchval(
         """UPDATE webhook_deliveries
            SET status = $4::text, next_attempt_at = COALESCE($5::timestamptz, next_attempt_at),
@@ -176,16 +204,26 @@ async def record_attempt(
                completed_at = CASE WHEN $4::text = 'pending' THEN NULL ELSE $8::timestamptz END
            WHERE tenant_id = $1 AND id = $2 AND attempt_count = $3 AND status = 'pending'
            RETURNING true""",
-        claimed.tenant_id, claimed.id, claimed.attempt_no, status.value, next_attempt_at,
-        result.status_code, result.error, now,
+        claimed.tenant_id,
+        claimed.id,
+        claimed.attempt_no,
+        status.value,
+        next_attempt_at,
+        result.status_code,
+        result.error,
+        now,
     )
     return bool(updated)
 
 
 def _attempt(r: Any) -> Attempt:
     return Attempt(
-        attempt_no=r["attempt_no"], started_at=r["started_at"], duration_ms=r["duration_ms"],
-        status_code=r["status_code"], error=r["error"], response_excerpt=r["response_excerpt"],
+        attempt_no=r["attempt_no"],
+        started_at=r["started_at"],
+        duration_ms=r["duration_ms"],
+        status_code=r["status_code"],
+        error=r["error"],
+        response_excerpt=r["response_excerpt"],
         outcome=r["outcome"],
     )
 
@@ -201,7 +239,10 @@ async def list_for_endpoint(
                   last_status_code, last_error, created_at, updated_at, completed_at
            FROM webhook_deliveries
            WHERE tenant_id = $1 AND endpoint_id = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4""",
-        tenant_id, endpoint_id, before_seq, limit,
+        tenant_id,
+        endpoint_id,
+        before_seq,
+        limit,
     )
     attempts: dict[str, list[Attempt]] = {r["id"]: [] for r in records}
     if records:
@@ -210,17 +251,28 @@ async def list_for_endpoint(
                       response_excerpt, outcome
                FROM webhook_attempts WHERE tenant_id = $1 AND delivery_id = ANY($2::text[])
                ORDER BY delivery_id, attempt_no""",
-            tenant_id, list(attempts),
+            tenant_id,
+            list(attempts),
         ):
             attempts[a["delivery_id"]].append(_attempt(a))
     return [
-        (r["seq"], Delivery(
-            id=r["id"], endpoint_id=r["endpoint_id"], event_id=r["event_id"], event_type=r["event_type"],
-            status=DeliveryStatus(r["status"]), attempt_count=r["attempt_count"],
-            next_attempt_at=r["next_attempt_at"] if r["status"] == "pending" else None,
-            last_status_code=r["last_status_code"], last_error=r["last_error"],
-            created_at=r["created_at"], updated_at=r["updated_at"], completed_at=r["completed_at"],
-            attempts=tuple(attempts[r["id"]]),
-        ))
+        (
+            r["seq"],
+            Delivery(
+                id=r["id"],
+                endpoint_id=r["endpoint_id"],
+                event_id=r["event_id"],
+                event_type=r["event_type"],
+                status=DeliveryStatus(r["status"]),
+                attempt_count=r["attempt_count"],
+                next_attempt_at=r["next_attempt_at"] if r["status"] == "pending" else None,
+                last_status_code=r["last_status_code"],
+                last_error=r["last_error"],
+                created_at=r["created_at"],
+                updated_at=r["updated_at"],
+                completed_at=r["completed_at"],
+                attempts=tuple(attempts[r["id"]]),
+            ),
+        )
         for r in records
     ]

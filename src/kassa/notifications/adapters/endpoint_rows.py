@@ -25,9 +25,12 @@ class EndpointRow:
 def _row(record: Any) -> EndpointRow:
     return EndpointRow(
         endpoint=Endpoint(
-            tenant_id=record["tenant_id"], id=record["id"], url=record["url"],
+            tenant_id=record["tenant_id"],
+            id=record["id"],
+            url=record["url"],
             event_types=tuple(record["event_types"]),
-            created_at=record["created_at"], updated_at=record["updated_at"],
+            created_at=record["created_at"],
+            updated_at=record["updated_at"],
         ),
         seq=record["seq"],
         secret=record["secret"],
@@ -37,9 +40,7 @@ def _row(record: Any) -> EndpointRow:
 async def lock_tenant_endpoints(conn: Conn, tenant_id: str) -> None:
     # Serialises endpoint creation per tenant so that the count check below cannot be raced
     # past the limit; an advisory lock avoids touching the identity context's tenants table.
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('kassa.webhook_endpoints:' || $1, 0))", tenant_id
-    )
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('kassa.webhook_endpoints:' || $1, 0))", tenant_id)
 
 
 async def count_live(conn: Conn, tenant_id: str) -> int:
@@ -53,7 +54,11 @@ async def insert(conn: Conn, endpoint: Endpoint, secret: str) -> EndpointRow:
     record = await conn.fetchrow(
         f"""INSERT INTO webhook_endpoints (tenant_id, id, url, event_types, secret, created_at, updated_at)
             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {_COLUMNS}""",
-        endpoint.tenant_id, endpoint.id, endpoint.url, list(endpoint.event_types), secret,
+        endpoint.tenant_id,
+        endpoint.id,
+        endpoint.url,
+        list(endpoint.event_types),
+        secret,
         endpoint.created_at,
     )
     return _row(record)
@@ -62,7 +67,8 @@ async def insert(conn: Conn, endpoint: Endpoint, secret: str) -> EndpointRow:
 async def get_live(conn: Conn, tenant_id: str, endpoint_id: str) -> EndpointRow | None:
     record = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
-        tenant_id, endpoint_id,
+        tenant_id,
+        endpoint_id,
     )
     return None if record is None else _row(record)
 
@@ -71,7 +77,9 @@ async def list_live(conn: Conn, tenant_id: str, after_seq: int, limit: int) -> l
     records = await conn.fetch(
         f"""SELECT {_COLUMNS} FROM webhook_endpoints
             WHERE tenant_id = $1 AND deleted_at IS NULL AND seq > $2 ORDER BY seq LIMIT $3""",
-        tenant_id, after_seq, limit,
+        tenant_id,
+        after_seq,
+        limit,
     )
     return [_row(r) for r in records]
 
@@ -82,20 +90,28 @@ async def soft_delete(conn: Conn, tenant_id: str, endpoint_id: str, now: datetim
     deleted = await conn.fetchval(
         """UPDATE webhook_endpoints SET deleted_at = $3, updated_at = $3
            WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING true""",
-        tenant_id, endpoint_id, now,
+        tenant_id,
+        endpoint_id,
+        now,
     )
     if not deleted:
         return False
     await conn.execute(
         """UPDATE webhook_deliveries SET status = 'canceled', completed_at = $3, updated_at = $3
            WHERE tenant_id = $1 AND endpoint_id = $2 AND status = 'pending'""",
-        tenant_id, endpoint_id, now,
+        tenant_id,
+        endpoint_id,
+        now,
     )
     return True
 
 
 async def rotate_secret(
-    conn: Conn, tenant_id: str, endpoint_id: str, secret: str, previous_expires_at: datetime | None,
+    conn: Conn,
+    tenant_id: str,
+    endpoint_id: str,
+    secret: str,
+    previous_expires_at: datetime | None,
     now: datetime,
 ) -> EndpointRow | None:
     """Installs `secret`; the current one becomes the previous secret until `previous_expires_at`
@@ -106,6 +122,10 @@ async def rotate_secret(
             SET previous_secret = CASE WHEN $4::timestamptz IS NULL THEN NULL ELSE secret END,
                 previous_secret_expires_at = $4, secret = $3, updated_at = $5
             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {_COLUMNS}""",
-        tenant_id, endpoint_id, secret, previous_expires_at, now,
+        tenant_id,
+        endpoint_id,
+        secret,
+        previous_expires_at,
+        now,
     )
     return None if record is None else _row(record)

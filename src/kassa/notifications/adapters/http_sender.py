@@ -28,8 +28,9 @@ _ERROR_CHARS_MAX = 500
 def new_client(timeout_s: float = webhook_request_timeout_s) -> httpx.AsyncClient:
     # Redirects are not followed (a signed payload goes only where the tenant registered it),
     # and proxies from the environment are ignored so deliveries go where they say.
-    return httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), follow_redirects=False, trust_env=False,
-                             headers={"User-Agent": USER_AGENT})
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout_s), follow_redirects=False, trust_env=False, headers={"User-Agent": USER_AGENT}
+    )
 
 
 def _retry_after_s(headers: httpx.Headers) -> float | None:
@@ -54,7 +55,10 @@ async def _read_excerpt(response: httpx.Response) -> str:
 
 
 async def post(
-    client: httpx.AsyncClient, url: str, body: bytes, headers: Mapping[str, str],
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
     timeout_s: float = webhook_request_timeout_s,
 ) -> AttemptResult:
     """One attempt. Never raises for network trouble: it becomes an attempt with an error."""
@@ -84,5 +88,11 @@ async def post(
         # The status line arrived but the body did not: the receiver did answer, keep its status.
         error = f"reading response: {error}"
     duration_ms = max(0, round((time.monotonic() - started) * 1000))
-    return AttemptResult(started_at=started_at, duration_ms=duration_ms, status_code=status_code,
-                         error=error, response_excerpt=excerpt, retry_after_s=retry_after)
+    return AttemptResult(
+        started_at=started_at,
+        duration_ms=duration_ms,
+        status_code=status_code,
+        error=error,
+        response_excerpt=excerpt,
+        retry_after_s=retry_after,
+    )

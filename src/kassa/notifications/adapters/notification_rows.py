@@ -16,8 +16,13 @@ if TYPE_CHECKING:
 
 
 async def insert_many(
-    conn: Conn, tenant_id: str, event_id: str, event_type: str, occurred_at: datetime,
-    drafts: Sequence[NotificationDraft], now: datetime,
+    conn: Conn,
+    tenant_id: str,
+    event_id: str,
+    event_type: str,
+    occurred_at: datetime,
+    drafts: Sequence[NotificationDraft],
+    now: datetime,
 ) -> int:
     """Inserts the drafts in one statement; returns how many were new. A repeat of the same event
     inserts nothing, thanks to the unique (tenant, account, event) key."""
@@ -30,19 +35,31 @@ async def insert_many(
            FROM unnest($2::text[], $3::text[], $8::text[], $9::jsonb[]) AS d (account_id, id, message, data)
            ON CONFLICT (tenant_id, account_id, event_id) DO NOTHING
            RETURNING id""",
-        tenant_id, [d.account_id for d in drafts], [new_id() for _ in drafts], event_id, event_type,
-        occurred_at, now, [d.message for d in drafts], [d.data for d in drafts],
+        tenant_id,
+        [d.account_id for d in drafts],
+        [new_id() for _ in drafts],
+        event_id,
+        event_type,
+        occurred_at,
+        now,
+        [d.message for d in drafts],
+        [d.data for d in drafts],
     )
     return len(inserted)
 
 
 async def insert_batch(
-    conn: Conn, items: Sequence[tuple[str, str, str, datetime, Sequence[NotificationDraft]]], now: datetime,
+    conn: Conn,
+    items: Sequence[tuple[str, str, str, datetime, Sequence[NotificationDraft]]],
+    now: datetime,
 ) -> int:
     """`insert_many` for several events, (tenant_id, event_id, event_type, occurred_at, drafts)
     each, in one statement."""
-    rows = [(tenant, event_id, event_type, occurred_at, d)
-            for tenant, event_id, event_type, occurred_at, drafts in items for d in drafts]
+    rows = [
+        (tenant, event_id, event_type, occurred_at, d)
+        for tenant, event_id, event_type, occurred_at, drafts in items
+        for d in drafts
+    ]
     if not rows:
         return 0
     inserted = await conn.fetch(
@@ -53,8 +70,15 @@ async def insert_batch(
                        $8::timestamptz[]) AS d (t, account_id, id, event_id, event_type, message, data, occurred_at)
            ON CONFLICT (tenant_id, account_id, event_id) DO NOTHING
            RETURNING id""",
-        [r[0] for r in rows], [r[4].account_id for r in rows], [new_id() for _ in rows], [r[1] for r in rows],
-        [r[2] for r in rows], [r[4].message for r in rows], [r[4].data for r in rows], [r[3] for r in rows], now,
+        [r[0] for r in rows],
+        [r[4].account_id for r in rows],
+        [new_id() for _ in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[4].message for r in rows],
+        [r[4].data for r in rows],
+        [r[3] for r in rows],
+        now,
     )
     return len(inserted)
 
@@ -67,12 +91,24 @@ async def list_for_account(
         """SELECT seq, id, account_id, event_id, event_type, message, data, occurred_at, created_at
            FROM notifications WHERE tenant_id = $1 AND account_id = $2 AND seq < $3
            ORDER BY seq DESC LIMIT $4""",
-        tenant_id, account_id, before_seq, limit,
+        tenant_id,
+        account_id,
+        before_seq,
+        limit,
     )
     return [
-        (r["seq"], Notification(
-            id=r["id"], account_id=r["account_id"], event_id=r["event_id"], event_type=r["event_type"],
-            message=r["message"], data=r["data"], occurred_at=r["occurred_at"], created_at=r["created_at"],
-        ))
+        (
+            r["seq"],
+            Notification(
+                id=r["id"],
+                account_id=r["account_id"],
+                event_id=r["event_id"],
+                event_type=r["event_type"],
+                message=r["message"],
+                data=r["data"],
+                occurred_at=r["occurred_at"],
+                created_at=r["created_at"],
+            ),
+        )
         for r in records
     ]

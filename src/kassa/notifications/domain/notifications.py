@@ -35,8 +35,9 @@ class NotificationDraft:
 
 def _field(data: Mapping[str, Any], name: str, kind: type) -> Any:
     value = data.get(name)
-    invariant(isinstance(value, kind) and not isinstance(value, bool),
-              f"event data field '{name}' is a {kind.__name__}")
+    invariant(
+        isinstance(value, kind) and not isinstance(value, bool), f"event data field '{name}' is a {kind.__name__}"
+    )
     return value
 
 
@@ -67,18 +68,20 @@ def _transfer_drafts(event_type: str, data: Mapping[str, Any]) -> list[Notificat
             "expired": f"Pending {side} of {shown} expired",
         }[status]
         text = f"{head} (transfer {transfer_id}, {preposition} {other})"
-        drafts.append(NotificationDraft(
-            account_id=account_id,
-            message=text[:notification_message_chars_max],
-            data={
-                "transfer_id": transfer_id,
-                "status": status,
-                "direction": side,
-                "counterparty_account_id": other,
-                "amount": amount,
-                "currency": currency,
-            },
-        ))
+        drafts.append(
+            NotificationDraft(
+                account_id=account_id,
+                message=text[:notification_message_chars_max],
+                data={
+                    "transfer_id": transfer_id,
+                    "status": status,
+                    "direction": side,
+                    "counterparty_account_id": other,
+                    "amount": amount,
+                    "currency": currency,
+                },
+            )
+        )
     return drafts
 
 
@@ -89,9 +92,11 @@ def drafts_for(event_type: str, data: Mapping[str, Any]) -> list[NotificationDra
     if event_type == ACCOUNT_CREATED:
         account_id = _field(data, "id", str)
         currency = _field(data, "currency", str)
-        return [NotificationDraft(
-            account_id=account_id,
-            message=f"Account {account_id} created ({currency})"[:notification_message_chars_max],
-            data={"currency": currency, "normal_balance": data.get("normal_balance")},
-        )]
+        return [
+            NotificationDraft(
+                account_id=account_id,
+                message=f"Account {account_id} created ({currency})"[:notification_message_chars_max],
+                data={"currency": currency, "normal_balance": data.get("normal_balance")},
+            )
+        ]
     return []

@@ -84,7 +84,6 @@ def next_attempt_at(
 def total_schedule_s(policy: RetryPolicy) -> tuple[float, float]:
     """(shortest, longest) time from first attempt to dead-letter, for docs and tests."""
     steps = [
-        min(policy.backoff_base_s * 2.0 ** min(n - 1, 62), policy.backoff_max_s)
-        for n in range(1, policy.attempts_max)
+        min(policy.backoff_base_s * 2.0 ** min(n - 1, 62), policy.backoff_max_s) for n in range(1, policy.attempts_max)
     ]
     return sum(steps) / 2, sum(steps)

@@ -92,9 +92,7 @@ def verify(
     """
     timestamp, macs = parse_header(header)
     if abs(now - timestamp) > tolerance_s:
-        raise SignatureTimestampOutOfRange(
-            f"signed at {timestamp}, now {now}: more than {tolerance_s} s apart"
-        )
+        raise SignatureTimestampOutOfRange(f"signed at {timestamp}, now {now}: more than {tolerance_s} s apart")
     keys = [secrets] if isinstance(secrets, str) else list(secrets)
     matched = False
     for key in keys:
