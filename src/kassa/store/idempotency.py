@@ -1,10 +1,11 @@
 """Idempotency-Key records, claimed and completed inside the transaction of the effect.
 
-`claim()` inserts one row per key with `ON CONFLICT DO NOTHING`. A key committed by an earlier
-request is found and either replayed (same request fingerprint) or refused as reused. A key
-whose first request is still running in another transaction makes the insert wait for that
-transaction; once it commits, the key is found complete and replayed, so one key never moves
-money twice. Keys are claimed in sorted order so two batches cannot deadlock on them.
+`claim()` takes a transaction-scoped advisory lock per key and inserts one row per key with
+`ON CONFLICT DO NOTHING`. A key committed by an earlier request is found and either replayed
+(same request fingerprint) or refused as reused. A key whose lock is held by another running
+transaction (the first request, still in flight in this or any other process) is refused with
+`idempotency_key_in_flight` at once instead of waiting. Keys are claimed in sorted order, and
+the row is written in the same transaction as the effect, so one key never moves money twice.
 """
 
 from __future__ import annotations
@@ -34,9 +35,15 @@ class Replay:
     body: bytes
 
 
+# A 64-bit hash of (scope, key) names the advisory lock; a collision can only make a request
+# wait for, or be refused by, an unrelated one in flight at the same moment, never replay it.
 _CLAIM = """
+WITH locked AS (
+    SELECT t, k, h, pg_try_advisory_xact_lock(hashtextextended(t || chr(31) || k, 0)) AS got
+    FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(t, k, h) ORDER BY t, k
+)
 INSERT INTO idempotency_keys (tenant_id, key, request_hash)
-SELECT t, k, h FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(t, k, h) ORDER BY t, k
+SELECT t, k, h FROM locked WHERE got
 ON CONFLICT DO NOTHING
 RETURNING tenant_id, key
 """
@@ -74,6 +81,9 @@ async def claim(conn: Conn, claims: list[IdemClaim | None]) -> list[Replay | Kas
     taken = set(todo) - {(r["tenant_id"], r["key"]) for r in inserted}
     if taken:
         rows = await conn.fetch(_FIND, [k[0] for k in taken], [k[1] for k in taken])
+        # Not inserted and no committed row: another transaction holds the key's lock.
+        for ident in taken - {(r["tenant_id"], r["key"]) for r in rows}:
+            results[todo[ident]] = IdempotencyKeyInFlight("the first request with this key is still running")
         for row in rows:
             index = todo[(row["tenant_id"], row["key"])]
             if bytes(row["request_hash"]) != _claim_at(claims, index).request_hash:
