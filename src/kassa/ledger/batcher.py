@@ -100,8 +100,8 @@ class Batcher:
             try:
                 results = await self._apply(jobs)
             except (asyncpg.PostgresError, OSError) as exc:
-                if len(batch) == 1:
-                    raise
+                # A lost race (another process inserted the same transfer id first) or a bad job:
+                # each job on its own, where a retry sees the winner's row and answers from it.
                 log.warning("batch of %d failed (%s); retrying one by one", len(batch), type(exc).__name__)
                 await asyncio.gather(*(self._run_single(job, fut) for job, fut in batch))
                 return

@@ -157,6 +157,7 @@ async def _run(conn: Conn, jobs: list[Job], atomic: bool) -> list[JobResult]:
     if atomic and any(isinstance(r, KassaError) for r in results):
         raise _AtomicAbort(_atomic_failure(results))
     await _write(conn, posting, jobs, results, now)
+    await _complete_claims(conn, [(jobs[i], results[i]) for i in live])
     final: list[JobResult] = []
     for result in results:
         invariant(result is not None, "every job has a result")
@@ -200,6 +201,17 @@ async def _lock_accounts(
     # then stamped in commit order, which makes `as_of` lookups exact.
     now: datetime = rows[-1]["locked_at"] if rows else await conn.fetchval("SELECT clock_timestamp()")
     return {(r["tenant_id"], r["id"]): account_from_row(r) for r in rows}, now
+
+
+async def _complete_claims(conn: Conn, claimed: list[tuple[Job, JobResult | None]]) -> None:
+    """Store the response of every key this transaction claimed. Only those: a job refused at
+    claim time (in flight, reused) must never overwrite the record of the request that owns it."""
+    done = []
+    for job, result in claimed:
+        if job.claim is not None and job.render is not None and isinstance(result, Applied | KassaError):
+            status, body = job.render(result)
+            done.append((job.claim, status, body))
+    await idempotency.complete(conn, done)
 
 
 async def _write(conn: Conn, posting: Posting, jobs: list[Job], results: list[JobResult | None], now: datetime) -> None:
@@ -292,9 +304,3 @@ async def _write(conn: Conn, posting: Posting, jobs: list[Job], results: list[Jo
             and counts["events"] == len(events),
             "the batch write touched exactly the rows the posting engine produced",
         )
-    done = []
-    for job, result in zip(jobs, results, strict=True):
-        if job.claim is not None and job.render is not None and isinstance(result, Applied | KassaError):
-            status, body = job.render(result)
-            done.append((job.claim, status, body))
-    await idempotency.complete(conn, done)
