@@ -16,7 +16,7 @@ from kassa.notifications.domain.model import Delivery, Notification, Page
 from kassa.notifications.domain.signing import new_secret
 from kassa.notifications.errors import WebhookEndpointLimitReached, WebhookEndpointNotFound
 from kassa.shared.clock import utcnow
-from kassa.shared.errors import InvalidRequest, KassaError
+from kassa.shared.errors import InvalidRequest
 from kassa.shared.ids import new_id
 from kassa.shared.invariants import invariant
 from kassa.shared.limits import (
@@ -85,9 +85,7 @@ class NotificationService:
         )
         secret = new_secret()
         async with self.pool.acquire() as conn, conn.transaction():
-            found = (await idempotency.claim(_plain(conn), [claim]))[0]
-            if isinstance(found, KassaError):
-                raise found
+            found = await idempotency.claim_one(_plain(conn), claim)
             if found is not None:
                 return found
             await endpoint_rows.lock_tenant_endpoints(conn, tenant_id)
