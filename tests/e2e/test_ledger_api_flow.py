@@ -316,6 +316,28 @@ async def test_health_readiness_and_metrics_are_served(platform: Platform, api: 
         assert series in text, series
 
 
+async def test_metrics_include_the_event_backbone_of_the_worker_process(
+    platform: Platform, api: httpx.AsyncClient
+) -> None:
+    await api.post("/v1/transfers/batch", json={"transfers": [transfer("alice", "bob", 1)]})
+    wanted = ("kassa_events_published_total", "kassa_outbox_lag_seconds", "kassa_consumer_lag", "kassa_dlq_size")
+    deadline = time.monotonic() + 20
+    async with platform.admin() as client:
+        while True:
+            text = (await client.get("/metrics")).text
+            missing = [name for name in wanted if name not in text]
+            published = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("kassa_events_published_total")
+            )
+            if (not missing and published > 0) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+    assert not missing, missing
+    assert published > 0, "the relay's counter (worker process) reaches the API's /metrics"
+
+
 async def test_every_request_gets_an_x_request_id_and_one_json_log_line(platform: Platform) -> None:
     request_id = f"e2e-{uuid.uuid4().hex}"
     async with platform.admin() as client:

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from granian.constants import HTTPModes, Interfaces, Loops
 
     settings = Settings.from_env()
-    if settings.http_workers > 1:
+    if settings.http_workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Metrics from every worker process are aggregated through files in this directory.
         metrics_dir = settings.data_dir / "metrics"
         shutil.rmtree(metrics_dir, ignore_errors=True)

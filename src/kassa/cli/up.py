@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -77,6 +78,12 @@ class Platform:
             self.nats = EmbeddedNats(s.data_dir / "nats")
             self.env["KASSA_NATS_URL"] = self.nats.start()
             _say(f"NATS JetStream (embedded): {self.env['KASSA_NATS_URL']}")
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            # API and workers write their metrics here; the API's /metrics serves them all.
+            metrics_dir = s.data_dir / "metrics"
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir(parents=True)
+            self.env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         port = s.http_port
         if "KASSA_HTTP_PORT" not in os.environ and not _port_free(s.http_host, port):
             port = free_port(s.http_host)

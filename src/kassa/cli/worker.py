@@ -11,6 +11,7 @@ from kassa.settings import Settings
 
 if TYPE_CHECKING:
     import argparse
+import os
 
 
 def register(subparsers: Any) -> None:
@@ -31,6 +32,11 @@ def run(args: argparse.Namespace) -> int:
     if not settings.database_url:
         sys.stderr.write("KASSA_DATABASE_URL is not set\n")
         return 2
+    metrics_port = os.environ.get("KASSA_METRICS_PORT")
+    if metrics_port:
+        from kassa.observability import metrics
+
+        metrics.serve(int(metrics_port))
     import uvloop
 
     return uvloop.run(_main(args.role, settings))

@@ -1,7 +1,9 @@
-"""Prometheus metrics of the API process.
+"""Prometheus metrics of the API process, and the exposition of every process's metrics.
 
-With several API worker processes, `kassa api` sets PROMETHEUS_MULTIPROC_DIR before the workers
-start, and /metrics aggregates all of them through the multiprocess collector.
+`kassa up` (or `kassa api` with several workers) sets PROMETHEUS_MULTIPROC_DIR before its child
+processes start: the API workers and the relay/consumer worker then all write there, and the
+API's /metrics aggregates them through the multiprocess collector. A worker run on its own (one
+Kubernetes deployment per role) serves its metrics on KASSA_METRICS_PORT instead.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ import os
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -42,9 +46,18 @@ def observe_batch(size: int, duration_s: float) -> None:
     batch_latency.observe(duration_s)
 
 
-def render() -> bytes:
+def registry() -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry)
-    return generate_latest()
+        aggregated = CollectorRegistry()
+        multiprocess.MultiProcessCollector(aggregated)  # type: ignore[no-untyped-call]
+        return aggregated
+    return REGISTRY
+
+
+def render() -> bytes:
+    return generate_latest(registry())
+
+
+def serve(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - scraped from other pods
+    """Serve /metrics on its own port, for roles without the HTTP API."""
+    start_http_server(port, host, registry=registry())
