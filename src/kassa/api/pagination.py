@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from kassa.shared.errors import InvalidRequest
 from kassa.shared.ids import is_client_id
 from kassa.shared.limits import page_limit_default, page_limit_max
 
+T = TypeVar("T")
+
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from starlette.requests import Request
 
 
@@ -54,3 +58,10 @@ def decode_seq_cursor(request: Request) -> int | None:
     if not (value.isascii() and value.isdigit()) or int(value) > 2**63 - 1:
         raise InvalidRequest("invalid cursor")
     return int(value)
+
+
+def split_page(found: Sequence[T], limit: int, cursor_of: Callable[[T], str]) -> tuple[Sequence[T], bool, str | None]:
+    """`found` was fetched with `limit + 1`: the page, whether there is more, and the next cursor."""
+    page = found[:limit]
+    more = len(found) > limit
+    return page, more, encode_cursor(cursor_of(page[-1])) if more else None

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from kassa.api import problems
-from kassa.api.pagination import decode_id_cursor, decode_seq_cursor, encode_cursor, page_limit
+from kassa.api.pagination import decode_id_cursor, decode_seq_cursor, page_limit, split_page
 from kassa.api.render import account_out, balances
 from kassa.api.routing import Ctx, endpoint, json_response, replay_response
 from kassa.api.schemas import AccountCreate, AccountOut, AccountPage, BalanceOut, EntryOut, EntryPage
@@ -73,13 +73,8 @@ async def create_account(ctx: Ctx) -> Response:
 async def list_accounts(ctx: Ctx) -> Response:
     limit = page_limit(ctx.request)
     found = await ctx.services.ledger.list_accounts(ctx.tenant_id, decode_id_cursor(ctx.request), limit + 1)
-    page = found[:limit]
-    more = len(found) > limit
-    return json_response(
-        AccountPage(
-            data=[account_out(a) for a in page], has_more=more, next_cursor=encode_cursor(page[-1].id) if more else None
-        )
-    )
+    page, more, cursor = split_page(found, limit, lambda a: a.id)
+    return json_response(AccountPage(data=[account_out(a) for a in page], has_more=more, next_cursor=cursor))
 
 
 @endpoint(
@@ -149,8 +144,7 @@ async def list_entries(ctx: Ctx) -> Response:
     account, rows = await ctx.services.ledger.list_entries(
         ctx.tenant_id, ctx.path_id(AccountNotFound), decode_seq_cursor(ctx.request), limit + 1
     )
-    page = rows[:limit]
-    more = len(rows) > limit
+    page, more, cursor = split_page(rows, limit, lambda r: str(r["seq"]))
     data = [
         EntryOut(
             seq=r["seq"],
@@ -168,6 +162,4 @@ async def list_entries(ctx: Ctx) -> Response:
         )
         for r in page
     ]
-    return json_response(
-        EntryPage(data=data, has_more=more, next_cursor=encode_cursor(str(page[-1]["seq"])) if more else None)
-    )
+    return json_response(EntryPage(data=data, has_more=more, next_cursor=cursor))

@@ -10,7 +10,7 @@ import msgspec
 from starlette.responses import Response
 
 from kassa.api import problems
-from kassa.api.pagination import decode_seq_cursor, encode_cursor, page_limit
+from kassa.api.pagination import decode_seq_cursor, page_limit, split_page
 from kassa.api.render import outcome_response, transfer_out
 from kassa.api.routes.accounts import PAGE_QUERY, check_metadata
 from kassa.api.routing import Ctx, endpoint, json_response, replay_response
@@ -138,15 +138,8 @@ async def list_transfers(ctx: Ctx) -> Response:
     found = await ctx.services.ledger.list_transfers(
         ctx.tenant_id, account_id, decode_seq_cursor(ctx.request), limit + 1
     )
-    page = found[:limit]
-    more = len(found) > limit
-    return json_response(
-        TransferPage(
-            data=[transfer_out(t) for _, t in page],
-            has_more=more,
-            next_cursor=encode_cursor(str(page[-1][0])) if more else None,
-        )
-    )
+    page, more, cursor = split_page(found, limit, lambda found_one: str(found_one[0]))
+    return json_response(TransferPage(data=[transfer_out(t) for _, t in page], has_more=more, next_cursor=cursor))
 
 
 @endpoint(
