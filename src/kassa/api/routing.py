@@ -200,7 +200,12 @@ def json_response(value: Any, status: int = 200, headers: dict[str, str] | None 
     return Response(msgspec.json.encode(value), status_code=status, media_type="application/json", headers=headers)
 
 
+def encoded_response(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
+    """An already encoded JSON body: a problem document from 400 up, a resource below."""
+    media = problems.MEDIA_TYPE if status >= 400 else "application/json"
+    return Response(body, status_code=status, media_type=media, headers=headers)
+
+
 def replay_response(status: int, body: bytes) -> Response:
     """The stored first response of an idempotent request, marked as a replay."""
-    media = problems.MEDIA_TYPE if status >= 400 else "application/json"
-    return Response(body, status_code=status, media_type=media, headers={"Idempotent-Replayed": "true"})
+    return encoded_response(status, body, {"Idempotent-Replayed": "true"})

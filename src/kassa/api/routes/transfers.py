@@ -7,13 +7,12 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import msgspec
-from starlette.responses import Response
 
 from kassa.api import problems
 from kassa.api.pagination import decode_seq_cursor, page_limit, split_page
 from kassa.api.render import outcome_response, transfer_out
 from kassa.api.routes.accounts import PAGE_QUERY, check_metadata
-from kassa.api.routing import Ctx, endpoint, json_response, replay_response
+from kassa.api.routing import Ctx, encoded_response, endpoint, json_response, replay_response
 from kassa.api.schemas import (
     BatchItemOut,
     BatchOut,
@@ -38,6 +37,8 @@ from kassa.store.idempotency import IdemClaim, Replay
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from starlette.responses import Response
 
 _ERRORS = (400, 401, 404, 409, 413, 422, 503)
 
@@ -96,9 +97,7 @@ async def _submit(ctx: Ctx, command: Command, canonical: bytes, created_status: 
         metrics.transfers.labels("replayed").inc()
         return replay_response(result.status, result.body)
     metrics.transfers.labels(result.code if isinstance(result, KassaError) else "ok").inc()
-    status, body = outcome_response(result, created_status, trace_id)
-    media = problems.MEDIA_TYPE if status >= 400 else "application/json"
-    return Response(body, status_code=status, media_type=media)
+    return encoded_response(*outcome_response(result, created_status, trace_id))
 
 
 @endpoint(
@@ -235,6 +234,4 @@ async def create_batch(ctx: Ctx) -> Response:
         )
     if isinstance(result, Replay):
         return replay_response(result.status, result.body)
-    status, body = _batch_response(data.atomic, result)
-    media = problems.MEDIA_TYPE if status >= 400 else "application/json"
-    return Response(body, status_code=status, media_type=media)
+    return encoded_response(*_batch_response(data.atomic, result))
