@@ -64,6 +64,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pgbench-duration-s", type=int, default=15)
     p.add_argument("--drain-timeout-s", type=float, default=10.0, help="wait for the outbox to drain")
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
+    p.add_argument(
+        "--api-only",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the API role alone (kassa up --no-workers), for comparison",
+    )
     return p.parse_args(argv)
 
 
@@ -122,10 +128,12 @@ def _load_summary(res: LoadResult, committed: int, unit_per_request: int = 1) ->
 
 
 class Config:
-    def __init__(self, args: argparse.Namespace, pg: Postgres, root: Path, workers: int) -> None:
-        self.args, self.pg, self.workers = args, pg, workers
-        self.db_name = f"kassa_w{workers}"
-        self.up = KassaUp(root / f"up-w{workers}", pg.database_url(self.db_name), workers)
+    def __init__(
+        self, args: argparse.Namespace, pg: Postgres, root: Path, workers: int, with_workers: bool = True
+    ) -> None:
+        self.args, self.pg, self.workers, self.with_workers = args, pg, workers, with_workers
+        self.db_name = f"kassa_w{workers}" + ("" if with_workers else "_api_only")
+        self.up = KassaUp(root / self.db_name, pg.database_url(self.db_name), workers, with_workers)
         self.db: asyncpg.Pool | None = None
         self.tenant_id = ""
         self.key = ""
@@ -138,7 +146,11 @@ class Config:
         try:
             started = time.perf_counter()
             await self._setup()
-            out: dict[str, Any] = {"workers": self.workers, "setup_s": round(time.perf_counter() - started, 2)}
+            out: dict[str, Any] = {
+                "workers": self.workers,
+                "api_only": not self.with_workers,
+                "setup_s": round(time.perf_counter() - started, 2),
+            }
             ids = [f"acc-{i}".encode() for i in range(a.accounts)]
             out["single"] = await self._single(ids)
             if a.funded_duration_s > 0:
@@ -202,7 +214,9 @@ class Config:
 
     async def _single(self, ids: list[bytes]) -> dict[str, Any]:
         a = self.args
-        return await self._measure("/v1/transfers", _transfer_body(ids, 1000), a.clients, a.duration_s, 1, relay=True)
+        return await self._measure(
+            "/v1/transfers", _transfer_body(ids, 1000), a.clients, a.duration_s, 1, relay=self.with_workers
+        )
 
     async def _funded(self) -> dict[str, Any]:
         """Accounts that may not go negative, funded once from a treasury: every transfer is checked."""
@@ -280,7 +294,9 @@ def _summary(result: dict[str, Any]) -> str:
     ]
     for c in result["configs"]:
         s, b = c["single"], c["batch"]
-        lines.append(f"workers={c['workers']}:")
+        lines.append(
+            f"workers={c['workers']}" + (" (API alone: no relay, no consumers):" if c.get("api_only") else ":")
+        )
         lines.append(
             f"  single  {s['transfers_per_s']:>9,.0f} transfers/s  p50 {s['latency_ms']['p50']:.1f} ms  "
             f"p99 {s['latency_ms']['p99']:.1f} ms  non-2xx {s['non_2xx']}  "
@@ -298,6 +314,8 @@ def _summary(result: dict[str, Any]) -> str:
             f"{b['transfers_per_request']}, p99 {b['latency_ms']['p99']:.0f} ms/batch)  "
             f"cpu {b['cpu']['total_ms_per_transfer']:.3f} ms/transfer"
         )
+        if "relay" not in s:
+            continue
         r = s["relay"]
         lines.append(
             f"  relay   publish {r['publish_per_s']:,.0f} events/s (commits {r['commit_per_s']:,.0f}/s), "
@@ -416,8 +434,12 @@ async def _bench(args: argparse.Namespace, root: Path, pg: Postgres) -> dict[str
             f"batch {configs[-1]['batch']['transfers_per_s']:,.0f}/s",
             flush=True,
         )
-    result["configs"] = configs
     result["headline"] = _headline(configs, result["pgbench"]["tps"])
+    if args.api_only:
+        # The money path on its own: how much of the machine the relay and consumers take.
+        print("kassa up --no-workers (the API alone) ...", flush=True)
+        configs.append(await Config(args, pg, root, 1, with_workers=False).run())
+    result["configs"] = configs
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result["loadgen_cpu_s"] = round(usage.ru_utime + usage.ru_stime, 2)
     result["wall_s"] = round(time.perf_counter() - started, 1)

@@ -107,10 +107,11 @@ def _psql() -> Path:
 class KassaUp:
     """`kassa up` as a child process, against an existing database, on a free HTTP port."""
 
-    def __init__(self, data_dir: Path, database_url: str, workers: int) -> None:
+    def __init__(self, data_dir: Path, database_url: str, workers: int, with_workers: bool = True) -> None:
         self.data_dir = data_dir
         self.database_url = database_url
         self.workers = workers
+        self.with_workers = with_workers  # False: `kassa up --no-workers`, the API role alone
         self.port = free_port(HOST)
         # Our own bootstrap admin key (KASSA_ADMIN_KEY) rather than scraping it from the output.
         self.admin_key = "bench_admin_" + secrets.token_hex(16)
@@ -144,7 +145,7 @@ class KassaUp:
         with self.log_path.open("wb") as log:
             # A session of its own: a Ctrl-C on the benchmark reaches kassa up only through stop().
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "kassa.cli.main", "up"],
+                [sys.executable, "-m", "kassa.cli.main", "up", *([] if self.with_workers else ["--no-workers"])],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
