@@ -1,13 +1,12 @@
 """Which consumers run in `kassa worker consumers`: every handler other contexts contribute.
 
-Contexts are imported lazily so that importing the events package stays cheap and a context
-that is not built yet (its module missing) simply contributes nothing.
+Contexts are imported lazily, when a worker starts: importing the events package stays cheap
+and never pulls in the contexts that react to events.
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import TYPE_CHECKING, cast
 
 from kassa.events.errors import ConsumerNotFound
@@ -17,8 +16,6 @@ if TYPE_CHECKING:
 
     from kassa.events.inbox import Handler
 
-log = logging.getLogger(__name__)
-
 # (module, function returning that context's handlers). Add a context's entry point here.
 _SOURCES: tuple[tuple[str, str], ...] = (("kassa.notifications.consumers", "handlers"),)
 
@@ -26,14 +23,7 @@ _SOURCES: tuple[tuple[str, str], ...] = (("kassa.notifications.consumers", "hand
 def consumer_handlers() -> list[Handler]:
     found: list[Handler] = []
     for module_name, function in _SOURCES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            # Only a missing contributing module is tolerated, never a broken import inside it.
-            if exc.name is None or not module_name.startswith(exc.name):
-                raise
-            log.debug("consumer source %s not available yet", module_name)
-            continue
+        module = importlib.import_module(module_name)
         factory = cast("Callable[[], list[Handler]]", getattr(module, function))
         found.extend(factory())
     names = [h.name for h in found]

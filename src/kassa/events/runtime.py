@@ -48,15 +48,9 @@ async def supervise(name: str, run: Callable[[], Awaitable[None]], stop: asyncio
             pass
 
 
-def _delivery_worker(pool: Pool) -> Callable[[asyncio.Event], Awaitable[None]] | None:
-    """The webhook delivery loop of the notifications context, when it exists."""
-    try:
-        module = importlib.import_module("kassa.notifications.delivery")
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not "kassa.notifications.delivery".startswith(exc.name):
-            raise
-        return None
-    run = module.run_delivery_worker
+def _delivery_worker(pool: Pool) -> Callable[[asyncio.Event], Awaitable[None]]:
+    """The webhook delivery loop of the notifications context (imported when a worker starts)."""
+    run = importlib.import_module("kassa.notifications.delivery").run_delivery_worker
 
     def bound(stop: asyncio.Event) -> Awaitable[None]:
         result: Awaitable[None] = run(pool, stop)
@@ -77,7 +71,6 @@ async def run_roles(role: str, pool: Pool, bus: EventBus, stop: asyncio.Event) -
             jobs.append((f"consumer {handler.name}", lambda r=runner: r.run(stop)))  # type: ignore[misc]
     if role == "all":
         delivery = _delivery_worker(pool)
-        if delivery is not None:
-            jobs.append(("webhook delivery", lambda: delivery(stop)))
+        jobs.append(("webhook delivery", lambda: delivery(stop)))
     log.info("worker %s running: %s", role, ", ".join(name for name, _ in jobs) or "nothing")
     await asyncio.gather(*(supervise(name, job, stop) for name, job in jobs))
