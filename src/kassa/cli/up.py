@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from kassa.cli.runtime import write_runtime
 from kassa.settings import Settings
+from kassa.shared.processes import die_with_parent
 from kassa.store.embedded import EmbeddedPostgres, free_port
 from kassa.store.migrate import migrate
 
@@ -60,6 +61,23 @@ class Platform:
         self.postgres: EmbeddedPostgres | None = None
         self.nats: Any = None
         self.children: list[subprocess.Popen[bytes]] = []
+
+    def claim_data_dir(self) -> bool:
+        """One `kassa up` per data directory; a pid file left by a killed one is taken over."""
+        pid_file = self.settings.data_dir / "up.pid"
+        if pid_file.exists():
+            try:
+                other = int(pid_file.read_text().strip())
+                # Alive and still a kassa process (not a reused pid)?
+                alive = b"kassa" in Path(f"/proc/{other}/cmdline").read_bytes()
+            except (ValueError, OSError):
+                alive = False  # stale: that kassa up is gone
+            if alive:
+                if other != os.getpid():
+                    _say(f"kassa up is already running on {self.settings.data_dir} (pid {other})")
+                    return False
+        pid_file.write_text(str(os.getpid()))
+        return True
 
     def start_stores(self) -> None:
         s = self.settings
@@ -112,7 +130,7 @@ class Platform:
 
     def spawn(self, *role: str) -> None:
         cmd = [sys.executable, "-m", "kassa.cli.main", *role]
-        self.children.append(subprocess.Popen(cmd, env=self.env))  # noqa: S603 - our own module
+        self.children.append(subprocess.Popen(cmd, env=self.env, preexec_fn=die_with_parent))  # noqa: S603
 
     def wait_ready(self) -> bool:
         url = f"http://{self.settings.http_host}:{self.port}/readyz"
@@ -154,6 +172,9 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not platform.claim_data_dir():
+        return 1
     try:
         platform.start_stores()
         admin_key = asyncio.run(platform.prepare_database())
@@ -186,3 +207,4 @@ def run(args: argparse.Namespace) -> int:
     finally:
         platform.stop()
         Path(settings.data_dir / "runtime.json").unlink(missing_ok=True)
+        Path(settings.data_dir / "up.pid").unlink(missing_ok=True)

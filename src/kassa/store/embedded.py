@@ -126,6 +126,10 @@ class EmbeddedPostgres:
         """Start (initializing if needed) and return the database URL."""
         if not self.initialized():
             self.init()
+        elif self.running():
+            # A server left by a `kassa up` that was killed (pg_ctl daemonizes it, so it outlives
+            # its parent). We own this data directory: stop it, then start cleanly on a new port.
+            self.stop()
         if not self.port:
             self.port = free_port()
         sock_dir = self.root / "sock"
@@ -165,6 +169,10 @@ class EmbeddedPostgres:
         exists = self._run([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"]).stdout
         if exists.strip() != "1":
             self._run([*psql, f"CREATE DATABASE {DATABASE}"])
+
+    def running(self) -> bool:
+        status = self._run([str(bin_dir() / "pg_ctl"), "-D", str(self.data), "status"], check=False)
+        return status.returncode == 0
 
     def stop(self, mode: str = "fast") -> None:
         if self.initialized() and (self.data / "postmaster.pid").exists():

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kassa.shared.processes import die_with_parent
 from kassa.store.embedded import free_port
 
 _START_TIMEOUT_S = 20.0
@@ -67,6 +68,7 @@ class EmbeddedNats:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
         log.close()
         deadline = time.monotonic() + _START_TIMEOUT_S
