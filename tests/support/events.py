@@ -4,6 +4,7 @@ connected buses for both adapters, and a recording consumer for exactly-once che
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -34,12 +35,14 @@ BusFactory = Callable[[], Awaitable[EventBus]]
 
 @pytest.fixture(scope="session")
 def nats_server() -> Iterator[EmbeddedNats]:
-    server = EmbeddedNats(Path(tempfile.mkdtemp(prefix="kassa-test-nats-")))
+    root = Path(tempfile.mkdtemp(prefix="kassa-test-nats-"))
+    server = EmbeddedNats(root)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _wait_port(port: int, timeout_s: float = 20.0) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,6 +116,8 @@ def platform() -> Iterator[Platform]:
         code = stop_platform(running)
         assert code == 0, f"kassa up exited with {code} on SIGTERM:\n{running.log_lines()[-40:]}"
         assert not (running.data_dir / "runtime.json").exists(), "kassa up left its runtime file behind"
+        # Only after a clean stop: on a failure the data and the log stay for a post-mortem.
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
