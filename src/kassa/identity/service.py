@@ -73,7 +73,7 @@ class IdentityService:
                         type="TenantCreated",
                         aggregate_type="tenant",
                         aggregate_id=tenant_id,
-                        data={"id": tenant_id, "name": name, "created_at": tenant.created_at.isoformat()},
+                        data={"id": tenant_id, "name": name, "created_at": tenant.created_at},
                     )
                 ],
                 tenant.created_at,

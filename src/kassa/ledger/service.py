@@ -47,7 +47,7 @@ def account_data(account: Account) -> dict[str, Any]:
         "normal_balance": account.normal_balance,
         "allow_negative": account.allow_negative,
         "metadata": account.metadata,
-        "created_at": None if account.created_at is None else account.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": account.created_at,  # the outbox's JSON encoder writes RFC 3339 (UTC, "Z")
     }
 
 

@@ -26,7 +26,7 @@ from kassa.api.schemas import (
 from kassa.ledger.adapters.engine import Job, JobResult
 from kassa.ledger.domain.model import Command, CreateTransfer, PostPending, VoidPending
 from kassa.ledger.domain.posting import Applied
-from kassa.ledger.errors import TransferNotFound
+from kassa.ledger.errors import BatchFailed, TransferNotFound
 from kassa.observability import metrics
 from kassa.observability.logging import trace_id_var
 from kassa.shared.errors import IdempotencyKeyInFlight, InvalidRequest, KassaError
@@ -188,22 +188,16 @@ def _batch_body(atomic: bool, results: list[JobResult]) -> BatchOut:
 
 
 def _batch_response(atomic: bool, results: list[JobResult]) -> tuple[int, bytes]:
-    failed = [r for r in results if isinstance(r, KassaError) and r.code != "batch_failed"]
-    if atomic and failed:
-        first = failed[0]
-        errors = [
-            {"index": i, "code": r.code, "detail": r.detail}
-            for i, r in enumerate(results)
-            if isinstance(r, KassaError) and r.code != "batch_failed"
-        ]
-        body = problems.problem_body(
-            422,
-            "batch_failed",
-            "An atomic batch failed; nothing was applied",
-            f"{len(errors)} of {len(results)} transfers failed, first: {first.code}",
-            errors=errors,
-        )
-        return 422, body
+    # In an aborted atomic batch the items that did not fail themselves carry BatchFailed.
+    errors = [
+        {"index": i, "code": r.code, "detail": r.detail}
+        for i, r in enumerate(results)
+        if isinstance(r, KassaError) and not isinstance(r, BatchFailed)
+    ]
+    if atomic and errors:
+        detail = f"{len(errors)} of {len(results)} transfers failed, first: {errors[0]['code']}"
+        body = problems.problem_body(BatchFailed.status, BatchFailed.code, BatchFailed.title, detail, errors=errors)
+        return BatchFailed.status, body
     return (201 if atomic else 200), msgspec.json.encode(_batch_body(atomic, results))
 
 

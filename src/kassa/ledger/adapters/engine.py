@@ -167,10 +167,7 @@ async def _run(conn: Conn, jobs: list[Job], atomic: bool) -> list[JobResult]:
 
 
 def _atomic_failure(results: list[JobResult | None]) -> list[JobResult]:
-    failed = [
-        r if isinstance(r, KassaError) else BatchFailed("another item of the atomic batch failed") for r in results
-    ]
-    return list(failed)
+    return [r if isinstance(r, KassaError) else BatchFailed("another item of the atomic batch failed") for r in results]
 
 
 async def _lock_transfers(conn: Conn, commands: list[Command]) -> dict[tuple[str, str], Transfer]:
