@@ -12,6 +12,12 @@ def _int(name: str, default: int) -> int:
     return default if raw in (None, "") else int(raw)
 
 
+def _names(raw: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    if raw is None:
+        return default
+    return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str | None
@@ -24,6 +30,8 @@ class Settings:
     data_dir: Path
     admin_key: str | None
     log_level: str
+    # Dependencies whose outage makes /readyz answer 503 (KASSA_READY_REQUIRES, comma-separated).
+    ready_requires: tuple[str, ...] = ("database", "broker")
 
     @property
     def event_bus(self) -> str:
@@ -43,4 +51,5 @@ class Settings:
             data_dir=Path(os.environ.get("KASSA_DATA_DIR") or ".kassa").resolve(),
             admin_key=os.environ.get("KASSA_ADMIN_KEY") or None,
             log_level=os.environ.get("KASSA_LOG_LEVEL") or "INFO",
+            ready_requires=_names(os.environ.get("KASSA_READY_REQUIRES"), ("database", "broker")),
         )

@@ -16,10 +16,11 @@ import msgspec
 from starlette.responses import Response
 
 from kassa.api import problems
-from kassa.shared.errors import Forbidden, InvalidRequest, KassaError, PayloadTooLarge
+from kassa.shared.errors import Forbidden, InvalidRequest, KassaError, PayloadTooLarge, ServiceUnavailable
 from kassa.shared.ids import is_client_id
-from kassa.shared.limits import idempotency_key_chars_max, request_body_bytes_max
+from kassa.shared.limits import idempotency_key_chars_max, request_body_bytes_max, retry_after_s
 from kassa.store.idempotency import IdemClaim
+from kassa.store.outage import is_database_outage, note_outage
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -174,6 +175,14 @@ def bearer(request: Request) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
+def _error_headers(error: KassaError) -> dict[str, str] | None:
+    if error.status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if error.status == 503:
+        return {"Retry-After": str(retry_after_s)}
+    return None
+
+
 def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     async def asgi_endpoint(request: Request) -> Response:
         services: Services = request.app.state.services
@@ -189,8 +198,14 @@ def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             body = await read_body(request) if ep.body is not None else b""
             return await ep.handler(Ctx(request, services, principal, body))
         except KassaError as error:
-            headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-            return problems.problem(error, headers=headers)
+            return problems.problem(error, headers=_error_headers(error))
+        except Exception as exc:
+            # A database outage is the client's "retry shortly", not a server bug: 503.
+            if not is_database_outage(exc):
+                raise
+            note_outage(exc)
+            unavailable = ServiceUnavailable("the database is unavailable; retry with the same Idempotency-Key")
+            return problems.problem(unavailable, headers=_error_headers(unavailable))
 
     asgi_endpoint.__name__ = ep.handler.__name__
     return asgi_endpoint

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kassa.settings import Settings
 
 if TYPE_CHECKING:
     import argparse
+
+
+_MAIN_PID_ENV = "KASSA_API_MAIN_PID"
+
+
+def worker_app() -> Any:
+    """The app factory each granian worker process runs: tie the worker to its main process
+    first, then build the ASGI app."""
+    from kassa.api.app import create_app
+    from kassa.shared.processes import tie_to_parent
+
+    main_pid = os.environ.get(_MAIN_PID_ENV)
+    if main_pid:
+        tie_to_parent(int(main_pid))
+    return create_app()
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,8 +43,11 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # Each HTTP worker process ties itself to this one (see worker_app), so killing this process
+    # can never leave a worker holding the port.
+    os.environ[_MAIN_PID_ENV] = str(os.getpid())
     server = Granian(
-        "kassa.api.app:create_app",
+        "kassa.cli.api:worker_app",
         factory=True,
         address=settings.http_host,
         port=settings.http_port,
@@ -39,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
         http=HTTPModes.http1,
         log_enabled=False,
         backlog=2048,
+        # A worker that dies is replaced by granian at once (a crash loop still ends the role,
+        # and `kassa up` restarts it with backoff).
+        respawn_failed_workers=True,
     )
     server.serve()
     return 0

@@ -2,8 +2,10 @@
 
 Starts an embedded PostgreSQL (unless KASSA_DATABASE_URL is set) and an embedded NATS JetStream
 (unless KASSA_NATS_URL or KASSA_KAFKA_BOOTSTRAP is set), applies migrations, makes sure an admin
-key exists, then runs the `api` and `worker all` roles as child processes. Ctrl-C or SIGTERM
-stops the children, then the embedded servers, cleanly.
+key exists, then runs the `api` and `worker all` roles as child processes. Every child (and the
+embedded servers) is supervised: one that dies is restarted with backoff and logged once, never a
+reason to stop the platform (see `kassa.cli.supervisor`). Ctrl-C or SIGTERM stops the children,
+then the embedded servers, cleanly.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -22,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kassa.cli.runtime import write_runtime
+from kassa.cli.supervisor import ChildProcess, EmbeddedNatsChild, EmbeddedPostgresChild, Supervisor
 from kassa.settings import Settings
-from kassa.shared.processes import die_with_parent
 from kassa.store.embedded import EmbeddedPostgres, free_port
 from kassa.store.migrate import migrate
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     import argparse
 
 _READY_TIMEOUT_S = 60
-_CHILD_STOP_TIMEOUT_S = 15
+_TICK_S = 0.25
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,6 +51,27 @@ def _port_free(host: str, port: int) -> bool:
         return True
 
 
+def stale_kassa_holder(port: int) -> tuple[int, str] | None:
+    """(pid, command line) of a kassa process listening on `port`, if one does: a leftover of
+    an earlier run that must be stopped, not silently shared (SO_REUSEPORT would let the old and
+    the new server take turns answering)."""
+    import psutil
+
+    # Any listener on the port counts, whatever its address: a wildcard bind overlaps `host`.
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status != psutil.CONN_LISTEN or not conn.laddr or conn.laddr.port != port or conn.pid is None:
+            continue
+        try:
+            proc = psutil.Process(conn.pid)
+            cmdline = " ".join(proc.cmdline())
+            environ = proc.environ()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if "kassa" in cmdline or "KASSA_DATABASE_URL" in environ:
+            return conn.pid, cmdline
+    return None
+
+
 def _say(text: str) -> None:
     print(text, flush=True)  # noqa: T201 - this command talks to a person
 
@@ -60,7 +82,8 @@ class Platform:
         self.env = dict(os.environ)
         self.postgres: EmbeddedPostgres | None = None
         self.nats: Any = None
-        self.children: list[subprocess.Popen[bytes]] = []
+        self.supervisor = Supervisor(_say)
+        self.port = settings.http_port
 
     def claim_data_dir(self) -> bool:
         """One `kassa up` per data directory; a pid file left by a killed one is taken over."""
@@ -96,18 +119,39 @@ class Platform:
             self.nats = EmbeddedNats(s.data_dir / "nats")
             self.env["KASSA_NATS_URL"] = self.nats.start()
             _say(f"NATS JetStream (embedded): {self.env['KASSA_NATS_URL']}")
+        if self.postgres is not None:
+            self.supervisor.add(EmbeddedPostgresChild(self.postgres))
+        if self.nats is not None:
+            self.supervisor.add(EmbeddedNatsChild(self.nats))
         if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
             # API and workers write their metrics here; the API's /metrics serves them all.
             metrics_dir = s.data_dir / "metrics"
             shutil.rmtree(metrics_dir, ignore_errors=True)
             metrics_dir.mkdir(parents=True)
             self.env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+
+    def choose_port(self) -> bool:
+        """The API port: refuse while a stale kassa process holds it; otherwise, when the default
+        port is taken by something else and none was asked for, pick a free one."""
+        s = self.settings
         port = s.http_port
-        if "KASSA_HTTP_PORT" not in os.environ and not _port_free(s.http_host, port):
+        if not _port_free(s.http_host, port):
+            stale = stale_kassa_holder(port)
+            if stale is not None:
+                pid, cmdline = stale
+                _say(
+                    f"port {port} on {s.http_host} is held by a stale kassa process (pid {pid}: {cmdline});"
+                    f" stop it first (kill {pid}), then start again"
+                )
+                return False
+            if "KASSA_HTTP_PORT" in os.environ:
+                _say(f"port {port} on {s.http_host} is taken (KASSA_HTTP_PORT={port})")
+                return False
             port = free_port(s.http_host)
             _say(f"port {s.http_port} is taken on {s.http_host}; using {port}")
         self.env["KASSA_HTTP_PORT"] = str(port)
         self.port = port
+        return True
 
     async def prepare_database(self) -> str | None:
         from kassa.identity.service import IdentityService
@@ -128,15 +172,15 @@ class Platform:
             return issued.secret
         return key_file.read_text().strip() if key_file.exists() else None
 
-    def spawn(self, *role: str) -> None:
+    def spawn(self, name: str, *role: str) -> None:
         cmd = [sys.executable, "-m", "kassa.cli.main", *role]
-        self.children.append(subprocess.Popen(cmd, env=self.env, preexec_fn=die_with_parent))  # noqa: S603
+        self.supervisor.add(ChildProcess(name, cmd, self.env))
 
     def wait_ready(self) -> bool:
         url = f"http://{self.settings.http_host}:{self.port}/readyz"
         deadline = time.monotonic() + _READY_TIMEOUT_S
         while time.monotonic() < deadline:
-            if any(c.poll() is not None for c in self.children):
+            if any(not c.alive() for c in self.supervisor.children):
                 return False
             with contextlib.suppress(OSError):
                 with urllib.request.urlopen(url, timeout=1) as resp:
@@ -146,19 +190,7 @@ class Platform:
         return False
 
     def stop(self) -> None:
-        for child in self.children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + _CHILD_STOP_TIMEOUT_S
-        for child in self.children:
-            try:
-                child.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-        if self.nats is not None:
-            self.nats.stop()
-        if self.postgres is not None:
-            self.postgres.stop()
+        self.supervisor.stop()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -176,11 +208,13 @@ def run(args: argparse.Namespace) -> int:
     if not platform.claim_data_dir():
         return 1
     try:
+        if not platform.choose_port():
+            return 1
         platform.start_stores()
         admin_key = asyncio.run(platform.prepare_database())
-        platform.spawn("api")
+        platform.spawn("api", "api")
         if not args.no_workers:
-            platform.spawn("worker", "all")
+            platform.spawn("worker", "worker", "all")
         if not platform.wait_ready():
             _say("kassa failed to start; see the log lines above")
             return 1
@@ -199,10 +233,8 @@ def run(args: argparse.Namespace) -> int:
             f"  Data dir: {settings.data_dir}\nPress Ctrl-C to stop."
         )
         while not stopping:
-            if any(c.poll() is not None for c in platform.children):
-                _say("a kassa process exited; stopping")
-                return 1
-            time.sleep(0.25)
+            platform.supervisor.tick()
+            time.sleep(_TICK_S)
         return 0
     finally:
         platform.stop()

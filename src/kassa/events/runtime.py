@@ -26,19 +26,35 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROLES = ("relay", "consumers", "all")
+_STABLE_S = 30.0  # a piece that ran this long before failing starts a new outage
+_STILL_FAILING_LOG_S = 30.0  # during an outage, one reminder line this often
 
 
 async def supervise(name: str, run: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+    """Run `run` until `stop`, restarting it with a capped backoff. An outage is logged once
+    with its traceback, then only every `_STILL_FAILING_LOG_S` (not on every retry), and once
+    more when the piece has run cleanly for a while again."""
+    loop = asyncio.get_running_loop()
     failures = 0
+    last_logged = 0.0
     while not stop.is_set():
+        started = loop.time()
         try:
             await run()
             failures = 0
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
+            if failures and loop.time() - started >= _STABLE_S:
+                log.info("%s recovered after %d failures", name, failures)
+                failures = 0
             failures += 1
-            log.exception("%s failed (%d in a row); restarting", name, failures)
+            if failures == 1:
+                log.exception("%s failed; restarting with backoff", name)
+                last_logged = loop.time()
+            elif loop.time() - last_logged >= _STILL_FAILING_LOG_S:
+                log.warning("%s still failing (%d in a row): %s: %s", name, failures, type(exc).__name__, exc)
+                last_logged = loop.time()
         if stop.is_set():
             return
         delay = min(limits.relay_retry_delay_s_max, 0.1 * 2 ** min(failures, 8))

@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from kassa.observability import throttle
+
 trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -44,3 +46,4 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    throttle.install()

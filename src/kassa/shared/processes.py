@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import sys
 
@@ -14,3 +15,12 @@ def die_with_parent() -> None:
     so a killed `kassa up` leaves no API, worker or NATS process behind. No-op elsewhere."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def tie_to_parent(parent_pid: int) -> None:
+    """Called first thing in a process that was started by a library we do not control (the HTTP
+    server's worker processes): SIGTERM when `parent_pid` dies, and exit at once if it already
+    has (the death signal only covers deaths after the prctl call)."""
+    die_with_parent()
+    if os.getppid() != parent_pid:
+        os._exit(1)
