@@ -7,6 +7,7 @@ the two cores is left to the server under test. Bounded in time and in request c
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -51,14 +52,23 @@ async def _client(
     requests_max: int,
     result: LoadResult,
     seed: int,
+    idempotency: bool,
 ) -> None:
     rng = random.Random(seed)
+    # A unique Idempotency-Key per request, as real clients send: a per-connection prefix from
+    # the OS's randomness (the body generator's seed repeats across phases and runs) and a counter.
+    prefix = f"{os.urandom(8).hex()}-{seed}"
+    count = 0
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while time.perf_counter() < deadline and result.sent < requests_max:
             body = make_body(rng)
+            key = ""
+            if idempotency:
+                count += 1
+                key = f"Idempotency-Key: {prefix}-{count}\r\n"
             request = (
-                f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{headers}"
+                f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{headers}{key}"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
             ).encode() + body
             result.sent += 1
@@ -80,13 +90,18 @@ async def run_load(
     clients: int,
     duration_s: float,
     requests_max: int = 10_000_000,
+    *,
+    idempotency: bool = False,
 ) -> LoadResult:
     result = LoadResult()
     headers = f"Authorization: Bearer {api_key}\r\n"
     started = time.perf_counter()
     deadline = started + duration_s
     await asyncio.gather(
-        *(_client(host, port, path, headers, make_body, deadline, requests_max, result, i) for i in range(clients))
+        *(
+            _client(host, port, path, headers, make_body, deadline, requests_max, result, i, idempotency)
+            for i in range(clients)
+        )
     )
     result.elapsed_s = time.perf_counter() - started
     return result
