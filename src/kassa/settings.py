@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from kassa.shared.limits import http_body_read_timeout_s
+
 
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name)
@@ -16,6 +18,11 @@ def _names(raw: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     if raw is None:
         return default
     return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else float(raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +39,7 @@ class Settings:
     log_level: str
     # Dependencies whose outage makes /readyz answer 503 (KASSA_READY_REQUIRES, comma-separated).
     ready_requires: tuple[str, ...] = ("database", "broker")
+    http_body_read_timeout_s: float = http_body_read_timeout_s
 
     @property
     def event_bus(self) -> str:
@@ -52,4 +60,5 @@ class Settings:
             admin_key=os.environ.get("KASSA_ADMIN_KEY") or None,
             log_level=os.environ.get("KASSA_LOG_LEVEL") or "INFO",
             ready_requires=_names(os.environ.get("KASSA_READY_REQUIRES"), ("database", "broker")),
+            http_body_read_timeout_s=_float("KASSA_HTTP_BODY_READ_TIMEOUT_S", http_body_read_timeout_s),
         )

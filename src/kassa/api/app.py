@@ -1,4 +1,9 @@
-"""The ASGI application: routes from the registry, problem+json errors, access log and metrics."""
+"""The ASGI application: routes from the registry, problem+json errors, access log and metrics.
+
+Edge rules (issue 6, "no 500 from client input"): one route per path, so a 405 lists every method
+of the path in `Allow`; no trailing-slash redirect (its `Location` would echo the client's `Host`);
+a client that hangs up mid-body is a 499 in the log and the metrics, not a server error.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from starlette.routing import Route
 
 from kassa.api import problems
 from kassa.api.routes import accounts, health, tenants, transfers, webhooks
-from kassa.api.routing import REGISTRY, wrap
+from kassa.api.routing import REGISTRY, path_routes
 from kassa.bootstrap import build_services
 from kassa.observability import logging as jsonlog
 from kassa.observability import metrics
@@ -30,8 +35,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kassa.access")
 _ROUTE_MODULES = (tenants, accounts, transfers, webhooks)  # importing them registers their endpoints
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Checked with fullmatch: a `$` would also accept a value ending in a newline.
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class AccessMiddleware:
@@ -50,8 +56,8 @@ class AccessMiddleware:
             return
         headers = dict(scope["headers"])
         rid = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = rid if _REQUEST_ID.match(rid) else secrets.token_hex(8)
-        match = _TRACEPARENT.match(headers.get(b"traceparent", b"").decode("latin-1"))
+        request_id = rid if _REQUEST_ID.fullmatch(rid) else secrets.token_hex(8)
+        match = _TRACEPARENT.fullmatch(headers.get(b"traceparent", b"").decode("latin-1"))
         trace_id = match.group(1) if match else secrets.token_hex(16)
         jsonlog.request_id_var.set(request_id)
         jsonlog.trace_id_var.set(trace_id)
@@ -98,8 +104,9 @@ class AccessMiddleware:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
+    # exc.headers carries Starlette's `Allow` on a 405 (RFC 9110 requires it).
     return problems.raw_problem(
-        exc.status_code, code, str(exc.detail), f"{request.method} {request.url.path}: {exc.detail}"
+        exc.status_code, code, str(exc.detail), f"{request.method} {request.url.path}: {exc.detail}", exc.headers
     )
 
 
@@ -120,7 +127,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await app.state.services.close()
 
-    routes: list[Any] = [Route(ep.path, wrap(ep), methods=[ep.method]) for ep in REGISTRY]
+    routes: list[Any] = path_routes(REGISTRY)
     routes += [
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
@@ -130,5 +137,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error, Exception: _unhandled}
     )
+    # A trailing-slash redirect builds an absolute Location from the Host header (an open redirect
+    # for anyone who can set Host); an unknown path is simply a 404 problem.
+    app.router.redirect_slashes = False
     app.add_middleware(AccessMiddleware, route_paths={r.endpoint: r.path for r in routes})
     return app

@@ -13,6 +13,8 @@ from starlette.responses import Response
 from kassa.observability.logging import trace_id_var
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from kassa.shared.errors import KassaError
 
 PROBLEM_TYPE_BASE = "https://kassa.dev/problems/"
@@ -49,5 +51,6 @@ def internal_error() -> Response:
     return Response(body, status_code=500, media_type=MEDIA_TYPE)
 
 
-def raw_problem(status: int, code: str, title: str, detail: str) -> Response:
-    return Response(problem_body(status, code, title, detail), status_code=status, media_type=MEDIA_TYPE)
+def raw_problem(status: int, code: str, title: str, detail: str, headers: Mapping[str, str] | None = None) -> Response:
+    body = problem_body(status, code, title, detail)
+    return Response(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)

@@ -1,24 +1,47 @@
 """Endpoint registry: each handler is declared once with its input and output types, and that
 declaration drives authentication, body decoding, error mapping and the generated OpenAPI.
 
-Handlers are plain `async def handler(ctx: Ctx) -> Response`; the wrapper does the rest.
+Handlers are plain `async def handler(ctx: Ctx) -> Response`; the wrapper does the rest,
+including the one shared check of every path parameter and query value (`check_params`): a path
+id that is not a valid client id names nothing (the endpoint's 404), and a query value with NUL or
+another control character, or longer than `query_value_chars_max`, is a 400, so neither can reach
+the database (PostgreSQL text refuses NUL, which would be a 500).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.routing import Route
 
 from kassa.api import problems
-from kassa.shared.errors import Forbidden, InvalidRequest, KassaError, PayloadTooLarge, ServiceUnavailable
+from kassa.observability import metrics
+from kassa.shared.errors import (
+    Forbidden,
+    InvalidRequest,
+    KassaError,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServiceUnavailable,
+)
 from kassa.shared.ids import is_client_id
-from kassa.shared.limits import idempotency_key_chars_max, request_body_bytes_max, retry_after_s
+from kassa.shared.limits import (
+    http_body_read_timeout_s,
+    idempotency_key_chars_max,
+    query_value_chars_max,
+    request_body_bytes_max,
+    retry_after_s,
+)
 from kassa.store.idempotency import IdemClaim
 from kassa.store.outage import is_database_outage, note_outage
 
@@ -29,6 +52,9 @@ if TYPE_CHECKING:
     from kassa.identity.domain.model import Principal
 
 log = logging.getLogger("kassa.api")
+# Visible ASCII only: a key is an opaque token, and HTTP strips the spaces that could end it.
+IDEMPOTENCY_KEY_PATTERN = rf"^[!-~]{{1,{idempotency_key_chars_max}}}\Z"
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 Auth = Literal["admin", "tenant", "none"]
 T = TypeVar("T")
 
@@ -49,28 +75,14 @@ class Ctx:
 
     def decode(self, kind: type[T]) -> T:
         """Decode the JSON body strictly; an empty body means `{}` for optional-only inputs."""
-        try:
-            value = msgspec.json.decode(self.body or b"{}", type=kind, strict=True)
-        except msgspec.ValidationError as exc:
-            raise InvalidRequest(str(exc)) from exc
-        except msgspec.DecodeError as exc:
-            raise InvalidRequest(f"malformed JSON: {exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise InvalidRequest("request body is not valid UTF-8") from exc
-        except RecursionError as exc:
-            raise InvalidRequest("request body is nested too deeply") from exc
-        # PostgreSQL text and jsonb cannot hold NUL, so "\u0000" anywhere in a string would
-        # otherwise fail in the database as a 500. The cheap byte test keeps this off the hot path.
-        if b"\\u0000" in self.body and _has_nul(self.body):
-            raise InvalidRequest("strings must not contain NUL (\\u0000)")
-        return value
+        return decode_json(self.body or b"{}", kind)
 
     def path_id(self, not_found: type[KassaError]) -> str:
-        """The `{id}` path parameter. A value that is not a valid client id names nothing, so it is
-        answered as not found here, before it reaches the database (which refuses NUL bytes)."""
+        """The `{id}` path parameter. `check_params` already refused a value that is not a valid
+        client id; checking again here keeps a handler safe if it is ever called another way."""
         value: str = self.request.path_params["id"]
         if not is_client_id(value):
-            raise not_found("no such id: ids are 1-64 characters of [A-Za-z0-9_.:-]")
+            raise not_found(_NO_SUCH_ID)
         return value
 
     def idempotency_claim(self, canonical: bytes) -> IdemClaim | None:
@@ -79,14 +91,49 @@ class Ctx:
         key = self.request.headers.get("idempotency-key")
         if key is None:
             return None
-        if not key or len(key) > idempotency_key_chars_max or not key.isprintable():
-            raise InvalidRequest(f"Idempotency-Key must be 1-{idempotency_key_chars_max} printable characters")
+        if _IDEMPOTENCY_KEY.match(key) is None:
+            raise InvalidRequest(f"Idempotency-Key must be 1-{idempotency_key_chars_max} visible ASCII characters")
         principal = self.principal
         assert principal is not None  # idempotent endpoints always authenticate
         digest = hashlib.sha256(
             self.request.method.encode() + b" " + self.request.url.path.encode() + b"\n" + canonical
         ).digest()
         return IdemClaim(principal.scope, key, digest)
+
+
+def decode_json(body: bytes, kind: type[T], *, refuse_nul: bool = True) -> T:
+    """Decode JSON strictly into `kind`. Raises InvalidRequest for anything that is not exactly
+    that shape, and (unless `refuse_nul` is off, for a caller that checks parts itself) for NUL."""
+    try:
+        value = msgspec.json.decode(body, type=kind, strict=True)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"malformed JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest("request body is not valid UTF-8") from exc
+    except RecursionError as exc:
+        raise InvalidRequest("request body is nested too deeply") from exc
+    # PostgreSQL text and jsonb cannot hold NUL, so "\u0000" anywhere in a string would
+    # otherwise fail in the database as a 500. The cheap byte test keeps this off the hot path.
+    if refuse_nul and b"\\u0000" in body and _has_nul(body):
+        raise InvalidRequest("strings must not contain NUL (\\u0000)")
+    return value
+
+
+_NO_SUCH_ID = "no such id: ids are 1-64 characters of [A-Za-z0-9_.:-]"
+
+
+def check_params(request: Request, not_found: type[KassaError]) -> None:
+    """The one check every path parameter and query value goes through, before any handler."""
+    for value in request.path_params.values():
+        if not (isinstance(value, str) and is_client_id(value)):
+            raise not_found(_NO_SUCH_ID)
+    for name, value in request.query_params.multi_items():
+        # isprintable() is False for NUL, newlines, other control and format characters.
+        for text in (name, value):
+            if len(text) > query_value_chars_max or not (text.isprintable() or text == ""):
+                raise InvalidRequest(f"query parameters must be at most {query_value_chars_max} printable characters")
 
 
 def _has_nul(body: bytes) -> bool:
@@ -123,6 +170,8 @@ class Endpoint:
     query: tuple[tuple[str, str, str], ...] = ()  # (name, json type, description)
     idempotent: bool = False
     tags: tuple[str, ...] = field(default_factory=tuple)
+    not_found: type[KassaError] = NotFound  # the answer to a path id that cannot name anything
+    required_query: tuple[str, ...] = ()
 
 
 REGISTRY: list[Endpoint] = []
@@ -140,11 +189,25 @@ def endpoint(
     query: tuple[tuple[str, str, str], ...] = (),
     idempotent: bool = False,
     tag: str = "ledger",
+    not_found: type[KassaError] = NotFound,
+    required_query: tuple[str, ...] = (),
 ) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         REGISTRY.append(
             Endpoint(
-                method, path, handler, summary, auth, body, responses or {200: None}, errors, query, idempotent, (tag,)
+                method,
+                path,
+                handler,
+                summary,
+                auth,
+                body,
+                responses or {200: None},
+                errors,
+                query,
+                idempotent,
+                (tag,),
+                not_found,
+                required_query,
             )
         )
         return handler
@@ -152,20 +215,28 @@ def endpoint(
     return register
 
 
-async def read_body(request: Request, limit: int = request_body_bytes_max) -> bytes:
+async def read_body(
+    request: Request, limit: int = request_body_bytes_max, timeout_s: float = http_body_read_timeout_s
+) -> bytes:
+    """The whole body within `timeout_s`: a client trickling bytes (slowloris) cannot hold a
+    connection and a task for longer than that. Raises PayloadTooLarge, RequestTimeout."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise InvalidRequest("invalid Content-Length")
         if int(declared) > limit:
             raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        raise RequestTimeout(f"the request body was not received within {timeout_s:g} s") from exc
     return b"".join(chunks)
 
 
@@ -180,7 +251,14 @@ def _error_headers(error: KassaError) -> dict[str, str] | None:
         return {"WWW-Authenticate": "Bearer"}
     if error.status == 503:
         return {"Retry-After": str(retry_after_s)}
+    if isinstance(error, RequestTimeout):
+        return {"Connection": "close"}  # the rest of the body is not worth waiting for
     return None
+
+
+# Not an IANA status: nginx's "client closed request", used in logs and metrics only (the client
+# is gone and never receives it).
+CLIENT_CLOSED_REQUEST = 499
 
 
 def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
@@ -195,10 +273,17 @@ def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
                 if ep.auth == "tenant" and principal.tenant_id is None:
                     raise Forbidden("this endpoint needs a tenant API key")
                 request.state.tenant_id = principal.tenant_id
-            body = await read_body(request) if ep.body is not None else b""
+            check_params(request, ep.not_found)
+            body = b""
+            if ep.body is not None:
+                body = await read_body(request, timeout_s=services.settings.http_body_read_timeout_s)
             return await ep.handler(Ctx(request, services, principal, body))
         except KassaError as error:
             return problems.problem(error, headers=_error_headers(error))
+        except ClientDisconnect:
+            metrics.client_disconnects.inc()
+            log.info("client disconnected before its request body was read", extra={"route": ep.path})
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
         except Exception as exc:
             # A database outage is the client's "retry shortly", not a server bug: 503.
             if not is_database_outage(exc):
@@ -209,6 +294,27 @@ def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
 
     asgi_endpoint.__name__ = ep.handler.__name__
     return asgi_endpoint
+
+
+def path_routes(registry: list[Endpoint]) -> list[Route]:
+    """One Starlette route per path that dispatches on the method, so that a 405 names every
+    method of the path in `Allow` (one route per endpoint would name only the first match's)."""
+    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    for ep in registry:
+        by_path.setdefault(ep.path, {})[ep.method] = wrap(ep)
+    routes = []
+    for path, handlers in by_path.items():
+        if "GET" in handlers:
+            handlers.setdefault("HEAD", handlers["GET"])
+
+        async def dispatch(
+            request: Request, handlers: dict[str, Callable[[Request], Awaitable[Response]]] = handlers
+        ) -> Response:
+            return await handlers[request.method](request)
+
+        dispatch.__name__ = "_".join(sorted(h.__name__ for m, h in handlers.items() if m != "HEAD"))
+        routes.append(Route(path, dispatch, methods=sorted(handlers)))
+    return routes
 
 
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -1,7 +1,8 @@
 """Request and response shapes at the HTTP edge (msgspec: fast, strict, and the OpenAPI source).
 
 Inputs forbid unknown fields and are strict about types: "10" is not an amount, 1.0 is not an
-amount, and nothing above 2^63-1 fits.
+amount, and nothing above 2^63-1 fits. JSON Schema counts 1.0 as an integer, so the amount's
+schema says in words (and with `format: int64`) that only integer literals are accepted.
 """
 
 from __future__ import annotations
@@ -20,12 +21,29 @@ from kassa.shared.limits import (
     reference_chars_max,
     tenant_name_chars_max,
 )
+from kassa.shared.money import CURRENCY_EXPONENTS
 
 ClientId = Annotated[
     str, Meta(pattern=CLIENT_ID_PATTERN, min_length=1, max_length=64, description="1-64 chars of [A-Za-z0-9_.:-]")
 ]
-Amount = Annotated[int, Meta(gt=0, le=amount_minor_max, description="positive integer count of minor units")]
-Currency = Annotated[str, Meta(pattern="^[A-Z]{3}$", description="ISO 4217 code")]
+Amount = Annotated[
+    int,
+    Meta(
+        gt=0,
+        le=amount_minor_max,
+        description="positive integer count of minor units, written as an integer literal: 401, never 401.0 or 4.01e2",
+        extra_json_schema={"format": "int64"},
+    ),
+]
+# The pattern keeps the check cheap; the enum tells clients (and schemathesis) which codes are known.
+Currency = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Z]{3}\Z",
+        description="active ISO 4217 code",
+        extra_json_schema={"enum": sorted(CURRENCY_EXPONENTS)},
+    ),
+]
 Metadata = dict[str, Any]
 
 

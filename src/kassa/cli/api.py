@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.http import HTTP1Settings
+
+    from kassa.shared.limits import http_header_read_timeout_s
 
     settings = Settings.from_env()
     if settings.http_workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -55,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         workers=settings.http_workers,
         loop=Loops.uvloop,
         http=HTTPModes.http1,
+        # The body has its own deadline in the app (read_body); this bounds the request head.
+        http1_settings=HTTP1Settings(header_read_timeout=int(http_header_read_timeout_s * 1000)),
         log_enabled=False,
         backlog=2048,
         # A worker that dies is replaced by granian at once (a crash loop still ends the role,

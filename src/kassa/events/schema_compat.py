@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 SCHEMAS_DIR = Path(__file__).resolve().parent / "schemas"
 BASELINE_DIR = SCHEMAS_DIR / "published"
-_NAME = re.compile(r"^[A-Za-z]+\.v[1-9][0-9]*\.json$")
+_NAME = re.compile(r"[A-Za-z]+\.v[1-9][0-9]*\.json")  # used with fullmatch
 # Keywords whose any change narrows or reinterprets what a field may hold.
 _EXACT = (
     "type",
@@ -65,7 +65,7 @@ def load_dir(directory: Path) -> dict[str, dict[str, Any]]:
     """Schemas in `directory` by name (`TransferPosted.v1`)."""
     found: dict[str, dict[str, Any]] = {}
     for path in sorted(directory.glob("*.json")):
-        if _NAME.match(path.name):
+        if _NAME.fullmatch(path.name):
             found[path.name.removesuffix(".json")] = json.loads(path.read_text())
     return found
 
@@ -123,7 +123,7 @@ def update_baseline(schemas: Path, baseline: Path) -> Report:
         return report
     baseline.mkdir(parents=True, exist_ok=True)
     for path in sorted(schemas.glob("*.json")):
-        if _NAME.match(path.name):
+        if _NAME.fullmatch(path.name):
             shutil.copyfile(path, baseline / path.name)
     return Report([], [])
 

@@ -32,6 +32,8 @@ http_latency = Histogram(
     ["route", "method", "status"],
     buckets=_LATENCY_BUCKETS_S,
 )
+# Requests whose client hung up before its body was read; they are also counted with status 499.
+client_disconnects = Counter("kassa_http_client_disconnects_total", "Clients that hung up mid-request")
 transfers = Counter("kassa_transfers_total", "Transfer commands by outcome", ["outcome"])
 batch_size = Histogram("kassa_ledger_batch_size", "Commands per ledger transaction", buckets=_BATCH_BUCKETS)
 batch_latency = Histogram(

@@ -5,6 +5,7 @@
     ├── Unauthorized                unauthorized (401)
     ├── Forbidden                   forbidden (403)
     ├── NotFound                    *_not_found (404)
+    ├── RequestTimeout              request_timeout (408)
     ├── Conflict                    *_exists, idempotency_key_in_flight (409)
     ├── PayloadTooLarge             payload_too_large (413)
     └── Unprocessable               business rule failures (422)
@@ -50,6 +51,12 @@ class NotFound(KassaError):
     code = "not_found"
     status = 404
     title = "Not found"
+
+
+class RequestTimeout(KassaError):
+    code = "request_timeout"
+    status = 408
+    title = "Request body not received in time"
 
 
 class Conflict(KassaError):

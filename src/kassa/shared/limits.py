@@ -16,6 +16,12 @@ reference_chars_max: Final = 256
 account_id_chars_max: Final = 64
 tenant_name_chars_max: Final = 200
 idempotency_key_chars_max: Final = 255
+query_value_chars_max: Final = 2048  # each query parameter name and value
+# The whole request body must arrive within this (408 otherwise): a 4 MiB body needs ~420 KB/s,
+# while a client trickling one byte a second cannot hold a connection open. KASSA_HTTP_BODY_READ_TIMEOUT_S
+# overrides it.
+http_body_read_timeout_s: Final = 10.0
+http_header_read_timeout_s: Final = 10.0  # request line and headers (granian's HTTP/1 setting)
 page_limit_default: Final = 50
 page_limit_max: Final = 500
 

@@ -19,7 +19,7 @@ from kassa.shared.invariants import invariant
 
 # Arbitrary but fixed: the advisory lock key every kassa process uses for migrations.
 MIGRATION_LOCK_KEY = 0x6B61737361  # "kassa"
-_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")  # used with fullmatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ def migrations_dir() -> Path:
 def load_migrations(directory: Path | None = None) -> list[Migration]:
     found = []
     for path in sorted((directory or migrations_dir()).glob("*.sql")):
-        match = _NAME.match(path.name)
+        match = _NAME.fullmatch(path.name)
         invariant(match is not None, f"migration file names are NNNN_name.sql: {path.name}")
         assert match is not None  # for mypy; invariant() above already guarantees it
         found.append(Migration(int(match.group(1)), path.name, path.read_text()))

@@ -80,6 +80,7 @@ async def list_accounts(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/accounts/{id}",
+    not_found=AccountNotFound,
     summary="Get an account with its balances",
     responses={200: AccountOut},
     errors=(401, 404),
@@ -92,6 +93,7 @@ async def get_account(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/accounts/{id}/balance",
+    not_found=AccountNotFound,
     summary="Balance now, or as of a past instant",
     responses={200: BalanceOut},
     errors=(400, 401, 404),
@@ -134,6 +136,7 @@ def _parse_instant(raw: str) -> datetime:
 @endpoint(
     "GET",
     "/v1/accounts/{id}/entries",
+    not_found=AccountNotFound,
     summary="Journal entries of an account, newest first",
     responses={200: EntryPage},
     errors=(400, 401, 404),

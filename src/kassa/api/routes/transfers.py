@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from kassa.api import problems
+from kassa.api.batch_items import decode_batch
 from kassa.api.pagination import decode_seq_cursor, page_limit, split_page
 from kassa.api.render import outcome_response, transfer_out
 from kassa.api.routes.accounts import PAGE_QUERY, check_metadata
@@ -115,7 +116,14 @@ async def create_transfer(ctx: Ctx) -> Response:
     return await _submit(ctx, command, msgspec.json.encode(data, order="sorted"), 201)
 
 
-@endpoint("GET", "/v1/transfers/{id}", summary="Get a transfer", responses={200: TransferOut}, errors=(401, 404))
+@endpoint(
+    "GET",
+    "/v1/transfers/{id}",
+    not_found=TransferNotFound,
+    summary="Get a transfer",
+    responses={200: TransferOut},
+    errors=(401, 404),
+)
 async def get_transfer(ctx: Ctx) -> Response:
     transfer = await ctx.services.ledger.get_transfer(ctx.tenant_id, ctx.path_id(TransferNotFound))
     return json_response(transfer_out(transfer))
@@ -144,6 +152,7 @@ async def list_transfers(ctx: Ctx) -> Response:
 @endpoint(
     "POST",
     "/v1/transfers/{id}/post",
+    not_found=TransferNotFound,
     summary="Post a pending transfer, in full or in part",
     body=TransferPost,
     responses={200: TransferOut},
@@ -159,6 +168,7 @@ async def post_transfer(ctx: Ctx) -> Response:
 @endpoint(
     "POST",
     "/v1/transfers/{id}/void",
+    not_found=TransferNotFound,
     summary="Void a pending transfer, releasing its hold",
     body=None,
     responses={200: TransferOut},
@@ -211,21 +221,20 @@ def _batch_response(atomic: bool, results: list[JobResult]) -> tuple[int, bytes]
     idempotent=True,
 )
 async def create_batch(ctx: Ctx) -> Response:
-    data = ctx.decode(TransferBatch)
     tenant_id = ctx.tenant_id
-    commands = []
-    for index, item in enumerate(data.transfers):
-        try:
-            commands.append(to_command(tenant_id, item))
-        except InvalidRequest as exc:
-            raise InvalidRequest(f"transfers[{index}]: {exc.detail}") from exc
-    claim = ctx.idempotency_claim(msgspec.json.encode(data, order="sorted"))
+    # Every item is validated at the edge first (batch_items): a non-atomic batch answers an
+    # invalid item on its own and applies its neighbours; an atomic one refuses the request.
+    batch = decode_batch(ctx.body, lambda item: to_command(tenant_id, item))
+    claim = ctx.idempotency_claim(batch.canonical)
     trace_id = trace_id_var.get()
-    jobs = [Job(c, None, None, trace_id) for c in commands]
+    jobs = [Job(c, None, None, trace_id) for c in batch.commands]
+    if not jobs:  # nothing valid to apply: the answer follows from the input alone
+        no_results: list[JobResult] = []
+        return encoded_response(*_batch_response(batch.atomic, batch.merge(no_results)))
     async with _in_flight(ctx, claim):
         result = await ctx.services.ledger.submit_batch(
-            jobs, data.atomic, claim, lambda results: _batch_response(data.atomic, results)
+            jobs, batch.atomic, claim, lambda results: _batch_response(batch.atomic, batch.merge(results))
         )
     if isinstance(result, Replay):
         return replay_response(result.status, result.body)
-    return encoded_response(*_batch_response(data.atomic, result))
+    return encoded_response(*_batch_response(batch.atomic, batch.merge(result)))

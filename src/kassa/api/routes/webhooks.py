@@ -15,9 +15,11 @@ from starlette.responses import Response
 from kassa.api.pagination import decode_seq_cursor, encode_cursor, page_limit
 from kassa.api.routing import Ctx, endpoint, json_response, replay_response
 from kassa.api.schemas import Input
+from kassa.notifications.errors import WebhookEndpointNotFound
 from kassa.notifications.service import EndpointWithSecret, NotificationService
 from kassa.shared.clock import to_rfc3339
 from kassa.shared.errors import InvalidRequest
+from kassa.shared.ids import is_client_id
 from kassa.shared.limits import (
     account_id_chars_max,
     webhook_event_types_max,
@@ -245,32 +247,35 @@ async def list_webhook_endpoints(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/webhook-endpoints/{id}",
+    not_found=WebhookEndpointNotFound,
     summary="Get a webhook endpoint",
     responses={200: WebhookEndpointOut},
     errors=(401, 404),
     tag=_TAG,
 )
 async def get_webhook_endpoint(ctx: Ctx) -> Response:
-    found = await _service(ctx).get_endpoint(ctx.tenant_id, ctx.request.path_params["id"])
+    found = await _service(ctx).get_endpoint(ctx.tenant_id, ctx.path_id(WebhookEndpointNotFound))
     return json_response(endpoint_out(found))
 
 
 @endpoint(
     "DELETE",
     "/v1/webhook-endpoints/{id}",
+    not_found=WebhookEndpointNotFound,
     summary="Delete a webhook endpoint (pending deliveries are canceled)",
     responses={204: None},
     errors=(401, 404),
     tag=_TAG,
 )
 async def delete_webhook_endpoint(ctx: Ctx) -> Response:
-    await _service(ctx).delete_endpoint(ctx.tenant_id, ctx.request.path_params["id"])
+    await _service(ctx).delete_endpoint(ctx.tenant_id, ctx.path_id(WebhookEndpointNotFound))
     return Response(status_code=204)
 
 
 @endpoint(
     "POST",
     "/v1/webhook-endpoints/{id}/rotate-secret",
+    not_found=WebhookEndpointNotFound,
     summary="Rotate the signing secret; the previous one keeps signing for grace_s seconds",
     responses={200: WebhookEndpointSecretOut},
     errors=(400, 401, 404),
@@ -286,16 +291,17 @@ async def delete_webhook_endpoint(ctx: Ctx) -> Response:
 )
 async def rotate_webhook_secret(ctx: Ctx) -> Response:
     raw = ctx.request.query_params.get("grace_s")
-    if raw is not None and not raw.isdigit():
+    if raw is not None and not (raw.isascii() and raw.isdigit() and int(raw) <= webhook_secret_rotation_grace_s):
         raise InvalidRequest(f"grace_s must be an integer from 0 to {webhook_secret_rotation_grace_s}")
     grace_s = webhook_secret_rotation_grace_s if raw is None else int(raw)
-    rotated = await _service(ctx).rotate_secret(ctx.tenant_id, ctx.request.path_params["id"], grace_s)
+    rotated = await _service(ctx).rotate_secret(ctx.tenant_id, ctx.path_id(WebhookEndpointNotFound), grace_s)
     return json_response(endpoint_secret_out(rotated))
 
 
 @endpoint(
     "GET",
     "/v1/webhook-endpoints/{id}/deliveries",
+    not_found=WebhookEndpointNotFound,
     summary="Deliveries of an endpoint, newest first, each with every attempt",
     responses={200: WebhookDeliveryPage},
     errors=(400, 401, 404),
@@ -304,7 +310,7 @@ async def rotate_webhook_secret(ctx: Ctx) -> Response:
 )
 async def list_webhook_deliveries(ctx: Ctx) -> Response:
     page = await _service(ctx).list_deliveries(
-        ctx.tenant_id, ctx.request.path_params["id"], decode_seq_cursor(ctx.request), page_limit(ctx.request)
+        ctx.tenant_id, ctx.path_id(WebhookEndpointNotFound), decode_seq_cursor(ctx.request), page_limit(ctx.request)
     )
     return json_response(
         WebhookDeliveryPage(
@@ -319,13 +325,14 @@ async def list_webhook_deliveries(ctx: Ctx) -> Response:
     summary="Notification log of one account, newest first",
     responses={200: NotificationPage},
     errors=(400, 401),
-    query=(("account_id", "string", "the account (required)"), *PAGE_QUERY),
+    query=(("account_id", "string", "the account"), *PAGE_QUERY),
+    required_query=("account_id",),
     tag="notifications",
 )
 async def list_notifications(ctx: Ctx) -> Response:
     account_id = ctx.request.query_params.get("account_id")
-    if not account_id or len(account_id) > account_id_chars_max:
-        raise InvalidRequest(f"account_id is required (1-{account_id_chars_max} characters)")
+    if account_id is None or not is_client_id(account_id):
+        raise InvalidRequest(f"account_id is required: 1-{account_id_chars_max} characters of [A-Za-z0-9_.:-]")
     page = await _service(ctx).list_notifications(
         ctx.tenant_id, account_id, decode_seq_cursor(ctx.request), page_limit(ctx.request)
     )

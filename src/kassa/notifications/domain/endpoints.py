@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 WILDCARD = "*"
 # Event names are PascalCase, past tense (TransferPosted); the pattern only checks the shape so
 # that endpoints can subscribe to event types added after they were registered.
-_EVENT_TYPE = re.compile(r"^[A-Z][A-Za-z0-9]{1,63}$")
+_EVENT_TYPE = re.compile(r"[A-Z][A-Za-z0-9]{1,63}")  # fullmatch: `$` accepts a final newline
 _URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
@@ -79,7 +79,7 @@ def validate_event_types(event_types: Sequence[str]) -> tuple[str, ...]:
         raise WebhookEventTypesInvalid(f"at most {webhook_event_types_max} event types")
     seen: dict[str, None] = {}
     for event_type in event_types:
-        if event_type != WILDCARD and not _EVENT_TYPE.match(event_type):
+        if event_type != WILDCARD and not _EVENT_TYPE.fullmatch(event_type):
             raise WebhookEventTypesInvalid(f"'{event_type}' is not an event type name such as TransferPosted")
         seen[event_type] = None
     return tuple(seen)
