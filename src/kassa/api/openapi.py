@@ -14,7 +14,7 @@ import msgspec
 
 from kassa import __version__
 from kassa.api.routing import IDEMPOTENCY_KEY_PATTERN, REGISTRY, Endpoint
-from kassa.api.schemas import Problem
+from kassa.api.schemas import SCHEMA_RULES, Problem
 from kassa.shared.ids import CLIENT_ID_PATTERN
 from kassa.shared.limits import (
     account_id_chars_max,
@@ -71,6 +71,13 @@ def build() -> dict[str, Any]:
         types.extend(t for t in ep.responses.values() if t is not None)
     schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
     del schemas
+    for name, rules in SCHEMA_RULES.items():
+        component = components[name]
+        for key, value in rules.items():
+            if key == "properties":
+                component["properties"].update(value)
+            else:
+                component[key] = value
     paths: dict[str, dict[str, Any]] = {}
     for ep in REGISTRY:
         paths.setdefault(ep.path, {})[ep.method.lower()] = _operation(ep)

@@ -303,7 +303,9 @@ def path_routes(registry: list[Endpoint]) -> list[Route]:
     for ep in registry:
         by_path.setdefault(ep.path, {})[ep.method] = wrap(ep)
     routes = []
-    for path, handlers in by_path.items():
+    # Literal paths first: for a method no route serves, Starlette answers with the first route
+    # that matched the path, and `/v1/transfers/batch` must not be answered as `/v1/transfers/{id}`.
+    for path, handlers in sorted(by_path.items(), key=lambda item: item[0].count("{")):
         if "GET" in handlers:
             handlers.setdefault("HEAD", handlers["GET"])
 

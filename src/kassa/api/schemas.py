@@ -18,6 +18,8 @@ from kassa.shared.limits import (
     amount_minor_max,
     batch_transfers_max,
     hold_timeout_s_max,
+    metadata_bytes_max,
+    metadata_keys_max,
     reference_chars_max,
     tenant_name_chars_max,
 )
@@ -44,7 +46,13 @@ Currency = Annotated[
         extra_json_schema={"enum": sorted(CURRENCY_EXPONENTS)},
     ),
 ]
-Metadata = dict[str, Any]
+Metadata = Annotated[
+    dict[str, Any],
+    Meta(
+        description=f"at most {metadata_keys_max} keys and {metadata_bytes_max} bytes of JSON; strings without NUL",
+        extra_json_schema={"maxProperties": metadata_keys_max},
+    ),
+]
 
 
 class Input(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -187,6 +195,33 @@ class BatchItemOut(msgspec.Struct):
 class BatchOut(msgspec.Struct):
     atomic: bool
     data: list[BatchItemOut]
+
+
+# Cross-field rules that JSON Schema can state and msgspec types cannot; openapi.build merges them
+# into the components (a "properties" entry replaces that property's schema).
+SCHEMA_RULES: dict[str, dict[str, Any]] = {
+    # timeout_s applies only to pending transfers (400 otherwise).
+    "TransferCreate": {
+        "if": {"properties": {"pending": {"const": True}}, "required": ["pending"]},
+        "else": {"properties": {"timeout_s": {"type": "null"}}},
+    },
+    # In a non-atomic batch every item is validated on its own and an invalid one gets its own
+    # 400 result, so the request as a whole accepts any items; an atomic batch is refused (400)
+    # unless every item is a valid TransferCreate.
+    "TransferBatch": {
+        "properties": {
+            "transfers": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": batch_transfers_max,
+                "items": {},
+                "description": "TransferCreate items; in a non-atomic batch an invalid one fails alone",
+            }
+        },
+        "if": {"properties": {"atomic": {"const": True}}, "required": ["atomic"]},
+        "then": {"properties": {"transfers": {"items": {"$ref": "#/components/schemas/TransferCreate"}}}},
+    },
+}
 
 
 class Problem(msgspec.Struct):

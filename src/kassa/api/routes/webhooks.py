@@ -37,8 +37,16 @@ if TYPE_CHECKING:
 PAGE_QUERY = (("limit", "integer", "page size (bounded)"), ("cursor", "string", "next_cursor of the previous page"))
 _TAG = "webhooks"
 
+# The pattern is documented only (extra_json_schema), not enforced by msgspec: the notifications
+# domain checks it and answers with its own code, webhook_event_types_invalid.
 EventType = Annotated[
-    str, Meta(min_length=1, max_length=64, description="an event type such as TransferPosted, or * for every type")
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        description="an event type such as TransferPosted, or * for every type",
+        extra_json_schema={"pattern": r"^(\*|[A-Z][A-Za-z0-9]{1,63})$"},
+    ),
 ]
 
 
