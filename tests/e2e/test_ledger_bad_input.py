@@ -17,6 +17,7 @@ from kassa.shared.limits import (
     metadata_bytes_max,
     metadata_keys_max,
     page_limit_max,
+    query_value_chars_max,
     reference_chars_max,
     request_body_bytes_max,
 )
@@ -55,6 +56,7 @@ class Case:
 
 
 T = "/v1/transfers"
+W = "/v1/webhook-endpoints"
 CASES = [
     # Amounts
     Case("amount zero", "POST", T, with_(amount=0)),
@@ -78,6 +80,10 @@ CASES = [
     Case("account id with a space", "POST", T, with_(debit_account_id="a b")),
     Case("account id too long", "POST", T, with_(credit_account_id="x" * 65)),
     Case("transfer id with a slash", "POST", T, with_(id="a/b")),
+    # `$` matches before a final newline: these passed the id check and reached the database (500).
+    Case("transfer id ending in a newline", "POST", T, with_(id="abc\n")),
+    Case("debit account id ending in a newline", "POST", T, with_(debit_account_id="src\n")),
+    Case("currency ending in a newline", "POST", T, with_(currency="USD\n")),
     Case("currency lower case", "POST", T, with_(currency="usd")),
     Case("currency unknown", "POST", T, with_(currency="XXX"), code="invalid_request"),
     Case("currency of other accounts", "POST", T, with_(currency="EUR"), status=422, code="currency_mismatch"),
@@ -124,13 +130,33 @@ CASES = [
     Case(
         "batch too large", "POST", f"{T}/batch", json.dumps({"transfers": [GOOD] * (batch_transfers_max + 1)}).encode()
     ),
-    Case("batch item invalid", "POST", f"{T}/batch", json.dumps({"transfers": [GOOD, {**GOOD, "amount": 0}]}).encode()),
+    # An atomic batch refuses the request for any invalid item, naming it ("transfers[1]: ..."); a
+    # non-atomic one answers it alone (test_a_non_atomic_batch_answers_an_invalid_item_alone...).
+    Case(
+        "batch item invalid",
+        "POST",
+        f"{T}/batch",
+        json.dumps({"atomic": True, "transfers": [GOOD, {**GOOD, "amount": 0}]}).encode(),
+    ),
     Case(
         "batch item unknown currency",
         "POST",
         f"{T}/batch",
-        json.dumps({"transfers": [GOOD, {**GOOD, "currency": "ABC"}]}).encode(),
-    ),  # a batch reports any invalid item as invalid_request, naming it ("transfers[1]: ...")
+        json.dumps({"atomic": True, "transfers": [GOOD, {**GOOD, "currency": "ABC"}]}).encode(),
+    ),
+    Case(
+        "batch item id ending in a newline",
+        "POST",
+        f"{T}/batch",
+        json.dumps({"atomic": True, "transfers": [GOOD, {**GOOD, "id": "x\n"}]}).encode(),
+    ),
+    Case(
+        "batch item with NUL",
+        "POST",
+        f"{T}/batch",
+        json.dumps({"atomic": True, "transfers": [GOOD, {**GOOD, "reference": "a\u0000"}]}).encode(),
+    ),
+    Case("batch items not a list", "POST", f"{T}/batch", b'{"transfers": {"0": {}}}'),
     Case("batch atomic not a boolean", "POST", f"{T}/batch", json.dumps({"atomic": 1, "transfers": [GOOD]}).encode()),
     Case("batch unknown field", "POST", f"{T}/batch", json.dumps({"transfers": [GOOD], "x": 1}).encode()),
     # Post and void
@@ -149,6 +175,8 @@ CASES = [
     Case("account normal side unknown", "POST", "/v1/accounts", b'{"currency":"USD","normal_balance":"sideways"}'),
     Case("account allow_negative a string", "POST", "/v1/accounts", b'{"currency":"USD","allow_negative":"no"}'),
     Case("account id invalid", "POST", "/v1/accounts", b'{"currency":"USD","id":"\xc3\xa9t\xc3\xa9"}'),
+    Case("account id ending in a newline", "POST", "/v1/accounts", b'{"currency":"USD","id":"abc\\n"}'),
+    Case("account id in path ending in a newline", "GET", "/v1/accounts/src%0A", status=404, code="account_not_found"),
     Case("account metadata with NUL", "POST", "/v1/accounts", b'{"currency":"USD","metadata":{"k":"\\u0000"}}'),
     Case("account exists", "POST", "/v1/accounts", b'{"currency":"USD","id":"src"}', status=409, code="account_exists"),
     Case("account id with NUL", "GET", "/v1/accounts/a%00b", status=404, code="account_not_found"),
@@ -168,6 +196,34 @@ CASES = [
     Case("cursor beyond bigint", "GET", T, params={"cursor": "OTk5OTk5OTk5OTk5OTk5OTk5OTk5"}),
     Case("cursor superscript digit", "GET", "/v1/accounts/src/entries", params={"cursor": "wrI"}),
     Case("account filter with NUL", "GET", T, params={"account_id": "a\u0000"}),
+    Case("account filter ending in a newline", "GET", T, params={"account_id": "src\n"}),
+    # Every query value of every route goes through one check: NUL and control characters are a 400.
+    Case("unknown query parameter with NUL", "GET", "/v1/accounts", params={"x": "a\u0000"}),
+    Case("query parameter name with NUL", "GET", "/v1/accounts", params={"a\u0000": "1"}),
+    Case("query value too long", "GET", "/v1/accounts", params={"x": "v" * (query_value_chars_max + 1)}),
+    Case("as_of with NUL", "GET", "/v1/accounts/src/balance", params={"as_of": "2024-01-01T00:00:00Z\u0000"}),
+    # Webhook endpoints and notifications: the same id checks as the ledger routes (were 500s).
+    Case("webhook endpoint id with NUL", "GET", f"{W}/a%00b", status=404, code="webhook_endpoint_not_found"),
+    Case("webhook endpoint id with newline", "GET", f"{W}/ab%0A", status=404, code="webhook_endpoint_not_found"),
+    Case("delete webhook endpoint id with NUL", "DELETE", f"{W}/%00", status=404, code="webhook_endpoint_not_found"),
+    Case(
+        "rotate webhook secret id with NUL",
+        "POST",
+        f"{W}/a%00/rotate-secret",
+        status=404,
+        code="webhook_endpoint_not_found",
+    ),
+    Case("deliveries of id with NUL", "GET", f"{W}/a%00/deliveries", status=404, code="webhook_endpoint_not_found"),
+    Case(
+        "deliveries of id too long", "GET", f"{W}/{'w' * 65}/deliveries", status=404, code="webhook_endpoint_not_found"
+    ),
+    Case("rotate grace superscript digit", "POST", f"{W}/ghost/rotate-secret", params={"grace_s": "\u00b2"}),
+    Case("rotate grace too large", "POST", f"{W}/ghost/rotate-secret", params={"grace_s": "9" * 30}),
+    Case("webhook list cursor with NUL", "GET", W, params={"cursor": "\u0000"}),
+    Case("notifications account with NUL", "GET", "/v1/notifications", params={"account_id": "a\u0000b"}),
+    Case("notifications account with newline", "GET", "/v1/notifications", params={"account_id": "src\n"}),
+    Case("notifications account missing", "GET", "/v1/notifications"),
+    Case("notifications cursor with NUL", "GET", "/v1/notifications", params={"account_id": "src", "cursor": "\u0000"}),
     Case("as_of garbage", "GET", "/v1/accounts/src/balance", params={"as_of": "yesterday"}),
     Case("as_of without zone", "GET", "/v1/accounts/src/balance", params={"as_of": "2024-01-01T00:00:00"}),
     Case("as_of bad month", "GET", "/v1/accounts/src/balance", params={"as_of": "2024-13-01T00:00:00Z"}),
@@ -177,6 +233,9 @@ CASES = [
     # Routing and tenants
     Case("unknown route", "GET", "/v1/nothing", status=404, code="not_found"),
     Case("method not allowed", "DELETE", "/v1/accounts", status=405, code="method_not_allowed"),
+    Case("trailing slash", "GET", "/v1/accounts/", status=404, code="not_found", headers={"Host": "evil.example"}),
+    Case("trailing slash on a post", "POST", f"{T}/", with_(), status=404, code="not_found"),
+    Case("idempotency key with a space", "POST", T, with_(), headers={"Idempotency-Key": "a b"}),
     Case("tenant name empty", "POST", "/v1/tenants", b'{"name":""}', admin=True),
     Case("tenant name too long", "POST", "/v1/tenants", json.dumps({"name": "n" * 201}).encode(), admin=True),
     Case("tenant name with NUL", "POST", "/v1/tenants", b'{"name":"a\\u0000"}', admin=True),
@@ -265,3 +324,119 @@ async def test_an_oversized_body_is_refused_with_413_before_it_is_read(
     problem = json.loads(body)
     assert problem["code"] == "payload_too_large" and len(problem["trace_id"]) == 32
     assert await snapshot(platform_db, tenant) == before
+
+
+async def test_a_non_atomic_batch_answers_an_invalid_item_alone_and_applies_its_neighbours(
+    platform: Platform, platform_db: Pool
+) -> None:
+    """Items that once reached a database constraint (an id ending in a newline: 500 for the whole
+    batch) or failed decoding are answered one by one; the valid items around them are applied."""
+    secret = await new_tenant(platform)
+    async with platform.client(secret) as client:
+        await create_accounts(
+            client, [{"id": "src", "currency": "USD", "allow_negative": True}, {"id": "dst", "currency": "USD"}]
+        )
+        items: list[Any] = [
+            {**GOOD, "id": "ok-1"},
+            {**GOOD, "id": "abc\n"},
+            {**GOOD, "id": "ok-2", "amount": 7},
+            {**GOOD, "amount": "1"},
+            {**GOOD, "reference": "a\u0000b"},
+            "not an object",
+            {**GOOD, "id": "ok-3", "amount": 11},
+        ]
+        response = await client.post(f"{T}/batch", json={"atomic": False, "transfers": items})
+        assert response.status_code == 200, response.text
+        data = response.json()["data"]
+        assert [d["index"] for d in data] == list(range(len(items)))
+        assert [d["ok"] for d in data] == [True, False, True, False, False, False, True]
+        for item in data:
+            if not item["ok"]:
+                assert item["transfer"] is None
+                assert (item["error"]["code"], item["error"]["status"]) == ("invalid_request", 400)
+                assert item["error"]["detail"].startswith(f"transfers[{item['index']}]: ")
+        assert [d["transfer"]["id"] for d in data if d["ok"]] == ["ok-1", "ok-2", "ok-3"]
+        assert (await client.get("/v1/accounts/dst")).json()["balances"]["posted"] == 5 + 7 + 11
+        # The same request under an Idempotency-Key is answered, and replayed, the same way.
+        again = [{**i, "id": i["id"].replace("ok", "again")} if isinstance(i, dict) and "id" in i else i for i in items]
+        headers = {"Idempotency-Key": "batch-with-bad-items"}
+        first = await client.post(f"{T}/batch", json={"transfers": again}, headers=headers)
+        replay = await client.post(f"{T}/batch", json={"transfers": again}, headers=headers)
+        assert first.status_code == replay.status_code == 200, first.text
+        assert replay.headers.get("idempotent-replayed") == "true"
+        assert replay.json() == first.json()
+        assert (await client.get("/v1/accounts/dst")).json()["balances"]["posted"] == 2 * (5 + 7 + 11)
+    tenant = await tenant_id_of(platform_db, secret)
+    stored = await platform_db.fetchval("SELECT count(*) FROM transfers WHERE tenant_id = $1", tenant)
+    assert stored == 6
+
+
+async def test_a_non_atomic_batch_of_only_invalid_items_applies_nothing(ledger: tuple[httpx.AsyncClient, str]) -> None:
+    client, _ = ledger
+    response = await client.post(f"{T}/batch", json={"transfers": [{**GOOD, "id": "x\n"}, {"amount": 1}]})
+    assert response.status_code == 200, response.text
+    assert [(d["ok"], d["error"]["code"]) for d in response.json()["data"]] == [
+        (False, "invalid_request"),
+        (False, "invalid_request"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/v1/accounts", {"GET", "HEAD", "POST"}),
+        ("PUT", "/v1/accounts/src", {"GET", "HEAD"}),
+        ("GET", "/v1/transfers/batch", None),  # GET /v1/transfers/{id} serves it: not a 405
+        ("OPTIONS", "/v1/transfers/batch", {"POST"}),
+        ("PATCH", "/v1/webhook-endpoints/x", {"GET", "HEAD", "DELETE"}),
+    ],
+)
+async def test_a_405_lists_every_method_of_the_path_in_allow(
+    method: str, path: str, allowed: set[str] | None, ledger: tuple[httpx.AsyncClient, str]
+) -> None:
+    client, _ = ledger
+    response = await client.request(method, path)
+    if allowed is None:
+        assert response.status_code == 404, response.text
+        return
+    assert response.status_code == 405, response.text
+    assert {m.strip() for m in response.headers["allow"].split(",")} == allowed
+    assert response.json()["code"] == "method_not_allowed"
+
+
+async def test_a_trailing_slash_is_a_404_that_never_echoes_the_host(ledger: tuple[httpx.AsyncClient, str]) -> None:
+    client, _ = ledger
+    for path in ("/v1/accounts/", "/v1/transfers/", "/v1/accounts/src/"):
+        response = await client.get(path, headers={"Host": "evil.example"})
+        assert response.status_code == 404, (path, response.status_code)
+        assert "location" not in response.headers
+        assert "evil.example" not in response.text
+
+
+async def test_the_openapi_document_says_amounts_are_integer_literals(platform: Platform) -> None:
+    """401.0 is refused (see the table) and JSON Schema counts it as an integer, so the schema must
+    say "integer" and spell the rule out."""
+    async with httpx.AsyncClient(base_url=platform.base_url) as client:
+        document = (await client.get("/openapi.json")).json()
+    amounts = []
+    for name, component in document["components"]["schemas"].items():
+        for prop, schema in component.get("properties", {}).items():
+            if prop == "amount" or prop.endswith("_amount"):
+                amounts.append((name, prop, schema))
+    inputs = [(n, s) for n, p, s in amounts if n in ("TransferCreate", "TransferPost")]
+    assert len(inputs) == 2, amounts
+    for name, schema in inputs:
+        options = schema.get("anyOf", [schema])
+        typed = [o for o in options if o.get("type") != "null"]
+        assert [o["type"] for o in typed] == ["integer"], (name, schema)
+        assert typed[0]["format"] == "int64" and "401.0" in typed[0]["description"], (name, schema)
+    assert all(s.get("type") != "number" for _, _, s in amounts)
+    # Every path parameter is the id schema (no NUL, no trailing newline), and every create
+    # operation links to the reads of what it created.
+    for path, ops in document["paths"].items():
+        for op in ops.values():
+            for param in op["parameters"]:
+                if param["in"] == "path":
+                    assert param["schema"]["pattern"] == "^[A-Za-z0-9_.:\\-]{1,64}$", (path, param)
+    links = document["paths"]["/v1/accounts"]["post"]["responses"]["201"]["links"]
+    assert links["get_account"]["parameters"] == {"id": "$response.body#/id"}
