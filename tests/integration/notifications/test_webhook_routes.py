@@ -15,6 +15,7 @@ from starlette.routing import Route
 import kassa.api.routes.webhooks  # noqa: F401 - importing registers the routes
 from kassa.api.routing import REGISTRY, wrap
 from kassa.identity.service import IdentityService
+from kassa.settings import Settings
 from kassa.shared.limits import webhook_secret_rotation_grace_s
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ _OURS = ("/v1/webhook-endpoints", "/v1/notifications")
 async def api(pool: Pool) -> AsyncIterator[httpx.AsyncClient]:
     routes = [Route(ep.path, wrap(ep), methods=[ep.method]) for ep in REGISTRY if ep.path.startswith(_OURS)]
     app = Starlette(routes=routes)
-    app.state.services = SimpleNamespace(pool=pool, identity=IdentityService(pool))
+    app.state.services = SimpleNamespace(pool=pool, identity=IdentityService(pool), settings=Settings.from_env())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kassa.test") as client:
         yield client
 
