@@ -23,7 +23,7 @@ import pytest
 
 from kassa.shared.limits import webhook_url_chars_max
 from kassa.store.embedded import free_port
-from support.server import new_tenant, start_platform, stop_platform
+from support.server import create_accounts, new_tenant, start_platform, stop_platform
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -41,6 +41,7 @@ FUZZ_STATEFUL_STEPS = 6
 FUZZ_WALL_S = 240.0
 FUZZ_SEED = int(os.environ.get("KASSA_FUZZ_SEED", "20261201"))  # fixed: a CI failure can be replayed
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
+FUZZ_ACCOUNTS = ("fz-1", "fz-2", "fz-3")  # created before the run; fz-1 may go negative
 HOOKS_DIR = Path(__file__).resolve().parent
 
 
@@ -122,6 +123,24 @@ max-steps = {FUZZ_STATEFUL_STEPS}
 [checks.positive_data_acceptance]
 expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 
+# Generated ids rarely name an account, so most generated transfers would stop at 404: these
+# dictionaries steer part of them onto accounts created before the run, so that transfers succeed
+# and the stateful phase follows their links (read, post, void).
+[dictionaries.fuzz-accounts]
+values = {json.dumps(list(FUZZ_ACCOUNTS))}
+
+[dictionaries.fuzz-currency]
+values = ["USD"]
+
+[parameters]
+"body.debit_account_id" = {{ dictionary = "fuzz-accounts", probability = 0.7 }}
+"body.credit_account_id" = {{ dictionary = "fuzz-accounts", probability = 0.7 }}
+"body.currency" = {{ dictionary = "fuzz-currency", probability = 0.7 }}
+"body.transfers[*].debit_account_id" = {{ dictionary = "fuzz-accounts", probability = 0.7 }}
+"body.transfers[*].credit_account_id" = {{ dictionary = "fuzz-accounts", probability = 0.7 }}
+"body.transfers[*].currency" = {{ dictionary = "fuzz-currency", probability = 0.7 }}
+"query.account_id" = {{ dictionary = "fuzz-accounts", probability = 0.5 }}
+
 [[operations]]
 include-operation-id = "create_tenant"
 headers = {{ Authorization = "Bearer {platform.admin_key}" }}
@@ -133,6 +152,10 @@ async def test_schemathesis_finds_no_server_error_and_no_spec_mismatch(
 ) -> None:
     receiver_url, _ = receiver
     tenant_key = await new_tenant(edge_platform)
+    async with edge_platform.client(tenant_key) as client:
+        await create_accounts(
+            client, [{"id": a, "currency": "USD", "allow_negative": a == FUZZ_ACCOUNTS[0]} for a in FUZZ_ACCOUNTS]
+        )
     config = tmp_path / "schemathesis.toml"
     config.write_text(fuzz_config(edge_platform, tenant_key))
     env = {
@@ -164,6 +187,7 @@ async def test_schemathesis_finds_no_server_error_and_no_spec_mismatch(
         await process.wait()
         pytest.fail(f"schemathesis did not finish within {FUZZ_WALL_S} s")
     text = output.decode(errors="replace")
+    print(text[-6000:])  # captured: shown with -s, or next to a failure further down
     assert process.returncode == 0, text[-20_000:]
     # The server's own account of the run, independent of schemathesis' judgement.
     during = access_lines(edge_platform)[seen_before:]
