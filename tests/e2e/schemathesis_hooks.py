@@ -1,4 +1,4 @@
-"""Schemathesis hooks for test_api_fuzz.py: keep webhook URLs on the loopback receiver, and keep
+"""Schemathesis hooks for test_api_edge.py: keep webhook URLs on the loopback receiver, and keep
 generated data inside the rules that JSON Schema cannot state (each rule says why it is here).
 
 Loaded by the schemathesis CLI through SCHEMATHESIS_HOOKS; the receiver URL comes from
