@@ -132,7 +132,7 @@ def check_params(request: Request, not_found: type[KassaError]) -> None:
     for name, value in request.query_params.multi_items():
         # isprintable() is False for NUL, newlines, other control and format characters.
         for text in (name, value):
-            if len(text) > query_value_chars_max or not (text.isprintable() or text == ""):
+            if len(text) > query_value_chars_max or not text.isprintable():
                 raise InvalidRequest(f"query parameters must be at most {query_value_chars_max} printable characters")
 
 
