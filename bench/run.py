@@ -181,7 +181,9 @@ class Config:
     ) -> None:
         self.args, self.pg, self.workers, self.with_workers = args, pg, workers, with_workers
         self.db_name = f"kassa_w{workers}" + ("" if with_workers else "_api_only")
-        self.up = KassaUp(root / self.db_name, pg.database_url(self.db_name), workers, with_workers)
+        self.up = KassaUp(
+            root / self.db_name, pg.database_url(self.db_name), workers, with_workers, pg.role_urls(self.db_name)
+        )
         self.db: asyncpg.Pool | None = None
         self.tenant_id = ""
         self.key = ""

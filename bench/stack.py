@@ -6,6 +6,7 @@ Both are always started on free ports, never on standard ones, and stopped by th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from kassa.store import roles
 from kassa.store.embedded import EmbeddedPostgres, free_port
 
 if TYPE_CHECKING:
@@ -50,7 +52,12 @@ class Postgres:
         self.embedded.stop()
 
     def database_url(self, name: str) -> str:
-        return f"postgresql://postgres@{HOST}:{self.port}/{name}"
+        """The superuser's URL: the benchmark's own setup and checks."""
+        return self.embedded.role_url(roles.SUPERUSER, name)
+
+    def role_urls(self, name: str) -> dict[str, str]:
+        """What `kassa up` runs as against `name`: owner (migrations), app (API), worker."""
+        return self.embedded.role_urls(name)
 
     def postmaster_pid(self) -> int:
         return int((self.embedded.data / "postmaster.pid").read_text().split("\n", 1)[0])
@@ -64,6 +71,7 @@ class Postgres:
 
     async def create_database(self, name: str) -> None:
         await self.execute(f'CREATE DATABASE "{name}"')
+        await asyncio.to_thread(self.embedded.provision, name)  # kassa's roles, as in production
 
     def tpcb(self, scale: int, clients: int, duration_s: int) -> dict[str, Any]:
         """pgbench TPC-B in a database of its own: initialize, checkpoint, run; TPS and latency."""
@@ -81,6 +89,7 @@ class Postgres:
             [str(_psql()), "-h", HOST, "-p", str(self.port), "-U", "postgres", "-d", "pgbench", "-c", "CHECKPOINT"],
             check=True,
             capture_output=True,
+            env={**os.environ, "PGPASSWORD": self.embedded.passwords()[roles.SUPERUSER]},
         )
         args = ["-c", str(clients), "-j", str(min(clients, os.cpu_count() or 2)), "-T", str(duration_s), "pgbench"]
         out = self.embedded.pgbench(args)
@@ -107,9 +116,19 @@ def _psql() -> Path:
 class KassaUp:
     """`kassa up` as a child process, against an existing database, on a free HTTP port."""
 
-    def __init__(self, data_dir: Path, database_url: str, workers: int, with_workers: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        database_url: str,
+        workers: int,
+        with_workers: bool = True,
+        role_urls: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.database_url = database_url
+        # With role URLs kassa runs as in production (API as the application role, under
+        # row-level security); without, everything runs as `database_url`'s role.
+        self.role_urls = role_urls
         self.workers = workers
         self.with_workers = with_workers  # False: `kassa up --no-workers`, the API role alone
         self.port = free_port(HOST)
@@ -142,6 +161,10 @@ class KassaUp:
                 "KASSA_ADMIN_KEY": self.admin_key,
             }
         )
+        if self.role_urls is not None:
+            env["KASSA_DATABASE_URL"] = self.role_urls[roles.APP]
+            env["KASSA_WORKER_DATABASE_URL"] = self.role_urls[roles.WORKER]
+            env["KASSA_MIGRATION_DATABASE_URL"] = self.role_urls[roles.OWNER]
         with self.log_path.open("wb") as log:
             # A session of its own: a Ctrl-C on the benchmark reaches kassa up only through stop().
             self.proc = subprocess.Popen(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from kassa.shared.limits import http_body_read_timeout_s
 
@@ -25,8 +26,21 @@ def _float(name: str, default: float) -> float:
     return default if raw in (None, "") else float(raw)
 
 
+def without_password(url: str) -> str:
+    """`url` fit for a log line or a banner: the password (or token) replaced by `***`."""
+    parts = urlsplit(url)
+    if parts.password is None and "@" not in parts.netloc:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    netloc = f"{user}:***@{host}" if parts.password is not None else f"***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
+    # The application role's database (API, `kassa tenant`); the migration role's and the
+    # event workers' fall back to it when unset (one role for everything: development only).
     database_url: str | None
     nats_url: str | None
     kafka_bootstrap: str | None
@@ -40,6 +54,23 @@ class Settings:
     # Dependencies whose outage makes /readyz answer 503 (KASSA_READY_REQUIRES, comma-separated).
     ready_requires: tuple[str, ...] = ("database", "broker")
     http_body_read_timeout_s: float = http_body_read_timeout_s
+    migration_database_url: str | None = None
+    worker_database_url: str | None = None
+    # NATS credentials for an external cluster (user:password in KASSA_NATS_URL works too).
+    nats_user: str | None = None
+    nats_password: str | None = None
+    nats_token: str | None = None
+    nats_creds: str | None = None  # a .creds file (JWT + NKey seed)
+
+    @property
+    def migration_url(self) -> str | None:
+        """Where `kassa migrate` connects: the schema owner's role."""
+        return self.migration_database_url or self.database_url
+
+    @property
+    def worker_url(self) -> str | None:
+        """Where `kassa worker` and `kassa events` connect: the cross-tenant worker role."""
+        return self.worker_database_url or self.database_url
 
     @property
     def event_bus(self) -> str:
@@ -61,4 +92,10 @@ class Settings:
             log_level=os.environ.get("KASSA_LOG_LEVEL") or "INFO",
             ready_requires=_names(os.environ.get("KASSA_READY_REQUIRES"), ("database", "broker")),
             http_body_read_timeout_s=_float("KASSA_HTTP_BODY_READ_TIMEOUT_S", http_body_read_timeout_s),
+            migration_database_url=os.environ.get("KASSA_MIGRATION_DATABASE_URL") or None,
+            worker_database_url=os.environ.get("KASSA_WORKER_DATABASE_URL") or None,
+            nats_user=os.environ.get("KASSA_NATS_USER") or None,
+            nats_password=os.environ.get("KASSA_NATS_PASSWORD") or None,
+            nats_token=os.environ.get("KASSA_NATS_TOKEN") or None,
+            nats_creds=os.environ.get("KASSA_NATS_CREDS") or None,
         )

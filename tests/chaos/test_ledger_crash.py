@@ -72,13 +72,13 @@ def stop(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
 
 
 async def test_a_sigkilled_api_loses_no_acknowledged_transfer_and_stays_consistent(
-    pg_url: str, pool: Pool, tmp_path: Path
+    app_url: str, pool: Pool, tmp_path: Path
 ) -> None:
     tenant, key = await IdentityService(pool).create_tenant("chaos", None, None)  # type: ignore[misc]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {key.secret}"}
-    api = start_api(pg_url, port, 2, tmp_path)
+    api = start_api(app_url, port, 2, tmp_path)
     try:
         await wait_ready(base, api)
         async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as setup:
@@ -129,7 +129,7 @@ async def test_a_sigkilled_api_loses_no_acknowledged_transfer_and_stays_consiste
         await asyncio.gather(*load)
         assert unanswered, "the kill should have cut requests off mid-flight"
 
-        api = start_api(pg_url, port, 1, tmp_path)
+        api = start_api(app_url, port, 1, tmp_path)
         await wait_ready(base, api)
         async with pool.acquire() as conn:
             await assert_tenant_ledger_consistent(conn, tenant.id)

@@ -1,4 +1,9 @@
-"""Fixtures: a throwaway embedded PostgreSQL on a free port, migrated once per test session."""
+"""Fixtures: a throwaway embedded PostgreSQL on a free port, migrated once per test session.
+
+The server authenticates every connection (SCRAM) and has kassa's roles provisioned. `pg_url`
+and `pool` are the schema owner's (BYPASSRLS: tests set up and check rows of any tenant);
+`app_url`/`app_pool` and `worker_url`/`worker_pool` are the roles the API and the workers run as.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,13 @@ import asyncio
 import os
 import shutil
 import tempfile
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from kassa.store import roles
 from kassa.store.embedded import EmbeddedPostgres
 from kassa.store.migrate import migrate
 from kassa.store.pool import Pool, create_pool
@@ -35,8 +42,40 @@ def pg_server() -> Iterator[EmbeddedPostgres]:
 
 @pytest.fixture(scope="session")
 def pg_url(pg_server: EmbeddedPostgres) -> str:
-    asyncio.run(migrate(pg_server.url))
-    return pg_server.url
+    url = pg_server.role_url(roles.OWNER)
+    asyncio.run(migrate(url))
+    return url
+
+
+@pytest.fixture(scope="session")
+def app_url(pg_server: EmbeddedPostgres, pg_url: str) -> str:
+    return pg_server.role_url(roles.APP)
+
+
+@pytest.fixture(scope="session")
+def worker_url(pg_server: EmbeddedPostgres, pg_url: str) -> str:
+    return pg_server.role_url(roles.WORKER)
+
+
+@asynccontextmanager
+async def _small_pool(url: str) -> AsyncIterator[Pool]:
+    pool = await create_pool(url, size_max=4)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def app_pool(app_url: str) -> AsyncIterator[Pool]:
+    async with _small_pool(app_url) as pool:
+        yield pool
+
+
+@pytest.fixture(scope="session")
+async def worker_pool(worker_url: str) -> AsyncIterator[Pool]:
+    async with _small_pool(worker_url) as pool:
+        yield pool
 
 
 @pytest.fixture(scope="session")

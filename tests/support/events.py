@@ -181,6 +181,11 @@ async def effects_table(pool: Pool) -> str:
         "CREATE TABLE IF NOT EXISTS test_event_effects (n bigserial PRIMARY KEY, consumer text NOT NULL,"
         " tenant_id text NOT NULL, event_id text NOT NULL, aggregate_id text NOT NULL, data jsonb NOT NULL)"
     )
+    # A tenant table like any other: secured as `kassa migrate` would secure it (store.rls).
+    from kassa.store.rls import secure_schema
+
+    async with pool.acquire() as conn:
+        await secure_schema(conn)
     return "test_event_effects"
 
 

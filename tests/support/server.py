@@ -42,7 +42,8 @@ HTTP_WORKERS = 2
 class Platform:
     base_url: str
     admin_key: str
-    database_url: str
+    database_url: str  # the schema owner's: before/after checks across tenants
+    app_database_url: str  # the role the API runs as
     data_dir: Path
     log_path: Path
     process: subprocess.Popen[bytes]
@@ -91,7 +92,15 @@ def start_platform(data_dir: Path, port: int, extra_env: dict[str, str] | None =
                 admin_key = line.split(":", 1)[1].strip()
         time.sleep(0.1)
     runtime = json.loads((data_dir / "runtime.json").read_text())
-    return Platform(runtime["api_url"], admin_key, runtime["database_url"], data_dir, log_path, process)
+    return Platform(
+        runtime["api_url"],
+        admin_key,
+        runtime["migration_database_url"],
+        runtime["database_url"],
+        data_dir,
+        log_path,
+        process,
+    )
 
 
 def stop_platform(platform: Platform) -> int:

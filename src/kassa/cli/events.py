@@ -51,11 +51,13 @@ def _run(coro: Any) -> int:
 
 
 async def _pool() -> Any:
+    from kassa.cli.runtime import worker_database_url
     from kassa.store.pool import create_pool
 
-    url = Settings.from_env().database_url
+    # Dead letters and replays are cross-tenant: the worker role's connection (store.rls).
+    url = worker_database_url(Settings.from_env())
     if not url:
-        raise KassaError("KASSA_DATABASE_URL is not set")
+        raise KassaError("KASSA_WORKER_DATABASE_URL (or KASSA_DATABASE_URL) is not set")
     return await create_pool(url, size_max=2)
 
 

@@ -31,6 +31,18 @@ def read_runtime(settings: Settings) -> dict[str, Any]:
 
 
 def database_url(settings: Settings) -> str | None:
-    """The configured database, else the one a running `kassa up` started."""
+    """The application role's database: configured, else the one a running `kassa up` started."""
     url = settings.database_url or read_runtime(settings).get("database_url")
+    return str(url) if url else None
+
+
+def migration_database_url(settings: Settings) -> str | None:
+    """The schema owner's database (`kassa migrate`): configured, else a running `kassa up`'s."""
+    url = settings.migration_url or read_runtime(settings).get("migration_database_url")
+    return str(url) if url else None
+
+
+def worker_database_url(settings: Settings) -> str | None:
+    """The event workers' database (`kassa events`): configured, else a running `kassa up`'s."""
+    url = settings.worker_url or read_runtime(settings).get("worker_database_url")
     return str(url) if url else None

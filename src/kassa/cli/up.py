@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from kassa.cli.runtime import write_runtime
 from kassa.cli.supervisor import ChildProcess, EmbeddedNatsChild, EmbeddedPostgresChild, Supervisor
-from kassa.settings import Settings
+from kassa.settings import Settings, without_password
 from kassa.store.embedded import EmbeddedPostgres, free_port
 from kassa.store.migrate import migrate
 
@@ -107,18 +107,19 @@ class Platform:
         s.data_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             os.chmod(s.data_dir, 0o755)  # noqa: S103 - the embedded server runs as an unprivileged user
-        db_url = s.database_url
-        if db_url is None:
+        if s.database_url is None:
             self.postgres = EmbeddedPostgres(root=s.data_dir / "postgres")
-            db_url = self.postgres.start()
-            _say(f"PostgreSQL (embedded): {db_url}")
-        self.env["KASSA_DATABASE_URL"] = db_url
+            self.postgres.start()
+        self.db_urls = database_urls(s, self.postgres)
+        self.env.update(child_database_env(self.db_urls))
+        self.env.pop("KASSA_MIGRATION_DATABASE_URL", None)
+        _say(f"PostgreSQL{' (embedded)' if self.postgres else ''}: {without_password(self.db_urls['database_url'])}")
         if s.event_bus == "nats" and s.nats_url is None:
             from kassa.events.bus.embedded_nats import EmbeddedNats
 
             self.nats = EmbeddedNats(s.data_dir / "nats")
             self.env["KASSA_NATS_URL"] = self.nats.start()
-            _say(f"NATS JetStream (embedded): {self.env['KASSA_NATS_URL']}")
+            _say(f"NATS JetStream (embedded): {self.nats.address}")
         if self.postgres is not None:
             self.supervisor.add(EmbeddedPostgresChild(self.postgres))
         if self.nats is not None:
@@ -157,8 +158,9 @@ class Platform:
         from kassa.identity.service import IdentityService
         from kassa.store.pool import create_pool
 
-        await migrate(self.env["KASSA_DATABASE_URL"])
-        pool = await create_pool(self.env["KASSA_DATABASE_URL"], size_max=2)
+        # Migrations and the admin key (which belongs to no tenant) as the schema owner.
+        await migrate(self.db_urls["migration_database_url"])
+        pool = await create_pool(self.db_urls["migration_database_url"], size_max=2)
         try:
             issued = await IdentityService(pool).ensure_admin_key(self.settings.admin_key)
         finally:
@@ -193,6 +195,33 @@ class Platform:
         self.supervisor.stop()
 
 
+def database_urls(settings: Settings, postgres: EmbeddedPostgres | None) -> dict[str, str]:
+    """Each role's database URL: the embedded server's provisioned roles, else the settings
+    (the migration and worker URLs fall back to KASSA_DATABASE_URL)."""
+    if postgres is not None:
+        from kassa.store import roles
+
+        urls = postgres.role_urls()
+        return {
+            "database_url": urls[roles.APP],
+            "worker_database_url": urls[roles.WORKER],
+            "migration_database_url": urls[roles.OWNER],
+            "reporting_database_url": urls[roles.REPORTING],
+        }
+    assert settings.database_url is not None  # no embedded server only when it is set
+    return {
+        "database_url": settings.database_url,
+        "worker_database_url": settings.worker_url or settings.database_url,
+        "migration_database_url": settings.migration_url or settings.database_url,
+    }
+
+
+def child_database_env(urls: dict[str, str]) -> dict[str, str]:
+    """The API runs as the application role, the workers as the worker role; neither child gets
+    the schema owner's URL."""
+    return {"KASSA_DATABASE_URL": urls["database_url"], "KASSA_WORKER_DATABASE_URL": urls["worker_database_url"]}
+
+
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     platform = Platform(settings)
@@ -222,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
         write_runtime(
             settings,
             {
-                "database_url": platform.env["KASSA_DATABASE_URL"],
+                **platform.db_urls,
                 "nats_url": platform.env.get("KASSA_NATS_URL"),
                 "api_url": base,
             },

@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from kassa.observability import logging as jsonlog
 
     jsonlog.configure(settings.log_level)
-    if not settings.database_url:
-        sys.stderr.write("KASSA_DATABASE_URL is not set\n")
+    if not settings.worker_url:
+        sys.stderr.write("KASSA_WORKER_DATABASE_URL (or KASSA_DATABASE_URL) is not set\n")
         return 2
     metrics_port = os.environ.get("KASSA_METRICS_PORT")
     if metrics_port:
@@ -42,6 +42,20 @@ def run(args: argparse.Namespace) -> int:
     return uvloop.run(_main(args.role, settings))
 
 
+async def _can_work_across_tenants(pool: Any) -> bool:
+    from kassa.store.rls import sees_every_tenant_of_worker_tables
+
+    async with pool.acquire() as conn:
+        if await sees_every_tenant_of_worker_tables(conn):
+            return True
+        user = await conn.fetchval("SELECT current_user")
+    sys.stderr.write(
+        f"the database role {user} is subject to row-level security and is not kassa_worker: it would"
+        " see no tenant's events. Set KASSA_WORKER_DATABASE_URL to the kassa_worker role (docs/database.md)\n"
+    )
+    return False
+
+
 async def _main(role: str, settings: Settings) -> int:
     from kassa.events.bus import create_bus
     from kassa.events.runtime import run_roles
@@ -51,8 +65,12 @@ async def _main(role: str, settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    assert settings.database_url is not None  # checked by run()
-    pool = await create_pool(settings.database_url)
+    assert settings.worker_url is not None  # checked by run()
+    # The event runtime is cross-tenant: it connects as the worker role (store.rls).
+    pool = await create_pool(settings.worker_url)
+    if not await _can_work_across_tenants(pool):
+        await pool.close()
+        return 2
     bus = create_bus(settings)
     try:
         await bus.connect()

@@ -2,6 +2,13 @@
 
 Verified keys are cached in-process for a short time so authentication costs no database
 round trip on the hot path; a revoked key stops working within `_CACHE_TTL_S`.
+
+Row-level security: `api_keys` is a tenant table, invisible to the application role outside a
+tenant scope, but a request names its tenant only through its key. The lookup therefore goes
+through `kassa_authenticate(hash)` (migration 0007), a SECURITY DEFINER function that returns
+the principal of a live key with that hash and nothing else: no policy opens the table, and no
+query of the application can list keys across tenants. Creating a tenant is scoped to the new
+tenant (plus the admin's idempotency scope).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from kassa.events.outbox import NewEvent, write_events
 from kassa.identity.domain.model import IssuedKey, Principal, Tenant, hash_secret, issue_key
 from kassa.shared.errors import Unauthorized
 from kassa.shared.ids import new_id
-from kassa.store import idempotency
+from kassa.store import idempotency, tenancy
 
 if TYPE_CHECKING:
     import asyncpg
@@ -41,9 +48,7 @@ class IdentityService:
         if cached is not None and cached[0] > now:
             return cached[1]
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT id, role, tenant_id FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL", digest
-            )
+            row = await conn.fetchrow("SELECT id, role, tenant_id FROM kassa_authenticate($1)", digest)
         if row is None:
             raise Unauthorized("invalid API key")
         principal = Principal(key_id=row["id"], role=row["role"], tenant_id=row["tenant_id"])
@@ -55,11 +60,12 @@ class IdentityService:
     async def create_tenant(self, name: str, claim: IdemClaim | None, render: Any) -> tuple[Tenant, IssuedKey] | Replay:
         """Create a tenant and its first API key. Raises IdempotencyKeyReused/InFlight."""
         key = issue_key()
+        tenant_id = "ten_" + new_id().replace("-", "")
         async with self.pool.acquire() as conn, conn.transaction():
+            await tenancy.scope(conn, [tenant_id, *([claim.tenant_id] if claim is not None else [])])
             found = await idempotency.claim_one(conn, claim)
             if found is not None:
                 return found
-            tenant_id = "ten_" + new_id().replace("-", "")
             created_at = await conn.fetchval(
                 "INSERT INTO tenants (id, name) VALUES ($1, $2) RETURNING created_at", tenant_id, name
             )
@@ -85,7 +91,8 @@ class IdentityService:
 
     async def ensure_admin_key(self, secret: str | None) -> IssuedKey | None:
         """Make `secret` a valid admin key (idempotent). With no secret, create one only if no
-        admin key exists yet, and return it (the only time it is shown)."""
+        admin key exists yet, and return it (the only time it is shown). Admin keys belong to no
+        tenant, so this runs on the schema owner's pool (`kassa up`'s setup), never the API's."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('kassa.admin_key'))")
             if secret is not None:

@@ -29,6 +29,7 @@ from kassa.shared.limits import (
 )
 from kassa.store import idempotency
 from kassa.store.idempotency import IdemClaim, Replay
+from kassa.store.tenancy import tenant_transaction
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -62,7 +63,7 @@ class LedgerService:
         self, account: Account, claim: IdemClaim | None, render: AccountRender
     ) -> Account | Replay:
         """Create an account. Raises AccountExists, IdempotencyKeyReused, IdempotencyKeyInFlight."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with tenant_transaction(self.pool, account.tenant_id) as conn:
             found = await idempotency.claim_one(conn, claim)
             if found is not None:
                 return found
@@ -104,19 +105,19 @@ class LedgerService:
 
     async def get_account(self, tenant_id: str, account_id: str) -> Account:
         """Raises AccountNotFound."""
-        async with self.pool.acquire() as conn:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
             account = await queries.get_account(conn, tenant_id, account_id)
         if account is None:
             raise AccountNotFound(f"account '{account_id}' does not exist")
         return account
 
     async def list_accounts(self, tenant_id: str, after_id: str | None, limit: int) -> list[Account]:
-        async with self.pool.acquire() as conn:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
             return await queries.list_accounts(conn, tenant_id, after_id, limit)
 
     async def balance_as_of(self, tenant_id: str, account_id: str, as_of: datetime) -> tuple[Account, Balance]:
         """Raises AccountNotFound."""
-        async with self.pool.acquire() as conn:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
             account = await queries.get_account(conn, tenant_id, account_id)
             if account is None:
                 raise AccountNotFound(f"account '{account_id}' does not exist")
@@ -126,7 +127,7 @@ class LedgerService:
         self, tenant_id: str, account_id: str, before_seq: int | None, limit: int
     ) -> tuple[Account, list[asyncpg.Record]]:
         """Raises AccountNotFound."""
-        async with self.pool.acquire() as conn:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
             account = await queries.get_account(conn, tenant_id, account_id)
             if account is None:
                 raise AccountNotFound(f"account '{account_id}' does not exist")
@@ -150,7 +151,7 @@ class LedgerService:
 
     async def get_transfer(self, tenant_id: str, transfer_id: str) -> Transfer:
         """Raises TransferNotFound."""
-        async with self.pool.acquire() as conn:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
             transfer = await queries.get_transfer(conn, tenant_id, transfer_id)
         if transfer is None:
             raise TransferNotFound(f"transfer '{transfer_id}' does not exist")
@@ -159,7 +160,7 @@ class LedgerService:
     async def list_transfers(
         self, tenant_id: str, account_id: str | None, before_seq: int | None, limit: int
     ) -> list[tuple[int, Transfer]]:
-        async with self.pool.acquire() as conn:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
             return await queries.list_transfers(conn, tenant_id, account_id, before_seq, limit)
 
     # Expiry of holds --------------------------------------------------------------------

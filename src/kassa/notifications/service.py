@@ -2,6 +2,8 @@
 
 Every function takes the caller's tenant id and filters on it in SQL; another tenant's endpoint
 is indistinguishable from a missing one (WebhookEndpointNotFound), so ids cannot be probed.
+Each runs in a transaction scoped to that tenant (`store.tenancy`), so row-level security hides
+every other tenant's rows even from a query that forgot its filter.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from kassa.shared.limits import (
     webhook_secret_rotation_grace_s,
 )
 from kassa.store import idempotency
+from kassa.store.tenancy import tenant_transaction
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -84,7 +87,7 @@ class NotificationService:
             updated_at=now,
         )
         secret = new_secret()
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with tenant_transaction(self.pool, tenant_id) as conn:
             found = await idempotency.claim_one(_plain(conn), claim)
             if found is not None:
                 return found
@@ -104,7 +107,7 @@ class NotificationService:
 
     async def get_endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint:
         """Raises WebhookEndpointNotFound."""
-        async with self.pool.acquire() as conn:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
             row = await endpoint_rows.get_live(conn, tenant_id, endpoint_id)
         if row is None:
             raise WebhookEndpointNotFound(f"no webhook endpoint '{endpoint_id}'")
@@ -113,7 +116,7 @@ class NotificationService:
     async def list_endpoints(self, tenant_id: str, after_seq: int | None, limit: int) -> Page[Endpoint]:
         """Live endpoints, oldest first. Raises nothing."""
         _check_limit(limit)
-        async with self.pool.acquire() as conn:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
             rows = await endpoint_rows.list_live(conn, tenant_id, after_seq or 0, limit + 1)
         page = rows[:limit]
         has_more = len(rows) > limit
@@ -122,7 +125,7 @@ class NotificationService:
     async def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> None:
         """Stop delivering to an endpoint and cancel its pending deliveries. The delivery history
         is kept but no longer listed. Raises WebhookEndpointNotFound."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with tenant_transaction(self.pool, tenant_id) as conn:
             deleted = await endpoint_rows.soft_delete(conn, tenant_id, endpoint_id, utcnow())
         if not deleted:
             raise WebhookEndpointNotFound(f"no webhook endpoint '{endpoint_id}'")
@@ -137,7 +140,7 @@ class NotificationService:
             raise InvalidRequest(f"grace_s must be from 0 to {webhook_secret_rotation_grace_s}")
         now = utcnow()
         expires_at = now + timedelta(seconds=grace_s) if grace_s > 0 else None
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with tenant_transaction(self.pool, tenant_id) as conn:
             row = await endpoint_rows.rotate_secret(conn, tenant_id, endpoint_id, new_secret(), expires_at, now)
         if row is None:
             raise WebhookEndpointNotFound(f"no webhook endpoint '{endpoint_id}'")
@@ -149,7 +152,7 @@ class NotificationService:
         """Deliveries of one endpoint, newest first, each with every attempt made.
         Raises WebhookEndpointNotFound."""
         _check_limit(limit)
-        async with self.pool.acquire() as conn:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
             if await endpoint_rows.get_live(conn, tenant_id, endpoint_id) is None:
                 raise WebhookEndpointNotFound(f"no webhook endpoint '{endpoint_id}'")
             rows = await delivery_rows.list_for_endpoint(
@@ -165,7 +168,7 @@ class NotificationService:
         """One account's notifications, newest first. An account with none (or of another
         tenant) yields an empty page. Raises nothing."""
         _check_limit(limit)
-        async with self.pool.acquire() as conn:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
             rows = await notification_rows.list_for_account(
                 conn, tenant_id, account_id, before_seq or _MAX_SEQ, limit + 1
             )

@@ -3,10 +3,16 @@
 The wheel's own `get_server` listens on a Unix socket only, so we drive initdb and pg_ctl
 ourselves to get TCP. initdb refuses to run as root; as root we run the server as a system
 user `kassa` (created once), which is what the wheel itself does with its own user name.
+
+Nothing is trusted: every connection, the Unix socket included, authenticates with
+SCRAM-SHA-256. The superuser's and the kassa roles' passwords are generated once per cluster and
+kept in `root/credentials.json` (mode 0600); `start()` provisions the least-privilege roles of
+`store.roles` in the `kassa` database.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -16,12 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kassa.store import roles
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 SERVER_USER = "kassa"
 DATABASE = "kassa"
 _START_TIMEOUT_S = 60
+# No `trust` line anywhere: a local user without the password is refused, socket included.
+PG_HBA = """# kassa: every connection authenticates with SCRAM-SHA-256 (written by kassa; do not edit)
+local   all   all                  scram-sha-256
+host    all   all   127.0.0.1/32   scram-sha-256
+host    all   all   ::1/128        scram-sha-256
+"""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -79,12 +93,41 @@ class EmbeddedPostgres:
         return self.root / "data"
 
     @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
+    def credentials_file(self) -> Path:
+        return self.root / "credentials.json"
 
-    def _run(self, args: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    def passwords(self) -> dict[str, str]:
+        """The superuser's and the kassa roles' passwords, generated on first use (mode 0600)."""
+        path = self.credentials_file
+        if path.exists():
+            stored: dict[str, str] = json.loads(path.read_text())
+            if all(r in stored for r in (roles.SUPERUSER, *roles.ROLES)):
+                return stored
+        else:
+            stored = {}
+        fresh = {r: stored.get(r) or roles.new_password() for r in (roles.SUPERUSER, *roles.ROLES)}
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_private(path, json.dumps(fresh, indent=2))
+        return fresh
+
+    def role_url(self, role: str, database: str = DATABASE) -> str:
+        """The URL of `role` (the superuser or one of `store.roles.ROLES`) on `database`."""
+        return roles.with_credentials(f"postgresql://127.0.0.1:{self.port}", role, self.passwords()[role], database)
+
+    @property
+    def url(self) -> str:
+        """The superuser's URL (provisioning, tests' setup); kassa itself runs as the roles."""
+        return self.role_url(roles.SUPERUSER)
+
+    def role_urls(self, database: str = DATABASE) -> dict[str, str]:
+        return {role: self.role_url(role, database) for role in roles.ROLES}
+
+    def _run(self, args: list[str], check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
+        if self.credentials_file.exists():  # not before: adopting an old cluster checks for it
+            env["PGPASSWORD"] = self.passwords()[roles.SUPERUSER]
         return subprocess.run(  # noqa: S603 - fixed binaries from the wheel, no shell
-            args, check=check, capture_output=True, text=True, preexec_fn=_demote(), cwd="/"
+            args, check=check, capture_output=True, text=True, preexec_fn=_demote(), cwd="/", env=env, input=stdin
         )
 
     def initialized(self) -> bool:
@@ -97,19 +140,26 @@ class EmbeddedPostgres:
 
             _demote()
             ensure_prefix_permissions(self.root)
-            _chown_tree(self.root)
-        self._run(
-            [
-                str(bin_dir() / "initdb"),
-                "-D",
-                str(self.data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-            ]
-        )
+        # initdb reads the superuser's password from a file only it may read, removed at once.
+        pwfile = self.root / ".initdb-pw"
+        write_private(pwfile, self.passwords()[roles.SUPERUSER] + "\n")
+        _chown_tree(self.root)
+        try:
+            self._run(
+                [
+                    str(bin_dir() / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    roles.SUPERUSER,
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ]
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
         conf = self.data / "postgresql.conf"
         with conf.open("a") as fh:
             # Sized for a 2-core laptop or CI box; production runs a managed PostgreSQL.
@@ -120,18 +170,49 @@ class EmbeddedPostgres:
                 "max_wal_size = 2GB\ncheckpoint_timeout = 15min\n"
                 # Per-statement timings for operators (CREATE EXTENSION pg_stat_statements).
                 "shared_preload_libraries = 'pg_stat_statements'\n"
+                "password_encryption = 'scram-sha-256'\n"
             )
 
     def start(self) -> str:
-        """Start (initializing if needed) and return the database URL."""
+        """Start (initializing if needed), provision the kassa roles, and return the superuser's
+        URL (`role_url()` gives the roles' URLs)."""
         if not self.initialized():
             self.init()
+        elif not self.credentials_file.exists():
+            self._adopt_trusting_cluster()
         elif self.running():
             # A server left by a `kassa up` that was killed (pg_ctl daemonizes it, so it outlives
             # its parent). We own this data directory: stop it, then start cleanly on a new port.
             self.stop()
         if not self.port:
             self.port = free_port()
+        self._write_hba()
+        self._pg_ctl_start()
+        self._ensure_database()
+        return self.url
+
+    def _write_hba(self) -> None:
+        """Rewritten at every start, so a hand edit or an old kassa's `trust` cannot survive."""
+        hba = self.data / "pg_hba.conf"
+        hba.write_text(PG_HBA)
+        os.chmod(hba, 0o600)
+        _chown_tree(hba) if os.geteuid() == 0 else None
+
+    def _adopt_trusting_cluster(self) -> None:
+        """A data directory from a kassa that trusted local connections (no credentials file):
+        start it once as it is, set a generated superuser password, then restart with SCRAM."""
+        if self.running():
+            self.stop()
+        self.port = self.port or free_port()
+        self._pg_ctl_start()
+        password = self.passwords()[roles.SUPERUSER]
+        self._run(
+            [*self._psql("postgres"), "-v", "ON_ERROR_STOP=1", "-f", "-"],
+            stdin=f"ALTER ROLE {roles.SUPERUSER} PASSWORD '{password}';\n",
+        )
+        self.stop()
+
+    def _pg_ctl_start(self) -> None:
         sock_dir = self.root / "sock"
         sock_dir.mkdir(exist_ok=True)
         _chown_tree(sock_dir) if os.geteuid() == 0 else None
@@ -150,25 +231,25 @@ class EmbeddedPostgres:
                 "start",
             ]
         )
-        self._ensure_database()
-        return self.url
+
+    def _psql(self, database: str) -> list[str]:
+        return [str(bin_dir() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", roles.SUPERUSER, "-d", database]
 
     def _ensure_database(self) -> None:
-        psql = [
-            str(bin_dir() / "psql"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-tAc",
-        ]
-        exists = self._run([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"]).stdout
+        self.create_database(DATABASE)
+
+    def create_database(self, name: str) -> None:
+        """Create `name` unless it exists, and provision the kassa roles in it (idempotent)."""
+        psql = [*self._psql("postgres"), "-tAc"]
+        exists = self._run([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"]).stdout
         if exists.strip() != "1":
-            self._run([*psql, f"CREATE DATABASE {DATABASE}"])
+            self._run([*psql, f'CREATE DATABASE "{name}"'])
+        self.provision(name)
+
+    def provision(self, database: str) -> None:
+        """Create or update the kassa roles and give `kassa_owner` the schema of `database`."""
+        sql = roles.provision_sql(database, self.passwords())
+        self._run([*self._psql(database), "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"], stdin=sql)
 
     def running(self) -> bool:
         status = self._run([str(bin_dir() / "pg_ctl"), "-D", str(self.data), "status"], check=False)
@@ -184,5 +265,13 @@ class EmbeddedPostgres:
 
     def pgbench(self, args: list[str]) -> str:
         """Run the wheel's pgbench against this server (the benchmark's reference)."""
-        cmd = [str(bin_dir() / "pgbench"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", *args]
+        cmd = [str(bin_dir() / "pgbench"), "-h", "127.0.0.1", "-p", str(self.port), "-U", roles.SUPERUSER, *args]
         return self._run(cmd).stdout
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a secret readable by its owner only (created 0600, never briefly wider)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)

@@ -2,7 +2,9 @@
 
 Two processes starting together both call `migrate()`: the second blocks on the advisory lock
 until the first has committed, then finds every migration already recorded and does nothing.
-Each migration runs in its own transaction together with its `schema_migrations` row.
+Each migration runs in its own transaction together with its `schema_migrations` row. After
+the migrations, still under the lock, `store.rls.secure_schema` gives every tenant table its
+row-level security policy and the application roles their privileges (idempotent, every run).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import asyncpg
 
 from kassa.shared.invariants import invariant
+from kassa.store.rls import secure_schema
 
 # Arbitrary but fixed: the advisory lock key every kassa process uses for migrations.
 MIGRATION_LOCK_KEY = 0x6B61737361  # "kassa"
@@ -83,6 +86,7 @@ async def migrate(dsn: str, directory: Path | None = None) -> list[str]:
                         migration.checksum,
                     )
                 applied_now.append(migration.name)
+            await secure_schema(conn)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
     finally:

@@ -9,6 +9,13 @@ WHERE clause still cannot read another tenant's data.
 The setting is transaction-local (`set_config(..., true)`): it can never leak to the next user
 of a pooled connection. Code that reads or writes tenant rows therefore always runs inside a
 transaction, opened with `tenant_transaction()` or scoped with `scope()` right after BEGIN.
+
+The policies themselves are applied by the migration runner (`store.rls`) to every table with a
+`tenant_id` column. What is cross-tenant by nature does not widen this scope; it takes one of
+two explicit doors instead (docs/database.md): narrow SECURITY DEFINER functions for the API
+process (authentication by key hash, the hold-expiry scan, the idempotency purge), and the
+`kassa_worker` role for the event runtime, which sees every tenant's rows of the event and
+notification tables only. A scope is never a wildcard: there is no value that means "all".
 """
 
 from __future__ import annotations

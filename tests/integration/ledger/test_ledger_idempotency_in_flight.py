@@ -43,10 +43,10 @@ def settings(pg_url: str, data_dir: Path) -> Settings:
 
 
 @pytest.fixture
-async def two_processes(pg_url: str, tmp_path: Path) -> AsyncIterator[tuple[Starlette, Starlette]]:
+async def two_processes(app_url: str, tmp_path: Path) -> AsyncIterator[tuple[Starlette, Starlette]]:
     """Two app instances with their own services: as far as in-process state goes, two processes."""
     handlers = logging.getLogger().handlers[:]
-    apps = (create_app(settings(pg_url, tmp_path)), create_app(settings(pg_url, tmp_path)))
+    apps = (create_app(settings(app_url, tmp_path)), create_app(settings(app_url, tmp_path)))
     logging.getLogger().handlers[:] = handlers  # create_app points logging at stdout; keep pytest's capture
     async with apps[0].router.lifespan_context(apps[0]), apps[1].router.lifespan_context(apps[1]):
         yield apps

