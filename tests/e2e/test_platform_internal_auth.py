@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -119,3 +120,10 @@ async def test_the_operator_commands_work_beside_kassa_up_each_as_its_role(platf
         assert (await client.get("/v1/accounts")).status_code == 200
     letters = _kassa(platform, "events", "dlq", "list")
     assert letters.returncode == 0, letters.stderr
+
+
+def test_every_file_of_the_platform_holding_a_secret_is_readable_by_its_owner_only(platform: Platform) -> None:
+    secrets = ["runtime.json", "admin_key", "postgres/credentials.json", "nats/credentials.json", "nats/nats.conf"]
+    for name in secrets:
+        path = platform.data_dir / name
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, name

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING, Any
+
+from kassa.store.embedded import write_private
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -18,8 +19,9 @@ def runtime_file(settings: Settings) -> Path:
 
 def write_runtime(settings: Settings, values: dict[str, Any]) -> None:
     path = runtime_file(settings)
-    path.write_text(json.dumps(values, indent=2))
-    os.chmod(path, 0o600)
+    # It holds the roles' database URLs with their passwords: never readable by others, not even
+    # for the moment between writing and a chmod.
+    write_private(path, json.dumps(values, indent=2))
 
 
 def read_runtime(settings: Settings) -> dict[str, Any]:

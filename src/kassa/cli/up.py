@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from kassa.cli.runtime import write_runtime
 from kassa.cli.supervisor import ChildProcess, EmbeddedNatsChild, EmbeddedPostgresChild, Supervisor
 from kassa.settings import Settings, without_password
-from kassa.store.embedded import EmbeddedPostgres, free_port
+from kassa.store.embedded import EmbeddedPostgres, free_port, write_private
 from kassa.store.migrate import migrate
 
 if TYPE_CHECKING:
@@ -169,8 +169,7 @@ class Platform:
         if self.settings.admin_key:
             return self.settings.admin_key
         if issued is not None:
-            key_file.write_text(issued.secret)
-            os.chmod(key_file, 0o600)
+            write_private(key_file, issued.secret)  # 0600 from the start
             return issued.secret
         return key_file.read_text().strip() if key_file.exists() else None
 
