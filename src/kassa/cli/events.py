@@ -53,12 +53,19 @@ def _run(coro: Any) -> int:
 async def _pool() -> Any:
     from kassa.cli.runtime import worker_database_url
     from kassa.store.pool import create_pool
+    from kassa.store.rls import cross_tenant_refusal
 
     # Dead letters and replays are cross-tenant: the worker role's connection (store.rls).
     url = worker_database_url(Settings.from_env())
     if not url:
         raise KassaError("KASSA_WORKER_DATABASE_URL (or KASSA_DATABASE_URL) is not set")
-    return await create_pool(url, size_max=2)
+    pool = await create_pool(url, size_max=2)
+    async with pool.acquire() as conn:
+        refusal = await cross_tenant_refusal(conn)
+    if refusal is not None:
+        await pool.close()
+        raise KassaError(refusal)
+    return pool
 
 
 def _print(value: Any) -> None:

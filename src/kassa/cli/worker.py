@@ -43,17 +43,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _can_work_across_tenants(pool: Any) -> bool:
-    from kassa.store.rls import sees_every_tenant_of_worker_tables
+    from kassa.store.rls import cross_tenant_refusal
 
     async with pool.acquire() as conn:
-        if await sees_every_tenant_of_worker_tables(conn):
-            return True
-        user = await conn.fetchval("SELECT current_user")
-    sys.stderr.write(
-        f"the database role {user} is subject to row-level security and is not kassa_worker: it would"
-        " see no tenant's events. Set KASSA_WORKER_DATABASE_URL to the kassa_worker role (docs/database.md)\n"
-    )
-    return False
+        refusal = await cross_tenant_refusal(conn)
+    if refusal is not None:
+        sys.stderr.write(refusal + "\n")
+    return refusal is None
 
 
 async def _main(role: str, settings: Settings) -> int:

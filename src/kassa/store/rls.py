@@ -79,11 +79,18 @@ FROM pg_roles r WHERE r.rolname = current_user
 """
 
 
-async def sees_every_tenant_of_worker_tables(conn: Conn) -> bool:
-    """Whether this connection's role can do the event runtime's cross-tenant work: the worker
-    role (or a member), or a role that row-level security does not apply to. A worker started
-    as the application role would otherwise see no outbox row and silently relay nothing."""
-    return bool(await conn.fetchval(_SEES_EVERY_TENANT))
+async def cross_tenant_refusal(conn: Conn) -> str | None:
+    """Why this connection's role cannot do the event runtime's cross-tenant work, or None when
+    it can: the worker role (or a member), or a role that row-level security does not apply to.
+    A relay started as the application role would otherwise see no outbox row and silently
+    relay nothing."""
+    if await conn.fetchval(_SEES_EVERY_TENANT):
+        return None
+    user = await conn.fetchval("SELECT current_user")
+    return (
+        f"the database role {user} is subject to row-level security and is not {roles.WORKER}: it would"
+        f" see no tenant's events. Set KASSA_WORKER_DATABASE_URL to the {roles.WORKER} role (docs/database.md)"
+    )
 
 
 async def secure_schema(conn: Conn) -> list[str]:
@@ -136,7 +143,7 @@ __all__ = [
     "TENANT_POLICY",
     "WORKER_POLICY",
     "WORKER_TABLES",
+    "cross_tenant_refusal",
     "existing_roles",
     "secure_schema",
-    "sees_every_tenant_of_worker_tables",
 ]
