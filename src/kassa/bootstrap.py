@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from kassa.identity.service import IdentityService
 from kassa.ledger.batcher import Batcher
 from kassa.ledger.service import LedgerService
-from kassa.observability import metrics
+from kassa.observability import metrics, process
 from kassa.store.pool import Pool, create_pool
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ async def build_services(settings: Settings, *, sweeper: bool = True) -> Service
     # The API never changes session state, so connections go back to the pool without a reset.
     pool = await create_pool(settings.database_url, reset_session=False)
     batcher = Batcher(pool, observe=metrics.observe_batch)
+    process.watch_pool(pool)
     batcher.start()
     ledger = LedgerService(pool, batcher)
     if sweeper:

@@ -18,12 +18,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
+from kassa import observability
 from kassa.api import problems
 from kassa.api.routes import accounts, health, tenants, transfers, webhooks
 from kassa.api.routing import REGISTRY, path_routes
 from kassa.bootstrap import build_services
 from kassa.observability import logging as jsonlog
-from kassa.observability import metrics
+from kassa.observability import metrics, tracing
 from kassa.settings import Settings
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ class AccessMiddleware:
         rid = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = rid if _REQUEST_ID.fullmatch(rid) else secrets.token_hex(8)
         match = _TRACEPARENT.fullmatch(headers.get(b"traceparent", b"").decode("latin-1"))
-        trace_id = match.group(1) if match else secrets.token_hex(16)
+        trace_id = match.group(1) if match else (tracing.current_trace_id() or secrets.token_hex(16))
         jsonlog.request_id_var.set(request_id)
         jsonlog.trace_id_var.set(trace_id)
         started = time.perf_counter()
@@ -118,6 +119,7 @@ async def _unhandled(request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     jsonlog.configure(settings.log_level)
+    observability.setup("api")
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -141,4 +143,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # for anyone who can set Host); an unknown path is simply a 404 problem.
     app.router.redirect_slashes = False
     app.add_middleware(AccessMiddleware, route_paths={r.endpoint: r.path for r in routes})
+    tracing.instrument_app(app)  # outermost, when tracing is on
     return app

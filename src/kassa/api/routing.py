@@ -331,4 +331,5 @@ def encoded_response(status: int, body: bytes, headers: dict[str, str] | None = 
 
 def replay_response(status: int, body: bytes) -> Response:
     """The stored first response of an idempotent request, marked as a replay."""
+    metrics.idempotent_replays.inc()
     return encoded_response(status, body, {"Idempotent-Replayed": "true"})

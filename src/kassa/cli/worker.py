@@ -26,9 +26,11 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    from kassa import observability
     from kassa.observability import logging as jsonlog
 
     jsonlog.configure(settings.log_level)
+    observability.setup("worker")
     if not settings.worker_url:
         sys.stderr.write("KASSA_WORKER_DATABASE_URL (or KASSA_DATABASE_URL) is not set\n")
         return 2

@@ -27,6 +27,7 @@ from kassa.events.backoff import RetryPolicy
 from kassa.events.dlq import count_dead_letters, file_dead_letter
 from kassa.events.envelope import Envelope, decode
 from kassa.events.inbox import Handler, apply_batch, apply_once
+from kassa.observability import tracing
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -73,7 +74,7 @@ async def deliver(
     while True:
         attempt += 1
         try:
-            applied = await apply_once(pool, handler, event)
+            applied = await tracing.consumed(handler.name, (event,), apply_once(pool, handler, event))
         except Exception as exc:  # noqa: BLE001 - a handler may fail in any way; all are retried
             if policy.exhausted(attempt):
                 log.warning("consumer %s dead-letters %s %s: %r", handler.name, event.type, event.id, exc)
@@ -144,7 +145,7 @@ class ConsumerRunner:
             events.append(decoded if self.handler.wants(decoded.type) else None)
         wanted = [e for e in events if e is not None]
         try:
-            ran = iter(await apply_batch(self.pool, self.handler, wanted))
+            ran = iter(await tracing.consumed(self.handler.name, wanted, apply_batch(self.pool, self.handler, wanted)))
         except Exception as exc:  # noqa: BLE001 - any handler failure: retry each event on its own
             log.info("consumer %s batch of %d failed (%r); applying one by one", self.handler.name, len(wanted), exc)
             return False

@@ -19,6 +19,8 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     # Ordering key: events with the same key are delivered in commit order.
     aggregate_type: str = ""
     aggregate_id: str = ""
+    # W3C trace context of the span that produced this message (optional; None when untraced).
+    traceparent: str | None = None
 
 
 def encode(envelope: Envelope) -> bytes:

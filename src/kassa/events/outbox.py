@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import uuid_utils
 
+from kassa.observability import tracing
 from kassa.shared.invariants import invariant
 
 if TYPE_CHECKING:
@@ -35,10 +36,12 @@ class NewEvent:
 
 # `$OUTBOX` is replaced by the parameter number that carries `outbox_json()`.
 OUTBOX_INSERT = """
-INSERT INTO outbox (id, tenant_id, type, version, aggregate_type, aggregate_id, occurred_at, trace_id, data)
-SELECT id, tenant_id, type, version, aggregate_type, aggregate_id, occurred_at, trace_id, data
+INSERT INTO outbox (id, tenant_id, type, version, aggregate_type, aggregate_id, occurred_at, trace_id, data,
+                    traceparent)
+SELECT id, tenant_id, type, version, aggregate_type, aggregate_id, occurred_at, trace_id, data, traceparent
 FROM json_to_recordset($OUTBOX::json) AS x(id uuid, tenant_id text, type text, version int, aggregate_type text,
-                                           aggregate_id text, occurred_at timestamptz, trace_id text, data jsonb)
+                                           aggregate_id text, occurred_at timestamptz, trace_id text, data jsonb,
+                                           traceparent text)
 """
 _encoder = msgspec.json.Encoder()
 
@@ -57,6 +60,7 @@ def outbox_json(events: list[NewEvent], occurred_at: datetime) -> bytes:
                 "occurred_at": occurred_at,
                 "trace_id": e.trace_id,
                 "data": e.data,
+                "traceparent": tracing.traceparent_for(e.trace_id),
             }
             for e in events
         ]

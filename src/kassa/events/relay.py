@@ -35,6 +35,7 @@ from kassa.events import limits, metrics
 from kassa.events._db import connection
 from kassa.events.envelope import Envelope
 from kassa.events.errors import EventBusUnavailable
+from kassa.observability import tracing
 from kassa.shared.clock import utcnow
 from kassa.shared.invariants import invariant
 
@@ -54,7 +55,7 @@ PAUSE_AFTER_PUBLISH_ENV = "KASSA_RELAY_TEST_PAUSE_AFTER_PUBLISH"
 
 _SELECT = """
 SELECT seq, id::text AS id, tenant_id, type, version, aggregate_type, aggregate_id, occurred_at,
-       trace_id, data
+       trace_id, data, traceparent
 FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1
 """
 _MARK = "UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[]) AND published_at IS NULL"
@@ -71,6 +72,7 @@ def envelope_from_row(row: asyncpg.Record | dict[str, Any]) -> Envelope:
         data=row["data"],
         aggregate_type=row["aggregate_type"],
         aggregate_id=row["aggregate_id"],
+        traceparent=row.get("traceparent"),
     )
 
 
@@ -145,7 +147,7 @@ class Relay:
         if not rows:
             return 0
         started = time.perf_counter()
-        await self.bus.publish_many([envelope_from_row(r) for r in rows])
+        await tracing.published(self.bus.publish_many, [envelope_from_row(r) for r in rows])
         await _test_pause_after_publish()
         marked = await conn.execute(_MARK, [r["seq"] for r in rows])
         invariant(marked.startswith("UPDATE "), "marking returns a row count")

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import asyncpg
 
 from kassa.ledger.adapters.engine import Job, JobResult, run_batch
+from kassa.observability import tracing
 from kassa.shared.errors import ServiceUnavailable
 from kassa.shared.limits import batcher_batch_max, batcher_inflight_max, batcher_queue_max, batcher_window_ms
 
@@ -74,6 +75,7 @@ class Batcher:
             raise ServiceUnavailable("the ledger is at capacity; retry with the same Idempotency-Key")
         future: asyncio.Future[JobResult] = asyncio.get_running_loop().create_future()
         self._queue.append((job, future))
+        tracing.batch_enqueued(future)
         self._wakeup.set()
         return await future
 
@@ -98,7 +100,7 @@ class Batcher:
         try:
             jobs = [job for job, _ in batch]
             try:
-                results = await self._apply(jobs)
+                results = await tracing.batch_applied(batch, self._apply(jobs))
             except (asyncpg.PostgresError, OSError) as exc:
                 # A lost race (another process inserted the same transfer id first) or a bad job:
                 # each job on its own, where a retry sees the winner's row and answers from it.

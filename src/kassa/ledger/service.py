@@ -19,6 +19,7 @@ from kassa.ledger.adapters import queries
 from kassa.ledger.adapters.engine import Job, JobResult, run_client_batch
 from kassa.ledger.domain.model import Account, Balance, ExpirePending, Transfer
 from kassa.ledger.errors import AccountExists, AccountNotFound, TransferNotFound
+from kassa.observability import metrics
 from kassa.shared.errors import KassaError
 from kassa.shared.limits import (
     expiry_sweep_batch_max,
@@ -179,7 +180,9 @@ class LedgerService:
         async with self.pool.acquire() as conn:
             due = await queries.due_pending(conn, expiry_sweep_batch_max)
         results = await asyncio.gather(*(self.batcher.submit(Job(ExpirePending(t, i))) for t, i in due))
-        return sum(1 for r in results if not isinstance(r, KassaError | Replay))
+        expired = sum(1 for r in results if not isinstance(r, KassaError | Replay))
+        metrics.holds_expired.inc(expired)
+        return expired
 
     async def purge_idempotency_keys(self) -> int:
         """Delete Idempotency-Key records past retention, a bounded number per call."""

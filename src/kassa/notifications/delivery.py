@@ -22,6 +22,7 @@ from kassa.notifications import metrics
 from kassa.notifications.adapters import delivery_rows, http_sender
 from kassa.notifications.domain.retry import Outcome, RetryPolicy, decide, next_attempt_at
 from kassa.notifications.domain.signing import SIGNATURE_HEADER, sign
+from kassa.observability import tracing
 from kassa.shared.clock import utcnow
 from kassa.shared.invariants import invariant
 from kassa.shared.limits import (
@@ -134,7 +135,7 @@ async def _guarded_attempt(
     pool: asyncpg.Pool[Any], client: httpx.AsyncClient, claimed: ClaimedDelivery, config: DeliveryConfig
 ) -> None:
     try:
-        await _attempt(pool, client, claimed, config)
+        await tracing.webhook_delivery(claimed.payload, _attempt(pool, client, claimed, config))
     except _TRANSIENT as exc:
         # The POST may have happened; the attempt goes unrecorded and the lease brings the
         # delivery back, so the receiver may see it twice (it de-duplicates by event id).

@@ -1,4 +1,9 @@
-"""JSON logs: one object per line on stdout, with the request's trace and request ids."""
+"""JSON logs: one object per line on stdout, with the request's trace, span and request ids.
+
+With tracing on, `trace_id` and `span_id` are those of the current OpenTelemetry span (so a log
+line leads straight to its span); otherwise `trace_id` is the request's own (from a client's
+`traceparent` or random) and there is no span id.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from kassa.observability import throttle
+from kassa.observability import throttle, tracing
 
 trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -28,7 +33,10 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         trace_id, request_id = trace_id_var.get(), request_id_var.get()
-        if trace_id:
+        ids = tracing.current_ids()
+        if ids is not None:
+            line["trace_id"], line["span_id"] = ids
+        elif trace_id:
             line["trace_id"] = trace_id
         if request_id:
             line["request_id"] = request_id

@@ -39,8 +39,48 @@ batch_size = Histogram("kassa_ledger_batch_size", "Commands per ledger transacti
 batch_latency = Histogram(
     "kassa_ledger_batch_duration_seconds", "Ledger batch transaction time", buckets=_LATENCY_BUCKETS_S
 )
-db_pool = Gauge("kassa_db_pool_connections", "Database pool connections", ["state"], multiprocess_mode="livesum")
+db_pool = Gauge(
+    "kassa_db_pool_connections",
+    "Database pool connections (size, idle, in_use, max)",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+# Labels stay bounded: a product name, a stable error code or "ok"/"replayed", an ISO 4217 code,
+# a process role. Never a tenant or an account id.
+transactions = Counter(
+    "kassa_transactions_total", "Money-moving commands by product and outcome", ["product", "outcome"]
+)
+money_moved = Counter(
+    "kassa_money_moved_minor_units_total", "Minor units posted by money-moving commands, by currency", ["currency"]
+)
+holds_expired = Counter("kassa_holds_expired_total", "Pending transfers (holds) expired after their timeout")
+idempotent_replays = Counter(
+    "kassa_idempotent_replays_total", "Requests answered with the stored response of their Idempotency-Key"
+)
+process_cpu = Counter("kassa_process_cpu_seconds_total", "User and system CPU time of kassa processes", ["role"])
+process_memory = Gauge(
+    "kassa_process_resident_memory_bytes", "Resident memory of kassa processes", ["role"], multiprocess_mode="livesum"
+)
 content_type = CONTENT_TYPE_LATEST
+
+
+def observe_outcome(product: str, result: object) -> None:
+    """Count one money-moving command's outcome, and the money it posted.
+
+    `result` is what the ledger answered: a replay (has `status` and `body`), a typed error (has
+    `code`), or an applied change whose `transfer` says what was posted.
+    """
+    code = getattr(result, "code", None)
+    if isinstance(code, str):
+        transactions.labels(product, code).inc()
+        return
+    if hasattr(result, "body"):
+        transactions.labels(product, "replayed").inc()
+        return
+    transactions.labels(product, "ok").inc()
+    transfer = getattr(result, "transfer", None)
+    if transfer is not None and getattr(result, "created", True) and transfer.status == "posted":
+        money_moved.labels(transfer.currency).inc(transfer.posted_amount)
 
 
 def observe_batch(size: int, duration_s: float) -> None:

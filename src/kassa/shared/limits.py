@@ -74,3 +74,6 @@ child_stable_s: Final = 60.0  # a child up this long has its crash count reset
 readiness_probe_timeout_s: Final = 2.0  # each dependency check of /readyz
 broker_probe_cache_s: Final = 1.0  # /readyz re-probes the broker at most this often
 retry_after_s: Final = 1  # Retry-After on 503s from a dependency outage or a full queue
+
+# Observability
+process_sample_interval_s: Final = 5.0  # refresh of the process CPU/memory and pool gauges

@@ -94,6 +94,7 @@ async def _submit(ctx: Ctx, command: Command, canonical: bytes, created_status: 
         result = await ctx.services.ledger.submit(
             Job(command, claim, (lambda o: outcome_response(o, created_status, trace_id)) if claim else None, trace_id)
         )
+    metrics.observe_outcome("transfer", result)
     if isinstance(result, Replay):
         metrics.transfers.labels("replayed").inc()
         return replay_response(result.status, result.body)

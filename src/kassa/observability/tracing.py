@@ -1,0 +1,360 @@
+"""OpenTelemetry traces across every hop of the money path, exported over OTLP when asked for.
+
+Tracing is off unless `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is
+set; the other standard `OTEL_*` variables (headers, timeouts, batch processor delays, resource
+attributes, `OTEL_SDK_DISABLED`) keep their usual meaning. When off, no SDK tracer provider is
+installed and every hook below returns after one `is None` test, handing back the very awaitable
+it was given: the hot path allocates nothing for tracing.
+
+One trace follows a transfer: the HTTP request (ASGI instrumentation), its wait in the batcher,
+the coalesced database transaction (parented on the first request of the batch, linked to the
+others; asyncpg instrumentation adds the statements), the outbox publish in the relay, each
+consumer's application of the event, and the webhook delivery. The context crosses processes as
+a W3C `traceparent` carried inside the event envelope (and so inside the webhook body), because
+the outbox row is written long before anything is published.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+
+import kassa
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Span, Tracer
+    from starlette.applications import Starlette
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from kassa.events.envelope import Envelope
+
+__all__ = [
+    "batch_applied",
+    "batch_enqueued",
+    "configure",
+    "consumed",
+    "current_ids",
+    "current_trace_id",
+    "enabled",
+    "instrument_app",
+    "published",
+    "shutdown",
+    "traceparent_for",
+    "webhook_delivery",
+]
+
+T = TypeVar("T")
+_tracer: Tracer | None = None
+_provider: Any = None
+# Request contexts of commands waiting in the batcher, by their result future (popped when the
+# batch runs, so it holds at most the batcher's bounded queue).
+_waiting: dict[object, tuple[Context, int]] = {}
+# While a batch transaction runs: trace id -> traceparent of the request whose events it writes.
+_outbox_parents: ContextVar[dict[str, str] | None] = ContextVar("kassa_outbox_parents", default=None)
+
+
+def enabled() -> bool:
+    return _tracer is not None
+
+
+def _environment() -> str:
+    return os.environ.get("KASSA_ENVIRONMENT") or "development"
+
+
+def configure(role: str) -> bool:
+    """Install the SDK tracer provider with an OTLP/HTTP exporter for this process's `role`
+    ("api", "worker"), when an OTLP endpoint is configured. Idempotent; True when tracing is on."""
+    global _tracer, _provider
+    if _tracer is not None:
+        return True
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if not endpoint or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    resource = Resource.create(
+        {
+            "service.name": os.environ.get("OTEL_SERVICE_NAME") or f"kassa-{role}",
+            "service.namespace": "kassa",
+            "service.version": kassa.__version__,
+            "service.instance.id": str(uuid.uuid4()),
+            # The attribute the issue names, and its current semantic-conventions spelling.
+            "deployment.environment": _environment(),
+            "deployment.environment.name": _environment(),
+        }
+    )
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
+    _provider = provider
+    _tracer = provider.get_tracer("kassa", kassa.__version__)
+    return True
+
+
+def shutdown() -> None:
+    """Flush and stop the exporter (the SDK also does it at interpreter exit)."""
+    if _provider is not None:
+        _provider.shutdown()
+
+
+# HTTP ---------------------------------------------------------------------------------------
+class _Annotate:
+    """Names the server span after the route template and tags it with the tenant, once the
+    router has resolved both (Starlette writes them into the shared scope)."""
+
+    def __init__(self, app: ASGIApp, route_paths: dict[Any, str]) -> None:
+        self.app = app
+        self.route_paths = route_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if scope["type"] == "http":
+                from opentelemetry import trace
+
+                span = trace.get_current_span()
+                route = self.route_paths.get(scope.get("endpoint"))
+                if route is not None:
+                    span.update_name(f"{scope['method']} {route}")
+                    span.set_attribute("http.route", route)
+                tenant = (scope.get("state") or {}).get("tenant_id")
+                if tenant:
+                    span.set_attribute("kassa.tenant_id", tenant)
+
+
+def instrument_app(app: Starlette) -> None:
+    """Wrap the app in the ASGI instrumentation (outermost, so that the access log and problem
+    documents see the request's span) when tracing is on; nothing otherwise."""
+    if _tracer is None:
+        return
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    route_paths = {getattr(r, "endpoint", None): getattr(r, "path", "") for r in app.routes}
+    app.add_middleware(_Annotate, route_paths=route_paths)
+    app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"], tracer_provider=_provider)
+
+
+def current_trace_id() -> str | None:
+    """The current span's trace id (32 hex), or None when tracing is off or no span is active."""
+    ids = current_ids()
+    return ids[0] if ids else None
+
+
+def current_ids() -> tuple[str, str] | None:
+    """(trace_id, span_id) of the current span for log correlation; None when there is none."""
+    if _tracer is None:
+        return None
+    from opentelemetry import trace
+
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+
+
+# Propagation --------------------------------------------------------------------------------
+def _traceparent(span: Span) -> str:
+    ctx = span.get_span_context()
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+def _extract(traceparent: str | None) -> Context | None:
+    if not traceparent:
+        return None
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator().extract({"traceparent": traceparent})
+
+
+def traceparent_for(trace_id: str | None) -> str | None:
+    """The traceparent an outbox row written now should carry: the request that caused it (found
+    through the running batch for coalesced commands), else the current span."""
+    if _tracer is None:
+        return None
+    parents = _outbox_parents.get()
+    if parents is not None and trace_id in parents:
+        return parents[trace_id]
+    from opentelemetry import trace
+
+    span = trace.get_current_span()
+    ctx = span.get_span_context()
+    if not ctx.is_valid or (trace_id is not None and format(ctx.trace_id, "032x") != trace_id):
+        return None
+    return _traceparent(span)
+
+
+# Ledger batcher -----------------------------------------------------------------------------
+def batch_enqueued(future: object) -> None:
+    """Remember the request context of a command entering the batcher's queue."""
+    if _tracer is None:
+        return
+    from opentelemetry import context
+
+    _waiting[future] = (context.get_current(), time.time_ns())
+
+
+def batch_applied(batch: Sequence[tuple[object, object]], apply: Awaitable[T]) -> Awaitable[T]:
+    """Trace one coalesced transaction: a wait span per command (enqueue to start) in its own
+    request's trace, and the transaction span with the batch size, parented on the first."""
+    if _tracer is None:
+        return apply
+    return _batch_applied(_tracer, batch, apply)
+
+
+async def _batch_applied(tracer: Tracer, batch: Sequence[tuple[object, object]], apply: Awaitable[T]) -> T:
+    from opentelemetry import trace
+
+    now = time.time_ns()
+    waits: list[Span] = []
+    parents: dict[str, str] = {}
+    first: Context | None = None
+    for _, future in batch:
+        found = _waiting.pop(future, None)
+        if found is None:
+            continue
+        ctx, queued_ns = found
+        first = first or ctx
+        wait = tracer.start_span("ledger.batcher.wait", context=ctx, start_time=queued_ns)
+        wait.end(end_time=now)
+        waits.append(wait)
+        request = trace.get_current_span(ctx)
+        if request.get_span_context().is_valid:
+            parents[format(request.get_span_context().trace_id, "032x")] = _traceparent(request)
+    links = [trace.Link(w.get_span_context()) for w in waits]
+    token = _outbox_parents.set(parents)
+    try:
+        with tracer.start_as_current_span(
+            "ledger.batch.transaction", context=first, links=links, attributes={"kassa.batch.size": len(batch)}
+        ):
+            return await apply
+    finally:
+        _outbox_parents.reset(token)
+
+
+# Events -------------------------------------------------------------------------------------
+def published(publish: Callable[[list[Envelope]], Awaitable[None]], envelopes: list[Envelope]) -> Awaitable[None]:
+    """Publish `envelopes` (the relay's batch) with a producer span per traced event; each event
+    then carries its publish span as traceparent, so consumers hang below it."""
+    if _tracer is None:
+        return publish(envelopes)
+    return _published(_tracer, publish, envelopes)
+
+
+async def _published(
+    tracer: Tracer, publish: Callable[[list[Envelope]], Awaitable[None]], envelopes: list[Envelope]
+) -> None:
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    spans: list[Span] = []
+    out: list[Envelope] = []
+    for event in envelopes:
+        parent = _extract(event.traceparent)
+        if parent is None:
+            out.append(event)
+            continue
+        span = tracer.start_span(
+            "outbox publish", context=parent, kind=SpanKind.PRODUCER, attributes=_event_attributes(event)
+        )
+        spans.append(span)
+        out.append(msgspec.structs.replace(event, traceparent=_traceparent(span)))
+    try:
+        await publish(out)
+    except BaseException as exc:
+        for span in spans:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        raise
+    finally:
+        for span in spans:
+            span.end()
+
+
+def consumed(consumer: str, events: Sequence[Envelope], apply: Awaitable[T]) -> Awaitable[T]:
+    """A consumer span per traced event for the transaction that applies `events`."""
+    if _tracer is None:
+        return apply
+    return _consumed(_tracer, consumer, events, apply)
+
+
+async def _consumed(tracer: Tracer, consumer: str, events: Sequence[Envelope], apply: Awaitable[T]) -> T:
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    spans = []
+    for event in events:
+        parent = _extract(event.traceparent)
+        if parent is not None:
+            attributes = {**_event_attributes(event), "kassa.consumer": consumer, "kassa.batch.size": len(events)}
+            spans.append(
+                tracer.start_span(f"consume {consumer}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes)
+            )
+    if not spans:
+        return await apply
+    try:
+        # The first event's span is current, so the transaction's statements nest below it.
+        with trace.use_span(spans[0], end_on_exit=False, record_exception=False, set_status_on_exception=False):
+            return await apply
+    except BaseException as exc:
+        for span in spans:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        raise
+    finally:
+        for span in spans:
+            span.end()
+
+
+def _event_attributes(event: Envelope) -> dict[str, Any]:
+    return {
+        "kassa.tenant_id": event.tenant_id,
+        "kassa.event.type": event.type,
+        "messaging.message.id": event.id,
+        "messaging.operation.type": "send",
+    }
+
+
+class _TraceFields(msgspec.Struct):
+    tenant_id: str = ""
+    type: str = ""
+    traceparent: str | None = None
+
+
+def webhook_delivery(payload: bytes, attempt: Awaitable[T]) -> Awaitable[T]:
+    """A client span for one webhook attempt, in the trace of the event it delivers (the body is
+    the event's envelope, traceparent included)."""
+    if _tracer is None:
+        return attempt
+    return _webhook_delivery(_tracer, payload, attempt)
+
+
+async def _webhook_delivery(tracer: Tracer, payload: bytes, attempt: Awaitable[T]) -> T:
+    from opentelemetry.trace import SpanKind
+
+    try:
+        fields = msgspec.json.decode(payload, type=_TraceFields)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        fields = _TraceFields()
+    attributes = {"kassa.tenant_id": fields.tenant_id, "kassa.event.type": fields.type}
+    with tracer.start_as_current_span(
+        "webhook deliver", context=_extract(fields.traceparent), kind=SpanKind.CLIENT, attributes=attributes
+    ) as span:
+        result = await attempt
+        outcome = getattr(result, "value", None)
+        if isinstance(outcome, str):
+            span.set_attribute("kassa.webhook.outcome", outcome)
+        return result
