@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer
     from starlette.applications import Starlette
-    from starlette.types import ASGIApp, Receive, Scope, Send
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from kassa.events.envelope import Envelope
 
@@ -113,28 +113,36 @@ def shutdown() -> None:
 
 # HTTP ---------------------------------------------------------------------------------------
 class _Annotate:
-    """Names the server span after the route template and tags it with the tenant, once the
-    router has resolved both (Starlette writes them into the shared scope)."""
+    """Names the server span after the route template (not the raw path: bounded names) and tags
+    it with the tenant. The router has resolved both into the shared scope by the time the
+    response starts, and the instrumentation ends the span with the response body."""
 
     def __init__(self, app: ASGIApp, route_paths: dict[Any, str]) -> None:
         self.app = app
         self.route_paths = route_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
-        finally:
-            if scope["type"] == "http":
-                from opentelemetry import trace
+            return
 
-                span = trace.get_current_span()
-                route = self.route_paths.get(scope.get("endpoint"))
-                if route is not None:
-                    span.update_name(f"{scope['method']} {route}")
-                    span.set_attribute("http.route", route)
-                tenant = (scope.get("state") or {}).get("tenant_id")
-                if tenant:
-                    span.set_attribute("kassa.tenant_id", tenant)
+        async def annotated_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self._annotate(scope)
+            await send(message)
+
+        await self.app(scope, receive, annotated_send)
+
+    def _annotate(self, scope: Scope) -> None:
+        from opentelemetry import trace
+
+        span = trace.get_current_span()
+        route = self.route_paths.get(scope.get("endpoint"), "unmatched")
+        span.update_name(f"{scope['method']} {route}")
+        span.set_attribute("http.route", route)
+        tenant = (scope.get("state") or {}).get("tenant_id")
+        if tenant:
+            span.set_attribute("kassa.tenant_id", tenant)
 
 
 def instrument_app(app: Starlette) -> None:
