@@ -23,6 +23,7 @@ _GROUPS = (
     "kassa.cli.api",
     "kassa.cli.worker",
     "kassa.cli.events",
+    "kassa.cli.slo",
 )
 
 

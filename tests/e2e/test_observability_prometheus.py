@@ -1,0 +1,146 @@
+"""A real Prometheus scrapes the running platform: every dashboard panel's and every rule's PromQL
+parses and runs, and after some load every money-path panel returns data."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import yaml
+
+from kassa.observability import dashboards, slo
+from kassa.store.embedded import free_port
+from support.server import REPO, Platform, create_accounts, new_tenant
+from support.tools_prometheus import binary
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+pytestmark = pytest.mark.e2e
+DASHBOARDS = REPO / "deploy" / "observability" / "dashboards"
+RULES = REPO / "deploy" / "observability" / "prometheus" / "kassa-slo.rules.yaml"
+READY_TIMEOUT_S = 60.0
+DATA_TIMEOUT_S = 90.0
+
+
+@pytest.fixture
+async def prometheus(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    root = Path(tempfile.mkdtemp(prefix="kassa-prometheus-"))
+    target = urlsplit(platform.base_url).netloc
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(RULES)],
+        "scrape_configs": [{"job_name": "kassa", "static_configs": [{"targets": [target]}]}],
+    }
+    (root / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    log = (root / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [
+            str(binary("prometheus")),
+            f"--config.file={root / 'prometheus.yml'}",
+            f"--storage.tsdb.path={root / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as client:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                while True:
+                    assert process.poll() is None, (root / "prometheus.log").read_text()[-3000:]
+                    try:
+                        if (await client.get("/-/ready")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.2)
+            yield client
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _drive_load(platform: Platform) -> None:
+    """Transfers that succeed, one that fails on funds, and an idempotent replay."""
+    secret = await new_tenant(platform)
+    async with platform.client(secret) as client:
+        await create_accounts(
+            client,
+            [
+                {"id": "bank", "currency": "EUR", "normal_balance": "debit"},
+                {"id": "alice", "currency": "EUR"},
+                {"id": "bob", "currency": "EUR"},
+            ],
+        )
+        body = {"debit_account_id": "bank", "credit_account_id": "alice", "amount": 500, "currency": "EUR"}
+        for i in range(20):
+            moved = await client.post("/v1/transfers", json=body, headers={"Idempotency-Key": f"load-{i}"})
+            assert moved.status_code == 201, moved.text
+        replay = await client.post("/v1/transfers", json=body, headers={"Idempotency-Key": "load-0"})
+        assert replay.headers.get("idempotent-replayed") == "true"
+        refused = await client.post(
+            "/v1/transfers",
+            json={"debit_account_id": "bob", "credit_account_id": "alice", "amount": 1, "currency": "EUR"},
+        )
+        assert refused.status_code == 422, refused.text
+
+
+async def _query(client: httpx.AsyncClient, expr: str) -> list[Any]:
+    response = await client.get("/api/v1/query", params={"query": expr})
+    document = response.json()
+    assert response.status_code == 200 and document["status"] == "success", (expr, response.text)
+    result: list[Any] = document["data"]["result"]
+    return result
+
+
+def _dashboard_queries() -> dict[str, list[tuple[str, str]]]:
+    return {path.name: dashboards.panel_queries(json.loads(path.read_text())) for path in DASHBOARDS.glob("*.json")}
+
+
+async def test_every_panel_and_rule_query_runs_and_the_money_path_panels_show_data(
+    platform: Platform, prometheus: httpx.AsyncClient
+) -> None:
+    queries = _dashboard_queries()
+    assert set(queries) == {
+        "kassa-money-path.json",
+        "kassa-events.json",
+        "kassa-slo.json",
+        "kassa-database.json",
+    }
+    await _drive_load(platform)
+    # Each expression parses and evaluates (Prometheus answers 400 bad_data otherwise).
+    for board in queries.values():
+        for _, expr in board:
+            await _query(prometheus, expr)
+    for expr in slo.expressions(yaml.safe_load(RULES.read_text())):
+        await _query(prometheus, expr)
+    # The money path shows the load once two scrapes have seen it (rates need two samples).
+    pending = set(queries[dashboards.MONEY_PATH])
+    try:
+        async with asyncio.timeout(DATA_TIMEOUT_S):
+            while pending:
+                for target in list(pending):
+                    if await _query(prometheus, target[1]):
+                        pending.discard(target)
+                await asyncio.sleep(0.5)
+    except TimeoutError:
+        pytest.fail(f"money-path panels without data: {sorted(pending)}")
+    moved = await _query(prometheus, 'sum(kassa_money_moved_minor_units_total{currency="EUR"})')
+    assert float(moved[0]["value"][1]) >= 20 * 500
+    # The SLO recording rules produce their ratios from the same scrape.
+    async with asyncio.timeout(DATA_TIMEOUT_S):
+        while not await _query(prometheus, 'kassa:slo_error_ratio:rate5m{slo="availability"}'):
+            await asyncio.sleep(0.5)
