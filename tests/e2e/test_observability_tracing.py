@@ -98,7 +98,8 @@ async def test_one_trace_follows_a_transfer_from_the_request_to_the_webhook_deli
     assert {s.service for s in (request, wait, batch)} == {"kassa-api"}
     assert {s.service for s in (publish, fanout, log, delivery)} == {"kassa-worker"}
     assert request.kind == Span.SPAN_KIND_SERVER
-    assert request.attributes["kassa.tenant_id"] == publish.attributes["kassa.tenant_id"] != ""
+    tenant = request.attributes["kassa.tenant_id"]
+    assert tenant and {s.attributes["kassa.tenant_id"] for s in (wait, batch, publish, fanout, delivery)} == {tenant}
     assert request.attributes["http.route"] == "/v1/transfers"
     assert batch.attributes["kassa.batch.size"] >= 1
     for resource in (request.resource, delivery.resource):

@@ -9,6 +9,7 @@ Kubernetes deployment per role) serves its metrics on KASSA_METRICS_PORT instead
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,6 +22,9 @@ from prometheus_client import (
     multiprocess,
     start_http_server,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 8192)
@@ -64,23 +68,38 @@ process_memory = Gauge(
 content_type = CONTENT_TYPE_LATEST
 
 
-def observe_outcome(product: str, result: object) -> None:
-    """Count one money-moving command's outcome, and the money it posted.
-
-    `result` is what the ledger answered: a replay (has `status` and `body`), a typed error (has
-    `code`), or an applied change whose `transfer` says what was posted.
-    """
+def _outcome(result: object) -> tuple[str, str | None, int]:
+    """(outcome label, currency, minor units posted) of what the ledger answered: a replay (has
+    `status` and `body`), a typed error (has `code`), or an applied change with its `transfer`."""
     code = getattr(result, "code", None)
     if isinstance(code, str):
-        transactions.labels(product, code).inc()
-        return
+        return code, None, 0
     if hasattr(result, "body"):
-        transactions.labels(product, "replayed").inc()
-        return
-    transactions.labels(product, "ok").inc()
+        return "replayed", None, 0
     transfer = getattr(result, "transfer", None)
     if transfer is not None and getattr(result, "created", True) and transfer.status == "posted":
-        money_moved.labels(transfer.currency).inc(transfer.posted_amount)
+        return "ok", transfer.currency, transfer.posted_amount
+    return "ok", None, 0
+
+
+def observe_outcome(product: str, result: object) -> None:
+    """Count one money-moving command's outcome, and the money it posted."""
+    observe_outcomes(product, (result,))
+
+
+def observe_outcomes(product: str, results: Iterable[object]) -> None:
+    """`observe_outcome` for many results (a client batch), one increment per distinct series."""
+    outcomes: dict[str, int] = {}
+    moved: dict[str, int] = {}
+    for result in results:
+        outcome, currency, amount = _outcome(result)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        if currency is not None:
+            moved[currency] = moved.get(currency, 0) + amount
+    for outcome, count in outcomes.items():
+        transactions.labels(product, outcome).inc(count)
+    for currency, amount in moved.items():
+        money_moved.labels(currency).inc(amount)
 
 
 def observe_batch(size: int, duration_s: float) -> None:

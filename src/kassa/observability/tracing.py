@@ -20,6 +20,7 @@ import os
 import time
 import uuid
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
@@ -224,30 +225,50 @@ def batch_applied(batch: Sequence[tuple[object, object]], apply: Awaitable[T]) -
     return _batch_applied(_tracer, batch, apply)
 
 
-async def _batch_applied(tracer: Tracer, batch: Sequence[tuple[object, object]], apply: Awaitable[T]) -> T:
+@dataclass
+class _BatchTrace:
+    waits: list[Span] = field(default_factory=list)
+    parents: dict[str, str] = field(default_factory=dict)  # trace id -> request traceparent
+    tenants: set[str] = field(default_factory=set)
+    first: Context | None = None  # the first traced request: parent of the transaction span
+
+
+def _wait_spans(tracer: Tracer, batch: Sequence[tuple[object, object]]) -> _BatchTrace:
+    """End a wait span per traced command, from its enqueueing to now, in its request's trace."""
     from opentelemetry import trace
 
     now = time.time_ns()
-    waits: list[Span] = []
-    parents: dict[str, str] = {}
-    first: Context | None = None
-    for _, future in batch:
-        found = _waiting.pop(future, None)
-        if found is None:
-            continue
-        ctx, queued_ns = found
-        first = first or ctx
-        wait = tracer.start_span("ledger.batcher.wait", context=ctx, start_time=queued_ns)
+    found = _BatchTrace()
+    for job, future in batch:
+        tenant = getattr(getattr(job, "command", None), "tenant_id", None)
+        if isinstance(tenant, str):
+            found.tenants.add(tenant)
+        waiting = _waiting.pop(future, None)
+        request = trace.get_current_span(waiting[0]) if waiting else None
+        if waiting is None or request is None or not request.get_span_context().is_valid:
+            continue  # not from a traced request (the expiry sweeper): no wait span of its own
+        ctx, queued_ns = waiting
+        found.first = found.first or ctx
+        attributes = {"kassa.tenant_id": tenant} if isinstance(tenant, str) else {}
+        wait = tracer.start_span("ledger.batcher.wait", context=ctx, start_time=queued_ns, attributes=attributes)
         wait.end(end_time=now)
-        waits.append(wait)
-        request = trace.get_current_span(ctx)
-        if request.get_span_context().is_valid:
-            parents[format(request.get_span_context().trace_id, "032x")] = _traceparent(request)
-    links = [trace.Link(w.get_span_context()) for w in waits]
-    token = _outbox_parents.set(parents)
+        found.waits.append(wait)
+        found.parents[format(request.get_span_context().trace_id, "032x")] = _traceparent(request)
+    return found
+
+
+async def _batch_applied(tracer: Tracer, batch: Sequence[tuple[object, object]], apply: Awaitable[T]) -> T:
+    from opentelemetry import trace
+
+    found = _wait_spans(tracer, batch)
+    links = [trace.Link(w.get_span_context()) for w in found.waits]
+    attributes: dict[str, Any] = {"kassa.batch.size": len(batch)}
+    if len(found.tenants) == 1:
+        attributes["kassa.tenant_id"] = next(iter(found.tenants))
+    token = _outbox_parents.set(found.parents)
     try:
         with tracer.start_as_current_span(
-            "ledger.batch.transaction", context=first, links=links, attributes={"kassa.batch.size": len(batch)}
+            "ledger.batch.transaction", context=found.first, links=links, attributes=attributes
         ):
             return await apply
     finally:

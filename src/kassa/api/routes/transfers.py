@@ -238,4 +238,5 @@ async def create_batch(ctx: Ctx) -> Response:
         )
     if isinstance(result, Replay):
         return replay_response(result.status, result.body)
+    metrics.observe_outcomes("transfer", result)
     return encoded_response(*_batch_response(batch.atomic, batch.merge(result)))
