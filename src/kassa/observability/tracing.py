@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,12 +29,11 @@ import msgspec
 import kassa
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Iterator, Sequence
 
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer
     from starlette.applications import Starlette
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from kassa.events.envelope import Envelope
 
@@ -113,39 +113,6 @@ def shutdown() -> None:
 
 
 # HTTP ---------------------------------------------------------------------------------------
-class _Annotate:
-    """Names the server span after the route template (not the raw path: bounded names) and tags
-    it with the tenant. The router has resolved both into the shared scope by the time the
-    response starts, and the instrumentation ends the span with the response body."""
-
-    def __init__(self, app: ASGIApp, route_paths: dict[Any, str]) -> None:
-        self.app = app
-        self.route_paths = route_paths
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def annotated_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                self._annotate(scope)
-            await send(message)
-
-        await self.app(scope, receive, annotated_send)
-
-    def _annotate(self, scope: Scope) -> None:
-        from opentelemetry import trace
-
-        span = trace.get_current_span()
-        route = self.route_paths.get(scope.get("endpoint"), "unmatched")
-        span.update_name(f"{scope['method']} {route}")
-        span.set_attribute("http.route", route)
-        tenant = (scope.get("state") or {}).get("tenant_id")
-        if tenant:
-            span.set_attribute("kassa.tenant_id", tenant)
-
-
 def instrument_app(app: Starlette) -> None:
     """Wrap the app in the ASGI instrumentation (outermost, so that the access log and problem
     documents see the request's span) when tracing is on; nothing otherwise."""
@@ -153,8 +120,10 @@ def instrument_app(app: Starlette) -> None:
         return
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
+    from kassa.observability.asgi import RouteAnnotator
+
     route_paths = {getattr(r, "endpoint", None): getattr(r, "path", "") for r in app.routes}
-    app.add_middleware(_Annotate, route_paths=route_paths)
+    app.add_middleware(RouteAnnotator, route_paths=route_paths)
     app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"], tracer_provider=_provider)
 
 
@@ -287,7 +256,7 @@ def published(publish: Callable[[list[Envelope]], Awaitable[None]], envelopes: l
 async def _published(
     tracer: Tracer, publish: Callable[[list[Envelope]], Awaitable[None]], envelopes: list[Envelope]
 ) -> None:
-    from opentelemetry.trace import SpanKind, Status, StatusCode
+    from opentelemetry.trace import SpanKind
 
     spans: list[Span] = []
     out: list[Envelope] = []
@@ -297,20 +266,12 @@ async def _published(
             out.append(event)
             continue
         span = tracer.start_span(
-            "outbox publish", context=parent, kind=SpanKind.PRODUCER, attributes=_event_attributes(event)
+            "outbox publish", context=parent, kind=SpanKind.PRODUCER, attributes=_event_attributes(event, "send")
         )
         spans.append(span)
         out.append(msgspec.structs.replace(event, traceparent=_traceparent(span)))
-    try:
+    with _ending(spans):
         await publish(out)
-    except BaseException as exc:
-        for span in spans:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-        raise
-    finally:
-        for span in spans:
-            span.end()
 
 
 def consumed(consumer: str, events: Sequence[Envelope], apply: Awaitable[T]) -> Awaitable[T]:
@@ -322,22 +283,34 @@ def consumed(consumer: str, events: Sequence[Envelope], apply: Awaitable[T]) -> 
 
 async def _consumed(tracer: Tracer, consumer: str, events: Sequence[Envelope], apply: Awaitable[T]) -> T:
     from opentelemetry import trace
-    from opentelemetry.trace import SpanKind, Status, StatusCode
+    from opentelemetry.trace import SpanKind
 
     spans = []
     for event in events:
         parent = _extract(event.traceparent)
         if parent is not None:
-            attributes = {**_event_attributes(event), "kassa.consumer": consumer, "kassa.batch.size": len(events)}
+            attributes = {
+                **_event_attributes(event, "process"),
+                "kassa.consumer": consumer,
+                "kassa.batch.size": len(events),
+            }
             spans.append(
                 tracer.start_span(f"consume {consumer}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes)
             )
     if not spans:
         return await apply
+    # The first event's span is current, so the transaction's statements nest below it.
+    with _ending(spans), trace.use_span(spans[0], record_exception=False, set_status_on_exception=False):
+        return await apply
+
+
+@contextmanager
+def _ending(spans: list[Span]) -> Iterator[None]:
+    """End `spans` when the block ends, each marked failed if it raised."""
+    from opentelemetry.trace import Status, StatusCode
+
     try:
-        # The first event's span is current, so the transaction's statements nest below it.
-        with trace.use_span(spans[0], end_on_exit=False, record_exception=False, set_status_on_exception=False):
-            return await apply
+        yield
     except BaseException as exc:
         for span in spans:
             span.record_exception(exc)
@@ -348,12 +321,12 @@ async def _consumed(tracer: Tracer, consumer: str, events: Sequence[Envelope], a
             span.end()
 
 
-def _event_attributes(event: Envelope) -> dict[str, Any]:
+def _event_attributes(event: Envelope, operation: str) -> dict[str, Any]:
     return {
         "kassa.tenant_id": event.tenant_id,
         "kassa.event.type": event.type,
         "messaging.message.id": event.id,
-        "messaging.operation.type": "send",
+        "messaging.operation.type": operation,
     }
 
 
