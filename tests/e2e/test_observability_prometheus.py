@@ -1,5 +1,6 @@
 """A real Prometheus scrapes the running platform: every dashboard panel's and every rule's PromQL
-parses and runs, and after some load every money-path panel returns data."""
+parses and runs, and after some load (transfers, a refusal, a replay, a webhook) every panel
+returns data: the money path, events and webhooks, SLO burn and database dashboards alike."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import yaml
 
 from kassa.observability import dashboards, slo
 from kassa.store.embedded import free_port
+from support.http_sink import HttpSink
 from support.server import REPO, Platform, create_accounts, new_tenant
 from support.tools_prometheus import binary
 
@@ -73,10 +75,14 @@ async def prometheus(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-async def _drive_load(platform: Platform) -> None:
-    """Transfers that succeed, one that fails on funds, and an idempotent replay."""
+async def _drive_load(platform: Platform, hooks: HttpSink) -> None:
+    """Transfers that succeed, one that fails on funds, an idempotent replay, webhooks."""
     secret = await new_tenant(platform)
     async with platform.client(secret) as client:
+        endpoint = await client.post(
+            "/v1/webhook-endpoints", json={"url": f"{hooks.url}/hook", "event_types": ["TransferPosted"]}
+        )
+        assert endpoint.status_code == 201, endpoint.text
         await create_accounts(
             client,
             [
@@ -110,7 +116,7 @@ def _dashboard_queries() -> dict[str, list[tuple[str, str]]]:
     return {path.name: dashboards.panel_queries(json.loads(path.read_text())) for path in DASHBOARDS.glob("*.json")}
 
 
-async def test_every_panel_and_rule_query_runs_and_the_money_path_panels_show_data(
+async def test_every_panel_and_rule_query_runs_and_every_panel_shows_the_load(
     platform: Platform, prometheus: httpx.AsyncClient
 ) -> None:
     queries = _dashboard_queries()
@@ -120,27 +126,28 @@ async def test_every_panel_and_rule_query_runs_and_the_money_path_panels_show_da
         "kassa-slo.json",
         "kassa-database.json",
     }
-    await _drive_load(platform)
     # Each expression parses and evaluates (Prometheus answers 400 bad_data otherwise).
     for board in queries.values():
         for _, expr in board:
             await _query(prometheus, expr)
     for expr in slo.expressions(yaml.safe_load(RULES.read_text())):
         await _query(prometheus, expr)
-    # The money path shows the load once two scrapes have seen it (rates need two samples).
-    pending = set(queries[dashboards.MONEY_PATH])
+    with HttpSink() as hooks:
+        await _drive_load(platform, hooks)
+        await _until_every_panel_has_data(prometheus, queries)
+    moved = await _query(prometheus, 'sum(kassa_money_moved_minor_units_total{currency="EUR"})')
+    assert float(moved[0]["value"][1]) >= 20 * 500
+
+
+async def _until_every_panel_has_data(prometheus: httpx.AsyncClient, queries: dict[str, list[tuple[str, str]]]) -> None:
+    """Rates need two scrapes that saw the load, the SLO ratios a rule evaluation after them."""
+    pending = {(board, title, expr) for board, panels in queries.items() for title, expr in panels}
     try:
         async with asyncio.timeout(DATA_TIMEOUT_S):
             while pending:
                 for target in list(pending):
-                    if await _query(prometheus, target[1]):
+                    if await _query(prometheus, target[2]):
                         pending.discard(target)
                 await asyncio.sleep(0.5)
     except TimeoutError:
-        pytest.fail(f"money-path panels without data: {sorted(pending)}")
-    moved = await _query(prometheus, 'sum(kassa_money_moved_minor_units_total{currency="EUR"})')
-    assert float(moved[0]["value"][1]) >= 20 * 500
-    # The SLO recording rules produce their ratios from the same scrape.
-    async with asyncio.timeout(DATA_TIMEOUT_S):
-        while not await _query(prometheus, 'kassa:slo_error_ratio:rate5m{slo="availability"}'):
-            await asyncio.sleep(0.5)
+        pytest.fail(f"panels without data: {sorted(pending)}")
