@@ -75,8 +75,9 @@ async def prometheus(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-async def _drive_load(platform: Platform, hooks: HttpSink) -> None:
-    """Transfers that succeed, one that fails on funds, an idempotent replay, webhooks."""
+async def _drive_load(platform: Platform, hooks: HttpSink) -> list[str]:
+    """Transfers that succeed, one that fails on funds, an idempotent replay, webhooks; returns
+    the secrets it saw (the tenant's API key, the endpoint's signing secret)."""
     secret = await new_tenant(platform)
     async with platform.client(secret) as client:
         endpoint = await client.post(
@@ -102,6 +103,7 @@ async def _drive_load(platform: Platform, hooks: HttpSink) -> None:
             json={"debit_account_id": "bob", "credit_account_id": "alice", "amount": 1, "currency": "EUR"},
         )
         assert refused.status_code == 422, refused.text
+    return [secret, endpoint.json()["secret"]]
 
 
 async def _query(client: httpx.AsyncClient, expr: str) -> list[Any]:
@@ -133,8 +135,13 @@ async def test_every_panel_and_rule_query_runs_and_every_panel_shows_the_load(
     for expr in slo.expressions(yaml.safe_load(RULES.read_text())):
         await _query(prometheus, expr)
     with HttpSink() as hooks:
-        await _drive_load(platform, hooks)
+        secrets = await _drive_load(platform, hooks)
         await _until_every_panel_has_data(prometheus, queries)
+    # Tracing is off on this platform: its logs carry the request's trace id and still no secret.
+    logged = [line for line in platform.log_lines() if line.startswith("{")]
+    assert any('"trace_id"' in line and '"route":"/v1/transfers"' in line for line in logged)
+    for secret in secrets:
+        assert secret not in "\n".join(platform.log_lines())
     moved = await _query(prometheus, 'sum(kassa_money_moved_minor_units_total{currency="EUR"})')
     assert float(moved[0]["value"][1]) >= 20 * 500
 

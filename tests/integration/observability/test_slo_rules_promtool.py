@@ -41,3 +41,8 @@ def test_the_unit_tests_fail_when_an_alert_is_weakened(tmp_path: Path) -> None:
     result = _promtool("test", "rules", str(tmp_path / "tests" / "kassa-slo.test.yaml"))
     assert result.returncode != 0
     assert "KassaLatencyPage" in result.stdout + result.stderr
+
+
+def test_promtool_accepts_the_example_prometheus_configuration() -> None:
+    result = _promtool("check", "config", str(OBSERVABILITY / "prometheus" / "prometheus.example.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
