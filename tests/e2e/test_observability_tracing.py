@@ -41,7 +41,9 @@ def _one(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
     return found[0]
 
 
-async def _transfer_with_webhook(platform: Platform, hooks: HttpSink, trace_id: str) -> tuple[str, str]:
+async def _transfer_with_webhook(
+    platform: Platform, hooks: HttpSink, trace_id: str, batch_trace_id: str
+) -> tuple[str, str]:
     secret = await new_tenant(platform)
     async with platform.client(secret) as client:
         created = await client.post(
@@ -57,6 +59,13 @@ async def _transfer_with_webhook(platform: Platform, hooks: HttpSink, trace_id: 
             headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01", "Idempotency-Key": "trace-1"},
         )
         assert moved.status_code == 201, moved.text
+        transfer = {"debit_account_id": "bank", "credit_account_id": "alice", "amount": 1, "currency": "USD"}
+        batch = await client.post(
+            "/v1/transfers/batch",
+            json={"atomic": True, "transfers": [transfer] * 3},
+            headers={"traceparent": f"00-{batch_trace_id}-{secrets.token_hex(8)}-01"},
+        )
+        assert batch.status_code in (200, 201), batch.text
     return secret, created.json()["secret"]
 
 
@@ -79,8 +88,8 @@ async def test_one_trace_follows_a_transfer_from_the_request_to_the_webhook_deli
     traced: tuple[Platform, OtlpReceiver, HttpSink],
 ) -> None:
     platform, otlp, hooks = traced
-    trace_id = secrets.token_hex(16)
-    api_key, webhook_secret = await _transfer_with_webhook(platform, hooks, trace_id)
+    trace_id, batch_trace_id = secrets.token_hex(16), secrets.token_hex(16)
+    api_key, webhook_secret = await _transfer_with_webhook(platform, hooks, trace_id, batch_trace_id)
 
     await _wait_for(lambda: any(r.path == "/hook" for r in hooks.received()))
     await _wait_for(lambda: any(s.name == "webhook deliver" for s in otlp.trace(trace_id)))
@@ -111,6 +120,14 @@ async def test_one_trace_follows_a_transfer_from_the_request_to_the_webhook_deli
     assert fanout.parent_span_id == log.parent_span_id == delivery.parent_span_id == publish.span_id
     # The database statements of the transaction hang below it (asyncpg instrumentation).
     assert any(s.parent_span_id == batch.span_id for s in spans if s.service == "kassa-api")
+
+    # A client's explicit batch is one request and one transaction span with its size.
+    await _wait_for(lambda: any(s.name == "ledger.batch.transaction" for s in otlp.trace(batch_trace_id)))
+    client_batch = otlp.trace(batch_trace_id)
+    assert _one(client_batch, "ledger.batch.transaction").attributes["kassa.batch.size"] == 3
+    assert _one(client_batch, "ledger.batch.transaction").parent_span_id == (
+        _one(client_batch, "POST /v1/transfers/batch").span_id
+    )
 
     body = msgspec.json.decode(next(r for r in hooks.received() if r.path == "/hook").body)
     assert body["trace_id"] == trace_id and body["traceparent"].split("-")[1] == trace_id

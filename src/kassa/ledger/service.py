@@ -19,7 +19,7 @@ from kassa.ledger.adapters import queries
 from kassa.ledger.adapters.engine import Job, JobResult, run_client_batch
 from kassa.ledger.domain.model import Account, Balance, ExpirePending, Transfer
 from kassa.ledger.errors import AccountExists, AccountNotFound, TransferNotFound
-from kassa.observability import metrics
+from kassa.observability import metrics, tracing
 from kassa.shared.errors import KassaError
 from kassa.shared.limits import (
     expiry_sweep_batch_max,
@@ -148,7 +148,8 @@ class LedgerService:
     ) -> Replay | list[JobResult]:
         """A client batch in one transaction. Raises IdempotencyKeyReused, IdempotencyKeyInFlight."""
         async with self.pool.acquire() as conn:
-            return await run_client_batch(conn, jobs, atomic=atomic, claim=claim, render_all=render_all)
+            applying = run_client_batch(conn, jobs, atomic=atomic, claim=claim, render_all=render_all)
+            return await tracing.client_batch(len(jobs), applying)
 
     async def get_transfer(self, tenant_id: str, transfer_id: str) -> Transfer:
         """Raises TransferNotFound."""

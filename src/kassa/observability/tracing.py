@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "batch_applied",
     "batch_enqueued",
+    "client_batch",
     "configure",
     "consumed",
     "current_ids",
@@ -242,6 +243,18 @@ async def _batch_applied(tracer: Tracer, batch: Sequence[tuple[object, object]],
             return await apply
     finally:
         _outbox_parents.reset(token)
+
+
+def client_batch(size: int, apply: Awaitable[T]) -> Awaitable[T]:
+    """Trace the transaction of a client's explicit batch (one request, `size` commands)."""
+    if _tracer is None:
+        return apply
+    return _client_batch(_tracer, size, apply)
+
+
+async def _client_batch(tracer: Tracer, size: int, apply: Awaitable[T]) -> T:
+    with tracer.start_as_current_span("ledger.batch.transaction", attributes={"kassa.batch.size": size}):
+        return await apply
 
 
 # Events -------------------------------------------------------------------------------------
