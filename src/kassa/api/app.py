@@ -128,6 +128,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             await app.state.services.close()
+            tracing.shutdown()  # flush spans: granian's workers exit without running atexit
 
     routes: list[Any] = path_routes(REGISTRY)
     routes += [

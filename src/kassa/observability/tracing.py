@@ -125,7 +125,13 @@ def instrument_app(app: Starlette) -> None:
 
     route_paths = {getattr(r, "endpoint", None): getattr(r, "path", "") for r in app.routes}
     app.add_middleware(RouteAnnotator, route_paths=route_paths)
-    app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"], tracer_provider=_provider)
+    # Probes and scrapes every few seconds would drown the traces that matter.
+    app.add_middleware(
+        OpenTelemetryMiddleware,
+        excluded_urls="/healthz,/readyz,/metrics",
+        exclude_spans=["receive", "send"],
+        tracer_provider=_provider,
+    )
 
 
 def current_trace_id() -> str | None:
