@@ -35,6 +35,11 @@ async def _wait_for(check: Callable[[], bool]) -> None:
             await asyncio.sleep(0.05)
 
 
+# Personal data a client may put into metadata and references: it belongs in the database and
+# the webhook body, never in logs or span attributes.
+PII_EMAIL = "alice.liddell@example.com"
+PII_REFERENCE = "Rent for Alice Liddell, IBAN DE89370400440532013000"
+
 _EXPECTED = {
     "POST /v1/transfers",
     "ledger.batcher.wait",
@@ -62,11 +67,21 @@ async def _transfer_with_webhook(
         )
         assert created.status_code == 201, created.text
         await create_accounts(
-            client, [{"id": "bank", "currency": "USD", "normal_balance": "debit"}, {"id": "alice", "currency": "USD"}]
+            client,
+            [
+                {"id": "bank", "currency": "USD", "normal_balance": "debit"},
+                {"id": "alice", "currency": "USD", "metadata": {"email": PII_EMAIL}},
+            ],
         )
         moved = await client.post(
             "/v1/transfers",
-            json={"debit_account_id": "bank", "credit_account_id": "alice", "amount": 700, "currency": "USD"},
+            json={
+                "debit_account_id": "bank",
+                "credit_account_id": "alice",
+                "amount": 700,
+                "currency": "USD",
+                "reference": PII_REFERENCE,
+            },
             headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01", "Idempotency-Key": "trace-1"},
         )
         assert moved.status_code == 201, moved.text
@@ -155,4 +170,9 @@ async def test_one_trace_follows_a_transfer_from_the_request_to_the_webhook_deli
     for secret in (api_key, webhook_secret, platform.admin_key):
         assert secret not in text
     assert webhook_secret.startswith("whsec_") and "whsec_" not in text
+    attributes = "\n".join(repr(s.attributes) for s in otlp.spans())
+    for personal in (PII_EMAIL, PII_REFERENCE, "Alice Liddell", "DE89370400440532013000"):
+        assert personal not in text and personal not in attributes
+    for secret in (api_key, webhook_secret):
+        assert secret not in attributes
     assert api_key.startswith("kassa_key_") and "kassa_key_" not in text
