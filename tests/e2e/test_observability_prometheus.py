@@ -103,6 +103,8 @@ async def _drive_load(platform: Platform, hooks: HttpSink) -> list[str]:
             json={"debit_account_id": "bob", "credit_account_id": "alice", "amount": 1, "currency": "EUR"},
         )
         assert refused.status_code == 422, refused.text
+        held = await client.post("/v1/transfers", json={**body, "pending": True, "timeout_s": 1})
+        assert held.status_code == 201, held.text
     return [secret, endpoint.json()["secret"]]
 
 
@@ -137,13 +139,31 @@ async def test_every_panel_and_rule_query_runs_and_every_panel_shows_the_load(
     with HttpSink() as hooks:
         secrets = await _drive_load(platform, hooks)
         await _until_every_panel_has_data(prometheus, queries)
+        moved = await _query(prometheus, 'sum(kassa_money_moved_minor_units_total{currency="EUR"})')
+        assert float(moved[0]["value"][1]) >= 20 * 500
+        # The counters behind the operator's questions moved with the load (the hold expires after 1 s).
+        for expr in (
+            'sum(kassa_transactions_total{product="transfer",outcome="insufficient_funds"}) >= 1',
+            'sum(kassa_transactions_total{product="transfer",outcome="replayed"}) >= 1',
+            "sum(kassa_idempotent_replays_total) >= 1",
+            "sum(kassa_holds_expired_total) >= 1",
+            'sum(kassa_webhook_attempts_total{outcome="succeeded"}) >= 1',
+        ):
+            await _until_some(prometheus, expr)
     # Tracing is off on this platform: its logs carry the request's trace id and still no secret.
     logged = [line for line in platform.log_lines() if line.startswith("{")]
     assert any('"trace_id"' in line and '"route":"/v1/transfers"' in line for line in logged)
     for secret in secrets:
         assert secret not in "\n".join(platform.log_lines())
-    moved = await _query(prometheus, 'sum(kassa_money_moved_minor_units_total{currency="EUR"})')
-    assert float(moved[0]["value"][1]) >= 20 * 500
+
+
+async def _until_some(prometheus: httpx.AsyncClient, expr: str) -> None:
+    try:
+        async with asyncio.timeout(DATA_TIMEOUT_S):
+            while not await _query(prometheus, expr):
+                await asyncio.sleep(0.5)
+    except TimeoutError:
+        pytest.fail(f"never true: {expr}")
 
 
 async def _until_every_panel_has_data(prometheus: httpx.AsyncClient, queries: dict[str, list[tuple[str, str]]]) -> None:
