@@ -30,8 +30,10 @@ def _query(expr: str, legend: str, ref: str) -> prometheus.Dataquery:
     return prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref).datasource(_DS)
 
 
-def _series(title: str, unit: str, *queries: tuple[str, str], description: str = "") -> timeseries.Panel:
-    panel = timeseries.Panel().title(title).unit(unit).datasource(_DS).span(12).height(8)
+def _series(
+    title: str, unit: str, *queries: tuple[str, str], description: str = "", width: int = 12
+) -> timeseries.Panel:
+    panel = timeseries.Panel().title(title).unit(unit).datasource(_DS).span(width).height(8)
     if description:
         panel = panel.description(description)
     for i, (expr, legend) in enumerate(queries):
@@ -40,7 +42,7 @@ def _series(title: str, unit: str, *queries: tuple[str, str], description: str =
 
 
 def _stat(title: str, unit: str, expr: str, legend: str = "") -> stat.Panel:
-    return stat.Panel().title(title).unit(unit).datasource(_DS).span(6).height(4).with_target(_query(expr, legend, "A"))
+    return stat.Panel().title(title).unit(unit).datasource(_DS).span(6).height(8).with_target(_query(expr, legend, "A"))
 
 
 def _dashboard(uid: str, title: str, tags: list[str]) -> dashboard.Dashboard:
@@ -177,6 +179,7 @@ def slo_burn(spec: SloSpec) -> dashboard.Dashboard:
                 "short",
                 *[(f"kassa:slo_error_ratio:rate{w}{sel} / on (slo) {budget}", w) for w in ("5m", "1h", "6h", "1d")],
                 description=f"{slo.description} A burn rate of 1 spends the budget in exactly {slo.period}.",
+                width=18,  # beside its budget stat: one row per SLO
             )
         )
     return board
