@@ -19,7 +19,7 @@ import yaml
 
 from kassa.observability import dashboards, slo
 from kassa.store.embedded import free_port
-from support.http_sink import HttpSink
+from support.http_sink import HttpSink, subscribe
 from support.server import REPO, Platform, create_accounts, new_tenant
 from support.tools_prometheus import binary
 
@@ -80,10 +80,7 @@ async def _drive_load(platform: Platform, hooks: HttpSink) -> list[str]:
     the secrets it saw (the tenant's API key, the endpoint's signing secret)."""
     secret = await new_tenant(platform)
     async with platform.client(secret) as client:
-        endpoint = await client.post(
-            "/v1/webhook-endpoints", json={"url": f"{hooks.url}/hook", "event_types": ["TransferPosted"]}
-        )
-        assert endpoint.status_code == 201, endpoint.text
+        webhook_secret = await subscribe(client, hooks, ["TransferPosted"])
         await create_accounts(
             client,
             [
@@ -105,7 +102,7 @@ async def _drive_load(platform: Platform, hooks: HttpSink) -> list[str]:
         assert refused.status_code == 422, refused.text
         held = await client.post("/v1/transfers", json={**body, "pending": True, "timeout_s": 1})
         assert held.status_code == 201, held.text
-    return [secret, endpoint.json()["secret"]]
+    return [secret, webhook_secret]
 
 
 async def _query(client: httpx.AsyncClient, expr: str) -> list[Any]:

@@ -18,7 +18,7 @@ import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from kassa.store.embedded import free_port
-from support.http_sink import HttpSink
+from support.http_sink import HttpSink, subscribe
 from support.otlp import OtlpReceiver, ReceivedSpan
 from support.server import Platform, create_accounts, new_tenant, start_platform, stop_platform
 
@@ -62,10 +62,7 @@ async def _transfer_with_webhook(
 ) -> tuple[str, str]:
     secret = await new_tenant(platform)
     async with platform.client(secret) as client:
-        created = await client.post(
-            "/v1/webhook-endpoints", json={"url": f"{hooks.url}/hook", "event_types": ["TransferPosted"]}
-        )
-        assert created.status_code == 201, created.text
+        webhook_secret = await subscribe(client, hooks, ["TransferPosted"])
         await create_accounts(
             client,
             [
@@ -92,7 +89,7 @@ async def _transfer_with_webhook(
             headers={"traceparent": f"00-{batch_trace_id}-{secrets.token_hex(8)}-01"},
         )
         assert batch.status_code in (200, 201), batch.text
-    return secret, created.json()["secret"]
+    return secret, webhook_secret
 
 
 @pytest.fixture

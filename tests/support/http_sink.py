@@ -6,7 +6,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass(frozen=True)
@@ -64,3 +67,11 @@ class HttpSink:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+async def subscribe(client: httpx.AsyncClient, sink: HttpSink, event_types: list[str]) -> str:
+    """Register `sink`/hook as the tenant's webhook endpoint; returns its signing secret."""
+    created = await client.post("/v1/webhook-endpoints", json={"url": f"{sink.url}/hook", "event_types": event_types})
+    assert created.status_code == 201, created.text
+    secret: str = created.json()["secret"]
+    return secret
