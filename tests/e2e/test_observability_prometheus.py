@@ -145,6 +145,11 @@ async def test_every_panel_and_rule_query_runs_and_every_panel_shows_the_load(
             "sum(kassa_idempotent_replays_total) >= 1",
             "sum(kassa_holds_expired_total) >= 1",
             'sum(kassa_webhook_attempts_total{outcome="succeeded"}) >= 1',
+            # Every process reports itself, the API's pool its size.
+            'sum(kassa_process_resident_memory_bytes{role="api"}) > 0',
+            'sum(kassa_process_resident_memory_bytes{role="worker"}) > 0',
+            'sum(rate(kassa_process_cpu_seconds_total{role="api"}[1m])) > 0',
+            'sum(kassa_db_pool_connections{state="max"}) > 0',
         ):
             await _until_some(prometheus, expr)
     # Tracing is off on this platform: its logs carry the request's trace id and still no secret.
