@@ -114,7 +114,7 @@ async def test_one_trace_follows_a_transfer_from_the_request_to_the_webhook_deli
     trace_id, batch_trace_id = secrets.token_hex(16), secrets.token_hex(16)
     api_key, webhook_secret = await _transfer_with_webhook(platform, hooks, trace_id, batch_trace_id)
 
-    await _wait_for(lambda: any(r.path == "/hook" for r in hooks.received()))
+    await _wait_for(lambda: any(r.path == "/hook" and trace_id.encode() in r.body for r in hooks.received()))
     # Each process exports on its own schedule: wait until every hop has arrived.
     await _wait_for(lambda: _EXPECTED <= {s.name for s in otlp.trace(trace_id)})
     spans = otlp.trace(trace_id)
@@ -156,8 +156,11 @@ async def test_one_trace_follows_a_transfer_from_the_request_to_the_webhook_deli
         _one(client_batch, "POST /v1/transfers/batch").span_id
     )
 
-    body = msgspec.json.decode(next(r for r in hooks.received() if r.path == "/hook").body)
-    assert body["trace_id"] == trace_id and body["traceparent"].split("-")[1] == trace_id
+    # The transfer's webhook body carries its trace (the batch's transfers send theirs too).
+    bodies = [msgspec.json.decode(r.body) for r in hooks.received() if r.path == "/hook"]
+    ours = [b for b in bodies if b["trace_id"] == trace_id]
+    assert len(ours) == 1 and ours[0]["traceparent"].split("-")[1] == trace_id
+    assert {b["trace_id"] for b in bodies} <= {trace_id, batch_trace_id}
 
     lines = [json.loads(line) for line in platform.log_lines() if line.startswith("{")]
     access = [x for x in lines if x.get("route") == "/v1/transfers" and x.get("trace_id") == trace_id]
