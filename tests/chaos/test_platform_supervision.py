@@ -95,6 +95,13 @@ def _port_listeners(port: int) -> set[int]:
     }
 
 
+def _status(client: httpx.Client, path: str) -> int | None:
+    try:
+        return client.get(path).status_code
+    except httpx.TransportError:
+        return None
+
+
 def _port(platform: Platform) -> int:
     return int(platform.base_url.rsplit(":", 1)[1])
 
@@ -250,6 +257,7 @@ def test_an_external_database_outage_is_503_with_retry_after_and_readiness_says_
     platform = start_platform(root / "data", free_port(), {"KASSA_DATABASE_URL": external_pg.url})
     try:
         secret = asyncio.run(new_tenant(platform))
+        api_before = _api_main(platform)
         external_pg.stop("immediate")
         with httpx.Client(base_url=platform.base_url, headers=auth(secret), timeout=10) as client:
             created = client.post("/v1/accounts", json={"id": "during-outage", "currency": "EUR"})
@@ -262,7 +270,11 @@ def test_an_external_database_outage_is_503_with_retry_after_and_readiness_says_
             assert ready.json()["database"] == "unreachable" and ready.json()["down"] == ["database"]
             assert platform.process.poll() is None, "an outage of an external database never stops kassa up"
             external_pg.start()
-            _wait_for("readiness after the database is back", lambda: client.get("/readyz").status_code == 200)
+            _wait_for("readiness after the database is back", lambda: _status(client, "/readyz") == 200)
+            api_after = _api_main(platform)
+            assert api_before is not None and api_after is not None and api_after.pid == api_before.pid, (
+                "the API rides out a database outage without being restarted"
+            )
             again = client.post("/v1/accounts", json={"id": "during-outage", "currency": "EUR"})
             assert again.status_code == 201, again.text
         logged = "\n".join(platform.log_lines())
