@@ -39,7 +39,7 @@ def problem_body(
 
 
 def error_body(error: KassaError, *, trace_id: str | None = None, **extra: Any) -> bytes:
-    return problem_body(error.status, error.code, error.title, error.detail, trace_id=trace_id, **extra)
+    return problem_body(error.status, error.code, error.title, error.detail, trace_id=trace_id, **error.extra, **extra)
 
 
 def problem(error: KassaError, headers: dict[str, str] | None = None, **extra: Any) -> Response:

@@ -1,1 +1,123 @@
-"""The ledger context: accounts, transfers, holds, balances and the journal."""
+"""The ledger context: accounts, transfers, multi-leg transactions, holds, balances, journal.
+
+This is the ledger's public face; other contexts import from here, never from its modules.
+`LedgerService` (built by `kassa.bootstrap`) takes domain commands and returns domain results;
+failures are the typed errors of `kassa.ledger.errors`, raised in the order documented there.
+Nothing here knows HTTP: a caller that wants a replayable Idempotency-Key passes an `IdemClaim`
+and a `receipt` that encodes the outcome as it wants it stored (the HTTP API stores its status
+and body; without one the ledger stores `domain_receipt`).
+
+A product commits its own rows and events in the same coalesced database transaction as its
+postings with a `ProductWrite` (see `kassa.ledger.products`): the engine calls the product's
+writer once per batch, set-based, with the jobs whose postings were applied, so a product row
+exists exactly when its money moved. A pay-per-view purchase split three ways:
+
+    class Purchases:  # one writer per product type, shared by all its jobs
+        async def write(self, conn, applied, now):
+            await conn.execute(
+                "INSERT INTO purchases (tenant_id, id, transaction_id, created_at)"
+                " SELECT t, i, x, $2 FROM unnest($1::text[][]) ...", [[...] for p, a in applied], now)
+            return [NewEvent(t, "PurchaseCompleted", "purchase", p.id, {...}) for p, a in applied]
+
+    split = (NewPosting("buyer", "platform.fee", 150, "EUR"), NewPosting("buyer", "rights.a", 850, "EUR"))
+    command = CreateTransaction(tenant, f"purchase-{order.id}", split, False, None, None, {}, fingerprint)
+    applied = await ledger.execute(command, product=ProductWrite(PURCHASES, order))
+    # -> TransactionApplied; InsufficientFunds (posting_index 0) and no purchase row if the buyer is short
+
+Under load many such jobs share one transaction; the batcher still gives each its own result.
+"""
+
+from kassa.ledger.adapters.engine import Job, JobResult, Receipt
+from kassa.ledger.batcher import Batcher
+from kassa.ledger.domain.model import (
+    Account,
+    Balance,
+    Command,
+    CreateTransaction,
+    CreateTransfer,
+    Entry,
+    ExpirePending,
+    ExpireTransaction,
+    NewPosting,
+    NormalBalance,
+    PostPending,
+    PostTransaction,
+    Transaction,
+    TransactionPosting,
+    Transfer,
+    TransferStatus,
+    VoidPending,
+    VoidTransaction,
+)
+from kassa.ledger.domain.posting import Applied, Outcome, TransactionApplied, transaction_data, transfer_data
+from kassa.ledger.errors import (
+    AccountExists,
+    AccountNotFound,
+    AccountsMustBeDifferent,
+    AmountExceedsPending,
+    BalanceOverflow,
+    BatchFailed,
+    CurrencyMismatch,
+    InsufficientFunds,
+    TransactionExists,
+    TransactionNotFound,
+    TransactionNotPending,
+    TransferExists,
+    TransferNotFound,
+    TransferNotPending,
+)
+from kassa.ledger.products import ProductWrite, ProductWriter
+from kassa.ledger.service import LedgerService, account_data, domain_receipt, validate
+from kassa.store.idempotency import IdemClaim, Replay
+
+__all__ = [
+    "Account",
+    "AccountExists",
+    "AccountNotFound",
+    "AccountsMustBeDifferent",
+    "AmountExceedsPending",
+    "Applied",
+    "Balance",
+    "BalanceOverflow",
+    "BatchFailed",
+    "Batcher",
+    "Command",
+    "CreateTransaction",
+    "CreateTransfer",
+    "CurrencyMismatch",
+    "Entry",
+    "ExpirePending",
+    "ExpireTransaction",
+    "IdemClaim",
+    "InsufficientFunds",
+    "Job",
+    "JobResult",
+    "LedgerService",
+    "NewPosting",
+    "NormalBalance",
+    "Outcome",
+    "PostPending",
+    "PostTransaction",
+    "ProductWrite",
+    "ProductWriter",
+    "Receipt",
+    "Replay",
+    "Transaction",
+    "TransactionApplied",
+    "TransactionExists",
+    "TransactionNotFound",
+    "TransactionNotPending",
+    "TransactionPosting",
+    "Transfer",
+    "TransferExists",
+    "TransferNotFound",
+    "TransferNotPending",
+    "TransferStatus",
+    "VoidPending",
+    "VoidTransaction",
+    "account_data",
+    "domain_receipt",
+    "transaction_data",
+    "transfer_data",
+    "validate",
+]

@@ -105,7 +105,9 @@ class Batcher:
                 # A lost race (another process inserted the same transfer id first) or a bad job:
                 # each job on its own, where a retry sees the winner's row and answers from it.
                 log.warning("batch of %d failed (%s); retrying one by one", len(batch), type(exc).__name__)
-                await asyncio.gather(*(self._run_single(job, fut) for job, fut in batch))
+                # Each single run settles its own future, whatever happens to its siblings: one
+                # job that keeps failing must never report a failure for a sibling that committed.
+                await asyncio.gather(*(self._run_single(job, fut) for job, fut in batch), return_exceptions=True)
                 return
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
@@ -122,21 +124,31 @@ class Batcher:
                 self._observe(len(batch), asyncio.get_running_loop().time() - started)
 
     async def _run_single(self, job: Job, future: asyncio.Future[JobResult]) -> None:
+        """Run one job on its own, retrying lost races; its outcome, or the error it finally
+        failed with, goes to its own future only."""
         for attempt in range(_SINGLE_RETRY_MAX + 1):
             try:
                 results = await self._apply([job])
-                future.set_result(results[0])
-                return
-            except _RETRYABLE:
+            except _RETRYABLE as exc:
                 if attempt == _SINGLE_RETRY_MAX:
-                    raise
+                    _settle(future, exc)
+                    return
             except Exception as exc:  # noqa: BLE001 - handed to the waiting request
-                future.set_exception(exc)
+                _settle(future, exc)
+                return
+            else:
+                if not future.done():
+                    future.set_result(results[0])
                 return
 
     async def _apply(self, jobs: list[Job]) -> list[JobResult]:
         async with self._pool.acquire() as conn:
             return await run_batch(conn, jobs)
+
+
+def _settle(future: asyncio.Future[JobResult], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
 
 
 async def run_direct(pool: asyncpg.Pool, jobs: list[Job], atomic: bool) -> list[JobResult]:

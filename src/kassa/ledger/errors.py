@@ -1,28 +1,57 @@
 """Typed failures of the ledger, each with a stable code.
 
     KassaError
+    ├── InvalidRequest               invalid_request (checked before anything is locked)
     ├── NotFound
     │   ├── AccountNotFound          account_not_found
-    │   └── TransferNotFound         transfer_not_found
+    │   ├── TransferNotFound         transfer_not_found
+    │   └── TransactionNotFound      transaction_not_found
     ├── Conflict
     │   ├── AccountExists            account_exists
-    │   └── TransferExists           transfer_exists
+    │   ├── TransferExists           transfer_exists
+    │   └── TransactionExists        transaction_exists
     └── Unprocessable
         ├── AccountsMustBeDifferent  accounts_must_be_different
         ├── CurrencyMismatch         currency_mismatch
         ├── BalanceOverflow          balance_overflow
         ├── InsufficientFunds        insufficient_funds
         ├── TransferNotPending       transfer_not_pending
-        └── AmountExceedsPending     amount_exceeds_pending
+        ├── TransactionNotPending    transaction_not_pending
+        ├── AmountExceedsPending     amount_exceeds_pending
+        └── BatchFailed              batch_failed
 
 Precedence when creating a transfer (checked in this order, first failure wins):
-accounts_must_be_different, transfer_exists, account_not_found (debit, then credit),
-currency_mismatch, balance_overflow, insufficient_funds.
+  validation (`domain/validation.py`: amount, currency, pending/timeout, reference, metadata),
+  accounts_must_be_different, transfer_exists, account_not_found (debit, then credit),
+  currency_mismatch, balance_overflow, insufficient_funds.
+
+Precedence when creating a multi-leg transaction:
+  validation (postings count, then each posting in index order: amount, currency; then
+  pending/timeout, reference, metadata), accounts_must_be_different (first such posting),
+  transaction_exists, then posting by posting in index order: account_not_found (debit, then
+  credit), currency_mismatch; then posting by posting in index order against the running
+  balances (earlier postings of the same transaction already applied): balance_overflow,
+  insufficient_funds.
+
+An error caused by one posting of a transaction carries `extra["posting_index"]` and its detail
+starts with `postings[i]: `. Posting a pending transaction checks transaction_not_found,
+transaction_not_pending, the amounts' count, then amount_exceeds_pending per posting.
 """
 
 from __future__ import annotations
 
-from kassa.shared.errors import Conflict, NotFound, Unprocessable
+from typing import TypeVar
+
+from kassa.shared.errors import Conflict, KassaError, NotFound, Unprocessable
+
+E = TypeVar("E", bound=KassaError)
+
+
+def at_posting(error: E, index: int) -> E:
+    """Name the posting of a transaction that caused `error` (in its detail and its extras)."""
+    error.detail = f"postings[{index}]: {error.detail}"
+    error.extra["posting_index"] = index
+    return error
 
 
 class AccountNotFound(NotFound):
@@ -35,6 +64,11 @@ class TransferNotFound(NotFound):
     title = "Transfer not found"
 
 
+class TransactionNotFound(NotFound):
+    code = "transaction_not_found"
+    title = "Transaction not found"
+
+
 class AccountExists(Conflict):
     code = "account_exists"
     title = "An account with this id already exists"
@@ -43,6 +77,11 @@ class AccountExists(Conflict):
 class TransferExists(Conflict):
     code = "transfer_exists"
     title = "A different transfer with this id already exists"
+
+
+class TransactionExists(Conflict):
+    code = "transaction_exists"
+    title = "A different transaction with this id already exists"
 
 
 class AccountsMustBeDifferent(Unprocessable):
@@ -68,6 +107,11 @@ class InsufficientFunds(Unprocessable):
 class TransferNotPending(Unprocessable):
     code = "transfer_not_pending"
     title = "Transfer is not pending"
+
+
+class TransactionNotPending(Unprocessable):
+    code = "transaction_not_pending"
+    title = "Transaction is not pending"
 
 
 class AmountExceedsPending(Unprocessable):

@@ -1,7 +1,13 @@
-"""Ledger service: the operations the API and other contexts call.
+"""Ledger service: the in-process API the HTTP layer and other contexts call (no HTTP in it).
 
 Money movements go through the batcher (coalesced transactions); account creation and reads
-use their own short transactions. Every function is tenant-scoped by its first argument.
+use their own short transactions. Every function is tenant-scoped by its first argument or its
+command's `tenant_id`. Commands are validated here, before the batcher (`domain/validation.py`),
+so every caller gets the same protection; failures are typed errors (`kassa.ledger.errors`).
+
+An Idempotency-Key is a `IdemClaim`; its `receipt` is the caller's encoding of the outcome that
+is stored with the key and handed back verbatim as a `Replay` on a retry. Without a receipt the
+ledger stores a compact domain receipt (`domain_receipt`).
 """
 
 from __future__ import annotations
@@ -9,16 +15,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from kassa.events.outbox import NewEvent, write_events
 from kassa.ledger.adapters import queries
-from kassa.ledger.adapters.engine import Job, JobResult, run_client_batch
-from kassa.ledger.domain.model import Account, Balance, ExpirePending, Transfer
-from kassa.ledger.errors import AccountExists, AccountNotFound, TransferNotFound
+from kassa.ledger.adapters.engine import Job, JobResult, Receipt, run_client_batch
+from kassa.ledger.domain import validation
+from kassa.ledger.domain.model import (
+    Account,
+    Balance,
+    CreateTransaction,
+    CreateTransfer,
+    Entry,
+    ExpirePending,
+    ExpireTransaction,
+    PostPending,
+    PostTransaction,
+    Transaction,
+    Transfer,
+    VoidPending,
+    VoidTransaction,
+)
+from kassa.ledger.domain.posting import Applied, Outcome, TransactionApplied
+from kassa.ledger.errors import AccountExists, AccountNotFound, TransactionNotFound, TransferNotFound
 from kassa.observability import metrics, tracing
 from kassa.shared.errors import KassaError
 from kassa.shared.limits import (
@@ -33,13 +54,15 @@ from kassa.store.idempotency import IdemClaim, Replay
 from kassa.store.tenancy import tenant_transaction
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
     from kassa.ledger.batcher import Batcher
+    from kassa.ledger.products import ProductWrite
 
 log = logging.getLogger("kassa.ledger")
 
-AccountRender = Callable[[Account | KassaError], tuple[int, bytes]]
+Movement = CreateTransfer | PostPending | VoidPending | CreateTransaction | PostTransaction | VoidTransaction
 
 
 def account_data(account: Account) -> dict[str, Any]:
@@ -53,6 +76,27 @@ def account_data(account: Account) -> dict[str, Any]:
     }
 
 
+def domain_receipt(outcome: Outcome | Account | KassaError) -> tuple[int, bytes]:
+    """The receipt stored for a key whose caller gave none: 0 and the id, or 1 and the error code."""
+    if isinstance(outcome, KassaError):
+        return 1, outcome.code.encode()
+    if isinstance(outcome, Applied):
+        return 0, outcome.transfer.id.encode()
+    if isinstance(outcome, TransactionApplied):
+        return 0, outcome.transaction.id.encode()
+    return 0, outcome.id.encode()
+
+
+def validate(command: Movement | ExpirePending | ExpireTransaction) -> None:
+    """The domain's stateless checks of a command. Raises InvalidRequest, UnknownCurrency."""
+    if isinstance(command, CreateTransfer):
+        validation.check_transfer(command)
+    elif isinstance(command, CreateTransaction):
+        validation.check_transaction(command)
+    elif isinstance(command, PostTransaction):
+        validation.check_post_transaction(command)
+
+
 class LedgerService:
     def __init__(self, pool: asyncpg.Pool, batcher: Batcher) -> None:
         self.pool = pool
@@ -61,10 +105,15 @@ class LedgerService:
 
     # Accounts ---------------------------------------------------------------------------
     async def create_account(
-        self, account: Account, claim: IdemClaim | None, render: AccountRender
+        self,
+        account: Account,
+        claim: IdemClaim | None = None,
+        receipt: Callable[[Account | KassaError], tuple[int, bytes]] | None = None,
     ) -> Account | Replay:
-        """Create an account. Raises AccountExists, IdempotencyKeyReused, IdempotencyKeyInFlight."""
-        async with tenant_transaction(self.pool, account.tenant_id) as conn:
+        """Create an account. Raises InvalidRequest, UnknownCurrency, AccountExists,
+        IdempotencyKeyReused, IdempotencyKeyInFlight."""
+        validation.check_account(account.currency, account.metadata)
+        async with self.pool.acquire() as conn, conn.transaction():
             found = await idempotency.claim_one(conn, claim)
             if found is not None:
                 return found
@@ -84,21 +133,10 @@ class LedgerService:
             else:
                 account.created_at = row["created_at"]
                 result = account
-                await write_events(
-                    conn,
-                    [
-                        NewEvent(
-                            tenant_id=account.tenant_id,
-                            type="AccountCreated",
-                            aggregate_type="account",
-                            aggregate_id=account.id,
-                            data=account_data(account),
-                        )
-                    ],
-                    row["created_at"],
-                )
+                event = NewEvent(account.tenant_id, "AccountCreated", "account", account.id, account_data(account))
+                await write_events(conn, [event], row["created_at"])
             if claim is not None:
-                status, body = render(result)
+                status, body = (receipt or domain_receipt)(result)
                 await idempotency.complete(conn, [(claim, status, body)])
         if isinstance(result, KassaError):
             raise result
@@ -117,8 +155,8 @@ class LedgerService:
             return await queries.list_accounts(conn, tenant_id, after_id, limit)
 
     async def balance_as_of(self, tenant_id: str, account_id: str, as_of: datetime) -> tuple[Account, Balance]:
-        """Raises AccountNotFound."""
-        async with tenant_transaction(self.pool, tenant_id) as conn:
+        """The account now and its counters as of `as_of`. Raises AccountNotFound."""
+        async with self.pool.acquire() as conn:
             account = await queries.get_account(conn, tenant_id, account_id)
             if account is None:
                 raise AccountNotFound(f"account '{account_id}' does not exist")
@@ -126,17 +164,40 @@ class LedgerService:
 
     async def list_entries(
         self, tenant_id: str, account_id: str, before_seq: int | None, limit: int
-    ) -> tuple[Account, list[asyncpg.Record]]:
-        """Raises AccountNotFound."""
-        async with tenant_transaction(self.pool, tenant_id) as conn:
+    ) -> tuple[Account, list[tuple[int, Entry]]]:
+        """Journal entries newest first, each with its sequence number. Raises AccountNotFound."""
+        async with self.pool.acquire() as conn:
             account = await queries.get_account(conn, tenant_id, account_id)
             if account is None:
                 raise AccountNotFound(f"account '{account_id}' does not exist")
             return account, await queries.list_entries(conn, tenant_id, account_id, before_seq, limit)
 
-    # Transfers --------------------------------------------------------------------------
+    # Money movements --------------------------------------------------------------------
+    async def execute(
+        self,
+        command: Movement,
+        *,
+        claim: IdemClaim | None = None,
+        receipt: Receipt | None = None,
+        product: ProductWrite[Any] | None = None,
+        trace_id: str | None = None,
+    ) -> Applied | TransactionApplied | Replay:
+        """Apply one command (create, post or void a transfer or a transaction) through the
+        batcher, with an optional Idempotency-Key and product write. Returns the applied result
+        (`created` is False for an identical retry by id) or the stored receipt of a key already
+        used. Raises every error of `kassa.ledger.errors` in its documented order, plus
+        InvalidRequest, IdempotencyKeyReused, IdempotencyKeyInFlight, ServiceUnavailable."""
+        result = await self.submit(
+            Job(command, claim, (receipt or domain_receipt) if claim else None, trace_id, product)
+        )
+        if isinstance(result, KassaError):
+            raise result
+        return result
+
     async def submit(self, job: Job) -> JobResult:
-        """Apply one command through the batcher; returns the outcome (never raises domain errors)."""
+        """Validate and apply one job through the batcher; returns its outcome (a failure of the
+        posting engine is returned, not raised). Raises InvalidRequest, ServiceUnavailable."""
+        validate(job.command)
         return await self.batcher.submit(job)
 
     async def submit_batch(
@@ -144,13 +205,14 @@ class LedgerService:
         jobs: list[Job],
         atomic: bool,
         claim: IdemClaim | None,
-        render_all: Callable[[list[JobResult]], tuple[int, bytes]],
+        receipt: Callable[[list[JobResult]], tuple[int, bytes]],
     ) -> Replay | list[JobResult]:
         """A client batch in one transaction. Raises IdempotencyKeyReused, IdempotencyKeyInFlight."""
         async with self.pool.acquire() as conn:
-            applying = run_client_batch(conn, jobs, atomic=atomic, claim=claim, render_all=render_all)
+            applying = run_client_batch(conn, jobs, atomic=atomic, claim=claim, receipt=receipt)
             return await tracing.client_batch(len(jobs), applying)
 
+    # Reads ------------------------------------------------------------------------------
     async def get_transfer(self, tenant_id: str, transfer_id: str) -> Transfer:
         """Raises TransferNotFound."""
         async with tenant_transaction(self.pool, tenant_id) as conn:
@@ -165,6 +227,21 @@ class LedgerService:
         async with tenant_transaction(self.pool, tenant_id) as conn:
             return await queries.list_transfers(conn, tenant_id, account_id, before_seq, limit)
 
+    async def get_transaction(self, tenant_id: str, transaction_id: str) -> Transaction:
+        """Raises TransactionNotFound."""
+        async with self.pool.acquire() as conn:
+            transaction = await queries.get_transaction(conn, tenant_id, transaction_id)
+        if transaction is None:
+            raise TransactionNotFound(f"transaction '{transaction_id}' does not exist")
+        return transaction
+
+    async def list_transactions(
+        self, tenant_id: str, account_id: str | None, before_seq: int | None, limit: int
+    ) -> list[tuple[int, Transaction]]:
+        """Newest first, each with its sequence number (the cursor); optionally of one account."""
+        async with self.pool.acquire() as conn:
+            return await queries.list_transactions(conn, tenant_id, account_id, before_seq, limit)
+
     # Expiry of holds --------------------------------------------------------------------
     def start_expiry_sweeper(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="ledger-expiry-sweeper")
@@ -176,11 +253,14 @@ class LedgerService:
                 await self._sweeper
 
     async def expire_due(self) -> int:
-        """Expire pending transfers whose timeout passed; returns how many this call expired.
-        Safe to run in every process at once: a hold already released is skipped."""
+        """Expire pending transfers and transactions whose timeout passed; returns how many this
+        call expired. Safe to run in every process at once: a hold already released is skipped."""
         async with self.pool.acquire() as conn:
-            due = await queries.due_pending(conn, expiry_sweep_batch_max)
-        results = await asyncio.gather(*(self.batcher.submit(Job(ExpirePending(t, i))) for t, i in due))
+            due_transfers = await queries.due_pending(conn, expiry_sweep_batch_max)
+            due_transactions = await queries.due_pending_transactions(conn, expiry_sweep_batch_max)
+        jobs = [Job(ExpirePending(t, i)) for t, i in due_transfers]
+        jobs += [Job(ExpireTransaction(t, i)) for t, i in due_transactions]
+        results = await asyncio.gather(*(self.batcher.submit(job) for job in jobs))
         expired = sum(1 for r in results if not isinstance(r, KassaError | Replay))
         metrics.holds_expired.inc(expired)
         return expired

@@ -16,17 +16,21 @@ hint for `api/problems.py`; the domain never imports HTTP.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class KassaError(Exception):
+    """`extra` holds machine-readable members that pin the failure down (for example the
+    `posting_index` of the failing posting); the API adds them to the problem document."""
+
     code: ClassVar[str] = "error"
     status: ClassVar[int] = 400
     title: ClassVar[str] = "Request failed"
 
-    def __init__(self, detail: str = "") -> None:
+    def __init__(self, detail: str = "", **extra: Any) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
+        self.extra: dict[str, Any] = extra
 
 
 class InvalidRequest(KassaError):

@@ -28,6 +28,7 @@ page_limit_max: Final = 500
 # Money path
 amount_minor_max: Final = 2**63 - 1  # bigint
 batch_transfers_max: Final = 8000  # POST /v1/transfers/batch items
+transaction_postings_max: Final = 128  # postings of one multi-leg transaction (a split, an FX leg pair, ...)
 batcher_batch_max: Final = 512  # commands coalesced into one DB transaction
 batcher_window_ms: Final = 1.0  # how long the batcher waits for more work once it has some
 batcher_queue_max: Final = 20_000  # pending commands per process before 503

@@ -102,3 +102,23 @@ async def test_no_more_transactions_run_at_once_than_the_limit(inflight_max: int
 
     await run_all(Counting(batch_max=4, window_ms=0.5, inflight_max=inflight_max), 50)
     assert peak == inflight_max
+
+
+async def test_a_job_that_exhausts_its_retries_fails_alone_and_slower_siblings_keep_their_results() -> None:
+    # t-1 loses a race on every attempt; t-2's single run is still in flight when t-1 gives up.
+    # Its future must get its own (successful) result, not t-1's error.
+    class Slow(FakeBatcher):
+        async def _apply(self, jobs: list[Job]) -> list[JobResult]:
+            ids = [j.command.transfer_id for j in jobs]  # type: ignore[union-attr]
+            if ids == ["t-2"]:
+                await asyncio.sleep(0.05)
+            return await super()._apply(jobs)
+
+    def fail(ids: list[str], attempt: int) -> Exception | None:
+        return asyncpg.UniqueViolationError("lost the race again") if "t-1" in ids else None
+
+    batcher = Slow(fail=fail, batch_max=64, window_ms=5.0, inflight_max=1)
+    results = await run_all(batcher, 3)
+    assert isinstance(results[1], asyncpg.UniqueViolationError)
+    assert [results[0], results[2]] == ["t-0", "t-2"]
+    assert batcher.batches.count(["t-1"]) == 3, "t-1 ran alone once and was retried twice"

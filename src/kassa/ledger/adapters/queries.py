@@ -8,13 +8,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kassa.ledger.adapters.rows import ACCOUNT_COLUMNS, TRANSFER_COLUMNS, account_from_row, transfer_from_row
-from kassa.ledger.domain.model import Account, Balance, Transfer
+from kassa.ledger.adapters.rows import (
+    ACCOUNT_COLUMNS,
+    TRANSACTION_COLUMNS,
+    TRANSFER_COLUMNS,
+    account_from_row,
+    transaction_from_row,
+    transfer_from_row,
+)
+from kassa.ledger.domain.model import Account, Balance, Entry, Transaction, Transfer
 
 if TYPE_CHECKING:
     from datetime import datetime
-
-    import asyncpg
 
     from kassa.store.pool import Conn
 
@@ -55,16 +60,36 @@ async def balance_as_of(conn: Conn, tenant_id: str, account_id: str, as_of: date
 
 async def list_entries(
     conn: Conn, tenant_id: str, account_id: str, before_seq: int | None, limit: int
-) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT seq, transfer_id, kind, side, currency, posted_amount, pending_amount, debits_posted,"
-        " credits_posted, debits_pending, credits_pending, created_at FROM entries"
+) -> list[tuple[int, Entry]]:
+    rows = await conn.fetch(
+        "SELECT seq, transfer_id, transaction_id, posting_index, kind, side, currency, posted_amount,"
+        " pending_amount, debits_posted, credits_posted, debits_pending, credits_pending, created_at FROM entries"
         " WHERE tenant_id = $1 AND account_id = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4",
         tenant_id,
         account_id,
         before_seq or _MAX_SEQ,
         limit,
     )
+    return [
+        (
+            r["seq"],
+            Entry(
+                tenant_id=tenant_id,
+                account_id=account_id,
+                transfer_id=r["transfer_id"],
+                kind=r["kind"],
+                side=r["side"],
+                currency=r["currency"],
+                posted_amount=r["posted_amount"],
+                pending_amount=r["pending_amount"],
+                after=Balance(r["debits_posted"], r["credits_posted"], r["debits_pending"], r["credits_pending"]),
+                created_at=r["created_at"],
+                transaction_id=r["transaction_id"],
+                posting_index=r["posting_index"],
+            ),
+        )
+        for r in rows
+    ]
 
 
 async def get_transfer(conn: Conn, tenant_id: str, transfer_id: str) -> Transfer | None:
@@ -106,3 +131,51 @@ async def due_pending(conn: Conn, limit: int) -> list[tuple[str, str]]:
     # Across tenants, so through the narrow SECURITY DEFINER door of migration 0007.
     rows = await conn.fetch("SELECT tenant_id, id FROM kassa_due_pending_transfers($1)", limit)
     return [(r["tenant_id"], r["id"]) for r in rows]
+
+
+async def due_pending_transactions(conn: Conn, limit: int) -> list[tuple[str, str]]:
+    rows = await conn.fetch(
+        "SELECT tenant_id, id FROM transactions WHERE status = 'pending' AND expires_at <= now()"
+        " ORDER BY expires_at LIMIT $1",
+        limit,
+    )
+    return [(r["tenant_id"], r["id"]) for r in rows]
+
+
+async def get_transaction(conn: Conn, tenant_id: str, transaction_id: str) -> Transaction | None:
+    row = await conn.fetchrow(
+        f"SELECT {TRANSACTION_COLUMNS} FROM transactions t WHERE t.tenant_id = $1 AND t.id = $2",
+        tenant_id,
+        transaction_id,
+    )
+    return None if row is None else transaction_from_row(row)
+
+
+async def list_transactions(
+    conn: Conn, tenant_id: str, account_id: str | None, before_seq: int | None, limit: int
+) -> list[tuple[int, Transaction]]:
+    before = before_seq or _MAX_SEQ
+    if account_id is None:
+        rows = await conn.fetch(
+            f"SELECT t.seq, {TRANSACTION_COLUMNS} FROM transactions t WHERE t.tenant_id = $1 AND t.seq < $2"
+            " ORDER BY t.seq DESC LIMIT $3",
+            tenant_id,
+            before,
+            limit,
+        )
+    else:
+        # The postings' two account indexes, newest first on each side; a transaction naming the
+        # account in several postings appears once.
+        rows = await conn.fetch(
+            f"SELECT t.seq, {TRANSACTION_COLUMNS} FROM transactions t WHERE t.tenant_id = $1 AND t.seq IN ("
+            " SELECT s FROM ((SELECT DISTINCT transaction_seq AS s FROM transaction_postings WHERE tenant_id = $1"
+            " AND debit_account_id = $2 AND transaction_seq < $3 ORDER BY transaction_seq DESC LIMIT $4)"
+            " UNION (SELECT DISTINCT transaction_seq FROM transaction_postings WHERE tenant_id = $1"
+            " AND credit_account_id = $2 AND transaction_seq < $3 ORDER BY transaction_seq DESC LIMIT $4)) u"
+            " ORDER BY s DESC LIMIT $4) ORDER BY t.seq DESC",
+            tenant_id,
+            account_id,
+            before,
+            limit,
+        )
+    return [(r["seq"], transaction_from_row(r)) for r in rows]

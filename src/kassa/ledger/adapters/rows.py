@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from kassa.ledger.domain.model import Account, Balance, Transfer
+from kassa.ledger.domain.model import Account, Balance, Transaction, TransactionPosting, Transfer
 
 TRANSFER_COLUMNS = (
     "tenant_id, id, debit_account_id, credit_account_id, currency, amount, posted_amount, status,"
     " timeout_s, expires_at, reference, metadata, request_hash, created_at, updated_at"
+)
+# Columns of `transactions t` plus its postings as one jsonb array of
+# [index, debit, credit, currency, amount, posted_amount], in index order.
+TRANSACTION_COLUMNS = (
+    "t.tenant_id, t.id, t.status, t.timeout_s, t.expires_at, t.reference, t.metadata, t.request_hash,"
+    " t.created_at, t.updated_at, (SELECT jsonb_agg(jsonb_build_array(p.posting_index, p.debit_account_id,"
+    " p.credit_account_id, p.currency, p.amount, p.posted_amount) ORDER BY p.posting_index)"
+    " FROM transaction_postings p WHERE p.tenant_id = t.tenant_id AND p.transaction_id = t.id) AS postings"
 )
 ACCOUNT_COLUMNS = (
     "tenant_id, id, currency, normal_balance, allow_negative, metadata, created_at,"
@@ -46,4 +54,20 @@ def account_from_row(row: Any) -> Account:
         balance=Balance(row["debits_posted"], row["credits_posted"], row["debits_pending"], row["credits_pending"]),
         metadata=row["metadata"],
         created_at=row["created_at"],
+    )
+
+
+def transaction_from_row(row: Any) -> Transaction:
+    return Transaction(
+        tenant_id=row["tenant_id"],
+        id=row["id"],
+        postings=tuple(TransactionPosting(*p) for p in row["postings"]),
+        status=row["status"],
+        timeout_s=row["timeout_s"],
+        expires_at=row["expires_at"],
+        reference=row["reference"],
+        metadata=row["metadata"],
+        request_hash=bytes(row["request_hash"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )

@@ -88,12 +88,53 @@ class Transfer:
 
 
 @dataclass(frozen=True, slots=True)
+class TransactionPosting:
+    """One posting of a stored multi-leg transaction; `index` is its position (0-based)."""
+
+    index: int
+    debit_account_id: str
+    credit_account_id: str
+    currency: str
+    amount: int
+    posted_amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """A multi-leg ledger transaction: 1..N postings applied (and posted, voided, expired) as one.
+    Each currency balances on its own; a posting moves one amount between two accounts."""
+
+    tenant_id: str
+    id: str
+    postings: tuple[TransactionPosting, ...]
+    status: TransferStatus
+    timeout_s: int | None
+    expires_at: datetime | None
+    reference: str | None
+    metadata: dict[str, Any]
+    request_hash: bytes
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.tenant_id, self.id)
+
+    @property
+    def pending(self) -> bool:
+        """Created as a two-step transaction (holds on every posting), whatever its status now."""
+        return self.timeout_s is not None
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
-    """One journal line: a change to one account's counters, with the counters after it."""
+    """One journal line: a change to one account's counters, with the counters after it. It
+    belongs to a transfer (`transfer_id`) or to one posting of a multi-leg transaction
+    (`transaction_id`, `posting_index`), never both."""
 
     tenant_id: str
     account_id: str
-    transfer_id: str
+    transfer_id: str | None
     kind: EntryKind
     side: Side
     currency: str
@@ -101,6 +142,23 @@ class Entry:
     pending_amount: int
     after: Balance
     created_at: datetime
+    transaction_id: str | None = None
+    posting_index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One debit/credit pair of a change: `posted` added to both posted counters and `pending`
+    (signed) to both pending counters. `amount` is what the caller asked to move (for messages);
+    `index` is the posting's index in a multi-leg transaction (None for a transfer)."""
+
+    debit: Account
+    credit: Account
+    posted: int
+    pending: int
+    amount: int
+    index: int | None
+    currency: str
 
 
 # Commands (imperative). Each carries its tenant: a batch may mix tenants, never their data.
@@ -139,10 +197,62 @@ class ExpirePending:
     transfer_id: str
 
 
-Command = CreateTransfer | PostPending | VoidPending | ExpirePending
+@dataclass(frozen=True, slots=True)
+class NewPosting:
+    """A posting as a caller asks for it: `amount` minor units of `currency` from debit to credit."""
+
+    debit_account_id: str
+    credit_account_id: str
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreateTransaction:
+    tenant_id: str
+    id: str
+    postings: tuple[NewPosting, ...]
+    pending: bool
+    timeout_s: int | None
+    reference: str | None
+    metadata: dict[str, Any]
+    request_hash: bytes
+    generated_id: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PostTransaction:
+    tenant_id: str
+    transaction_id: str
+    # One amount per posting (None posts that posting's full hold); None posts everything.
+    amounts: tuple[int | None, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VoidTransaction:
+    tenant_id: str
+    transaction_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireTransaction:
+    tenant_id: str
+    transaction_id: str
+
+
+TransferCommand = CreateTransfer | PostPending | VoidPending | ExpirePending
+TransactionCommand = CreateTransaction | PostTransaction | VoidTransaction | ExpireTransaction
+Command = TransferCommand | TransactionCommand
 
 
 def command_transfer_key(command: Command) -> tuple[str, str]:
-    if isinstance(command, CreateTransfer):
+    """The (tenant, id) a command names: a transfer's, or a transaction's (see `is_transaction`)."""
+    if isinstance(command, CreateTransfer | CreateTransaction):
         return (command.tenant_id, command.id)
-    return (command.tenant_id, command.transfer_id)
+    if isinstance(command, PostPending | VoidPending | ExpirePending):
+        return (command.tenant_id, command.transfer_id)
+    return (command.tenant_id, command.transaction_id)
+
+
+def is_transaction(command: Command) -> bool:
+    return isinstance(command, CreateTransaction | PostTransaction | VoidTransaction | ExpireTransaction)

@@ -1,8 +1,10 @@
 """The posting engine: applies commands, in order, to locked working balances.
 
-Pure: it is handed the accounts and transfers a batch touches (already locked by the adapter)
-and returns, per command, the resulting transfer or a typed error, plus the effects to write:
-balance updates, journal entries, new and changed transfers, and domain events. A failed command
+Pure: it is handed the accounts, transfers and transactions a batch touches (already locked by
+the adapter) and returns, per command, the resulting transfer or transaction or a typed error,
+plus the effects to write: balance updates, journal entries, new and changed transfers and
+transactions, and domain events. A transfer is a one-posting transaction to the mechanics
+(`move_legs`); the multi-leg rules live in `transactions.py`. A failed command
 leaves no trace in the working state, so it never fails its neighbours.
 """
 
@@ -12,18 +14,26 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from kassa.ledger.domain import transactions
 from kassa.ledger.domain.model import (
     Account,
     Balance,
     Command,
+    CreateTransaction,
     CreateTransfer,
     Entry,
     EntryKind,
     ExpirePending,
+    ExpireTransaction,
+    Leg,
     PostPending,
+    PostTransaction,
+    Transaction,
     Transfer,
     VoidPending,
+    VoidTransaction,
 )
+from kassa.ledger.domain.transactions import TRANSACTION_EVENT_BY_STATUS, TransactionApplied, transaction_data
 from kassa.ledger.errors import (
     AccountNotFound,
     AccountsMustBeDifferent,
@@ -34,6 +44,7 @@ from kassa.ledger.errors import (
     TransferExists,
     TransferNotFound,
     TransferNotPending,
+    at_posting,
 )
 from kassa.shared.errors import KassaError
 from kassa.shared.invariants import invariant
@@ -46,7 +57,7 @@ class Applied:
     created: bool  # False when an identical create was already applied (idempotent by id)
 
 
-Outcome = Applied | KassaError
+Outcome = Applied | TransactionApplied | KassaError
 
 EVENT_BY_STATUS = {
     "pending": "TransferPending",
@@ -61,18 +72,26 @@ class Effects:
     entries: list[Entry] = field(default_factory=list)
     new_transfers: dict[tuple[str, str], Transfer] = field(default_factory=dict)
     changed_transfers: dict[tuple[str, str], Transfer] = field(default_factory=dict)
-    events: list[Transfer] = field(default_factory=list)  # transfers whose status changed, in order
+    # Transfers and transactions whose status changed, in order (one event each).
+    events: list[Transfer | Transaction] = field(default_factory=list)
     touched: set[tuple[str, str]] = field(default_factory=set)
+    new_transactions: dict[tuple[str, str], Transaction] = field(default_factory=dict)
+    changed_transactions: dict[tuple[str, str], Transaction] = field(default_factory=dict)
 
 
 class Posting:
     """One batch's worth of posting against locked accounts and transfers."""
 
     def __init__(
-        self, accounts: dict[tuple[str, str], Account], transfers: dict[tuple[str, str], Transfer], now: datetime
+        self,
+        accounts: dict[tuple[str, str], Account],
+        transfers: dict[tuple[str, str], Transfer],
+        now: datetime,
+        transactions: dict[tuple[str, str], Transaction] | None = None,
     ) -> None:
         self.accounts = accounts
         self.transfers = transfers
+        self.transactions = {} if transactions is None else transactions
         self.now = now
         self.effects = Effects()
 
@@ -86,6 +105,14 @@ class Posting:
                 return self._release(command.tenant_id, command.transfer_id, "voided")
             if isinstance(command, ExpirePending):
                 return self._expire(command)
+            if isinstance(command, CreateTransaction):
+                return transactions.create(self, command)
+            if isinstance(command, PostTransaction):
+                return transactions.post(self, command)
+            if isinstance(command, VoidTransaction):
+                return transactions.release(self, command.tenant_id, command.transaction_id, "voided")
+            if isinstance(command, ExpireTransaction):
+                return transactions.expire(self, command)
         except KassaError as error:
             return error
         invariant(False, f"unknown command {type(command).__name__}")
@@ -100,8 +127,8 @@ class Posting:
             if existing.request_hash == cmd.request_hash:
                 return Applied(existing, created=False)
             raise TransferExists(f"transfer '{cmd.id}' already exists with different parameters")
-        debit = self._account(cmd.tenant_id, cmd.debit_account_id)
-        credit = self._account(cmd.tenant_id, cmd.credit_account_id)
+        debit = self.account(cmd.tenant_id, cmd.debit_account_id)
+        credit = self.account(cmd.tenant_id, cmd.credit_account_id)
         for account in (debit, credit):
             if account.currency != cmd.currency:
                 raise CurrencyMismatch(f"account '{account.id}' is in {account.currency}, not {cmd.currency}")
@@ -150,8 +177,8 @@ class Posting:
         amount = transfer.amount if cmd.amount is None else cmd.amount
         if amount > transfer.amount:
             raise AmountExceedsPending(f"amount {amount} exceeds the pending amount {transfer.amount}")
-        debit = self._account(transfer.tenant_id, transfer.debit_account_id)
-        credit = self._account(transfer.tenant_id, transfer.credit_account_id)
+        debit = self.account(transfer.tenant_id, transfer.debit_account_id)
+        credit = self.account(transfer.tenant_id, transfer.credit_account_id)
         done = replace(transfer, status="posted", posted_amount=amount, updated_at=self.now)
         self._move(done, debit, credit, "posted", amount, -transfer.amount)
         self._changed(done)
@@ -165,8 +192,8 @@ class Posting:
 
     def _release(self, tenant_id: str, transfer_id: str, status: str) -> Outcome:
         transfer = self._pending_transfer(tenant_id, transfer_id)
-        debit = self._account(tenant_id, transfer.debit_account_id)
-        credit = self._account(tenant_id, transfer.credit_account_id)
+        debit = self.account(tenant_id, transfer.debit_account_id)
+        credit = self.account(tenant_id, transfer.credit_account_id)
         kind: EntryKind = "voided" if status == "voided" else "expired"
         done = replace(transfer, status=kind, updated_at=self.now)
         self._move(done, debit, credit, kind, 0, -transfer.amount)
@@ -174,7 +201,8 @@ class Posting:
         return Applied(done, created=True)
 
     # Shared mechanics -------------------------------------------------------------------
-    def _account(self, tenant_id: str, account_id: str) -> Account:
+    def account(self, tenant_id: str, account_id: str) -> Account:
+        """Raises AccountNotFound."""
         account = self.accounts.get((tenant_id, account_id))
         if account is None:
             raise AccountNotFound(f"account '{account_id}' does not exist")
@@ -191,43 +219,71 @@ class Posting:
     def _move(
         self, transfer: Transfer, debit: Account, credit: Account, kind: EntryKind, posted: int, pending: int
     ) -> None:
-        """Add `posted` to both sides' posted counters and `pending` (signed) to their pending
-        counters; check overflow and available funds before touching the working state."""
-        new_debit = debit.balance.copy()
-        new_debit.debits_posted += posted
-        new_debit.debits_pending += pending
-        new_credit = credit.balance.copy()
-        new_credit.credits_posted += posted
-        new_credit.credits_pending += pending
-        for balance in (new_debit, new_credit):
+        """A transfer's change: one leg (a transfer is a one-posting transaction to the mechanics)."""
+        self.move_legs(
+            (transfer.id, None), kind, [Leg(debit, credit, posted, pending, transfer.amount, None, transfer.currency)]
+        )
+
+    def move_legs(self, source: tuple[str | None, str | None], kind: EntryKind, legs: list[Leg]) -> None:
+        """Apply `legs` in order to working copies of the balances, checking each leg against the
+        running totals (overflow, then available funds), and only if every leg passes make them
+        the working state and journal them. `source` is (transfer_id, transaction_id)."""
+        copies: dict[tuple[str, str], Balance] = {}
+        lines: list[tuple[Leg, Balance, Balance]] = []
+        for leg in legs:
+            debit_before = copies.get(leg.debit.key) or leg.debit.balance
+            credit_before = copies.get(leg.credit.key) or leg.credit.balance
+            new_debit = debit_before.copy()
+            new_debit.debits_posted += leg.posted
+            new_debit.debits_pending += leg.pending
+            copies[leg.debit.key] = new_debit
+            new_credit = credit_before.copy()
+            new_credit.credits_posted += leg.posted
+            new_credit.credits_pending += leg.pending
+            copies[leg.credit.key] = new_credit
+            try:
+                self._check_leg(leg, (debit_before, new_debit), (credit_before, new_credit))
+            except KassaError as error:
+                raise (error if leg.index is None else at_posting(error, leg.index)) from None
+            lines.append((leg, new_debit.copy(), new_credit.copy()))
+        for key, balance in copies.items():
+            self.accounts[key].balance = balance
+        transfer_id, transaction_id = source
+        entries = self.effects.entries
+        for leg, debit_after, credit_after in lines:
+            for account, side, after in ((leg.debit, "debit", debit_after), (leg.credit, "credit", credit_after)):
+                entries.append(
+                    Entry(
+                        tenant_id=account.tenant_id,
+                        account_id=account.id,
+                        transfer_id=transfer_id,
+                        kind=kind,
+                        side=side,  # type: ignore[arg-type]
+                        currency=leg.currency,
+                        posted_amount=leg.posted,
+                        pending_amount=leg.pending,
+                        after=after,
+                        created_at=self.now,
+                        transaction_id=transaction_id,
+                        posting_index=leg.index,
+                    )
+                )
+                self.effects.touched.add(account.key)
+
+    @staticmethod
+    def _check_leg(leg: Leg, debit: tuple[Balance, Balance], credit: tuple[Balance, Balance]) -> None:
+        """`debit` and `credit` are each (balance before the leg, balance after it)."""
+        for balance in (debit[1], credit[1]):
             if (
                 max(balance.debits_posted, balance.credits_posted, balance.debits_pending, balance.credits_pending)
                 > amount_minor_max
             ):
                 raise BalanceOverflow("a balance counter would exceed 2^63-1 minor units")
             invariant(min(balance.debits_pending, balance.credits_pending) >= 0, "pending never negative")
-        for account, balance in ((debit, new_debit), (credit, new_credit)):
-            if not account.allow_negative and balance.available(account.normal_balance) < 0:
-                have = account.balance.available(account.normal_balance)
-                raise InsufficientFunds(f"account '{account.id}' has {have} available, needs {transfer.amount}")
-        debit.balance = new_debit
-        credit.balance = new_credit
-        for account, side in ((debit, "debit"), (credit, "credit")):
-            self.effects.entries.append(
-                Entry(
-                    tenant_id=account.tenant_id,
-                    account_id=account.id,
-                    transfer_id=transfer.id,
-                    kind=kind,
-                    side=side,  # type: ignore[arg-type]
-                    currency=transfer.currency,
-                    posted_amount=posted,
-                    pending_amount=pending,
-                    after=account.balance.copy(),
-                    created_at=self.now,
-                )
-            )
-            self.effects.touched.add(account.key)
+        for account, (before, after) in ((leg.debit, debit), (leg.credit, credit)):
+            if not account.allow_negative and after.available(account.normal_balance) < 0:
+                have = before.available(account.normal_balance)
+                raise InsufficientFunds(f"account '{account.id}' has {have} available, needs {leg.amount}")
 
 
 def transfer_data(transfer: Transfer) -> dict[str, Any]:
@@ -251,4 +307,16 @@ def transfer_data(transfer: Transfer) -> dict[str, Any]:
     }
 
 
-__all__ = ["EVENT_BY_STATUS", "Applied", "Balance", "Effects", "Outcome", "Posting", "transfer_data"]
+__all__ = [
+    "EVENT_BY_STATUS",
+    "TRANSACTION_EVENT_BY_STATUS",
+    "Applied",
+    "Balance",
+    "Effects",
+    "Leg",
+    "Outcome",
+    "Posting",
+    "TransactionApplied",
+    "transaction_data",
+    "transfer_data",
+]

@@ -1,0 +1,112 @@
+"""SQL of the ledger engine: the lock queries and the one write statement of a batch.
+
+Every write of a batch goes in one statement: one round trip, and each table's rows travel as a
+single JSON document. Sibling CTEs cannot see each other's rows; the posting engine never needs
+them to (a transfer or transaction created and changed in one batch is inserted in its final
+state), except that new postings read their transaction's `seq` from the insert's RETURNING.
+A batch without multi-leg transactions uses the statement without their CTEs, so the transfer
+path plans and runs exactly the statement it always did.
+"""
+
+from __future__ import annotations
+
+from kassa.events.outbox import OUTBOX_INSERT
+from kassa.ledger.adapters.rows import ACCOUNT_COLUMNS, TRANSACTION_COLUMNS, TRANSFER_COLUMNS
+
+LOCK_TRANSFERS = f"""
+SELECT {TRANSFER_COLUMNS} FROM transfers t
+JOIN unnest($1::text[], $2::text[]) AS k(tn, i) ON t.tenant_id = k.tn AND t.id = k.i
+ORDER BY t.tenant_id, t.id FOR UPDATE OF t
+"""
+LOCK_TRANSACTIONS = f"""
+SELECT {TRANSACTION_COLUMNS} FROM transactions t
+JOIN unnest($1::text[], $2::text[]) AS k(tn, i) ON t.tenant_id = k.tn AND t.id = k.i
+ORDER BY t.tenant_id, t.id FOR UPDATE OF t
+"""
+# The outer clock_timestamp() is evaluated as each row leaves the locking subquery, so the last
+# row's value is a database time taken after every lock of the batch is held.
+LOCK_ACCOUNTS = f"""
+SELECT l.*, clock_timestamp() AS locked_at FROM (
+    SELECT {ACCOUNT_COLUMNS} FROM accounts a
+    JOIN unnest($1::text[], $2::text[]) AS k(tn, i) ON a.tenant_id = k.tn AND a.id = k.i
+    ORDER BY a.tenant_id, a.id FOR UPDATE OF a
+) l
+"""
+
+_BALANCES = """
+WITH balances AS (
+    UPDATE accounts a SET debits_posted = x.dp, credits_posted = x.cp, debits_pending = x.dq,
+                          credits_pending = x.cq
+    FROM json_to_recordset($1::json) AS x(t text, i text, dp bigint, cp bigint, dq bigint, cq bigint)
+    WHERE a.tenant_id = x.t AND a.id = x.i
+    RETURNING 1
+), new_transfers AS (
+    INSERT INTO transfers (tenant_id, id, debit_account_id, credit_account_id, currency, amount, posted_amount,
+                           status, timeout_s, expires_at, reference, metadata, request_hash, created_at, updated_at)
+    SELECT t, i, d, c, cur, amt, p, s, ts, exp, ref, md, decode(h, 'base64'), at, at
+    FROM json_to_recordset($2::json) AS x(t text, i text, d text, c text, cur text, amt bigint, p bigint, s text,
+                                          ts int, exp timestamptz, ref text, md jsonb, h text, at timestamptz)
+    RETURNING 1
+), changed_transfers AS (
+    UPDATE transfers tr SET status = x.s, posted_amount = x.p, updated_at = x.at
+    FROM json_to_recordset($3::json) AS x(t text, i text, s text, p bigint, at timestamptz)
+    WHERE tr.tenant_id = x.t AND tr.id = x.i
+    RETURNING 1
+),"""
+_TRANSFER_JOURNAL = """ journal AS (
+    INSERT INTO entries (tenant_id, account_id, transfer_id, kind, side, currency, posted_amount, pending_amount,
+                         debits_posted, credits_posted, debits_pending, credits_pending, created_at)
+    SELECT t, a, tr, k, sd, cur, pa, qa, dp, cp, dq, cq, at
+    FROM json_to_recordset($4::json) AS x(t text, a text, tr text, k text, sd text, cur text, pa bigint,
+                                          qa bigint, dp bigint, cp bigint, dq bigint, cq bigint, at timestamptz)
+    RETURNING 1
+),"""
+_TRANSACTIONS = """ new_transactions AS (
+    INSERT INTO transactions (tenant_id, id, status, timeout_s, expires_at, reference, metadata, request_hash,
+                              created_at, updated_at)
+    SELECT t, i, s, ts, exp, ref, md, decode(h, 'base64'), at, at
+    FROM json_to_recordset($6::json) AS x(t text, i text, s text, ts int, exp timestamptz, ref text, md jsonb,
+                                          h text, at timestamptz)
+    RETURNING tenant_id, id, seq
+), new_postings AS (
+    INSERT INTO transaction_postings (tenant_id, transaction_id, posting_index, transaction_seq, debit_account_id,
+                                      credit_account_id, currency, amount, posted_amount)
+    SELECT x.t, x.tx, x.n, nt.seq, x.d, x.c, x.cur, x.amt, x.p
+    FROM json_to_recordset($7::json) AS x(t text, tx text, n int, d text, c text, cur text, amt bigint, p bigint)
+    JOIN new_transactions nt ON nt.tenant_id = x.t AND nt.id = x.tx
+    RETURNING 1
+), changed_transactions AS (
+    UPDATE transactions tr SET status = x.s, updated_at = x.at
+    FROM json_to_recordset($8::json) AS x(t text, i text, s text, at timestamptz)
+    WHERE tr.tenant_id = x.t AND tr.id = x.i
+    RETURNING 1
+), changed_postings AS (
+    UPDATE transaction_postings tp SET posted_amount = x.p
+    FROM json_to_recordset($9::json) AS x(t text, tx text, n int, p bigint)
+    WHERE tp.tenant_id = x.t AND tp.transaction_id = x.tx AND tp.posting_index = x.n
+    RETURNING 1
+), journal AS (
+    INSERT INTO entries (tenant_id, account_id, transfer_id, transaction_id, posting_index, kind, side, currency,
+                         posted_amount, pending_amount, debits_posted, credits_posted, debits_pending,
+                         credits_pending, created_at)
+    SELECT t, a, tr, tx, n, k, sd, cur, pa, qa, dp, cp, dq, cq, at
+    FROM json_to_recordset($4::json) AS x(t text, a text, tr text, tx text, n int, k text, sd text, cur text,
+                                          pa bigint, qa bigint, dp bigint, cp bigint, dq bigint, cq bigint,
+                                          at timestamptz)
+    RETURNING 1
+),"""
+_EVENTS = (
+    """ events AS ("""
+    + OUTBOX_INSERT.replace("$OUTBOX", "$5")
+    + """ RETURNING 1)
+SELECT (SELECT count(*) FROM balances) AS balances, (SELECT count(*) FROM new_transfers) AS new_transfers,
+       (SELECT count(*) FROM changed_transfers) AS changed_transfers, (SELECT count(*) FROM journal) AS journal,
+       (SELECT count(*) FROM events) AS events"""
+)
+_TRANSACTION_COUNTS = """, (SELECT count(*) FROM new_transactions) AS new_transactions,
+       (SELECT count(*) FROM new_postings) AS new_postings,
+       (SELECT count(*) FROM changed_transactions) AS changed_transactions,
+       (SELECT count(*) FROM changed_postings) AS changed_postings"""
+
+WRITE_TRANSFERS = _BALANCES + _TRANSFER_JOURNAL + _EVENTS
+WRITE_ALL = _BALANCES + _TRANSACTIONS + _EVENTS + _TRANSACTION_COUNTS

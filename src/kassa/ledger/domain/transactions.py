@@ -1,0 +1,193 @@
+"""Multi-leg transactions in the posting engine: create, post (in part), void, expire.
+
+A transaction's postings are applied together (`Posting._move_legs`): each posting is checked
+in index order against the running balances, and one failing posting leaves no trace of any of
+them. A pending transaction holds every posting's amount; posting it moves at most the held
+amount per posting and releases the rest; voiding or expiring releases all of it. The error
+order is the one documented in `kassa.ledger.errors`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from kassa.ledger.domain.model import (
+    CreateTransaction,
+    ExpireTransaction,
+    Leg,
+    PostTransaction,
+    Transaction,
+    TransactionPosting,
+    TransferStatus,
+)
+from kassa.ledger.errors import (
+    AccountsMustBeDifferent,
+    AmountExceedsPending,
+    CurrencyMismatch,
+    TransactionExists,
+    TransactionNotFound,
+    TransactionNotPending,
+    at_posting,
+)
+from kassa.shared.errors import InvalidRequest, KassaError
+from kassa.shared.invariants import invariant
+
+if TYPE_CHECKING:
+    from kassa.ledger.domain.model import EntryKind
+    from kassa.ledger.domain.posting import Posting
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionApplied:
+    transaction: Transaction
+    created: bool  # False when an identical create was already applied (idempotent by id)
+
+
+TRANSACTION_EVENT_BY_STATUS = {
+    "pending": "TransactionPending",
+    "posted": "TransactionPosted",
+    "voided": "TransactionVoided",
+    "expired": "TransactionExpired",
+}
+
+
+def create(engine: Posting, cmd: CreateTransaction) -> TransactionApplied:
+    for index, p in enumerate(cmd.postings):
+        if p.debit_account_id == p.credit_account_id:
+            raise at_posting(AccountsMustBeDifferent("debit_account_id and credit_account_id are the same"), index)
+    existing = engine.transactions.get((cmd.tenant_id, cmd.id))
+    if existing is not None:
+        if existing.request_hash == cmd.request_hash:
+            return TransactionApplied(existing, created=False)
+        raise TransactionExists(f"transaction '{cmd.id}' already exists with different parameters")
+    legs: list[Leg] = []
+    for index, p in enumerate(cmd.postings):
+        try:
+            debit = engine.account(cmd.tenant_id, p.debit_account_id)
+            credit = engine.account(cmd.tenant_id, p.credit_account_id)
+            for account in (debit, credit):
+                if account.currency != p.currency:
+                    raise CurrencyMismatch(f"account '{account.id}' is in {account.currency}, not {p.currency}")
+        except KassaError as error:
+            raise at_posting(error, index) from None
+        posted, pending = (0, p.amount) if cmd.pending else (p.amount, 0)
+        legs.append(Leg(debit, credit, posted, pending, p.amount, index, p.currency))
+    expires_at = engine.now + timedelta(seconds=cmd.timeout_s) if cmd.pending and cmd.timeout_s else None
+    transaction = Transaction(
+        tenant_id=cmd.tenant_id,
+        id=cmd.id,
+        postings=tuple(
+            TransactionPosting(i, p.debit_account_id, p.credit_account_id, p.currency, p.amount, posted)
+            for i, (p, posted) in enumerate(zip(cmd.postings, (leg.posted for leg in legs), strict=True))
+        ),
+        status="pending" if cmd.pending else "posted",
+        timeout_s=cmd.timeout_s if cmd.pending else None,
+        expires_at=expires_at,
+        reference=cmd.reference,
+        metadata=cmd.metadata,
+        request_hash=cmd.request_hash,
+        created_at=engine.now,
+        updated_at=engine.now,
+    )
+    engine.move_legs((None, transaction.id), "pending" if cmd.pending else "posted", legs)
+    engine.transactions[transaction.key] = transaction
+    engine.effects.new_transactions[transaction.key] = transaction
+    engine.effects.events.append(transaction)
+    return TransactionApplied(transaction, created=True)
+
+
+def _pending(engine: Posting, tenant_id: str, transaction_id: str) -> Transaction:
+    transaction = engine.transactions.get((tenant_id, transaction_id))
+    if transaction is None:
+        raise TransactionNotFound(f"transaction '{transaction_id}' does not exist")
+    if transaction.status != "pending":
+        raise TransactionNotPending(f"transaction '{transaction_id}' is {transaction.status}")
+    return transaction
+
+
+def post(engine: Posting, cmd: PostTransaction) -> TransactionApplied:
+    transaction = _pending(engine, cmd.tenant_id, cmd.transaction_id)
+    if transaction.expires_at is not None and transaction.expires_at <= engine.now:
+        # Its timeout passed before the sweeper reached it: expire it now, then refuse.
+        release(engine, cmd.tenant_id, cmd.transaction_id, "expired")
+        raise TransactionNotPending(f"transaction '{cmd.transaction_id}' expired at its timeout")
+    amounts = cmd.amounts if cmd.amounts is not None else (None,) * len(transaction.postings)
+    if len(amounts) != len(transaction.postings):
+        raise InvalidRequest(f"amounts must name all {len(transaction.postings)} postings, in order")
+    legs: list[Leg] = []
+    for p, asked in zip(transaction.postings, amounts, strict=True):
+        amount = p.amount if asked is None else asked
+        if amount > p.amount:
+            raise at_posting(AmountExceedsPending(f"amount {amount} exceeds the pending amount {p.amount}"), p.index)
+        legs.append(_leg(engine, transaction, p, amount, amount))
+    done = replace(
+        transaction,
+        status="posted",
+        postings=tuple(replace(p, posted_amount=leg.posted) for p, leg in zip(transaction.postings, legs, strict=True)),
+        updated_at=engine.now,
+    )
+    engine.move_legs((None, done.id), "posted", legs)
+    _changed(engine, done)
+    return TransactionApplied(done, created=True)
+
+
+def expire(engine: Posting, cmd: ExpireTransaction) -> TransactionApplied:
+    transaction = _pending(engine, cmd.tenant_id, cmd.transaction_id)
+    if transaction.expires_at is None or transaction.expires_at > engine.now:
+        raise TransactionNotPending(f"transaction '{cmd.transaction_id}' is not due to expire")
+    return release(engine, cmd.tenant_id, cmd.transaction_id, "expired")
+
+
+def release(engine: Posting, tenant_id: str, transaction_id: str, status: TransferStatus) -> TransactionApplied:
+    transaction = _pending(engine, tenant_id, transaction_id)
+    invariant(status in ("voided", "expired"), "a release voids or expires")
+    kind: EntryKind = "voided" if status == "voided" else "expired"
+    legs = [_leg(engine, transaction, p, 0, p.amount) for p in transaction.postings]
+    done = replace(transaction, status=kind, updated_at=engine.now)
+    engine.move_legs((None, done.id), kind, legs)
+    _changed(engine, done)
+    return TransactionApplied(done, created=True)
+
+
+def _leg(engine: Posting, transaction: Transaction, p: TransactionPosting, posted: int, amount: int) -> Leg:
+    """Move `posted` and release the posting's whole hold (pending -= p.amount)."""
+    debit = engine.account(transaction.tenant_id, p.debit_account_id)
+    credit = engine.account(transaction.tenant_id, p.credit_account_id)
+    return Leg(debit, credit, posted, -p.amount, amount, p.index, p.currency)
+
+
+def _changed(engine: Posting, transaction: Transaction) -> None:
+    engine.transactions[transaction.key] = transaction
+    if transaction.key in engine.effects.new_transactions:
+        engine.effects.new_transactions[transaction.key] = transaction
+    else:
+        engine.effects.changed_transactions[transaction.key] = transaction
+    engine.effects.events.append(transaction)
+
+
+def transaction_data(transaction: Transaction) -> dict[str, Any]:
+    """The public shape of a transaction (API and event payloads); times stay datetimes."""
+    return {
+        "id": transaction.id,
+        "status": transaction.status,
+        "pending": transaction.pending,
+        "timeout_s": transaction.timeout_s,
+        "expires_at": transaction.expires_at,
+        "reference": transaction.reference,
+        "metadata": transaction.metadata,
+        "created_at": transaction.created_at,
+        "updated_at": transaction.updated_at,
+        "postings": [
+            {
+                "index": p.index,
+                "debit_account_id": p.debit_account_id,
+                "credit_account_id": p.credit_account_id,
+                "currency": p.currency,
+                "amount": p.amount,
+                "posted_amount": p.posted_amount,
+            }
+            for p in transaction.postings
+        ],
+    }
