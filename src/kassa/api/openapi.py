@@ -165,7 +165,7 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
         op["security"] = [{"bearer": []}]
     if ep.body is not None:
         op["requestBody"] = {
-            "required": ep.body.__name__ != "TransferPost",
+            "required": ep.body.__name__ not in ("TransferPost", "TransactionPost"),  # an empty body posts in full
             "content": {"application/json": {"schema": {"$ref": _REF.format(name=ep.body.__name__)}}},
         }
     for status, kind in ep.responses.items():

@@ -118,7 +118,9 @@ class BalanceOut(msgspec.Struct):
 
 class EntryOut(msgspec.Struct):
     seq: int
-    transfer_id: str
+    transfer_id: str | None  # set for a transfer's entry
+    transaction_id: str | None  # set, with posting_index, for an entry of a multi-leg transaction
+    posting_index: int | None
     kind: str
     side: str
     currency: str

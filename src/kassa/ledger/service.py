@@ -26,17 +26,15 @@ from kassa.ledger.domain import validation
 from kassa.ledger.domain.model import (
     Account,
     Balance,
+    Command,
     CreateTransaction,
     CreateTransfer,
     Entry,
     ExpirePending,
     ExpireTransaction,
-    PostPending,
     PostTransaction,
     Transaction,
     Transfer,
-    VoidPending,
-    VoidTransaction,
 )
 from kassa.ledger.domain.posting import Applied, Outcome, TransactionApplied
 from kassa.ledger.errors import AccountExists, AccountNotFound, TransactionNotFound, TransferNotFound
@@ -62,8 +60,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kassa.ledger")
 
-Movement = CreateTransfer | PostPending | VoidPending | CreateTransaction | PostTransaction | VoidTransaction
-
 
 def account_data(account: Account) -> dict[str, Any]:
     return {
@@ -87,7 +83,7 @@ def domain_receipt(outcome: Outcome | Account | KassaError) -> tuple[int, bytes]
     return 0, outcome.id.encode()
 
 
-def validate(command: Movement | ExpirePending | ExpireTransaction) -> None:
+def validate(command: Command) -> None:
     """The domain's stateless checks of a command. Raises InvalidRequest, UnknownCurrency."""
     if isinstance(command, CreateTransfer):
         validation.check_transfer(command)
@@ -175,7 +171,7 @@ class LedgerService:
     # Money movements --------------------------------------------------------------------
     async def execute(
         self,
-        command: Movement,
+        command: Command,
         *,
         claim: IdemClaim | None = None,
         receipt: Receipt | None = None,

@@ -53,6 +53,10 @@ def test_each_ledger_event_type_has_a_versioned_schema() -> None:
         "TransferPosted",
         "TransferVoided",
         "TransferExpired",
+        "TransactionPending",
+        "TransactionPosted",
+        "TransactionVoided",
+        "TransactionExpired",
     }
     assert {f"{t}.v1" for t in expected} | {"envelope.v1"} == set(schema_names())
 

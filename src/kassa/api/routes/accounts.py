@@ -9,16 +9,13 @@ import msgspec
 
 from kassa.api import problems
 from kassa.api.pagination import decode_id_cursor, decode_seq_cursor, page_limit, split_page
-from kassa.api.render import account_out, balances
+from kassa.api.render import account_out, balances, entry_out
 from kassa.api.routing import Ctx, endpoint, json_response, replay_response
-from kassa.api.schemas import AccountCreate, AccountOut, AccountPage, BalanceOut, EntryOut, EntryPage
-from kassa.ledger.domain.model import Account, Balance
-from kassa.ledger.errors import AccountNotFound
+from kassa.api.schemas import AccountCreate, AccountOut, AccountPage, BalanceOut, EntryPage
+from kassa.ledger import Account, AccountNotFound, Balance
 from kassa.shared.clock import to_rfc3339, utcnow
 from kassa.shared.errors import InvalidRequest, KassaError
 from kassa.shared.ids import new_id
-from kassa.shared.limits import metadata_bytes_max, metadata_keys_max
-from kassa.shared.money import currency_exponent
 from kassa.store.idempotency import Replay
 
 if TYPE_CHECKING:
@@ -27,12 +24,7 @@ if TYPE_CHECKING:
 PAGE_QUERY = (("limit", "integer", "page size (bounded)"), ("cursor", "string", "next_cursor of the previous page"))
 
 
-def check_metadata(metadata: dict[str, object]) -> None:
-    if len(metadata) > metadata_keys_max or len(msgspec.json.encode(metadata)) > metadata_bytes_max:
-        raise InvalidRequest(f"metadata is limited to {metadata_keys_max} keys and {metadata_bytes_max} bytes")
-
-
-def _render(result: Account | KassaError) -> tuple[int, bytes]:
+def _receipt(result: Account | KassaError) -> tuple[int, bytes]:
     if isinstance(result, KassaError):
         return result.status, problems.error_body(result)
     return 201, msgspec.json.encode(account_out(result))
@@ -49,8 +41,6 @@ def _render(result: Account | KassaError) -> tuple[int, bytes]:
 )
 async def create_account(ctx: Ctx) -> Response:
     data = ctx.decode(AccountCreate)
-    currency_exponent(data.currency)
-    check_metadata(data.metadata)
     claim = ctx.idempotency_claim(msgspec.json.encode(data, order="sorted"))
     account = Account(
         tenant_id=ctx.tenant_id,
@@ -61,7 +51,7 @@ async def create_account(ctx: Ctx) -> Response:
         balance=Balance(),
         metadata=data.metadata,
     )
-    result = await ctx.services.ledger.create_account(account, claim, _render)
+    result = await ctx.services.ledger.create_account(account, claim, _receipt)
     if isinstance(result, Replay):
         return replay_response(result.status, result.body)
     return json_response(account_out(result), status=201)
@@ -144,25 +134,9 @@ def _parse_instant(raw: str) -> datetime:
 )
 async def list_entries(ctx: Ctx) -> Response:
     limit = page_limit(ctx.request)
-    account, rows = await ctx.services.ledger.list_entries(
+    account, entries = await ctx.services.ledger.list_entries(
         ctx.tenant_id, ctx.path_id(AccountNotFound), decode_seq_cursor(ctx.request), limit + 1
     )
-    page, more, cursor = split_page(rows, limit, lambda r: str(r["seq"]))
-    data = [
-        EntryOut(
-            seq=r["seq"],
-            transfer_id=r["transfer_id"],
-            kind=r["kind"],
-            side=r["side"],
-            currency=r["currency"],
-            posted_amount=r["posted_amount"],
-            pending_amount=r["pending_amount"],
-            balances=balances(
-                Balance(r["debits_posted"], r["credits_posted"], r["debits_pending"], r["credits_pending"]),
-                account.normal_balance,
-            ),
-            created_at=to_rfc3339(r["created_at"]),
-        )
-        for r in page
-    ]
+    page, more, cursor = split_page(entries, limit, lambda found: str(found[0]))
+    data = [entry_out(seq, entry, account.normal_balance) for seq, entry in page]
     return json_response(EntryPage(data=data, has_more=more, next_cursor=cursor))

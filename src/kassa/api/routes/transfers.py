@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -11,8 +10,8 @@ import msgspec
 from kassa.api import problems
 from kassa.api.batch_items import decode_batch
 from kassa.api.pagination import decode_seq_cursor, page_limit, split_page
-from kassa.api.render import outcome_response, transfer_out
-from kassa.api.routes.accounts import PAGE_QUERY, check_metadata
+from kassa.api.render import transfer_out
+from kassa.api.routes.accounts import PAGE_QUERY
 from kassa.api.routing import Ctx, encoded_response, endpoint, json_response, replay_response
 from kassa.api.schemas import (
     BatchItemOut,
@@ -24,34 +23,36 @@ from kassa.api.schemas import (
     TransferPage,
     TransferPost,
 )
-from kassa.ledger.adapters.engine import Job, JobResult
-from kassa.ledger.domain.model import Command, CreateTransfer, PostPending, VoidPending
-from kassa.ledger.domain.posting import Applied
-from kassa.ledger.errors import BatchFailed, TransferNotFound
+from kassa.api.submit import in_flight, submit
+from kassa.ledger import (
+    Applied,
+    BatchFailed,
+    Command,
+    CreateTransfer,
+    Job,
+    JobResult,
+    PostPending,
+    Replay,
+    TransferNotFound,
+    VoidPending,
+    validate,
+)
 from kassa.observability import metrics
 from kassa.observability.logging import trace_id_var
-from kassa.shared.errors import IdempotencyKeyInFlight, InvalidRequest, KassaError
+from kassa.shared.errors import InvalidRequest, KassaError
 from kassa.shared.ids import is_client_id, new_id
 from kassa.shared.limits import hold_timeout_s_default
-from kassa.shared.money import currency_exponent
-from kassa.store.idempotency import IdemClaim, Replay
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from starlette.responses import Response
 
 _ERRORS = (400, 401, 404, 409, 413, 422, 503)
 
 
 def to_command(tenant_id: str, data: TransferCreate) -> CreateTransfer:
-    """Validate what the schema cannot express and build the command."""
-    currency_exponent(data.currency)
-    check_metadata(data.metadata)
-    if not data.pending and data.timeout_s is not None:
-        raise InvalidRequest("timeout_s applies only to pending transfers")
+    """Build the command; the ledger validates it (`kassa.ledger.validate`)."""
     fingerprint = hashlib.sha256(msgspec.json.encode(data, order="sorted")).digest()
-    return CreateTransfer(
+    command = CreateTransfer(
         tenant_id=tenant_id,
         id=data.id or new_id(),
         debit_account_id=data.debit_account_id,
@@ -59,47 +60,18 @@ def to_command(tenant_id: str, data: TransferCreate) -> CreateTransfer:
         currency=data.currency,
         amount=data.amount,
         pending=data.pending,
-        timeout_s=(data.timeout_s or hold_timeout_s_default) if data.pending else None,
+        timeout_s=(data.timeout_s or hold_timeout_s_default) if data.pending else data.timeout_s,
         reference=data.reference,
         metadata=data.metadata,
         request_hash=fingerprint,
         generated_id=data.id is None,
     )
-
-
-@asynccontextmanager
-async def _in_flight(ctx: Ctx, claim: IdemClaim | None) -> AsyncIterator[None]:
-    """Refuse a second concurrent request with the same key in this process at once (409);
-    across processes the database claim serializes them instead."""
-    if claim is None:
-        yield
-        return
-    ident = (claim.tenant_id, claim.key)
-    inflight = ctx.services.inflight_keys
-    if ident in inflight:
-        raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still being processed")
-    inflight.add(ident)
-    try:
-        yield
-    finally:
-        inflight.discard(ident)
+    validate(command)  # here, before the Idempotency-Key is looked at: bad input is never stored
+    return command
 
 
 async def _submit(ctx: Ctx, command: Command, canonical: bytes, created_status: int) -> Response:
-    claim = ctx.idempotency_claim(canonical)
-    # The stored response is rendered in the batcher's task, outside this request's context: give
-    # it this request's trace id so that a replay repeats the first response byte for byte.
-    trace_id = trace_id_var.get()
-    async with _in_flight(ctx, claim):
-        result = await ctx.services.ledger.submit(
-            Job(command, claim, (lambda o: outcome_response(o, created_status, trace_id)) if claim else None, trace_id)
-        )
-    metrics.observe_outcome("transfer", result)
-    if isinstance(result, Replay):
-        metrics.transfers.labels("replayed").inc()
-        return replay_response(result.status, result.body)
-    metrics.transfers.labels(result.code if isinstance(result, KassaError) else "ok").inc()
-    return encoded_response(*outcome_response(result, created_status, trace_id))
+    return await submit(ctx, command, canonical, created_status, "transfer")
 
 
 @endpoint(
@@ -232,7 +204,7 @@ async def create_batch(ctx: Ctx) -> Response:
     if not jobs:  # nothing valid to apply: the answer follows from the input alone
         no_results: list[JobResult] = []
         return encoded_response(*_batch_response(batch.atomic, batch.merge(no_results)))
-    async with _in_flight(ctx, claim):
+    async with in_flight(ctx, claim):
         result = await ctx.services.ledger.submit_batch(
             jobs, batch.atomic, claim, lambda results: _batch_response(batch.atomic, batch.merge(results))
         )

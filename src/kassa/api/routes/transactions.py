@@ -1,0 +1,128 @@
+"""Multi-leg transactions: create (posted or pending), read, list, post (in part) or void."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from kassa.api.pagination import decode_seq_cursor, page_limit, split_page
+from kassa.api.render import transaction_out
+from kassa.api.routes.accounts import PAGE_QUERY
+from kassa.api.routing import Ctx, endpoint, json_response
+from kassa.api.submit import submit
+from kassa.api.transaction_schemas import TransactionCreate, TransactionOut, TransactionPage, TransactionPost
+from kassa.ledger import (
+    CreateTransaction,
+    NewPosting,
+    PostTransaction,
+    TransactionNotFound,
+    VoidTransaction,
+    validate,
+)
+from kassa.shared.errors import InvalidRequest
+from kassa.shared.ids import is_client_id, new_id
+from kassa.shared.limits import hold_timeout_s_default
+
+if TYPE_CHECKING:
+    from starlette.responses import Response
+
+_ERRORS = (400, 401, 404, 409, 413, 422, 503)
+
+
+def to_command(tenant_id: str, data: TransactionCreate) -> CreateTransaction:
+    """Build the command and validate it (before the Idempotency-Key: bad input is never stored)."""
+    command = CreateTransaction(
+        tenant_id=tenant_id,
+        id=data.id or new_id(),
+        postings=tuple(
+            NewPosting(p.debit_account_id, p.credit_account_id, p.amount, p.currency) for p in data.postings
+        ),
+        pending=data.pending,
+        timeout_s=(data.timeout_s or hold_timeout_s_default) if data.pending else data.timeout_s,
+        reference=data.reference,
+        metadata=data.metadata,
+        request_hash=hashlib.sha256(msgspec.json.encode(data, order="sorted")).digest(),
+        generated_id=data.id is None,
+    )
+    validate(command)
+    return command
+
+
+@endpoint(
+    "POST",
+    "/v1/transactions",
+    summary="Create a multi-leg transaction (posted at once, or pending with a timeout)",
+    body=TransactionCreate,
+    responses={201: TransactionOut, 200: TransactionOut},
+    errors=_ERRORS,
+    idempotent=True,
+)
+async def create_transaction(ctx: Ctx) -> Response:
+    data = ctx.decode(TransactionCreate)
+    command = to_command(ctx.tenant_id, data)
+    return await submit(ctx, command, msgspec.json.encode(data, order="sorted"), 201, "transaction")
+
+
+@endpoint(
+    "GET",
+    "/v1/transactions/{id}",
+    summary="Get a transaction with its postings",
+    responses={200: TransactionOut},
+    errors=(401, 404),
+)
+async def get_transaction(ctx: Ctx) -> Response:
+    transaction = await ctx.services.ledger.get_transaction(ctx.tenant_id, ctx.path_id(TransactionNotFound))
+    return json_response(transaction_out(transaction))
+
+
+@endpoint(
+    "GET",
+    "/v1/transactions",
+    summary="List transactions, newest first, optionally of one account",
+    responses={200: TransactionPage},
+    errors=(400, 401),
+    query=(("account_id", "string", "only transactions with a posting on this account"), *PAGE_QUERY),
+)
+async def list_transactions(ctx: Ctx) -> Response:
+    limit = page_limit(ctx.request)
+    account_id = ctx.request.query_params.get("account_id")
+    if account_id is not None and not is_client_id(account_id):
+        raise InvalidRequest("account_id must be 1-64 characters of [A-Za-z0-9_.:-]")
+    found = await ctx.services.ledger.list_transactions(
+        ctx.tenant_id, account_id, decode_seq_cursor(ctx.request), limit + 1
+    )
+    page, more, cursor = split_page(found, limit, lambda found_one: str(found_one[0]))
+    return json_response(TransactionPage(data=[transaction_out(t) for _, t in page], has_more=more, next_cursor=cursor))
+
+
+@endpoint(
+    "POST",
+    "/v1/transactions/{id}/post",
+    summary="Post a pending transaction; optionally an amount per posting (the rest is released)",
+    body=TransactionPost,
+    responses={200: TransactionOut},
+    errors=_ERRORS,
+    idempotent=True,
+)
+async def post_transaction(ctx: Ctx) -> Response:
+    data = ctx.decode(TransactionPost)
+    amounts = None if data.amounts is None else tuple(data.amounts)
+    command = PostTransaction(ctx.tenant_id, ctx.path_id(TransactionNotFound), amounts)
+    validate(command)
+    return await submit(ctx, command, msgspec.json.encode(data, order="sorted"), 200, "transaction")
+
+
+@endpoint(
+    "POST",
+    "/v1/transactions/{id}/void",
+    summary="Void a pending transaction, releasing every hold",
+    body=None,
+    responses={200: TransactionOut},
+    errors=_ERRORS,
+    idempotent=True,
+)
+async def void_transaction(ctx: Ctx) -> Response:
+    command = VoidTransaction(ctx.tenant_id, ctx.path_id(TransactionNotFound))
+    return await submit(ctx, command, b"", 200, "transaction")

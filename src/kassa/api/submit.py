@@ -1,0 +1,74 @@
+"""Handing one money movement from an HTTP request to the ledger, with its Idempotency-Key.
+
+The ledger stores what the API gives it as the key's receipt (`render.outcome_response`: the
+status and body of this very response) and hands it back on a retry; it never renders HTTP.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from kassa.api.render import outcome_response
+from kassa.api.routing import Ctx, encoded_response, replay_response
+from kassa.ledger import Replay
+from kassa.observability import metrics
+from kassa.observability.logging import trace_id_var
+from kassa.shared.errors import IdempotencyKeyInFlight, KassaError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from starlette.responses import Response
+
+    from kassa.ledger import Command, IdemClaim, Outcome
+
+
+@asynccontextmanager
+async def in_flight(ctx: Ctx, claim: IdemClaim | None) -> AsyncIterator[None]:
+    """Refuse a second concurrent request with the same key in this process at once (409);
+    across processes the database claim serializes them instead."""
+    if claim is None:
+        yield
+        return
+    ident = (claim.tenant_id, claim.key)
+    inflight = ctx.services.inflight_keys
+    if ident in inflight:
+        raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still being processed")
+    inflight.add(ident)
+    try:
+        yield
+    finally:
+        inflight.discard(ident)
+
+
+async def submit(ctx: Ctx, command: Command, canonical: bytes, created_status: int, product: str) -> Response:
+    """Apply `command` for this request; `product` labels the outcome metrics ("transfer" also
+    counts in `kassa_transfers_total`, as it always has)."""
+    claim = ctx.idempotency_claim(canonical)
+    # The receipt is rendered in the batcher's task, outside this request's context: give it
+    # this request's trace id so that a replay repeats the first response byte for byte.
+    trace_id = trace_id_var.get()
+
+    def receipt(outcome: Outcome) -> tuple[int, bytes]:
+        return outcome_response(outcome, created_status, trace_id)
+
+    try:
+        async with in_flight(ctx, claim):
+            result = await ctx.services.ledger.execute(
+                command, claim=claim, receipt=receipt if claim else None, trace_id=trace_id
+            )
+    except KassaError as error:
+        _count(product, error, error.code)
+        raise
+    if isinstance(result, Replay):
+        _count(product, result, "replayed")
+        return replay_response(result.status, result.body)
+    _count(product, result, "ok")
+    return encoded_response(*outcome_response(result, created_status, trace_id))
+
+
+def _count(product: str, result: object, outcome: str) -> None:
+    metrics.observe_outcome(product, result)
+    if product == "transfer":
+        metrics.transfers.labels(outcome).inc()
