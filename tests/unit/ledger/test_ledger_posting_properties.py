@@ -17,6 +17,7 @@ from kassa.ledger.domain.model import (
     Entry,
     ExpirePending,
     PostPending,
+    Transaction,
     Transfer,
     VoidPending,
 )
@@ -64,9 +65,10 @@ class LedgerMachine(RuleBasedStateMachine):
         self.spec = {a[0]: a for a in ACCOUNTS}
         self.accounts = {(T, a): Account(T, a, cur, nb, neg, Balance()) for a, cur, nb, neg in ACCOUNTS}
         self.transfers: dict[tuple[str, str], Transfer] = {}
+        self.transactions: dict[tuple[str, str], Transaction] = {}  # multi-leg (a subclass's rules)
         self.committed: list[EntryLine] = []
         self.now = START
-        self.posting = Posting(self.accounts, self.transfers, self.now)
+        self.posting = Posting(self.accounts, self.transfers, self.now, self.transactions)
         self.model: dict[str, Expected] = {}
         self.fresh = 0
 
@@ -155,6 +157,7 @@ class LedgerMachine(RuleBasedStateMachine):
         return (
             {k: a.balance.copy() for k, a in self.accounts.items()},
             dict(self.transfers),
+            dict(self.transactions),
             len(self.posting.effects.entries),
             len(self.posting.effects.events),
         )
@@ -179,7 +182,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule()
     def new_batch(self) -> None:
         self.committed += self.lines(self.posting.effects.entries)
-        self.posting = Posting(self.accounts, self.transfers, self.now)
+        self.posting = Posting(self.accounts, self.transfers, self.now, self.transactions)
 
     @rule(seconds=st.integers(1, 4))
     def time_passes(self, seconds: int) -> None:
