@@ -64,11 +64,13 @@ changes = st.tuples(
     st.sampled_from(["post", "void", "expire"]), st.sampled_from(TRANSFER_IDS), st.none() | st.integers(1, 300)
 )
 TRANSACTION_IDS = [f"x{i}" for i in range(6)]
-legs = st.lists(
-    st.tuples(st.sampled_from(NAMES), st.sampled_from([*NAMES, "ghost"]), st.sampled_from(["USD", "USD", "JPY"])),
-    min_size=1,
-    max_size=4,
-)
+# Mostly postings that can pay (from an account allowed to go negative, within one currency),
+# sometimes any pair of names in any currency.
+PAYING_LEGS = [
+    (d, c, cur) for d, cur, _, neg in ACCOUNTS if neg for c, other, _, _ in ACCOUNTS if other == cur and c != d
+]
+raw_leg = st.tuples(st.sampled_from(NAMES), st.sampled_from([*NAMES, "ghost"]), st.sampled_from(["USD", "USD", "JPY"]))
+legs = st.lists(st.sampled_from(PAYING_LEGS) | st.sampled_from(PAYING_LEGS) | raw_leg, min_size=1, max_size=4)
 transactions = st.builds(
     lambda ls, amount, pending, tid: ("tx", tuple(ls), amount, pending, tid),
     legs,
