@@ -139,6 +139,7 @@ async def test_a_sigkilled_api_loses_no_acknowledged_transfer_and_stays_consiste
         assert missing == [], f"{len(missing)} acknowledged transfers lost or changed"
 
         # Clients retry what got no answer with the same Idempotency-Key: each moves money at most once.
+        retried_ok: dict[str, int] = {}
         async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as http:
             for transfer_id in unanswered:
                 retry = await http.post(
@@ -147,14 +148,20 @@ async def test_a_sigkilled_api_loses_no_acknowledged_transfer_and_stays_consiste
                 assert retry.status_code in (201, 422), retry.text
                 if transfer_id in stored:
                     assert retry.headers.get("idempotent-replayed") == "true"
+                if retry.status_code == 201:
+                    retried_ok[transfer_id] = int(sent[transfer_id]["amount"])  # type: ignore[call-overload]
         async with pool.acquire() as conn:
             await assert_tenant_ledger_consistent(conn, tenant.id)
-            count = await conn.fetchval(
-                "SELECT count(*) FROM transfers WHERE tenant_id = $1 AND id = ANY($2)", tenant.id, unanswered
+            retried_rows = await conn.fetch(
+                "SELECT id, amount, status FROM transfers WHERE tenant_id = $1 AND id = ANY($2)", tenant.id, unanswered
             )
             entries = await conn.fetchval("SELECT count(*) FROM entries WHERE tenant_id = $1", tenant.id)
             total = await conn.fetchval("SELECT count(*) FROM transfers WHERE tenant_id = $1", tenant.id)
-        assert count <= len(unanswered)
+        # Exactly the retries answered 201 exist, each once, with the amount that was sent.
+        assert {r["id"]: (r["amount"], r["status"]) for r in retried_rows} == {
+            i: (amount, "posted") for i, amount in retried_ok.items()
+        }
+        assert total == len(WALLETS) + len(acknowledged) + len(retried_ok)
         assert entries == 2 * total
     finally:
         if api.poll() is None:

@@ -6,6 +6,7 @@ import asyncio
 import random
 import uuid
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -31,8 +32,28 @@ def transfer(debit: str, credit: str, amount: int, **extra: object) -> dict[str,
     return {"debit_account_id": debit, "credit_account_id": credit, "amount": amount, "currency": "USD", **extra}
 
 
-def test_the_shared_platform_runs_two_api_worker_processes() -> None:
-    assert HTTP_WORKERS == 2
+def children(pid: int) -> list[tuple[int, list[str]]]:
+    """Live child processes of `pid` with their argv (from /proc; the platform runs on Linux)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # the process ended while we looked
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append((int(entry.name), [a.decode() for a in argv if a]))
+    return found
+
+
+def test_the_shared_platform_runs_two_api_worker_processes(platform: Platform) -> None:
+    # kassa up -> `kassa api` (granian's main process) -> one process per HTTP worker.
+    apis = [pid for pid, argv in children(platform.process.pid) if argv[-1:] == ["api"]]
+    assert len(apis) == 1, children(platform.process.pid)
+    workers = [pid for pid, argv in children(apis[0]) if argv[-1:] == ["api"]]
+    assert HTTP_WORKERS == 2 and len(workers) == HTTP_WORKERS, children(apis[0])
 
 
 async def test_concurrent_clients_on_few_accounts_lose_no_update_and_never_overdraw(
