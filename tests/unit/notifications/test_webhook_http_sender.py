@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
+from kassa.notifications.adapters import http_sender
 from kassa.notifications.adapters.http_sender import post
 from kassa.shared.limits import webhook_response_excerpt_bytes_max
 
@@ -16,11 +18,24 @@ def client_for(handler: httpx.MockTransport) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=handler, follow_redirects=False)
 
 
-async def test_the_status_and_a_bounded_excerpt_of_the_reply_are_kept() -> None:
+class FakeClock:
+    """Stands in for the sender's `time` module: time moves only when the receiver says so."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+async def test_the_status_and_a_bounded_excerpt_of_the_reply_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[httpx.Request] = []
+    clock = FakeClock()
+    monkeypatch.setattr(http_sender, "time", clock)
 
     def reply(request: httpx.Request) -> httpx.Response:
         seen.append(request)
+        clock.now += 0.25  # the receiver takes 250 ms to answer
         return httpx.Response(200, content=b"x" * 10_000)
 
     async with client_for(httpx.MockTransport(reply)) as client:
@@ -29,7 +44,7 @@ async def test_the_status_and_a_bounded_excerpt_of_the_reply_are_kept() -> None:
     assert result.response_excerpt is not None
     assert len(result.response_excerpt) == webhook_response_excerpt_bytes_max
     assert seen[0].content == b'{"a":1}'
-    assert result.duration_ms >= 0
+    assert result.duration_ms == 250, "the duration spans the request, measured on the monotonic clock"
 
 
 async def test_retry_after_in_seconds_is_read() -> None:
