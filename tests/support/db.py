@@ -89,3 +89,13 @@ async def pool(pg_url: str) -> AsyncIterator[Pool]:
 
 def pytest_configure(config: Any) -> None:
     os.environ.setdefault("KASSA_LOG_LEVEL", "WARNING")
+
+
+async def wait_until_blocked_by(pool: Pool, blocker_pid: int, timeout_s: float = 10.0) -> None:
+    """Wait until some backend waits for a lock held by the backend `blocker_pid` (proof that a
+    concurrent statement is blocked, from PostgreSQL's lock table rather than from a sleep)."""
+    async with asyncio.timeout(timeout_s):
+        while not await pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))", blocker_pid
+        ):
+            await asyncio.sleep(0.01)

@@ -17,6 +17,7 @@ from kassa.ledger.domain.posting import Applied, Outcome
 from kassa.shared.errors import IdempotencyKeyInFlight, KassaError
 from kassa.store import idempotency
 from kassa.store.idempotency import IdemClaim, Replay
+from support.db import wait_until_blocked_by
 
 if TYPE_CHECKING:
     from kassa.store.pool import Pool
@@ -64,7 +65,7 @@ async def test_a_retry_refused_while_the_first_runs_leaves_the_first_response_in
         other = CreateTransfer(tenant, "t-3", "bank", "alice", "USD", 7, False, None, None, {}, b"x" * 32)
         async with pool.acquire() as conn:
             retry = asyncio.create_task(run_batch(conn, [keyed_job(tenant, key, "t-2"), Job(other)]))
-            await asyncio.sleep(0.3)
+            await wait_until_blocked_by(pool, owner.get_server_pid())
             assert not retry.done(), "the retry's batch waits for the owner's account locks"
             await transaction.commit()
             refused, applied = await asyncio.wait_for(retry, 10)

@@ -18,6 +18,7 @@ from kassa.notifications.errors import (
 from kassa.notifications.service import NotificationService
 from kassa.shared.errors import InvalidRequest
 from kassa.shared.limits import webhook_endpoints_per_tenant_max, webhook_secret_rotation_grace_s
+from support.db import wait_until_blocked_by
 
 if TYPE_CHECKING:
     from kassa.store.pool import Pool
@@ -146,7 +147,7 @@ async def test_a_delete_racing_a_fan_out_leaves_no_pending_delivery_behind(pool:
         try:
             await WebhookFanoutHandler().handle(conn, transfer_event(tenant))
             deleting = asyncio.create_task(service.delete_endpoint(tenant, created.endpoint.id))
-            await asyncio.sleep(0.2)
+            await wait_until_blocked_by(pool, conn.get_server_pid())
             assert not deleting.done()  # the delete waits for the fan-out's transaction
         finally:
             await tx.commit()

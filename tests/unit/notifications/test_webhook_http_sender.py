@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import httpx
-import pytest
 
 from kassa.notifications.adapters import http_sender
 from kassa.notifications.adapters.http_sender import post
 from kassa.shared.limits import webhook_response_excerpt_bytes_max
+
+if TYPE_CHECKING:
+    import pytest
 
 URL = "http://receiver.test/hook"
 
