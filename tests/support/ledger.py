@@ -14,12 +14,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kassa.events.envelope import Envelope
 from kassa.ledger.domain.model import Balance
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from kassa.store.pool import Conn
+    from kassa.store.pool import Conn, Pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,3 +118,26 @@ async def assert_tenant_ledger_consistent(conn: Conn, tenant_id: str) -> list[Ac
     accounts, entries = await load_tenant_ledger(conn, tenant_id)
     assert_ledger_invariants(accounts, entries)
     return accounts
+
+
+async def outbox_envelopes(pool: Pool, tenant_id: str) -> list[Envelope]:
+    """A tenant's outbox rows as the envelopes the relay publishes, in commit order."""
+    rows = await pool.fetch(
+        "SELECT id, type, version, occurred_at, tenant_id, trace_id, data, aggregate_type, aggregate_id"
+        " FROM outbox WHERE tenant_id = $1 ORDER BY seq",
+        tenant_id,
+    )
+    return [
+        Envelope(
+            id=str(r["id"]),
+            type=r["type"],
+            version=r["version"],
+            occurred_at=r["occurred_at"],
+            tenant_id=r["tenant_id"],
+            trace_id=r["trace_id"],
+            data=r["data"],
+            aggregate_type=r["aggregate_type"],
+            aggregate_id=r["aggregate_id"],
+        )
+        for r in rows
+    ]

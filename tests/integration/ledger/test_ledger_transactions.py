@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import pytest
 
-from kassa.events.envelope import Envelope
 from kassa.events.validation import validate_event
 from kassa.ledger import (
     Applied,
@@ -31,7 +30,7 @@ from kassa.ledger import (
 from kassa.ledger.adapters import queries
 from kassa.ledger.adapters.engine import run_batch
 from kassa.shared.errors import KassaError
-from support.ledger import assert_tenant_ledger_consistent
+from support.ledger import assert_tenant_ledger_consistent, outbox_envelopes
 
 if TYPE_CHECKING:
     from kassa.store.pool import Pool
@@ -75,28 +74,6 @@ def fund(tenant: str, amount: int) -> CreateTransfer:
 async def run(pool: Pool, *commands: Any) -> list[Any]:
     async with pool.acquire() as conn:
         return list(await run_batch(conn, [Job(c) for c in commands]))
-
-
-async def outbox_of(pool: Pool, tenant: str) -> list[Envelope]:
-    rows = await pool.fetch(
-        "SELECT id, type, version, occurred_at, tenant_id, trace_id, data, aggregate_type, aggregate_id"
-        " FROM outbox WHERE tenant_id = $1 ORDER BY seq",
-        tenant,
-    )
-    return [
-        Envelope(
-            id=str(r["id"]),
-            type=r["type"],
-            version=r["version"],
-            occurred_at=r["occurred_at"],
-            tenant_id=r["tenant_id"],
-            trace_id=r["trace_id"],
-            data=r["data"],
-            aggregate_type=r["aggregate_type"],
-            aggregate_id=r["aggregate_id"],
-        )
-        for r in rows
-    ]
 
 
 async def test_a_five_posting_fx_transaction_applies_atomically_and_journals_each_posting(pool: Pool) -> None:
@@ -181,7 +158,7 @@ async def test_every_outbox_row_of_transactions_matches_its_event_schema(pool: P
         transaction(tenant, "c", ("buyer", "artist", 10, "USD"), pending=True),
     )
     await run(pool, PostTransaction(tenant, "b", (4,)), VoidTransaction(tenant, "c"))
-    events = await outbox_of(pool, tenant)
+    events = await outbox_envelopes(pool, tenant)
     assert [e.type for e in events] == [
         "TransferPosted",
         "TransactionPosted",
@@ -226,7 +203,7 @@ async def test_the_sweeper_expires_a_pending_transaction_as_a_whole(pool: Pool) 
         accounts = {a.id: a.balance for a in await assert_tenant_ledger_consistent(conn, tenant)}
     assert await pool.fetchval("SELECT status FROM transactions WHERE tenant_id = $1", tenant) == "expired"
     assert accounts["buyer"].debits_pending == 0 and accounts["fee"].credits_posted == 0
-    assert [e.type for e in await outbox_of(pool, tenant)][-1] == "TransactionExpired"
+    assert [e.type for e in await outbox_envelopes(pool, tenant)][-1] == "TransactionExpired"
 
 
 async def test_the_database_refuses_an_unbalanced_transaction_per_currency_and_any_edit_of_its_entries(
