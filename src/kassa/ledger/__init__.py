@@ -12,17 +12,18 @@ postings with a `ProductWrite` (see `kassa.ledger.products`): the engine calls t
 writer once per batch, set-based, with the jobs whose postings were applied, so a product row
 exists exactly when its money moved. A pay-per-view purchase split three ways:
 
-    class Purchases:  # one writer per product type, shared by all its jobs
-        async def write(self, conn, applied, now):
-            await conn.execute(
-                "INSERT INTO purchases (tenant_id, id, transaction_id, created_at)"
-                " SELECT t, i, x, $2 FROM unnest($1::text[][]) ...", [[...] for p, a in applied], now)
-            return [NewEvent(t, "PurchaseCompleted", "purchase", p.id, {...}) for p, a in applied]
+    class Purchases:  # a ProductWriter: one per product type, called once per batch
+        async def write(self, conn, applied, now):  # applied: [(Order, TransactionApplied), ...]
+            await conn.execute("INSERT INTO purchases (tenant_id, id, transaction_id, created_at)"
+                               " SELECT t, i, x, $4 FROM unnest($1::text[], $2::text[], $3::text[]) u(t, i, x)",
+                               [o.tenant_id for o, _ in applied], [o.id for o, _ in applied],
+                               [a.transaction.id for _, a in applied], now)
+            return [NewEvent(o.tenant_id, "PurchaseCompleted", "purchase", o.id, {"id": o.id}) for o, _ in applied]
 
     split = (NewPosting("buyer", "platform.fee", 150, "EUR"), NewPosting("buyer", "rights.a", 850, "EUR"))
-    command = CreateTransaction(tenant, f"purchase-{order.id}", split, False, None, None, {}, fingerprint)
-    applied = await ledger.execute(command, product=ProductWrite(PURCHASES, order))
-    # -> TransactionApplied; InsufficientFunds (posting_index 0) and no purchase row if the buyer is short
+    command = CreateTransaction(order.tenant_id, f"purchase-{order.id}", split, False, None, None, {}, fingerprint)
+    applied = await ledger.execute(command, product=ProductWrite(PURCHASES, order))  # TransactionApplied
+    # InsufficientFunds (extra["posting_index"] == 0) and no purchases row when the buyer is short.
 
 Under load many such jobs share one transaction; the batcher still gives each its own result.
 """

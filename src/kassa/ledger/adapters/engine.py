@@ -29,6 +29,7 @@ from kassa.ledger.domain.model import (
     Command,
     CreateTransaction,
     CreateTransfer,
+    Entry,
     Transaction,
     Transfer,
     command_transfer_key,
@@ -324,27 +325,7 @@ async def _write(conn: Conn, posting: Posting, jobs: list[Job], now: datetime) -
                 for t in fx.changed_transfers.values()
             ]
         ),
-        _json(
-            [
-                {
-                    "t": e.tenant_id,
-                    "a": e.account_id,
-                    "tr": e.transfer_id,
-                    **({"tx": e.transaction_id, "n": e.posting_index} if multileg else {}),
-                    "k": e.kind,
-                    "sd": e.side,
-                    "cur": e.currency,
-                    "pa": e.posted_amount,
-                    "qa": e.pending_amount,
-                    "dp": e.after.debits_posted,
-                    "cp": e.after.credits_posted,
-                    "dq": e.after.debits_pending,
-                    "cq": e.after.credits_pending,
-                    "at": e.created_at,
-                }
-                for e in fx.entries
-            ]
-        ),
+        _json(_entry_rows(fx.entries, multileg)),
         outbox_json(events, now).decode(),
     ]
     if multileg:
@@ -361,6 +342,32 @@ async def _write(conn: Conn, posting: Posting, jobs: list[Job], now: datetime) -
         and (not multileg or _transaction_counts_match(counts, posting)),
         "the batch write touched exactly the rows the posting engine produced",
     )
+
+
+def _entry_rows(entries: list[Entry], multileg: bool) -> list[dict[str, Any]]:
+    rows = [
+        {
+            "t": e.tenant_id,
+            "a": e.account_id,
+            "tr": e.transfer_id,
+            "k": e.kind,
+            "sd": e.side,
+            "cur": e.currency,
+            "pa": e.posted_amount,
+            "qa": e.pending_amount,
+            "dp": e.after.debits_posted,
+            "cp": e.after.credits_posted,
+            "dq": e.after.debits_pending,
+            "cq": e.after.credits_pending,
+            "at": e.created_at,
+        }
+        for e in entries
+    ]
+    if multileg:  # only the statement with transactions has these columns
+        for row, e in zip(rows, entries, strict=True):
+            row["tx"] = e.transaction_id
+            row["n"] = e.posting_index
+    return rows
 
 
 def _transaction_args(posting: Posting) -> list[str]:
