@@ -7,16 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from kassa.ledger.adapters.engine import Job, run_batch
-from kassa.ledger.domain.model import CreateTransfer
 from support.ledger import assert_tenant_ledger_consistent
-from support.product import ensure_table
+from support.product import open_shop
 
 if TYPE_CHECKING:
     from kassa.store.pool import Pool
@@ -28,26 +25,6 @@ CLIENTS = 40
 ACKS_BEFORE_KILL = 300
 # 80 purchases of 100 per buyer: after that the buyer is refused (insufficient_funds).
 FUNDS = 8_000
-
-
-async def shop(pool: Pool) -> str:
-    tenant = f"crash-{uuid.uuid4().hex[:12]}"
-    async with pool.acquire() as conn, conn.transaction():
-        await ensure_table(conn)
-        await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, 'product chaos')", tenant)
-        await conn.executemany(
-            "INSERT INTO accounts (tenant_id, id, currency, normal_balance, allow_negative)"
-            " VALUES ($1, $2, 'USD', $3, $4)",
-            [(tenant, "bank", "debit", True)]
-            + [(tenant, a, "credit", False) for a in ("fee", "artist", "label", *BUYERS)],
-        )
-    async with pool.acquire() as conn:
-        jobs = [
-            Job(CreateTransfer(tenant, f"fund-{b}", "bank", b, "USD", FUNDS, False, None, None, {}, b"x"))
-            for b in BUYERS
-        ]
-        await run_batch(conn, jobs)
-    return tenant
 
 
 def start_worker(pg_url: str, tenant: str, first: int) -> subprocess.Popen[bytes]:
@@ -101,7 +78,7 @@ async def both_or_neither(pool: Pool, tenant: str) -> tuple[set[str], set[str]]:
 async def test_a_sigkilled_ledger_process_leaves_each_purchase_with_postings_and_rows_or_neither(
     pg_url: str, pool: Pool
 ) -> None:
-    tenant = await shop(pool)
+    tenant = await open_shop(pool, dict.fromkeys(BUYERS, FUNDS))
     worker = start_worker(pg_url, tenant, 0)
     try:
         acked, refused = await asyncio.wait_for(read_until(worker, ACKS_BEFORE_KILL), 120)

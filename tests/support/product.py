@@ -9,20 +9,22 @@ constraint would.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import asyncpg
 
 from kassa.events.outbox import NewEvent
-from kassa.ledger import CreateTransaction, NewPosting, ProductWrite, TransactionApplied
+from kassa.ledger import CreateTransaction, CreateTransfer, Job, NewPosting, ProductWrite, TransactionApplied
+from kassa.ledger.adapters.engine import run_batch
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
     from kassa.ledger import Applied
-    from kassa.store.pool import Conn
+    from kassa.store.pool import Conn, Pool
 
 TABLE = """
 CREATE TABLE IF NOT EXISTS test_purchases (
@@ -77,6 +79,27 @@ class Purchases:
 
 async def ensure_table(conn: Conn) -> None:
     await conn.execute(TABLE)
+
+
+async def open_shop(pool: Pool, funds: dict[str, int]) -> str:
+    """A new tenant with the payees, a bank, and buyers funded as given; returns its id."""
+    tenant = f"shop-{uuid.uuid4().hex[:12]}"
+    async with pool.acquire() as conn, conn.transaction():
+        await ensure_table(conn)
+        await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, 'product test')", tenant)
+        await conn.executemany(
+            "INSERT INTO accounts (tenant_id, id, currency, normal_balance, allow_negative)"
+            " VALUES ($1, $2, 'USD', $3, $4)",
+            [(tenant, "bank", "debit", True)]
+            + [(tenant, a, "credit", False) for a in ("fee", "artist", "label", *funds)],
+        )
+    async with pool.acquire() as conn:
+        jobs = [
+            Job(CreateTransfer(tenant, f"fund-{b}", "bank", b, "USD", amount, False, None, None, {}, b"x"))
+            for b, amount in funds.items()
+        ]
+        await run_batch(conn, jobs)
+    return tenant
 
 
 def purchase_command(purchase: Purchase) -> CreateTransaction:

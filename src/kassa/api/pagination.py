@@ -60,6 +60,14 @@ def decode_seq_cursor(request: Request) -> int | None:
     return int(value)
 
 
+def account_filter(request: Request) -> str | None:
+    """The optional `account_id` query parameter of the ledger's lists."""
+    account_id = request.query_params.get("account_id")
+    if account_id is not None and not is_client_id(account_id):
+        raise InvalidRequest("account_id must be 1-64 characters of [A-Za-z0-9_.:-]")
+    return account_id
+
+
 def split_page(found: Sequence[T], limit: int, cursor_of: Callable[[T], str]) -> tuple[Sequence[T], bool, str | None]:
     """`found` was fetched with `limit + 1`: the page, whether there is more, and the next cursor."""
     page = found[:limit]

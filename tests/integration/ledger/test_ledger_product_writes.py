@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from kassa.ledger import Batcher, InsufficientFunds, LedgerService, TransactionApplied
-from kassa.ledger.adapters.engine import Job, run_batch
-from kassa.ledger.domain.model import CreateTransfer
 from support.ledger import assert_tenant_ledger_consistent
-from support.product import Purchase, Purchases, ensure_table, purchase_command, purchase_write
+from support.product import Purchase, Purchases, open_shop, purchase_command, purchase_write
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -21,26 +18,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 BUYERS = [f"buyer{n}" for n in range(10)]
-
-
-async def shop(pool: Pool, funds: dict[str, int]) -> str:
-    tenant = f"shop-{uuid.uuid4().hex[:12]}"
-    async with pool.acquire() as conn, conn.transaction():
-        await ensure_table(conn)
-        await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, 'product test')", tenant)
-        await conn.executemany(
-            "INSERT INTO accounts (tenant_id, id, currency, normal_balance, allow_negative)"
-            " VALUES ($1, $2, 'USD', $3, $4)",
-            [(tenant, "bank", "debit", True)]
-            + [(tenant, a, "credit", False) for a in ("fee", "artist", "label", *funds)],
-        )
-    async with pool.acquire() as conn:
-        jobs = [
-            Job(CreateTransfer(tenant, f"fund-{b}", "bank", b, "USD", amount, False, None, None, {}, b"x"))
-            for b, amount in funds.items()
-        ]
-        await run_batch(conn, jobs)
-    return tenant
 
 
 class CountingLedger:
@@ -73,7 +50,7 @@ async def test_product_rows_exist_exactly_for_the_purchases_whose_postings_were_
     pool: Pool, ledger: CountingLedger
 ) -> None:
     # Even buyers can pay; odd buyers have 50 and each purchase costs 100.
-    tenant = await shop(pool, {b: (1_000 if n % 2 == 0 else 50) for n, b in enumerate(BUYERS)})
+    tenant = await open_shop(pool, {b: (1_000 if n % 2 == 0 else 50) for n, b in enumerate(BUYERS)})
     writer = Purchases()
     purchases = [Purchase(tenant, f"p{n}", BUYERS[n % len(BUYERS)], 100) for n in range(40)]
     results = await buy(ledger, writer, purchases)
@@ -102,7 +79,7 @@ async def test_product_rows_exist_exactly_for_the_purchases_whose_postings_were_
 async def test_a_failing_product_write_refuses_only_its_own_purchase_and_moves_none_of_its_money(
     pool: Pool, ledger: CountingLedger
 ) -> None:
-    tenant = await shop(pool, dict.fromkeys(BUYERS, 1_000))
+    tenant = await open_shop(pool, dict.fromkeys(BUYERS, 1_000))
     writer = Purchases()
     purchases = [Purchase(tenant, f"p{n}", BUYERS[n], 100, fail=(n == 3)) for n in range(len(BUYERS))]
     results = await buy(ledger, writer, purchases)
@@ -121,7 +98,7 @@ async def test_a_failing_product_write_refuses_only_its_own_purchase_and_moves_n
 async def test_many_concurrent_transactions_crediting_one_hot_account_share_few_commits(
     pool: Pool, ledger: CountingLedger
 ) -> None:
-    tenant = await shop(pool, dict.fromkeys(BUYERS, 100_000))
+    tenant = await open_shop(pool, dict.fromkeys(BUYERS, 100_000))
     writer = Purchases()
     purchases = [Purchase(tenant, f"hot{n}", BUYERS[n % len(BUYERS)], 100) for n in range(300)]
     results = await asyncio.wait_for(buy(ledger, writer, purchases), 60)  # a deadlock would hang here

@@ -9,7 +9,7 @@ import msgspec
 
 from kassa.api import problems
 from kassa.api.batch_items import decode_batch
-from kassa.api.pagination import decode_seq_cursor, page_limit, split_page
+from kassa.api.pagination import account_filter, decode_seq_cursor, page_limit, split_page
 from kassa.api.render import transfer_out
 from kassa.api.routes.accounts import PAGE_QUERY
 from kassa.api.routing import Ctx, encoded_response, endpoint, json_response, replay_response
@@ -40,7 +40,7 @@ from kassa.ledger import (
 from kassa.observability import metrics
 from kassa.observability.logging import trace_id_var
 from kassa.shared.errors import InvalidRequest, KassaError
-from kassa.shared.ids import is_client_id, new_id
+from kassa.shared.ids import new_id
 from kassa.shared.limits import hold_timeout_s_default
 
 if TYPE_CHECKING:
@@ -112,11 +112,8 @@ async def get_transfer(ctx: Ctx) -> Response:
 )
 async def list_transfers(ctx: Ctx) -> Response:
     limit = page_limit(ctx.request)
-    account_id = ctx.request.query_params.get("account_id")
-    if account_id is not None and not is_client_id(account_id):
-        raise InvalidRequest("account_id must be 1-64 characters of [A-Za-z0-9_.:-]")
     found = await ctx.services.ledger.list_transfers(
-        ctx.tenant_id, account_id, decode_seq_cursor(ctx.request), limit + 1
+        ctx.tenant_id, account_filter(ctx.request), decode_seq_cursor(ctx.request), limit + 1
     )
     page, more, cursor = split_page(found, limit, lambda found_one: str(found_one[0]))
     return json_response(TransferPage(data=[transfer_out(t) for _, t in page], has_more=more, next_cursor=cursor))

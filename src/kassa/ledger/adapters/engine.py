@@ -253,22 +253,14 @@ async def _write_products(conn: Conn, done: list[tuple[Job, JobResult | None]], 
 
 
 def _event(item: Transfer | Transaction, trace_ids: dict[tuple[bool, tuple[str, str]], str | None]) -> NewEvent:
-    if isinstance(item, Transaction):
-        return NewEvent(
-            tenant_id=item.tenant_id,
-            type=TRANSACTION_EVENT_BY_STATUS[item.status],
-            aggregate_type="transaction",
-            aggregate_id=item.id,
-            data=transaction_data(item),
-            trace_id=trace_ids.get((True, item.key)),
-        )
+    multileg = isinstance(item, Transaction)
     return NewEvent(
         tenant_id=item.tenant_id,
-        type=EVENT_BY_STATUS[item.status],
-        aggregate_type="transfer",
+        type=(TRANSACTION_EVENT_BY_STATUS if multileg else EVENT_BY_STATUS)[item.status],
+        aggregate_type="transaction" if multileg else "transfer",
         aggregate_id=item.id,
-        data=transfer_data(item),
-        trace_id=trace_ids.get((False, item.key)),
+        data=transaction_data(item) if isinstance(item, Transaction) else transfer_data(item),
+        trace_id=trace_ids.get((multileg, item.key)),
     )
 
 
