@@ -109,7 +109,7 @@ class LedgerService:
         """Create an account. Raises InvalidRequest, UnknownCurrency, AccountExists,
         IdempotencyKeyReused, IdempotencyKeyInFlight."""
         validation.check_account(account.currency, account.metadata)
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with tenant_transaction(self.pool, account.tenant_id) as conn:
             found = await idempotency.claim_one(conn, claim)
             if found is not None:
                 return found
@@ -152,7 +152,7 @@ class LedgerService:
 
     async def balance_as_of(self, tenant_id: str, account_id: str, as_of: datetime) -> tuple[Account, Balance]:
         """The account now and its counters as of `as_of`. Raises AccountNotFound."""
-        async with self.pool.acquire() as conn:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
             account = await queries.get_account(conn, tenant_id, account_id)
             if account is None:
                 raise AccountNotFound(f"account '{account_id}' does not exist")
@@ -162,7 +162,7 @@ class LedgerService:
         self, tenant_id: str, account_id: str, before_seq: int | None, limit: int
     ) -> tuple[Account, list[tuple[int, Entry]]]:
         """Journal entries newest first, each with its sequence number. Raises AccountNotFound."""
-        async with self.pool.acquire() as conn:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
             account = await queries.get_account(conn, tenant_id, account_id)
             if account is None:
                 raise AccountNotFound(f"account '{account_id}' does not exist")
@@ -225,7 +225,7 @@ class LedgerService:
 
     async def get_transaction(self, tenant_id: str, transaction_id: str) -> Transaction:
         """Raises TransactionNotFound."""
-        async with self.pool.acquire() as conn:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
             transaction = await queries.get_transaction(conn, tenant_id, transaction_id)
         if transaction is None:
             raise TransactionNotFound(f"transaction '{transaction_id}' does not exist")
@@ -235,7 +235,7 @@ class LedgerService:
         self, tenant_id: str, account_id: str | None, before_seq: int | None, limit: int
     ) -> list[tuple[int, Transaction]]:
         """Newest first, each with its sequence number (the cursor); optionally of one account."""
-        async with self.pool.acquire() as conn:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
             return await queries.list_transactions(conn, tenant_id, account_id, before_seq, limit)
 
     # Expiry of holds --------------------------------------------------------------------
