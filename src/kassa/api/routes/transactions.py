@@ -67,6 +67,7 @@ async def create_transaction(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/transactions/{id}",
+    not_found=TransactionNotFound,
     summary="Get a transaction with its postings",
     responses={200: TransactionOut},
     errors=(401, 404),
@@ -96,6 +97,7 @@ async def list_transactions(ctx: Ctx) -> Response:
 @endpoint(
     "POST",
     "/v1/transactions/{id}/post",
+    not_found=TransactionNotFound,
     summary="Post a pending transaction; optionally an amount per posting (the rest is released)",
     body=TransactionPost,
     responses={200: TransactionOut},
@@ -113,6 +115,7 @@ async def post_transaction(ctx: Ctx) -> Response:
 @endpoint(
     "POST",
     "/v1/transactions/{id}/void",
+    not_found=TransactionNotFound,
     summary="Void a pending transaction, releasing every hold",
     body=None,
     responses={200: TransactionOut},

@@ -39,7 +39,7 @@ from kassa.ledger import (
 )
 from kassa.observability import metrics
 from kassa.observability.logging import trace_id_var
-from kassa.shared.errors import InvalidRequest, KassaError
+from kassa.shared.errors import KassaError
 from kassa.shared.ids import new_id
 from kassa.shared.limits import hold_timeout_s_default
 
