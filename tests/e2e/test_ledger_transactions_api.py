@@ -123,7 +123,7 @@ async def test_a_pending_transaction_posts_in_part_per_posting_and_then_cannot_b
     held_id = hold.json()["id"]
     assert (await balances(api, "buyer"))["available"] == 9_000
     wrong_count = await api.post(f"/v1/transactions/{held_id}/post", json={"amounts": [1]})
-    assert wrong_count.status_code == 400
+    assert (wrong_count.status_code, wrong_count.json()["code"]) == (422, "posting_amounts_mismatch")
     too_much = await api.post(f"/v1/transactions/{held_id}/post", json={"amounts": [100, 901]})
     assert (too_much.json()["code"], too_much.json()["posting_index"]) == ("amount_exceeds_pending", 1)
     posted = await api.post(f"/v1/transactions/{held_id}/post", json={"amounts": [None, 400]})

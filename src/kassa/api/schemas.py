@@ -207,6 +207,11 @@ SCHEMA_RULES: dict[str, dict[str, Any]] = {
         "if": {"properties": {"pending": {"const": True}}, "required": ["pending"]},
         "else": {"properties": {"timeout_s": {"type": "null"}}},
     },
+    # timeout_s applies only to pending transactions (400 otherwise), as for transfers.
+    "TransactionCreate": {
+        "if": {"properties": {"pending": {"const": True}}, "required": ["pending"]},
+        "else": {"properties": {"timeout_s": {"type": "null"}}},
+    },
     # In a non-atomic batch every item is validated on its own and an invalid one gets its own
     # 400 result, so the request as a whole accepts any items; an atomic batch is refused (400)
     # unless every item is a valid TransferCreate.

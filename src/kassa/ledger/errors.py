@@ -18,6 +18,7 @@
         ├── TransferNotPending       transfer_not_pending
         ├── TransactionNotPending    transaction_not_pending
         ├── AmountExceedsPending     amount_exceeds_pending
+        ├── PostingAmountsMismatch   posting_amounts_mismatch
         └── BatchFailed              batch_failed
 
 Precedence when creating a transfer (checked in this order, first failure wins):
@@ -35,7 +36,8 @@ Precedence when creating a multi-leg transaction:
 
 An error caused by one posting of a transaction carries `extra["posting_index"]` and its detail
 starts with `postings[i]: `. Posting a pending transaction checks transaction_not_found,
-transaction_not_pending, the amounts' count, then amount_exceeds_pending per posting.
+transaction_not_pending, posting_amounts_mismatch (not one amount per posting), then
+amount_exceeds_pending per posting.
 """
 
 from __future__ import annotations
@@ -117,6 +119,11 @@ class TransactionNotPending(Unprocessable):
 class AmountExceedsPending(Unprocessable):
     code = "amount_exceeds_pending"
     title = "Amount exceeds the pending amount"
+
+
+class PostingAmountsMismatch(Unprocessable):
+    code = "posting_amounts_mismatch"
+    title = "The amounts do not name every posting of the transaction"
 
 
 class BatchFailed(Unprocessable):

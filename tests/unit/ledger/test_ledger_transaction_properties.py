@@ -131,7 +131,7 @@ class MultiLegMachine(LedgerMachine):
         if isinstance(cmd, PostTransaction):
             amounts = cmd.amounts if cmd.amounts is not None else (None,) * len(tx.legs)
             if len(amounts) != len(tx.legs):
-                return "invalid_request", None
+                return "posting_amounts_mismatch", None
             chosen = [leg[3] if a is None else a for leg, a in zip(tx.legs, amounts, strict=True)]
             for index, (leg, amount) in enumerate(zip(tx.legs, chosen, strict=True)):
                 if amount > leg[3]:

@@ -26,12 +26,13 @@ from kassa.ledger.errors import (
     AccountsMustBeDifferent,
     AmountExceedsPending,
     CurrencyMismatch,
+    PostingAmountsMismatch,
     TransactionExists,
     TransactionNotFound,
     TransactionNotPending,
     at_posting,
 )
-from kassa.shared.errors import InvalidRequest, KassaError
+from kassa.shared.errors import KassaError
 from kassa.shared.invariants import invariant
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ def post(engine: Posting, cmd: PostTransaction) -> TransactionApplied:
         raise TransactionNotPending(f"transaction '{cmd.transaction_id}' expired at its timeout")
     amounts = cmd.amounts if cmd.amounts is not None else (None,) * len(transaction.postings)
     if len(amounts) != len(transaction.postings):
-        raise InvalidRequest(f"amounts must name all {len(transaction.postings)} postings, in order")
+        raise PostingAmountsMismatch(f"amounts must name all {len(transaction.postings)} postings, in order")
     legs: list[Leg] = []
     for p, asked in zip(transaction.postings, amounts, strict=True):
         amount = p.amount if asked is None else asked
