@@ -162,3 +162,44 @@ async def test_many_clients_crediting_one_hot_account_all_succeed_without_deadlo
         assert (await balances(http, "artist"))["posted"] == 4 * count
     async with platform_db.acquire() as conn:
         await assert_tenant_ledger_consistent(conn, tenant)
+
+
+async def test_racing_posts_and_voids_of_one_pending_transaction_let_exactly_one_win(
+    platform: Platform, platform_db: Pool
+) -> None:
+    secret, tenant = await setup_tenant(platform, platform_db, [*WALLETS, "fee"])
+    async with platform.client(secret) as http:
+        holds = []
+        for _ in range(8):
+            created = await http.post(
+                "/v1/transactions",
+                json={"postings": [leg("w1", "fee", 10), leg("w2", "w3", 20)], "pending": True},
+            )
+            assert created.status_code == 201, created.text
+            holds.append(created.json()["id"])
+
+    async def act(transaction_id: str, action: str) -> tuple[str, str, int, str | None]:
+        async with platform.client(secret) as http:
+            if action == "post":
+                response = await http.post(f"/v1/transactions/{transaction_id}/post", json={"amounts": [4, None]})
+            else:
+                response = await http.post(f"/v1/transactions/{transaction_id}/void")
+            code = None if response.status_code == 200 else response.json()["code"]
+            return transaction_id, action, response.status_code, code
+
+    results = await asyncio.gather(*(act(t, a) for t in holds for a in ("post", "void") * 4))
+    for transaction_id in holds:
+        mine = [r for r in results if r[0] == transaction_id]
+        winners = [r for r in mine if r[2] == 200]
+        assert len(winners) == 1, mine
+        assert {(r[2], r[3]) for r in mine if r[2] != 200} == {(422, "transaction_not_pending")}, mine
+        stored = await platform_db.fetchval(
+            "SELECT status FROM transactions WHERE tenant_id = $1 AND id = $2", tenant, transaction_id
+        )
+        assert stored == ("posted" if winners[0][1] == "post" else "voided")
+    posted = sum(1 for r in results if r[2] == 200 and r[1] == "post")
+    async with platform.client(secret) as http:
+        assert (await balances(http, "fee"))["posted"] == 4 * posted
+        assert (await balances(http, "w1"))["available"] == START_BALANCE - 4 * posted
+    async with platform_db.acquire() as conn:
+        await assert_tenant_ledger_consistent(conn, tenant)
