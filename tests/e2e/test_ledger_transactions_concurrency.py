@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from kassa.ledger.batcher import FALLBACK_LOG_MARK
 from support.ledger import assert_tenant_ledger_consistent
 from support.server import balances, create_accounts, fund, new_tenant, tenant_id_of
 
@@ -29,7 +30,7 @@ START_BALANCE = 2_000
 
 def fallbacks(platform: Platform) -> int:
     """Batches that hit a database error (a deadlock among them) and fell back to one commit per job."""
-    return sum(1 for line in platform.log_lines() if "retrying one by one" in line)
+    return sum(1 for line in platform.log_lines() if FALLBACK_LOG_MARK in line)
 
 
 async def batch_counts(platform: Platform) -> tuple[float, float]:

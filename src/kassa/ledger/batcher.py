@@ -32,6 +32,8 @@ _RETRYABLE = (
     asyncpg.LockNotAvailableError,
 )
 _SINGLE_RETRY_MAX = 2
+# Logged once per batch that falls back to one transaction per job (tests look for it).
+FALLBACK_LOG_MARK = "retrying one by one"
 
 BatchObserver = Callable[[int, float], None]
 
@@ -104,7 +106,7 @@ class Batcher:
             except (asyncpg.PostgresError, OSError) as exc:
                 # A lost race (another process inserted the same transfer id first) or a bad job:
                 # each job on its own, where a retry sees the winner's row and answers from it.
-                log.warning("batch of %d failed (%s); retrying one by one", len(batch), type(exc).__name__)
+                log.warning("batch of %d failed (%s); %s", len(batch), type(exc).__name__, FALLBACK_LOG_MARK)
                 # Each single run settles its own future, whatever happens to its siblings: one
                 # job that keeps failing must never report a failure for a sibling that committed.
                 await asyncio.gather(*(self._run_single(job, fut) for job, fut in batch), return_exceptions=True)
