@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import random
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -17,58 +10,19 @@ import pytest
 
 from kassa.identity.service import IdentityService
 from kassa.store.embedded import free_port
+from support.api_process import load_until_killed, open_wallets, start_api, stop, wait_ready
 from support.ledger import assert_tenant_ledger_consistent
 
 if TYPE_CHECKING:
+    import random
+    from pathlib import Path
+
     from kassa.store.pool import Pool
 
 pytestmark = pytest.mark.chaos
-KASSA = Path(sys.executable).parent / "kassa"
 WALLETS = ["w1", "w2", "w3", "w4"]
 CLIENTS = 30
 ACKS_BEFORE_KILL = 200
-
-
-def start_api(database_url: str, port: int, workers: int, data_dir: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KASSA_")}
-    env.update(
-        {
-            "KASSA_DATABASE_URL": database_url,
-            "KASSA_HTTP_PORT": str(port),
-            "KASSA_HTTP_WORKERS": str(workers),
-            "KASSA_DATA_DIR": str(data_dir),
-            "KASSA_LOG_LEVEL": "WARNING",
-        }
-    )
-    # Its own session, so that killing its process group kills the server and its workers only.
-    with (data_dir / "api.log").open("ab") as log:
-        return subprocess.Popen(
-            [str(KASSA), "api"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-
-async def wait_ready(base: str, process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient(base_url=base) as client:
-        while time.monotonic() < deadline:
-            assert process.poll() is None, "kassa api exited while starting"
-            try:
-                if (await client.get("/readyz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise TimeoutError("kassa api did not become ready")
-
-
-def stop(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    os.killpg(process.pid, sig)
-    process.wait(30)
 
 
 async def test_a_sigkilled_api_loses_no_acknowledged_transfer_and_stays_consistent(
@@ -81,53 +35,22 @@ async def test_a_sigkilled_api_loses_no_acknowledged_transfer_and_stays_consiste
     api = start_api(app_url, port, 2, tmp_path)
     try:
         await wait_ready(base, api)
-        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as setup:
-            bank = {"id": "bank", "currency": "USD", "normal_balance": "debit", "allow_negative": True}
-            for spec in [bank] + [{"id": w, "currency": "USD"} for w in WALLETS]:
-                assert (await setup.post("/v1/accounts", json=spec)).status_code == 201
-            for wallet in WALLETS:
-                funded = await setup.post(
-                    "/v1/transfers",
-                    json={"debit_account_id": "bank", "credit_account_id": wallet, "amount": 5_000, "currency": "USD"},
-                )
-                assert funded.status_code == 201
+        await open_wallets(base, headers, WALLETS)
 
-        sent: dict[str, dict[str, object]] = {}
-        acknowledged: dict[str, int] = {}
-        unanswered: list[str] = []
-        enough = asyncio.Event()
+        def body(rng: random.Random, transfer_id: str) -> dict[str, object]:
+            debit, credit = rng.sample(WALLETS, 2)
+            amount = rng.randint(1, 900)
+            return {
+                "id": transfer_id,
+                "debit_account_id": debit,
+                "credit_account_id": credit,
+                "amount": amount,
+                "currency": "USD",
+            }
 
-        async def client(number: int) -> None:
-            rng = random.Random(number)
-            async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as http:
-                for n in range(10_000):
-                    debit, credit = rng.sample(WALLETS, 2)
-                    body = {
-                        "id": f"c{number}-{n}",
-                        "debit_account_id": debit,
-                        "credit_account_id": credit,
-                        "amount": rng.randint(1, 900),
-                        "currency": "USD",
-                    }
-                    sent[str(body["id"])] = body
-                    try:
-                        response = await http.post(
-                            "/v1/transfers", json=body, headers={"Idempotency-Key": str(body["id"])}
-                        )
-                    except httpx.TransportError:
-                        unanswered.append(str(body["id"]))
-                        return
-                    assert response.status_code in (201, 422), response.text
-                    if response.status_code == 201:
-                        acknowledged[str(body["id"])] = int(body["amount"])  # type: ignore[call-overload]
-                        if len(acknowledged) >= ACKS_BEFORE_KILL:
-                            enough.set()
-
-        load = [asyncio.create_task(client(i)) for i in range(CLIENTS)]
-        await asyncio.wait_for(enough.wait(), 60)
-        stop(api, signal.SIGKILL)  # mid-load: requests are queued, in batches, and in flight
-        await asyncio.gather(*load)
-        assert unanswered, "the kill should have cut requests off mid-flight"
+        load = await load_until_killed(api, base, headers, "/v1/transfers", body, CLIENTS, ACKS_BEFORE_KILL)
+        sent, unanswered = load.sent, load.unanswered
+        acknowledged = {i: int(sent[i]["amount"]) for i in load.acknowledged}  # type: ignore[call-overload]
 
         api = start_api(app_url, port, 1, tmp_path)
         await wait_ready(base, api)
