@@ -27,9 +27,9 @@ ACKS_BEFORE_KILL = 300
 FUNDS = 8_000
 
 
-def start_worker(pg_url: str, tenant: str, first: int) -> subprocess.Popen[bytes]:
+def start_worker(database_url: str, tenant: str, first: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, str(WORKER), pg_url, tenant, str(CLIENTS), str(first)],
+        [sys.executable, str(WORKER), database_url, tenant, str(CLIENTS), str(first)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -76,10 +76,10 @@ async def both_or_neither(pool: Pool, tenant: str) -> tuple[set[str], set[str]]:
 
 
 async def test_a_sigkilled_ledger_process_leaves_each_purchase_with_postings_and_rows_or_neither(
-    pg_url: str, pool: Pool
+    app_url: str, pool: Pool
 ) -> None:
     tenant = await open_shop(pool, dict.fromkeys(BUYERS, FUNDS))
-    worker = start_worker(pg_url, tenant, 0)
+    worker = start_worker(app_url, tenant, 0)
     try:
         acked, refused = await asyncio.wait_for(read_until(worker, ACKS_BEFORE_KILL), 120)
         os.killpg(worker.pid, signal.SIGKILL)  # mid-load: purchases are queued, in batches, and in flight
@@ -98,7 +98,7 @@ async def test_a_sigkilled_ledger_process_leaves_each_purchase_with_postings_and
     # transaction id) completes the missing ones and never writes a purchase twice.
     highest = max(int(i.removeprefix("p")) for i in acked | rows | set(refused))
     retried = [f"p{n}" for n in range(highest + CLIENTS) if f"p{n}" not in acked and f"p{n}" not in refused]
-    again = start_worker(pg_url, tenant, -1)
+    again = start_worker(app_url, tenant, -1)
     assert again.stdin is not None
     again.stdin.write("".join(f"{i}\n" for i in retried).encode())
     again.stdin.close()

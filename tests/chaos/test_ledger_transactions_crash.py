@@ -36,20 +36,20 @@ def body(rng: random.Random, transaction_id: str) -> dict[str, object]:
 
 
 async def test_a_sigkilled_api_keeps_every_acknowledged_multi_leg_transaction_whole(
-    pg_url: str, pool: Pool, tmp_path: Path
+    app_url: str, pool: Pool, tmp_path: Path
 ) -> None:
     tenant, key = await IdentityService(pool).create_tenant("chaos-tx", None, None)  # type: ignore[misc]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {key.secret}"}
-    api = start_api(pg_url, port, 2, tmp_path)
+    api = start_api(app_url, port, 2, tmp_path)
     try:
         await wait_ready(base, api)
         await open_wallets(base, headers, WALLETS)
         load = await load_until_killed(api, base, headers, "/v1/transactions", body, CLIENTS, ACKS_BEFORE_KILL)
         sent, acknowledged, unanswered = load.sent, load.acknowledged, load.unanswered
 
-        api = start_api(pg_url, port, 1, tmp_path)
+        api = start_api(app_url, port, 1, tmp_path)
         await wait_ready(base, api)
         async with pool.acquire() as conn:
             await assert_tenant_ledger_consistent(conn, tenant.id)

@@ -34,11 +34,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def ledger(pool: Pool) -> AsyncIterator[LedgerService]:
-    batcher = Batcher(pool)
+async def ledger(app_pool: Pool) -> AsyncIterator[LedgerService]:
+    # The application role, as the API runs: row-level security and the sweeper's doors apply.
+    batcher = Batcher(app_pool)
     batcher.start()
     try:
-        yield LedgerService(pool, batcher)
+        yield LedgerService(app_pool, batcher)
     finally:
         await batcher.stop()
 

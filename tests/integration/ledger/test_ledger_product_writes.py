@@ -30,8 +30,9 @@ class CountingLedger:
 
 
 @pytest.fixture
-async def ledger(pool: Pool) -> AsyncIterator[CountingLedger]:
-    counting = CountingLedger(pool)
+async def ledger(app_pool: Pool) -> AsyncIterator[CountingLedger]:
+    # The application role: row-level security applies to the ledger's and the product's writes.
+    counting = CountingLedger(app_pool)
     counting.batcher.start()
     try:
         yield counting

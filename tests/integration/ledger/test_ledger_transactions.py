@@ -183,14 +183,14 @@ async def test_every_outbox_row_of_transactions_matches_its_event_schema(pool: P
     ]
 
 
-async def test_the_sweeper_expires_a_pending_transaction_as_a_whole(pool: Pool) -> None:
+async def test_the_sweeper_expires_a_pending_transaction_as_a_whole(pool: Pool, app_pool: Pool) -> None:
     tenant = await tenant_with_accounts(pool)
     short = transaction(tenant, "brief", ("buyer", "fee", 5, "USD"), ("buyer", "artist", 7, "USD"), pending=True)
     short = CreateTransaction(short.tenant_id, short.id, short.postings, True, 1, None, {}, short.request_hash)
     await run(pool, fund(tenant, 100), short)
-    batcher = Batcher(pool)
+    batcher = Batcher(app_pool)  # the application role: the sweeper finds due rows through its door
     batcher.start()
-    ledger = LedgerService(pool, batcher)
+    ledger = LedgerService(app_pool, batcher)
     try:
         deadline = time.monotonic() + 30
         while await pool.fetchval("SELECT status FROM transactions WHERE tenant_id = $1", tenant) == "pending":
