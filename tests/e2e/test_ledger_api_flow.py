@@ -314,7 +314,7 @@ async def test_health_readiness_and_metrics_are_served(platform: Platform, api: 
         'kassa_http_request_duration_seconds_count{method="POST",route="/v1/transfers",status="201"}',
         'kassa_transfers_total{outcome="ok"}',
         'kassa_transfers_total{outcome="insufficient_funds"}',
-        'kassa_transactions_total{outcome="ok"}',
+        'kassa_transactions_total{outcome="ok",product="transaction"}',
     )
     async with platform.admin() as client:
         before = metric_values((await client.get("/metrics")).text)
