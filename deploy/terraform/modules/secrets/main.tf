@@ -1,0 +1,164 @@
+# Secrets Manager: every secret kassa reads, encrypted with one customer-managed key. The Helm
+# chart's ExternalSecrets turn them into Kubernetes Secrets; nothing is ever put in values files.
+#
+#   kassa/<env>/database/app        the application role (no DDL, row-level security applies)
+#   kassa/<env>/database/migration  the schema owner, used by the migration Job only
+#   kassa/<env>/admin               the bootstrap admin API key
+#   kassa/<env>/master-key          the key that encrypts webhook secrets at rest
+#   kassa/<env>/cache               the Valkey AUTH token
+#
+# The two database roles rotate with AWS's multi-user rotation function (it alternates between
+# two users, so the credentials a pod holds stay valid for one more period).
+
+data "aws_region" "current" {}
+module "kms" {
+  source             = "../kms"
+  name               = "${var.name}-secrets"
+  description        = "${var.name} Secrets Manager secrets"
+  service_principals = []
+  tags               = var.tags
+}
+
+locals {
+  db_roles = {
+    app       = { username = "kassa_app" }
+    migration = { username = "kassa_migration" }
+  }
+}
+
+resource "random_password" "db" {
+  for_each = local.db_roles
+  length   = 40
+  special  = false
+}
+
+resource "aws_secretsmanager_secret" "db" {
+  for_each                = local.db_roles
+  name                    = "kassa/${var.env}/database/${each.key}"
+  description             = "kassa ${each.key} database role (JSON: engine, host, port, username, password, dbname, masterarn)"
+  kms_key_id              = module.kms.arn
+  recovery_window_in_days = 30
+  tags                    = var.tags
+}
+
+resource "aws_secretsmanager_secret_version" "db" {
+  for_each  = local.db_roles
+  secret_id = aws_secretsmanager_secret.db[each.key].id
+  secret_string = jsonencode({
+    engine    = "postgres"
+    host      = var.db_host
+    port      = 5432
+    dbname    = "kassa"
+    username  = each.value.username
+    password  = random_password.db[each.key].result
+    masterarn = var.db_master_secret_arn
+  })
+  # Rotation changes the value from now on; Terraform only seeds it.
+  lifecycle {
+    ignore_changes = [secret_string]
+  }
+}
+
+resource "aws_security_group" "rotator" {
+  #checkov:skip=CKV2_AWS_5:attached to the rotation Lambda through the serverless application's vpcSecurityGroupIds parameter
+  name        = "${var.name}-secret-rotator"
+  description = "Secrets rotation function: to Aurora and the Secrets Manager endpoint"
+  vpc_id      = var.vpc_id
+  tags        = var.tags
+}
+
+resource "aws_vpc_security_group_egress_rule" "rotator_to_vpc" {
+  security_group_id = aws_security_group.rotator.id
+  description       = "PostgreSQL (Aurora) and HTTPS (Secrets Manager endpoint) inside the VPC"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 5432
+  cidr_ipv4         = var.vpc_cidr
+}
+
+resource "aws_serverlessapplicationrepository_cloudformation_stack" "rotator" {
+  name             = "${var.name}-pg-rotator"
+  application_id   = "arn:aws:serverlessrepo:us-east-1:297356227824:applications/SecretsManagerRDSPostgreSQLRotationMultiUser"
+  semantic_version = var.rotator_version
+  capabilities     = ["CAPABILITY_IAM", "CAPABILITY_RESOURCE_POLICY"]
+  parameters = {
+    endpoint            = "https://secretsmanager.${data.aws_region.current.name}.amazonaws.com"
+    functionName        = "${var.name}-pg-rotator"
+    kmsKeyArn           = module.kms.arn
+    vpcSubnetIds        = join(",", var.private_subnet_ids)
+    vpcSecurityGroupIds = aws_security_group.rotator.id
+  }
+  tags = var.tags
+}
+
+resource "aws_secretsmanager_secret_rotation" "db" {
+  for_each            = local.db_roles
+  secret_id           = aws_secretsmanager_secret.db[each.key].id
+  rotation_lambda_arn = aws_serverlessapplicationrepository_cloudformation_stack.rotator.outputs["RotationLambdaARN"]
+  rotation_rules {
+    automatically_after_days = var.rotation_days
+  }
+  depends_on = [aws_secretsmanager_secret_version.db]
+}
+
+# Keys of kassa itself. Rotating them is an application procedure (a new admin key is issued
+# through the API; a new master key re-encrypts the stored webhook secrets), not a Lambda.
+resource "random_password" "admin_key" {
+  length  = 48
+  special = false
+}
+
+resource "random_password" "master_key" {
+  length  = 64
+  special = false
+}
+
+resource "random_password" "cache_auth" {
+  length  = 64
+  special = false
+}
+
+resource "aws_secretsmanager_secret" "admin" {
+  #checkov:skip=CKV2_AWS_57:the admin API key is rotated through kassa's API (a new key, then the old one revoked), not by a Lambda
+  name                    = "kassa/${var.env}/admin"
+  description             = "kassa bootstrap admin API key (JSON: admin_key)"
+  kms_key_id              = module.kms.arn
+  recovery_window_in_days = 30
+  tags                    = var.tags
+}
+
+resource "aws_secretsmanager_secret_version" "admin" {
+  secret_id     = aws_secretsmanager_secret.admin.id
+  secret_string = jsonencode({ admin_key = "kassa_key_${random_password.admin_key.result}" })
+}
+
+resource "aws_secretsmanager_secret" "master_key" {
+  #checkov:skip=CKV2_AWS_57:rotating the master key re-encrypts stored webhook secrets, an application procedure (docs/deploy.md), not a Lambda
+  name                    = "kassa/${var.env}/master-key"
+  description             = "kassa master key for webhook secrets at rest (JSON: master_key)"
+  kms_key_id              = module.kms.arn
+  recovery_window_in_days = 30
+  tags                    = var.tags
+}
+
+resource "aws_secretsmanager_secret_version" "master_key" {
+  secret_id     = aws_secretsmanager_secret.master_key.id
+  secret_string = jsonencode({ master_key = random_password.master_key.result })
+}
+
+resource "aws_secretsmanager_secret" "cache" {
+  #checkov:skip=CKV2_AWS_57:the Valkey AUTH token rotates with ElastiCache's two-token ROTATE strategy, driven by a Terraform change
+  name                    = "kassa/${var.env}/cache"
+  description             = "kassa Valkey AUTH token and URL (JSON: auth_token, url)"
+  kms_key_id              = module.kms.arn
+  recovery_window_in_days = 30
+  tags                    = var.tags
+}
+
+resource "aws_secretsmanager_secret_version" "cache" {
+  secret_id = aws_secretsmanager_secret.cache.id
+  secret_string = jsonencode({
+    auth_token = random_password.cache_auth.result
+    url        = var.cache_host == "" ? "" : "rediss://:${random_password.cache_auth.result}@${var.cache_host}:6379/0"
+  })
+}

@@ -1,0 +1,28 @@
+output "kms_key_arn" {
+  description = "The CMK of every kassa secret."
+  value       = aws_kms_key.secrets.arn
+}
+
+output "db_secret_arns" {
+  description = "app and migration role secrets (RDS Proxy authenticates both)."
+  value       = [for role in ["app", "migration"] : aws_secretsmanager_secret.db[role].arn]
+}
+
+output "all_secret_arns" {
+  description = "Every secret the kassa pods may read."
+  value = concat(
+    [for role in ["app", "migration"] : aws_secretsmanager_secret.db[role].arn],
+    [aws_secretsmanager_secret.admin.arn, aws_secretsmanager_secret.master_key.arn, aws_secretsmanager_secret.cache.arn],
+  )
+}
+
+output "cache_auth_token" {
+  description = "The Valkey AUTH token (for the replication group)."
+  value       = random_password.cache_auth.result
+  sensitive   = true
+}
+
+output "rotator_security_group_id" {
+  description = "The rotation function's security group (Aurora accepts it besides the proxy)."
+  value       = aws_security_group.rotator.id
+}

@@ -1,0 +1,351 @@
+"""The Helm chart lints, renders to schema-valid manifests per environment, passes checkov, and keeps its promises."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from support.deploy import CHART, ENVIRONMENTS, REPO, Manifest, assert_checkov_clean, run
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+pytestmark = pytest.mark.deploy
+
+WORKLOAD_KINDS = {"Deployment", "Job", "Pod"}
+# Custom resources whose schemas kubernetes-validate does not carry; checked by hand below.
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "ExternalSecret"}
+OBSERVABILITY = REPO / "deploy" / "observability"
+CHART_OBSERVABILITY = CHART / "files" / "observability"
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Helm's merge of a values file over the defaults: maps merge deeply, null deletes a key."""
+    out = dict(base)
+    for key, value in override.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def values(env: str) -> dict[str, Any]:
+    base: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
+    return merged(base, yaml.safe_load((CHART / f"values-{env}.yaml").read_text()))
+
+
+def of_kind(docs: list[Manifest], kind: str) -> list[Manifest]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def named(docs: list[Manifest], kind: str, name: str) -> Manifest:
+    (doc,) = [d for d in of_kind(docs, kind) if d["metadata"]["name"] == name]
+    return doc
+
+
+def pod_spec(doc: Manifest) -> dict[str, Any]:
+    spec: dict[str, Any] = doc["spec"] if doc["kind"] == "Pod" else doc["spec"]["template"]["spec"]
+    return spec
+
+
+def pod_labels(doc: Manifest) -> dict[str, str]:
+    labels: dict[str, str] = (doc["metadata"] if doc["kind"] == "Pod" else doc["spec"]["template"]["metadata"])[
+        "labels"
+    ]
+    return labels
+
+
+def workloads(docs: list[Manifest]) -> Iterator[Manifest]:
+    return (d for d in docs if d["kind"] in WORKLOAD_KINDS)
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def kubernetes_version() -> str:
+    """The EKS version the Terraform stack deploys: the schemas to validate against."""
+    text = (REPO / "deploy" / "terraform" / "modules" / "stack" / "variables.tf").read_text()
+    match = re.search(r'variable "kubernetes_version" \{.*?default\s*=\s*"(\d+\.\d+)"', text, re.S)
+    assert match, "modules/stack declares the EKS version"
+    return match.group(1) + ".0"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_helm_lint_passes_strictly_for_each_environment(helm: Path, env: str) -> None:
+    run([str(helm), "lint", "--strict", str(CHART), "-f", str(CHART / f"values-{env}.yaml")])
+
+
+def test_rendered_manifests_match_the_kubernetes_schemas_of_the_eks_version(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    version = kubernetes_version()
+    unvalidated: set[str] = set()
+    for env, docs in rendered.items():
+        for doc in docs:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.SchemaNotFoundError:
+                unvalidated.add(doc["kind"])
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{env}: {doc['kind']}/{doc['metadata']['name']}: {exc}")
+    # Only the custom resources lack a schema; anything else unvalidated is a mistake.
+    assert unvalidated == CRD_KINDS
+
+
+def test_custom_resources_have_the_fields_their_operators_need(rendered: dict[str, list[Manifest]]) -> None:
+    docs = rendered["production"]
+    (monitor,) = of_kind(docs, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"http", "metrics"}
+    for rule in of_kind(docs, "PrometheusRule"):
+        assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+        assert rule["spec"]["groups"] and all(g["name"] and g["rules"] for g in rule["spec"]["groups"])
+        for group in rule["spec"]["groups"]:
+            for r in group["rules"]:
+                assert r["expr"].strip() and ("alert" in r or "record" in r)
+    secrets = of_kind(docs, "ExternalSecret")
+    assert secrets
+    for es in secrets:
+        assert es["apiVersion"].startswith("external-secrets.io/")
+        assert es["spec"]["secretStoreRef"]["name"] and es["spec"]["target"]["name"] == es["metadata"]["name"]
+        assert all(d["remoteRef"]["key"].startswith("kassa/prod/") for d in es["spec"]["data"])
+
+
+def test_checkov_finds_nothing_in_the_rendered_chart_and_every_skip_has_a_reason(checkov: dict[str, Any]) -> None:
+    assert_checkov_clean(checkov["kubernetes"])
+    skipped = {c["check_id"] for c in checkov["kubernetes"]["results"]["skipped_checks"]}
+    assert skipped <= {"CKV_K8S_8", "CKV_K8S_9", "CKV_K8S_35", "CKV_K8S_43"}  # the reasons are in _helpers.tpl
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_pod_runs_non_root_on_a_read_only_root_without_privilege_escalation(
+    rendered: dict[str, list[Manifest]], env: str
+) -> None:
+    pods = list(workloads(rendered[env]))
+    assert {d["kind"] for d in pods} >= {"Deployment", "Job"}
+    for doc in pods:
+        spec = pod_spec(doc)
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] >= 10000
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        assert spec["automountServiceAccountToken"] is False
+        for container in spec["containers"]:
+            ctx = container["securityContext"]
+            assert ctx["readOnlyRootFilesystem"] is True, container["name"]
+            assert ctx["allowPrivilegeEscalation"] is False
+            assert ctx["capabilities"]["drop"] == ["ALL"]
+            assert container["resources"]["limits"]["memory"] and container["resources"]["requests"]["cpu"]
+        if doc["kind"] != "Pod":  # the smoke-test pod writes nothing
+            mounts = {m["mountPath"] for c in spec["containers"] for m in c["volumeMounts"]}
+            assert "/tmp" in mounts  # noqa: S108 - the writable scratch dir of a read-only root
+
+
+def test_api_probes_liveness_on_healthz_and_readiness_on_readyz(rendered: dict[str, list[Manifest]]) -> None:
+    for docs in rendered.values():
+        (container,) = pod_spec(named(docs, "Deployment", "kassa-api"))["containers"]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["args"] == ["api"]
+
+
+def test_workers_are_separately_scaled_deployments_of_the_same_image(rendered: dict[str, list[Manifest]]) -> None:
+    docs = rendered["production"]
+    api_image = pod_spec(named(docs, "Deployment", "kassa-api"))["containers"][0]["image"]
+    for role in ("relay", "consumers"):
+        worker = named(docs, "Deployment", f"kassa-worker-{role}")
+        (container,) = pod_spec(worker)["containers"]
+        assert container["args"] == ["worker", role]
+        assert container["image"] == api_image
+        assert env_of(container)["KASSA_METRICS_PORT"]["value"] == "9464"
+    (job,) = of_kind(docs, "Job")
+    assert pod_spec(job)["containers"][0]["image"] == api_image
+    # The relay has a fixed replica count (a lease picks the leader); consumers scale on CPU.
+    assert named(docs, "Deployment", "kassa-worker-relay")["spec"]["replicas"] == 3
+    hpa = named(docs, "HorizontalPodAutoscaler", "kassa-worker-consumers")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "kassa-worker-consumers"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_secrets_are_referenced_from_existing_secrets_never_inlined(
+    rendered: dict[str, list[Manifest]], env: str
+) -> None:
+    docs = rendered[env]
+    assert of_kind(docs, "Secret") == []
+    secret_names = {name for name, ref in values(env)["secretEnv"].items() if ref}
+    assert "KASSA_DATABASE_URL" in secret_names
+    credentials = re.compile(r"://[^/\s]*:[^/\s]*@|kassa_key_|whsec_")
+    for doc in workloads(docs):
+        for container in pod_spec(doc)["containers"]:
+            env_vars = env_of(container)
+            for name, var in env_vars.items():
+                assert not credentials.search(str(var.get("value", ""))), (doc["metadata"]["name"], name)
+            for name in secret_names & set(env_vars):
+                assert "value" not in env_vars[name] and env_vars[name]["valueFrom"]["secretKeyRef"]["name"]
+
+
+def test_the_migration_is_a_hook_that_runs_with_the_migration_role(rendered: dict[str, list[Manifest]]) -> None:
+    for docs in rendered.values():
+        job = named(docs, "Job", "kassa-migrate")
+        annotations = job["metadata"]["annotations"]
+        assert set(annotations["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
+        (container,) = pod_spec(job)["containers"]
+        assert container["args"] == ["migrate"]
+        database = env_of(container)["KASSA_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+        assert database == {"name": "kassa-database-migration", "key": "migration_url"}
+        assert "KASSA_ADMIN_KEY" not in env_of(container)
+        # Its service account exists before it: an earlier hook, not an ordinary release object.
+        account = named(docs, "ServiceAccount", pod_spec(job)["serviceAccountName"])
+        assert int(account["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(annotations["helm.sh/hook-weight"])
+        # The API never runs with the migration role.
+        api = pod_spec(named(docs, "Deployment", "kassa-api"))["containers"][0]
+        assert env_of(api)["KASSA_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "kassa-database"
+
+
+def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_network_policies_deny_by_default_and_open_the_api_to_the_ingress_only(
+    rendered: dict[str, list[Manifest]], env: str
+) -> None:
+    docs = rendered[env]
+    policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(docs, "NetworkPolicy")}
+    deny = policies["kassa-default-deny"]
+    assert set(deny["policyTypes"]) == {"Ingress", "Egress"} and "ingress" not in deny and "egress" not in deny
+    for doc in workloads(docs):
+        assert _matches(deny["podSelector"], pod_labels(doc)), doc["metadata"]["name"]
+
+    api_labels = pod_labels(named(docs, "Deployment", "kassa-api"))
+    admitting = [
+        p for p in policies.values() if "Ingress" in p["policyTypes"] and _matches(p["podSelector"], api_labels)
+    ]
+    sources = [peer for p in admitting for rule in p.get("ingress", []) for peer in rule["from"]]
+    netpol = values(env)["networkPolicy"]
+    allowed_namespaces = [netpol["ingress"]["namespaceSelector"], netpol["monitoring"]["namespaceSelector"]]
+    for peer in sources:
+        assert "ipBlock" not in peer
+        if "namespaceSelector" in peer:
+            assert peer["namespaceSelector"]["matchLabels"] in allowed_namespaces
+        else:  # same namespace: only this release's smoke-test pod
+            assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "smoke-test"
+    assert {"kubernetes.io/metadata.name": "ingress-nginx"} in [
+        p["namespaceSelector"]["matchLabels"] for p in sources if "namespaceSelector" in p
+    ]
+
+    # Egress: DNS plus the configured dependencies, never "anywhere" (webhooks have their own policy).
+    egress = policies["kassa-egress"]["egress"]
+    assert len(egress) == 1 + len(netpol["egress"])
+    for rule in egress:
+        assert rule["to"] and rule["ports"]
+        assert all(peer.get("ipBlock", {}).get("cidr") != "0.0.0.0/0" for peer in rule["to"])
+    webhook = policies["kassa-webhook-egress"]
+    (rule,) = webhook["egress"]
+    assert [p["port"] for p in rule["ports"]] == [443]
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(
+        rule["to"][0]["ipBlock"]["except"]
+    )
+    consumers = pod_labels(named(docs, "Deployment", "kassa-worker-consumers"))
+    assert _matches(webhook["podSelector"], consumers)
+    assert not _matches(webhook["podSelector"], api_labels)
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_the_api_autoscales_on_cpu_and_request_rate_and_keeps_a_disruption_budget(
+    rendered: dict[str, list[Manifest]], env: str
+) -> None:
+    docs = rendered[env]
+    hpa = named(docs, "HorizontalPodAutoscaler", "kassa-api")
+    metrics = {m["type"]: m for m in hpa["spec"]["metrics"]}
+    assert metrics["Resource"]["resource"]["name"] == "cpu"
+    assert metrics["Pods"]["pods"]["metric"]["name"] == "kassa_http_requests_per_second"
+    assert "replicas" not in named(docs, "Deployment", "kassa-api")["spec"]  # the HPA owns it
+    pdb = named(docs, "PodDisruptionBudget", "kassa-api")
+    assert pdb["spec"]["minAvailable"] >= 1
+    assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]  # a node drain can still proceed
+    strategy = named(docs, "Deployment", "kassa-api")["spec"]["strategy"]["rollingUpdate"]
+    assert strategy["maxUnavailable"] == 0
+
+
+def test_alert_rules_and_dashboards_ship_as_prometheus_rules_and_config_maps(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    rule_files = sorted(p.relative_to(CHART).as_posix() for p in (CHART / "files").rglob("*.y*ml"))
+    dashboards = sorted(p.relative_to(CHART).as_posix() for p in (CHART / "files").rglob("*.json"))
+    assert "files/rules/kassa-platform.yaml" in rule_files and dashboards
+    production, dev = rendered["production"], rendered["dev"]
+    sources = {r["metadata"]["annotations"]["kassa.dev/source"] for r in of_kind(production, "PrometheusRule")}
+    assert sources == {f for f in rule_files if "groups" in yaml.safe_load((CHART / f).read_text())}
+    dev_rules = [c for c in of_kind(dev, "ConfigMap") if c["metadata"]["labels"].get("prometheus_rule") == "1"]
+    assert {c["metadata"]["annotations"]["kassa.dev/source"] for c in dev_rules} == sources
+    boards = [c for c in of_kind(production, "ConfigMap") if c["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert {c["metadata"]["annotations"]["kassa.dev/source"] for c in boards} == set(dashboards)
+    for board in boards:
+        (content,) = board["data"].values()
+        assert json.loads(content)["panels"]
+
+
+def test_the_chart_copies_of_deploy_observability_are_identical_to_their_sources() -> None:
+    """Helm reads only files inside the chart; `make chart-sync` copies them. Compares whatever exists."""
+
+    def relevant(root: Path) -> set[str]:
+        if not root.is_dir():
+            return set()
+        return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix in {".yaml", ".yml", ".json"}}
+
+    sources, copies = relevant(OBSERVABILITY), relevant(CHART_OBSERVABILITY)
+    assert copies <= sources, f"copies without a source in deploy/observability: {sorted(copies - sources)}"
+    assert sources <= copies, f"run `make chart-sync`: not in the chart yet: {sorted(sources - copies)}"
+    for name in sorted(sources):
+        assert filecmp.cmp(OBSERVABILITY / name, CHART_OBSERVABILITY / name, shallow=False), (
+            f"{name} differs: make chart-sync"
+        )
+
+
+def test_settings_are_data_driven_a_secret_setting_can_be_added_and_removed(helm: Path) -> None:
+    result = run(
+        [
+            str(helm),
+            "template",
+            "kassa",
+            str(CHART),
+            "-f",
+            str(CHART / "values-production.yaml"),
+            "--set",
+            "secretEnv.KASSA_NEW_SETTING.secret=kassa-new",
+            "--set",
+            "secretEnv.KASSA_NEW_SETTING.key=value",
+            "--set",
+            "secretEnv.KASSA_ADMIN_KEY=null",
+            "--set",
+            "env.KASSA_PLAIN=yes",
+        ]
+    )
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    for name in ("kassa-api", "kassa-worker-relay", "kassa-worker-consumers"):
+        env_vars = env_of(pod_spec(named(docs, "Deployment", name))["containers"][0])
+        assert env_vars["KASSA_NEW_SETTING"]["valueFrom"]["secretKeyRef"] == {"name": "kassa-new", "key": "value"}
+        assert env_vars["KASSA_PLAIN"]["value"] == "yes"
+        assert "KASSA_ADMIN_KEY" not in env_vars
+
+
+def test_the_smoke_test_hook_checks_liveness_and_readiness_through_the_service(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    smoke = named(rendered["dev"], "Pod", "kassa-smoke")
+    assert smoke["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    script = smoke["spec"]["containers"][0]["command"][-1]
+    assert "/healthz" in script and "/readyz" in script and "kassa-api.kassa-dev.svc" in script
+    assert of_kind(rendered["production"], "Pod") == []  # no test pod in production
