@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check fmt bench migrate openapi install clean
+.PHONY: run test check fmt bench migrate openapi install clean chart-sync
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,14 @@ openapi: $(STAMP)
 lock: $(BIN)/python
 	$(BIN)/python -m pip install --quiet uv==0.13.9
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+# Helm reads only files inside the chart: copy the observability rules and dashboards into it
+# (tests/deploy/test_helm_chart.py fails when the copies drift).
+chart-sync:
+	@if [ -d deploy/observability ]; then \
+	  cd deploy/observability && find . -type f \( -name '*.yaml' -o -name '*.yml' -o -name '*.json' \) \
+	    -exec install -D -m 0644 {} ../helm/kassa/files/observability/{} \; ; \
+	else echo "deploy/observability does not exist: nothing to sync"; fi
 
 clean:
 	rm -rf $(VENV) .kassa .pytest_cache .mypy_cache .ruff_cache

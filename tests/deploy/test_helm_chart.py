@@ -119,7 +119,12 @@ def test_custom_resources_have_the_fields_their_operators_need(rendered: dict[st
     for es in secrets:
         assert es["apiVersion"].startswith("external-secrets.io/")
         assert es["spec"]["secretStoreRef"]["name"] and es["spec"]["target"]["name"] == es["metadata"]["name"]
-        assert all(d["remoteRef"]["key"].startswith("kassa/prod/") for d in es["spec"]["data"])
+        keys = [d["remoteRef"]["key"] for d in es["spec"].get("data", [])]
+        keys += [d["extract"]["key"] for d in es["spec"].get("dataFrom", [])]
+        assert keys and all(key.startswith("kassa/prod/") for key in keys)
+    # The rotated database secrets are JSON; the connection URL is built from their fields.
+    database = named(docs, "ExternalSecret", "kassa-database")["spec"]["target"]["template"]["data"]["app_url"]
+    assert database.startswith("postgresql://{{ .username }}:{{ .password | urlquery }}@{{ .host }}")
 
 
 def test_checkov_finds_nothing_in_the_rendered_chart_and_every_skip_has_a_reason(checkov: dict[str, Any]) -> None:
@@ -349,3 +354,17 @@ def test_the_smoke_test_hook_checks_liveness_and_readiness_through_the_service(
     script = smoke["spec"]["containers"][0]["command"][-1]
     assert "/healthz" in script and "/readyz" in script and "kassa-api.kassa-dev.svc" in script
     assert of_kind(rendered["production"], "Pod") == []  # no test pod in production
+
+
+def test_every_container_of_the_chart_runs_a_real_kassa_command(rendered: dict[str, list[Manifest]]) -> None:
+    from kassa.cli.main import build_parser
+
+    parser = build_parser()
+    seen = set()
+    for docs in rendered.values():
+        for doc in workloads(docs):
+            for container in pod_spec(doc)["containers"]:
+                if "args" in container:
+                    assert parser.parse_args(container["args"]).func
+                    seen.add(" ".join(container["args"]))
+    assert seen == {"api", "worker relay", "worker consumers", "migrate"}
