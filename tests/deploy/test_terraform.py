@@ -14,7 +14,7 @@ pytestmark = pytest.mark.deploy
 
 Parsed = dict[Path, dict[str, Any]]
 ENVS = ("dev", "staging", "prod")
-MODULES = ("network", "eks", "aurora", "msk", "nats", "cache", "secrets", "kms", "stack")
+MODULES = ("network", "eks", "aurora", "msk", "nats", "cache", "secrets", "kms", "ingress-sg", "stack")
 
 
 def resources(terraform: Parsed, kind: str, module: str | None = None) -> dict[str, dict[str, Any]]:
@@ -112,23 +112,29 @@ def test_only_the_load_balancer_accepts_traffic_from_the_internet(terraform: Par
 
 
 def test_aurora_accepts_only_the_proxy_and_the_proxy_only_the_cluster_nodes(terraform: Parsed) -> None:
-    ingress = resources(terraform, "aws_vpc_security_group_ingress_rule", "aurora")
-    to_aurora = {n: r for n, r in ingress.items() if r["security_group_id"] == "${aws_security_group.aurora.id}"}
-    assert {r["referenced_security_group_id"] for r in to_aurora.values()} == {
-        "${aws_security_group.proxy.id}",
-        "${each.value}",  # rotation_security_group_ids: the secrets rotation function
-    }
-    to_proxy = [r for r in ingress.values() if r["security_group_id"] == "${aws_security_group.proxy.id}"]
-    assert [r["referenced_security_group_id"] for r in to_proxy] == ["${each.value}"]
-    for rule in ingress.values():
-        assert "cidr_ipv4" not in rule and rule["from_port"] == rule["to_port"] == 5432
+    # Data services get their group from modules/ingress-sg: one port, security-group sources only.
+    (rule,) = resources(terraform, "aws_vpc_security_group_ingress_rule", "ingress-sg").values()
+    assert rule["referenced_security_group_id"] == "${var.client_security_group_ids[count.index]}"
+    assert rule["from_port"] == rule["to_port"] == "${var.port}" and "cidr_ipv4" not in rule
+    aurora = module_calls(terraform, "modules/aurora/main.tf")
+    assert aurora["proxy_sg"]["client_security_group_ids"] == "${var.client_security_group_ids}"
+    assert aurora["aurora_sg"]["client_security_group_ids"] == (
+        "${concat([module.proxy_sg.id], var.rotation_security_group_ids)}"
+    )
+    assert aurora["proxy_sg"]["port"] == aurora["aurora_sg"]["port"] == 5432
+    (cluster,) = resources(terraform, "aws_rds_cluster").values()
+    assert cluster["vpc_security_group_ids"] == ["${module.aurora_sg.id}"]
+    (proxy,) = resources(terraform, "aws_db_proxy").values()
+    assert proxy["vpc_security_group_ids"] == ["${module.proxy_sg.id}"]
+    assert proxy["require_tls"] is True
     stack = module_calls(terraform, "modules/stack/main.tf")
     assert stack["aurora"]["client_security_group_ids"] == ["${module.eks.node_security_group_id}"]
     assert stack["aurora"]["rotation_security_group_ids"] == ["${module.secrets.rotator_security_group_id}"]
-    for data in ("cache", "msk"):
+    for data, port in (("cache", 6379), ("msk", 9096)):
         assert stack[data]["client_security_group_ids"] == ["${module.eks.node_security_group_id}"]
-    (proxy,) = resources(terraform, "aws_db_proxy").values()
-    assert proxy["require_tls"] is True
+        sg = module_calls(terraform, f"modules/{data}/main.tf")["sg"]
+        assert sg["source"] == "../ingress-sg" and sg["port"] == port
+        assert sg["client_security_group_ids"] == "${var.client_security_group_ids}"
 
 
 def test_aurora_is_serverless_v2_encrypted_with_a_cmk_backed_up_and_protected(terraform: Parsed) -> None:

@@ -20,57 +20,34 @@ resource "aws_db_subnet_group" "this" {
   tags       = var.tags
 }
 
-resource "aws_security_group" "proxy" {
-  #checkov:skip=CKV2_AWS_5:attached to aws_db_proxy.this (vpc_security_group_ids), a link checkov does not model
-  name        = "${var.name}-rds-proxy"
-  description = "RDS Proxy: PostgreSQL from the EKS nodes"
-  vpc_id      = var.vpc_id
-  tags        = var.tags
+module "proxy_sg" {
+  source                    = "../ingress-sg"
+  name                      = "${var.name}-rds-proxy"
+  description               = "RDS Proxy: PostgreSQL from the EKS nodes"
+  vpc_id                    = var.vpc_id
+  port                      = 5432
+  client_security_group_ids = var.client_security_group_ids
+  tags                      = var.tags
 }
 
-resource "aws_vpc_security_group_ingress_rule" "proxy_from_clients" {
-  for_each                     = toset(var.client_security_group_ids)
-  security_group_id            = aws_security_group.proxy.id
-  description                  = "PostgreSQL from the EKS nodes"
-  ip_protocol                  = "tcp"
-  from_port                    = 5432
-  to_port                      = 5432
-  referenced_security_group_id = each.value
+# Aurora accepts the proxy, and the secrets rotation function (it changes the roles' passwords).
+module "aurora_sg" {
+  source                    = "../ingress-sg"
+  name                      = "${var.name}-aurora"
+  description               = "Aurora: PostgreSQL from RDS Proxy and the rotation function only"
+  vpc_id                    = var.vpc_id
+  port                      = 5432
+  client_security_group_ids = concat([module.proxy_sg.id], var.rotation_security_group_ids)
+  tags                      = var.tags
 }
 
 resource "aws_vpc_security_group_egress_rule" "proxy_to_aurora" {
-  security_group_id            = aws_security_group.proxy.id
+  security_group_id            = module.proxy_sg.id
   description                  = "PostgreSQL to the Aurora cluster"
   ip_protocol                  = "tcp"
   from_port                    = 5432
   to_port                      = 5432
-  referenced_security_group_id = aws_security_group.aurora.id
-}
-
-resource "aws_security_group" "aurora" {
-  name        = "${var.name}-aurora"
-  description = "Aurora: PostgreSQL from RDS Proxy only"
-  vpc_id      = var.vpc_id
-  tags        = var.tags
-}
-
-resource "aws_vpc_security_group_ingress_rule" "aurora_from_proxy" {
-  security_group_id            = aws_security_group.aurora.id
-  description                  = "PostgreSQL from RDS Proxy"
-  ip_protocol                  = "tcp"
-  from_port                    = 5432
-  to_port                      = 5432
-  referenced_security_group_id = aws_security_group.proxy.id
-}
-
-resource "aws_vpc_security_group_ingress_rule" "aurora_from_rotator" {
-  for_each                     = toset(var.rotation_security_group_ids)
-  security_group_id            = aws_security_group.aurora.id
-  description                  = "PostgreSQL from the secrets rotation function (password changes)"
-  ip_protocol                  = "tcp"
-  from_port                    = 5432
-  to_port                      = 5432
-  referenced_security_group_id = each.value
+  referenced_security_group_id = module.aurora_sg.id
 }
 
 resource "aws_rds_cluster_parameter_group" "this" {
@@ -110,7 +87,7 @@ resource "aws_rds_cluster" "this" {
   }
 
   db_subnet_group_name            = aws_db_subnet_group.this.name
-  vpc_security_group_ids          = [aws_security_group.aurora.id]
+  vpc_security_group_ids          = [module.aurora_sg.id]
   db_cluster_parameter_group_name = aws_rds_cluster_parameter_group.this.name
 
   storage_encrypted = true
@@ -209,7 +186,7 @@ resource "aws_db_proxy" "this" {
   engine_family          = "POSTGRESQL"
   role_arn               = aws_iam_role.proxy.arn
   vpc_subnet_ids         = var.data_subnet_ids
-  vpc_security_group_ids = [aws_security_group.proxy.id]
+  vpc_security_group_ids = [module.proxy_sg.id]
   require_tls            = true
   idle_client_timeout    = 1800
   debug_logging          = false

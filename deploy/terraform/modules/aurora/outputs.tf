@@ -20,10 +20,10 @@ output "master_user_secret_arn" {
 
 output "security_group_id" {
   description = "Aurora's security group."
-  value       = aws_security_group.aurora.id
+  value       = module.aurora_sg.id
 }
 
 output "proxy_security_group_id" {
   description = "RDS Proxy's security group."
-  value       = aws_security_group.proxy.id
+  value       = module.proxy_sg.id
 }

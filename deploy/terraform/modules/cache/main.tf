@@ -17,21 +17,14 @@ resource "aws_elasticache_subnet_group" "this" {
   tags       = var.tags
 }
 
-resource "aws_security_group" "cache" {
-  name        = "${var.name}-cache"
-  description = "Valkey: from the EKS nodes only"
-  vpc_id      = var.vpc_id
-  tags        = var.tags
-}
-
-resource "aws_vpc_security_group_ingress_rule" "cache_from_clients" {
-  for_each                     = toset(var.client_security_group_ids)
-  security_group_id            = aws_security_group.cache.id
-  description                  = "Valkey (TLS) from the EKS nodes"
-  ip_protocol                  = "tcp"
-  from_port                    = 6379
-  to_port                      = 6379
-  referenced_security_group_id = each.value
+module "sg" {
+  source                    = "../ingress-sg"
+  name                      = "${var.name}-cache"
+  description               = "Valkey (TLS) from the EKS nodes only"
+  vpc_id                    = var.vpc_id
+  port                      = 6379
+  client_security_group_ids = var.client_security_group_ids
+  tags                      = var.tags
 }
 
 resource "aws_cloudwatch_log_group" "cache" {
@@ -55,7 +48,7 @@ resource "aws_elasticache_replication_group" "this" {
   multi_az_enabled           = true
 
   subnet_group_name  = aws_elasticache_subnet_group.this.name
-  security_group_ids = [aws_security_group.cache.id]
+  security_group_ids = [module.sg.id]
 
   at_rest_encryption_enabled = true
   kms_key_id                 = module.kms.arn

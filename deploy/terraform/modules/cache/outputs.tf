@@ -5,5 +5,5 @@ output "primary_endpoint" {
 
 output "security_group_id" {
   description = "The cache's security group."
-  value       = aws_security_group.cache.id
+  value       = module.sg.id
 }

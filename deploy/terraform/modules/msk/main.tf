@@ -12,21 +12,14 @@ module "kms" {
   tags               = var.tags
 }
 
-resource "aws_security_group" "msk" {
-  name        = "${var.name}-msk"
-  description = "MSK brokers: SASL_SSL from the EKS nodes only"
-  vpc_id      = var.vpc_id
-  tags        = var.tags
-}
-
-resource "aws_vpc_security_group_ingress_rule" "msk_from_clients" {
-  for_each                     = toset(var.client_security_group_ids)
-  security_group_id            = aws_security_group.msk.id
-  description                  = "Kafka SASL_SSL from the EKS nodes"
-  ip_protocol                  = "tcp"
-  from_port                    = 9096
-  to_port                      = 9096
-  referenced_security_group_id = each.value
+module "sg" {
+  source                    = "../ingress-sg"
+  name                      = "${var.name}-msk"
+  description               = "MSK brokers: SASL_SSL from the EKS nodes only"
+  vpc_id                    = var.vpc_id
+  port                      = 9096
+  client_security_group_ids = var.client_security_group_ids
+  tags                      = var.tags
 }
 
 resource "aws_cloudwatch_log_group" "msk" {
@@ -56,7 +49,7 @@ resource "aws_msk_cluster" "this" {
   broker_node_group_info {
     instance_type   = var.broker_instance_type
     client_subnets  = var.data_subnet_ids
-    security_groups = [aws_security_group.msk.id]
+    security_groups = [module.sg.id]
     storage_info {
       ebs_storage_info {
         volume_size = var.broker_volume_gb

@@ -68,11 +68,12 @@ resource "aws_security_group" "rotator" {
 }
 
 resource "aws_vpc_security_group_egress_rule" "rotator_to_vpc" {
+  for_each          = { postgres = 5432, https = 443 }
   security_group_id = aws_security_group.rotator.id
-  description       = "PostgreSQL (Aurora) and HTTPS (Secrets Manager endpoint) inside the VPC"
+  description       = "${each.key} inside the VPC (Aurora; the Secrets Manager endpoint)"
   ip_protocol       = "tcp"
-  from_port         = 443
-  to_port           = 5432
+  from_port         = each.value
+  to_port           = each.value
   cidr_ipv4         = var.vpc_cidr
 }
 
@@ -101,64 +102,48 @@ resource "aws_secretsmanager_secret_rotation" "db" {
   depends_on = [aws_secretsmanager_secret_version.db]
 }
 
-# Keys of kassa itself. Rotating them is an application procedure (a new admin key is issued
-# through the API; a new master key re-encrypts the stored webhook secrets), not a Lambda.
-resource "random_password" "admin_key" {
-  length  = 48
-  special = false
+# Keys of kassa itself. Rotating them is an application procedure, not a Lambda: a new admin key
+# is issued through the API and the old one revoked; a new master key re-encrypts the stored
+# webhook secrets; the Valkey AUTH token uses ElastiCache's two-token ROTATE strategy.
+resource "random_password" "key" {
+  for_each = toset(["admin", "master-key", "cache"])
+  length   = 64
+  special  = false
 }
 
-resource "random_password" "master_key" {
-  length  = 64
-  special = false
+locals {
+  cache_auth = random_password.key["cache"].result
+  keys = {
+    admin = {
+      description = "kassa bootstrap admin API key (JSON: admin_key)"
+      value       = { admin_key = "kassa_key_${random_password.key["admin"].result}" }
+    }
+    master-key = {
+      description = "kassa master key for webhook secrets at rest (JSON: master_key)"
+      value       = { master_key = random_password.key["master-key"].result }
+    }
+    cache = {
+      description = "kassa Valkey AUTH token and URL (JSON: auth_token, url)"
+      value = {
+        auth_token = local.cache_auth
+        url        = var.cache_host == "" ? "" : "rediss://:${local.cache_auth}@${var.cache_host}:6379/0"
+      }
+    }
+  }
 }
 
-resource "random_password" "cache_auth" {
-  length  = 64
-  special = false
-}
-
-resource "aws_secretsmanager_secret" "admin" {
-  #checkov:skip=CKV2_AWS_57:the admin API key is rotated through kassa's API (a new key, then the old one revoked), not by a Lambda
-  name                    = "kassa/${var.env}/admin"
-  description             = "kassa bootstrap admin API key (JSON: admin_key)"
+resource "aws_secretsmanager_secret" "key" {
+  #checkov:skip=CKV2_AWS_57:kassa's own keys rotate through kassa (admin key via the API, master key by re-encryption) and the cache token through ElastiCache, not a Lambda
+  for_each                = local.keys
+  name                    = "kassa/${var.env}/${each.key}"
+  description             = each.value.description
   kms_key_id              = module.kms.arn
   recovery_window_in_days = 30
   tags                    = var.tags
 }
 
-resource "aws_secretsmanager_secret_version" "admin" {
-  secret_id     = aws_secretsmanager_secret.admin.id
-  secret_string = jsonencode({ admin_key = "kassa_key_${random_password.admin_key.result}" })
-}
-
-resource "aws_secretsmanager_secret" "master_key" {
-  #checkov:skip=CKV2_AWS_57:rotating the master key re-encrypts stored webhook secrets, an application procedure (docs/deploy.md), not a Lambda
-  name                    = "kassa/${var.env}/master-key"
-  description             = "kassa master key for webhook secrets at rest (JSON: master_key)"
-  kms_key_id              = module.kms.arn
-  recovery_window_in_days = 30
-  tags                    = var.tags
-}
-
-resource "aws_secretsmanager_secret_version" "master_key" {
-  secret_id     = aws_secretsmanager_secret.master_key.id
-  secret_string = jsonencode({ master_key = random_password.master_key.result })
-}
-
-resource "aws_secretsmanager_secret" "cache" {
-  #checkov:skip=CKV2_AWS_57:the Valkey AUTH token rotates with ElastiCache's two-token ROTATE strategy, driven by a Terraform change
-  name                    = "kassa/${var.env}/cache"
-  description             = "kassa Valkey AUTH token and URL (JSON: auth_token, url)"
-  kms_key_id              = module.kms.arn
-  recovery_window_in_days = 30
-  tags                    = var.tags
-}
-
-resource "aws_secretsmanager_secret_version" "cache" {
-  secret_id = aws_secretsmanager_secret.cache.id
-  secret_string = jsonencode({
-    auth_token = random_password.cache_auth.result
-    url        = var.cache_host == "" ? "" : "rediss://:${random_password.cache_auth.result}@${var.cache_host}:6379/0"
-  })
+resource "aws_secretsmanager_secret_version" "key" {
+  for_each      = local.keys
+  secret_id     = aws_secretsmanager_secret.key[each.key].id
+  secret_string = jsonencode(each.value.value)
 }

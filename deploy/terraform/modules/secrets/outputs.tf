@@ -12,13 +12,13 @@ output "all_secret_arns" {
   description = "Every secret the kassa pods may read."
   value = concat(
     [for role in ["app", "migration"] : aws_secretsmanager_secret.db[role].arn],
-    [aws_secretsmanager_secret.admin.arn, aws_secretsmanager_secret.master_key.arn, aws_secretsmanager_secret.cache.arn],
+    [for name in ["admin", "master-key", "cache"] : aws_secretsmanager_secret.key[name].arn],
   )
 }
 
 output "cache_auth_token" {
   description = "The Valkey AUTH token (for the replication group)."
-  value       = random_password.cache_auth.result
+  value       = local.cache_auth
   sensitive   = true
 }
 

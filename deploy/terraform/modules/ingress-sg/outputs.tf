@@ -1,0 +1,4 @@
+output "id" {
+  description = "The security group."
+  value       = aws_security_group.this.id
+}
