@@ -163,6 +163,8 @@ def test_api_probes_liveness_on_healthz_and_readiness_on_readyz(rendered: dict[s
         assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["args"] == ["api"]
+        # A broker outage must not empty the Service: the outbox carries the events meanwhile.
+        assert env_of(container)["KASSA_READY_REQUIRES"]["value"] == "database"
 
 
 def test_workers_are_separately_scaled_deployments_of_the_same_image(rendered: dict[str, list[Manifest]]) -> None:
