@@ -26,6 +26,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'echo "build-offline.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 if ! podman "${STORE[@]}" image exists "$BASE"; then
   # The Debian mirror apt already uses (DEBIAN_MIRROR overrides; no host is assumed here).
@@ -58,8 +59,10 @@ while True:
     time.sleep(1)
 PY
 PIDS+=($!)
-for _ in $(seq 120); do [ -s "$WORK/db.url" ] && break; sleep 0.5; done
+# initdb can take a while on a busy machine.
+for _ in $(seq 600); do [ -s "$WORK/db.url" ] && break; sleep 0.5; done
 url="$(cat "$WORK/db.url")"
+[ -n "$url" ] || { echo "the throwaway PostgreSQL did not start" >&2; exit 1; }
 run=(buildah "${STORE[@]}" run --isolation chroot --network host --env KASSA_DATABASE_URL="$url")
 "${run[@]}" "$CONTAINER" -- id -u | grep -qx 10001
 "${run[@]}" "$CONTAINER" -- kassa migrate
@@ -67,6 +70,6 @@ port="$(.venv/bin/python -c 'from kassa.store.embedded import free_port; print(f
 "${run[@]}" --env KASSA_HTTP_HOST=127.0.0.1 --env KASSA_HTTP_PORT="$port" --env KASSA_READY_REQUIRES=database \
   "$CONTAINER" -- kassa api > "$WORK/api.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 120); do curl -sf "http://127.0.0.1:$port/healthz" > /dev/null && break; sleep 0.5; done
+for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/healthz" > /dev/null && break; sleep 0.5; done
 echo "healthz: $(curl -sf "http://127.0.0.1:$port/healthz")"
 echo "readyz:  $(curl -sf "http://127.0.0.1:$port/readyz")"
