@@ -5,6 +5,7 @@ from __future__ import annotations
 import filecmp
 import json
 import re
+import tarfile
 from typing import TYPE_CHECKING, Any
 
 import kubernetes_validate
@@ -84,6 +85,26 @@ def kubernetes_version() -> str:
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_helm_lint_passes_strictly_for_each_environment(helm: Path, env: str) -> None:
     run([str(helm), "lint", "--strict", str(CHART), "-f", str(CHART / f"values-{env}.yaml")])
+
+
+def test_the_chart_packages_as_the_release_workflow_does(helm: Path, tmp_path: Path) -> None:
+    run(
+        [
+            str(helm),
+            "package",
+            str(CHART),
+            "--version",
+            "1.2.3",
+            "--app-version",
+            "1.2.3",
+            "--destination",
+            str(tmp_path),
+        ]
+    )
+    (package,) = tmp_path.glob("kassa-1.2.3.tgz")
+    with tarfile.open(package) as archive:
+        names = set(archive.getnames())
+    assert {"kassa/Chart.yaml", "kassa/values-production.yaml", "kassa/files/rules/kassa-platform.yaml"} <= names
 
 
 def test_rendered_manifests_match_the_kubernetes_schemas_of_the_eks_version(
