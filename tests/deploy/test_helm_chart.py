@@ -124,6 +124,15 @@ def test_rendered_manifests_match_the_kubernetes_schemas_of_the_eks_version(
     assert unvalidated == CRD_KINDS
 
 
+def test_schema_validation_rejects_a_wrong_type_and_an_unknown_field(rendered: dict[str, list[Manifest]]) -> None:
+    api = named(rendered["dev"], "Deployment", "kassa-api")
+    wrong_type = {**api, "spec": {**api["spec"], "replicas": "two"}}
+    unknown = {**api, "spec": {**api["spec"], "replicaz": 2}}
+    for broken in (wrong_type, unknown):
+        with pytest.raises(kubernetes_validate.ValidationError):
+            kubernetes_validate.validate(broken, kubernetes_version(), strict=True)
+
+
 def test_custom_resources_have_the_fields_their_operators_need(rendered: dict[str, list[Manifest]]) -> None:
     docs = rendered["production"]
     (monitor,) = of_kind(docs, "ServiceMonitor")

@@ -2,6 +2,10 @@
 # Secrets with a KMS key, control-plane logs, and the one security group that faces the
 # internet: the ingress load balancer's.
 
+locals {
+  ingress_ports = { http = 80, https = 443, health = 10254 }
+}
+
 module "eks" {
   #checkov:skip=CKV_TF_1:registry modules are pinned to an exact release version; the lock file pins provider hashes
   source  = "terraform-aws-modules/eks/aws"
@@ -62,18 +66,16 @@ module "eks" {
     subnet_ids     = var.private_subnet_ids
   } }
 
-  # The nodes accept traffic from the load balancer (instance or IP targets) and nothing else
-  # from outside the cluster; node-to-node and control-plane rules come from the module.
-  node_security_group_additional_rules = {
-    ingress_from_lb = {
-      description              = "Ingress controller traffic from the internet-facing load balancer"
-      protocol                 = "tcp"
-      from_port                = 80
-      to_port                  = 32767
-      type                     = "ingress"
-      source_security_group_id = aws_security_group.ingress_lb.id
-    }
-  }
+  # The nodes accept the load balancer on the ingress controller's ports only (IP targets: HTTP,
+  # HTTPS, and its health endpoint); node-to-node and control-plane rules come from the module.
+  node_security_group_additional_rules = { for name, port in local.ingress_ports : "ingress_from_lb_${name}" => {
+    description              = "Ingress controller ${name} from the internet-facing load balancer"
+    protocol                 = "tcp"
+    from_port                = port
+    to_port                  = port
+    type                     = "ingress"
+    source_security_group_id = aws_security_group.ingress_lb.id
+  } }
 
   tags = var.tags
 }
@@ -98,11 +100,12 @@ resource "aws_vpc_security_group_ingress_rule" "lb_https" {
 }
 
 resource "aws_vpc_security_group_egress_rule" "lb_to_nodes" {
+  for_each                     = local.ingress_ports
   security_group_id            = aws_security_group.ingress_lb.id
-  description                  = "To the ingress controller on the nodes"
+  description                  = "To the ingress controller (${each.key}) on the nodes"
   ip_protocol                  = "tcp"
-  from_port                    = 80
-  to_port                      = 32767
+  from_port                    = each.value
+  to_port                      = each.value
   referenced_security_group_id = module.eks.node_security_group_id
 }
 
