@@ -224,5 +224,11 @@ def test_the_event_bus_is_a_choice_between_msk_and_nats(terraform: Parsed) -> No
     stack = module_calls(terraform, "modules/stack/main.tf")
     assert stack["msk"]["count"] == '${var.event_bus == "msk" ? 1 : 0}'
     assert stack["nats"]["count"] == '${var.event_bus == "nats" ? 1 : 0}'
+    # In-cluster NATS requires a password too; its server config holds only the bcrypt hash.
+    assert stack["nats"]["client_password_bcrypt"] == "${module.secrets.nats_password_bcrypt}"  # noqa: S105 - a reference
+    (release,) = resources(terraform, "helm_release", "nats").values()
+    assert "authorization" in references(release["values"]) and "var.client_password_bcrypt" in references(
+        release["values"]
+    )
     buses = {env: module_calls(terraform, f"envs/{env}/main.tf")["kassa"]["event_bus"] for env in ENVS}
     assert buses == {"dev": "nats", "staging": "msk", "prod": "msk"}

@@ -1,6 +1,7 @@
 # NATS JetStream in the EKS cluster (event_bus = "nats"): the official chart, three servers in
-# three zones, file storage on encrypted gp3 volumes. Clients authenticate with the credentials
-# kassa's NATS adapter reads (KASSA_NATS_URL carries them), kept in Secrets Manager.
+# three zones, file storage on encrypted gp3 volumes. Clients must authenticate: one user whose
+# password is in Secrets Manager (kassa/<env>/nats, inside KASSA_NATS_URL); the server config
+# holds only its bcrypt hash.
 
 resource "helm_release" "nats" {
   name             = "nats"
@@ -14,6 +15,11 @@ resource "helm_release" "nats" {
   values = [yamlencode({
     config = {
       cluster = { enabled = true, replicas = var.replicas }
+      merge = {
+        authorization = {
+          users = [{ user = var.client_user, password = var.client_password_bcrypt }]
+        }
+      }
       jetstream = {
         enabled = true
         fileStore = {

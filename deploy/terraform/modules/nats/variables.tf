@@ -21,3 +21,15 @@ variable "jetstream_volume_size" {
   type        = string
   default     = "50Gi"
 }
+
+variable "client_user" {
+  description = "The one NATS user kassa connects as."
+  type        = string
+  default     = "kassa"
+}
+
+variable "client_password_bcrypt" {
+  description = "bcrypt hash of that user's password (the clear password lives only in Secrets Manager)."
+  type        = string
+  sensitive   = true
+}

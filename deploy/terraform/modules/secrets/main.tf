@@ -106,14 +106,20 @@ resource "aws_secretsmanager_secret_rotation" "db" {
 # is issued through the API and the old one revoked; a new master key re-encrypts the stored
 # webhook secrets; the Valkey AUTH token uses ElastiCache's two-token ROTATE strategy.
 resource "random_password" "key" {
-  for_each = toset(["admin", "master-key", "cache"])
+  for_each = toset(["admin", "master-key", "cache", "nats"])
   length   = 64
   special  = false
 }
 
 locals {
   cache_auth = random_password.key["cache"].result
-  keys = {
+  nats = var.nats_host == "" ? {} : {
+    nats = {
+      description = "kassa NATS client credentials (JSON: url)"
+      value       = { url = "nats://kassa:${random_password.key["nats"].result}@${var.nats_host}:4222" }
+    }
+  }
+  keys = merge(local.nats, {
     admin = {
       description = "kassa bootstrap admin API key (JSON: admin_key)"
       value       = { admin_key = "kassa_key_${random_password.key["admin"].result}" }
@@ -129,11 +135,11 @@ locals {
         url        = var.cache_host == "" ? "" : "rediss://:${local.cache_auth}@${var.cache_host}:6379/0"
       }
     }
-  }
+  })
 }
 
 resource "aws_secretsmanager_secret" "key" {
-  #checkov:skip=CKV2_AWS_57:kassa's own keys rotate through kassa (admin key via the API, master key by re-encryption) and the cache token through ElastiCache, not a Lambda
+  #checkov:skip=CKV2_AWS_57:kassa's own keys rotate through kassa (admin key via the API, master key by re-encryption) the cache token through ElastiCache and the NATS password by a Terraform change, not a Lambda
   for_each                = local.keys
   name                    = "kassa/${var.env}/${each.key}"
   description             = each.value.description

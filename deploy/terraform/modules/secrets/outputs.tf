@@ -12,7 +12,7 @@ output "all_secret_arns" {
   description = "Every secret the kassa pods may read."
   value = concat(
     [for role in ["app", "migration"] : aws_secretsmanager_secret.db[role].arn],
-    [for name in ["admin", "master-key", "cache"] : aws_secretsmanager_secret.key[name].arn],
+    [for name, secret in aws_secretsmanager_secret.key : secret.arn],
   )
 }
 
@@ -25,4 +25,10 @@ output "cache_auth_token" {
 output "rotator_security_group_id" {
   description = "The rotation function's security group (Aurora accepts it besides the proxy)."
   value       = aws_security_group.rotator.id
+}
+
+output "nats_password_bcrypt" {
+  description = "bcrypt hash of the NATS client password (for the NATS server config)."
+  value       = random_password.key["nats"].bcrypt_hash
+  sensitive   = true
 }

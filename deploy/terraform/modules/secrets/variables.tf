@@ -61,3 +61,9 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "nats_host" {
+  description = "In-cluster NATS host when event_bus = nats (empty: no NATS secret)."
+  type        = string
+  default     = ""
+}

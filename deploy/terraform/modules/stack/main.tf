@@ -33,6 +33,7 @@ module "secrets" {
   db_cluster_host      = module.aurora.cluster_endpoint
   db_master_secret_arn = module.aurora.master_user_secret_arn
   cache_host           = module.cache.primary_endpoint
+  nats_host            = var.event_bus == "nats" ? "nats.nats.svc" : ""
   tags                 = local.tags
 }
 
@@ -81,8 +82,9 @@ module "msk" {
 }
 
 module "nats" {
-  source = "../nats"
-  count  = var.event_bus == "nats" ? 1 : 0
+  source                 = "../nats"
+  count                  = var.event_bus == "nats" ? 1 : 0
+  client_password_bcrypt = module.secrets.nats_password_bcrypt
 }
 
 module "cache" {
