@@ -220,8 +220,14 @@ def test_secrets_are_referenced_from_existing_secrets_never_inlined(
 ) -> None:
     docs = rendered[env]
     assert of_kind(docs, "Secret") == []
-    secret_names = {name for name, ref in values(env)["secretEnv"].items() if ref}
-    assert "KASSA_DATABASE_URL" in secret_names
+    chart_values = values(env)
+    maps = [
+        chart_values["secretEnv"],
+        chart_values["migration"]["secretEnv"],
+        chart_values["workers"]["defaults"]["secretEnv"],
+    ]
+    secret_names = {name for names in maps for name, ref in names.items() if ref}
+    assert {"KASSA_DATABASE_URL", "KASSA_WORKER_DATABASE_URL", "KASSA_MIGRATION_DATABASE_URL"} <= secret_names
     credentials = re.compile(r"://[^/\s]*:[^/\s]*@|kassa_key_|whsec_")
     for doc in workloads(docs):
         for container in pod_spec(doc)["containers"]:
@@ -232,22 +238,35 @@ def test_secrets_are_referenced_from_existing_secrets_never_inlined(
                 assert "value" not in env_vars[name] and env_vars[name]["valueFrom"]["secretKeyRef"]["name"]
 
 
-def test_the_migration_is_a_hook_that_runs_with_the_migration_role(rendered: dict[str, list[Manifest]]) -> None:
+def test_the_migration_is_a_hook_and_each_workload_gets_only_its_own_database_role(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    urls = ("KASSA_DATABASE_URL", "KASSA_WORKER_DATABASE_URL", "KASSA_MIGRATION_DATABASE_URL")
+
+    def database_refs(container: dict[str, Any]) -> dict[str, dict[str, str]]:
+        env_vars = env_of(container)
+        return {name: env_vars[name]["valueFrom"]["secretKeyRef"] for name in urls if name in env_vars}
+
     for docs in rendered.values():
         job = named(docs, "Job", "kassa-migrate")
         annotations = job["metadata"]["annotations"]
         assert set(annotations["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
         (container,) = pod_spec(job)["containers"]
         assert container["args"] == ["migrate"]
-        database = env_of(container)["KASSA_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
-        assert database == {"name": "kassa-database-migration", "key": "migration_url"}
-        assert "KASSA_ADMIN_KEY" not in env_of(container)
+        assert database_refs(container) == {
+            "KASSA_MIGRATION_DATABASE_URL": {"name": "kassa-database-migration", "key": "migration_url"}
+        }
         # Its service account exists before it: an earlier hook, not an ordinary release object.
         account = named(docs, "ServiceAccount", pod_spec(job)["serviceAccountName"])
         assert int(account["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(annotations["helm.sh/hook-weight"])
-        # The API never runs with the migration role.
+        # The API runs as the application role, the workers as the worker role; neither as the owner.
         api = pod_spec(named(docs, "Deployment", "kassa-api"))["containers"][0]
-        assert env_of(api)["KASSA_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "kassa-database"
+        assert database_refs(api) == {"KASSA_DATABASE_URL": {"name": "kassa-database", "key": "app_url"}}
+        for role in ("relay", "consumers"):
+            worker = pod_spec(named(docs, "Deployment", f"kassa-worker-{role}"))["containers"][0]
+            assert database_refs(worker) == {
+                "KASSA_WORKER_DATABASE_URL": {"name": "kassa-database-worker", "key": "worker_url"}
+            }
 
 
 def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -351,7 +370,9 @@ def test_the_chart_copies_of_deploy_observability_are_identical_to_their_sources
         )
 
 
-def test_settings_are_data_driven_a_secret_setting_can_be_added_and_removed(helm: Path) -> None:
+def test_settings_are_data_driven_a_secret_setting_can_be_added_and_removed(
+    helm: Path, rendered: dict[str, list[Manifest]]
+) -> None:
     result = run(
         [
             str(helm),
@@ -359,23 +380,24 @@ def test_settings_are_data_driven_a_secret_setting_can_be_added_and_removed(helm
             "kassa",
             str(CHART),
             "-f",
-            str(CHART / "values-production.yaml"),
+            str(CHART / "values-dev.yaml"),
             "--set",
             "secretEnv.KASSA_NEW_SETTING.secret=kassa-new",
             "--set",
             "secretEnv.KASSA_NEW_SETTING.key=value",
             "--set",
-            "secretEnv.KASSA_ADMIN_KEY=null",
+            "secretEnv.KASSA_NATS_URL=null",
             "--set",
             "env.KASSA_PLAIN=yes",
         ]
     )
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert "KASSA_NATS_URL" in env_of(pod_spec(named(rendered["dev"], "Deployment", "kassa-api"))["containers"][0])
     for name in ("kassa-api", "kassa-worker-relay", "kassa-worker-consumers"):
         env_vars = env_of(pod_spec(named(docs, "Deployment", name))["containers"][0])
         assert env_vars["KASSA_NEW_SETTING"]["valueFrom"]["secretKeyRef"] == {"name": "kassa-new", "key": "value"}
         assert env_vars["KASSA_PLAIN"]["value"] == "yes"
-        assert "KASSA_ADMIN_KEY" not in env_vars
+        assert "KASSA_NATS_URL" not in env_vars
 
 
 def test_the_smoke_test_hook_checks_liveness_and_readiness_through_the_service(

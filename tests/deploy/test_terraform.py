@@ -197,12 +197,21 @@ def test_everything_at_rest_is_encrypted_with_customer_managed_keys_that_rotate(
     assert eks["cluster_encryption_config"] == {"resources": ["secrets"]}
 
 
-def test_database_credentials_rotate_automatically(terraform: Parsed) -> None:
+def test_database_credentials_rotate_automatically_the_owner_without_a_clone(terraform: Parsed) -> None:
     (rotation,) = resources(terraform, "aws_secretsmanager_secret_rotation").values()
     assert rotation["for_each"] == "${local.db_roles}"
     assert rotation["rotation_rules"][0]["automatically_after_days"] == "${var.rotation_days}"
-    (rotator,) = resources(terraform, "aws_serverlessapplicationrepository_cloudformation_stack").values()
-    assert rotator["application_id"].endswith("SecretsManagerRDSPostgreSQLRotationMultiUser")
+    assert "[each.value.rotation]" in rotation["rotation_lambda_arn"]
+    secrets_locals = terraform[Path("modules/secrets/main.tf")]["locals"][0]
+    roles = secrets_locals["db_roles"]
+    assert {role["username"] for role in roles.values()} == {"kassa_app", "kassa_worker", "kassa_owner"}
+    # A clone of the owner would own what it creates and lack BYPASSRLS: single-user rotation.
+    assert roles["migration"] == {"username": "kassa_owner", "rotation": "single"}
+    assert roles["app"]["rotation"] == roles["worker"]["rotation"] == "multi"
+    assert secrets_locals["rotators"] == {
+        "multi": "SecretsManagerRDSPostgreSQLRotationMultiUser",
+        "single": "SecretsManagerRDSPostgreSQLRotationSingleUser",
+    }
 
 
 def test_the_network_spans_three_zones_with_vpc_endpoints(terraform: Parsed) -> None:

@@ -83,7 +83,7 @@ variable "backup_vault_retention_days" {
 }
 
 variable "proxy_auth_secret_arns" {
-  description = "Secrets (JSON username/password) of the database roles that connect through the proxy: app and migration."
+  description = "Secrets (JSON username/password) of the database roles that connect through the proxy: app, worker, owner."
   type        = list(string)
 }
 

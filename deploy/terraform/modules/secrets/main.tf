@@ -1,14 +1,21 @@
 # Secrets Manager: every secret kassa reads, encrypted with one customer-managed key. The Helm
 # chart's ExternalSecrets turn them into Kubernetes Secrets; nothing is ever put in values files.
 #
-#   kassa/<env>/database/app        the application role (no DDL, row-level security applies)
-#   kassa/<env>/database/migration  the schema owner, used by the migration Job only
+#   kassa/<env>/database/app        kassa_app: the API (row-level security applies)
+#   kassa/<env>/database/worker     kassa_worker: relay and consumers (cross-tenant event tables)
+#   kassa/<env>/database/migration  kassa_owner: the schema owner, the migration Job only
 #   kassa/<env>/admin               the bootstrap admin API key
 #   kassa/<env>/master-key          the key that encrypts webhook secrets at rest
 #   kassa/<env>/cache               the Valkey AUTH token
+#   kassa/<env>/nats                the NATS client credentials (event_bus = "nats")
 #
-# The two database roles rotate with AWS's multi-user rotation function (it alternates between
-# two users, so the credentials a pod holds stay valid for one more period).
+# Rotation (docs/database.md has the roles):
+# - kassa_app and kassa_worker rotate with AWS's multi-user function: it alternates between the
+#   role and a clone that is a member of it (row-level security and kassa's worker check accept
+#   members), so the credentials a pod holds stay valid for one more period.
+# - kassa_owner rotates with the single-user function: a clone would own the tables it creates
+#   and would lack BYPASSRLS (role attributes are not inherited). Only the migration Job uses it,
+#   at deploy time, so the instant of the password change costs nothing.
 
 data "aws_region" "current" {}
 module "kms" {
@@ -21,8 +28,13 @@ module "kms" {
 
 locals {
   db_roles = {
-    app       = { username = "kassa_app" }
-    migration = { username = "kassa_migration" }
+    app       = { username = "kassa_app", rotation = "multi" }
+    worker    = { username = "kassa_worker", rotation = "multi" }
+    migration = { username = "kassa_owner", rotation = "single" }
+  }
+  rotators = {
+    multi  = "SecretsManagerRDSPostgreSQLRotationMultiUser"
+    single = "SecretsManagerRDSPostgreSQLRotationSingleUser"
   }
 }
 
@@ -78,13 +90,14 @@ resource "aws_vpc_security_group_egress_rule" "rotator_to_vpc" {
 }
 
 resource "aws_serverlessapplicationrepository_cloudformation_stack" "rotator" {
-  name             = "${var.name}-pg-rotator"
-  application_id   = "arn:aws:serverlessrepo:us-east-1:297356227824:applications/SecretsManagerRDSPostgreSQLRotationMultiUser"
+  for_each         = local.rotators
+  name             = "${var.name}-pg-rotator-${each.key}"
+  application_id   = "arn:aws:serverlessrepo:us-east-1:297356227824:applications/${each.value}"
   semantic_version = var.rotator_version
   capabilities     = ["CAPABILITY_IAM", "CAPABILITY_RESOURCE_POLICY"]
   parameters = {
     endpoint            = "https://secretsmanager.${data.aws_region.current.name}.amazonaws.com"
-    functionName        = "${var.name}-pg-rotator"
+    functionName        = "${var.name}-pg-rotator-${each.key}"
     kmsKeyArn           = module.kms.arn
     vpcSubnetIds        = join(",", var.private_subnet_ids)
     vpcSecurityGroupIds = aws_security_group.rotator.id
@@ -95,7 +108,7 @@ resource "aws_serverlessapplicationrepository_cloudformation_stack" "rotator" {
 resource "aws_secretsmanager_secret_rotation" "db" {
   for_each            = local.db_roles
   secret_id           = aws_secretsmanager_secret.db[each.key].id
-  rotation_lambda_arn = aws_serverlessapplicationrepository_cloudformation_stack.rotator.outputs["RotationLambdaARN"]
+  rotation_lambda_arn = aws_serverlessapplicationrepository_cloudformation_stack.rotator[each.value.rotation].outputs["RotationLambdaARN"]
   rotation_rules {
     automatically_after_days = var.rotation_days
   }

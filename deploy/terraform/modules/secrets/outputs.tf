@@ -4,14 +4,14 @@ output "kms_key_arn" {
 }
 
 output "db_secret_arns" {
-  description = "app and migration role secrets (RDS Proxy authenticates both)."
-  value       = [for role in ["app", "migration"] : aws_secretsmanager_secret.db[role].arn]
+  description = "The database roles' secrets (RDS Proxy authenticates all three)."
+  value       = [for role in ["app", "worker", "migration"] : aws_secretsmanager_secret.db[role].arn]
 }
 
 output "all_secret_arns" {
   description = "Every secret the kassa pods may read."
   value = concat(
-    [for role in ["app", "migration"] : aws_secretsmanager_secret.db[role].arn],
+    [for role in ["app", "worker", "migration"] : aws_secretsmanager_secret.db[role].arn],
     [for name, secret in aws_secretsmanager_secret.key : secret.arn],
   )
 }

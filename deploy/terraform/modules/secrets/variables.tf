@@ -24,7 +24,7 @@ variable "vpc_cidr" {
 }
 
 variable "db_host" {
-  description = "Host the app and migration roles connect to (the RDS Proxy endpoint)."
+  description = "Host the database roles connect to (the RDS Proxy endpoint)."
   type        = string
 }
 
