@@ -48,13 +48,13 @@ lock: $(BIN)/python
 	$(BIN)/python -m pip install --quiet uv==0.13.9
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
-# Helm reads only files inside the chart: copy the observability rules and dashboards into it
-# (tests/deploy/test_helm_chart.py fails when the copies drift).
+# Helm reads only files inside the chart: copy the observability rule files and dashboards into
+# it (tests/deploy/test_helm_chart.py fails when the copies drift or a copy has no source).
 chart-sync:
-	@if [ -d deploy/observability ]; then \
-	  cd deploy/observability && find . -type f \( -name '*.yaml' -o -name '*.yml' -o -name '*.json' \) \
-	    -exec install -D -m 0644 {} ../helm/kassa/files/observability/{} \; ; \
-	else echo "deploy/observability does not exist: nothing to sync"; fi
+	rm -rf deploy/helm/kassa/files/observability/prometheus deploy/helm/kassa/files/observability/dashboards
+	mkdir -p deploy/helm/kassa/files/observability/prometheus deploy/helm/kassa/files/observability/dashboards
+	cp deploy/observability/prometheus/*.rules.yaml deploy/helm/kassa/files/observability/prometheus/
+	cp deploy/observability/dashboards/*.json deploy/helm/kassa/files/observability/dashboards/
 
 clean:
 	rm -rf $(VENV) .kassa .pytest_cache .mypy_cache .ruff_cache
