@@ -431,3 +431,11 @@ def test_every_container_of_the_chart_runs_a_real_kassa_command(rendered: dict[s
 def test_no_two_objects_of_a_kind_share_a_name(rendered: dict[str, list[Manifest]], env: str) -> None:
     keys = [(d["kind"], d["metadata"]["name"]) for d in rendered[env]]
     assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
+
+
+def test_promtool_accepts_the_chart_s_own_alert_rules() -> None:
+    from support.tools_prometheus import binary
+
+    rules = CHART / "files" / "rules" / "kassa-platform.yaml"
+    result = run([str(binary("promtool")), "check", "rules", str(rules)])
+    assert "SUCCESS" in result.stdout
