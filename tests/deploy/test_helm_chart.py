@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import filecmp
-import json
 import re
 import tarfile
 from typing import TYPE_CHECKING, Any
@@ -12,74 +10,16 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from support.deploy import CHART, ENVIRONMENTS, REPO, Manifest, assert_checkov_clean, run
+from support.chart import env_of, kubernetes_version, named, of_kind, pod_labels, pod_spec, values, workloads
+from support.deploy import CHART, ENVIRONMENTS, Manifest, assert_checkov_clean, run
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 pytestmark = pytest.mark.deploy
 
-WORKLOAD_KINDS = {"Deployment", "Job", "Pod"}
-# Custom resources whose schemas kubernetes-validate does not carry; checked by hand below.
+# Custom resources whose schemas kubernetes-validate does not carry (test_helm_monitoring checks them).
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "ExternalSecret"}
-OBSERVABILITY = REPO / "deploy" / "observability"
-CHART_OBSERVABILITY = CHART / "files" / "observability"
-
-
-def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Helm's merge of a values file over the defaults: maps merge deeply, null deletes a key."""
-    out = dict(base)
-    for key, value in override.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def values(env: str) -> dict[str, Any]:
-    base: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
-    return merged(base, yaml.safe_load((CHART / f"values-{env}.yaml").read_text()))
-
-
-def of_kind(docs: list[Manifest], kind: str) -> list[Manifest]:
-    return [d for d in docs if d["kind"] == kind]
-
-
-def named(docs: list[Manifest], kind: str, name: str) -> Manifest:
-    (doc,) = [d for d in of_kind(docs, kind) if d["metadata"]["name"] == name]
-    return doc
-
-
-def pod_spec(doc: Manifest) -> dict[str, Any]:
-    spec: dict[str, Any] = doc["spec"] if doc["kind"] == "Pod" else doc["spec"]["template"]["spec"]
-    return spec
-
-
-def pod_labels(doc: Manifest) -> dict[str, str]:
-    labels: dict[str, str] = (doc["metadata"] if doc["kind"] == "Pod" else doc["spec"]["template"]["metadata"])[
-        "labels"
-    ]
-    return labels
-
-
-def workloads(docs: list[Manifest]) -> Iterator[Manifest]:
-    return (d for d in docs if d["kind"] in WORKLOAD_KINDS)
-
-
-def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {e["name"]: e for e in container.get("env", [])}
-
-
-def kubernetes_version() -> str:
-    """The EKS version the Terraform stack deploys: the schemas to validate against."""
-    text = (REPO / "deploy" / "terraform" / "modules" / "stack" / "variables.tf").read_text()
-    match = re.search(r'variable "kubernetes_version" \{.*?default\s*=\s*"(\d+\.\d+)"', text, re.S)
-    assert match, "modules/stack declares the EKS version"
-    return match.group(1) + ".0"
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -131,30 +71,6 @@ def test_schema_validation_rejects_a_wrong_type_and_an_unknown_field(rendered: d
     for broken in (wrong_type, unknown):
         with pytest.raises(kubernetes_validate.ValidationError):
             kubernetes_validate.validate(broken, kubernetes_version(), strict=True)
-
-
-def test_custom_resources_have_the_fields_their_operators_need(rendered: dict[str, list[Manifest]]) -> None:
-    docs = rendered["production"]
-    (monitor,) = of_kind(docs, "ServiceMonitor")
-    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"http", "metrics"}
-    for rule in of_kind(docs, "PrometheusRule"):
-        assert rule["apiVersion"] == "monitoring.coreos.com/v1"
-        assert rule["spec"]["groups"] and all(g["name"] and g["rules"] for g in rule["spec"]["groups"])
-        for group in rule["spec"]["groups"]:
-            for r in group["rules"]:
-                assert r["expr"].strip() and ("alert" in r or "record" in r)
-    secrets = of_kind(docs, "ExternalSecret")
-    assert secrets
-    for es in secrets:
-        assert es["apiVersion"].startswith("external-secrets.io/")
-        assert es["spec"]["secretStoreRef"]["name"] and es["spec"]["target"]["name"] == es["metadata"]["name"]
-        keys = [d["remoteRef"]["key"] for d in es["spec"].get("data", [])]
-        keys += [d["extract"]["key"] for d in es["spec"].get("dataFrom", [])]
-        assert keys and all(key.startswith("kassa/prod/") for key in keys)
-    # The rotated database secrets are JSON; the connection URL is built from their fields.
-    database = named(docs, "ExternalSecret", "kassa-database")["spec"]["target"]["template"]["data"]["app_url"]
-    assert database.startswith("postgresql://{{ .username }}:{{ .password | urlquery }}@{{ .host }}")
 
 
 def test_checkov_finds_nothing_in_the_rendered_chart_and_every_skip_has_a_reason(checkov: dict[str, Any]) -> None:
@@ -335,44 +251,6 @@ def test_the_api_autoscales_on_cpu_and_request_rate_and_keeps_a_disruption_budge
     assert strategy["maxUnavailable"] == 0
 
 
-def test_alert_rules_and_dashboards_ship_as_prometheus_rules_and_config_maps(
-    rendered: dict[str, list[Manifest]],
-) -> None:
-    rule_files = sorted(p.relative_to(CHART).as_posix() for p in (CHART / "files").rglob("*.y*ml"))
-    dashboards = sorted(p.relative_to(CHART).as_posix() for p in (CHART / "files").rglob("*.json"))
-    assert "files/rules/kassa-platform.yaml" in rule_files and dashboards
-    production, dev = rendered["production"], rendered["dev"]
-    sources = {r["metadata"]["annotations"]["kassa.dev/source"] for r in of_kind(production, "PrometheusRule")}
-    assert sources == {f for f in rule_files if "groups" in yaml.safe_load((CHART / f).read_text())}
-    dev_rules = [c for c in of_kind(dev, "ConfigMap") if c["metadata"]["labels"].get("prometheus_rule") == "1"]
-    assert {c["metadata"]["annotations"]["kassa.dev/source"] for c in dev_rules} == sources
-    boards = [c for c in of_kind(production, "ConfigMap") if c["metadata"]["labels"].get("grafana_dashboard") == "1"]
-    assert {c["metadata"]["annotations"]["kassa.dev/source"] for c in boards} == set(dashboards)
-    for board in boards:
-        (content,) = board["data"].values()
-        assert json.loads(content)["panels"]
-
-
-def test_the_chart_copies_of_deploy_observability_are_identical_to_their_sources() -> None:
-    """Helm reads only files inside the chart; `make chart-sync` copies the rule files and dashboards."""
-
-    def shipped(root: Path) -> set[str]:
-        files = [*root.glob("prometheus/*.rules.yaml"), *root.glob("dashboards/*.json")]
-        return {p.relative_to(root).as_posix() for p in files}
-
-    sources = shipped(OBSERVABILITY)
-    copies = {p.relative_to(CHART_OBSERVABILITY).as_posix() for p in CHART_OBSERVABILITY.rglob("*") if p.is_file()}
-    copies.discard("README.md")
-    assert sources, "deploy/observability ships rule files and dashboards"
-    assert copies == sources, "run `make chart-sync`"
-    for name in sorted(sources):
-        assert filecmp.cmp(OBSERVABILITY / name, CHART_OBSERVABILITY / name, shallow=False), f"{name}: make chart-sync"
-    # The copies are what the chart renders: each is a rule file or a dashboard.
-    for name in sources:
-        text = (CHART_OBSERVABILITY / name).read_text()
-        assert ("groups" in yaml.safe_load(text)) if name.endswith(".yaml") else ("panels" in json.loads(text))
-
-
 def test_settings_are_data_driven_a_secret_setting_can_be_added_and_removed(
     helm: Path, rendered: dict[str, list[Manifest]]
 ) -> None:
@@ -431,11 +309,3 @@ def test_every_container_of_the_chart_runs_a_real_kassa_command(rendered: dict[s
 def test_no_two_objects_of_a_kind_share_a_name(rendered: dict[str, list[Manifest]], env: str) -> None:
     keys = [(d["kind"], d["metadata"]["name"]) for d in rendered[env]]
     assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
-
-
-def test_promtool_accepts_the_chart_s_own_alert_rules() -> None:
-    from support.tools_prometheus import binary
-
-    rules = CHART / "files" / "rules" / "kassa-platform.yaml"
-    result = run([str(binary("promtool")), "check", "rules", str(rules)])
-    assert "SUCCESS" in result.stdout
