@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING
 from kassa.identity.service import IdentityService
 from kassa.ledger.batcher import Batcher
 from kassa.ledger.service import LedgerService
+from kassa.notifications import count_plaintext_secrets, seal_plaintext_secrets
 from kassa.observability import metrics, process
+from kassa.store.master_key import load_keyring
 from kassa.store.pool import Pool, create_pool
 
 if TYPE_CHECKING:
     from kassa.settings import Settings
+    from kassa.shared.crypto import KeyRing
 
 
 @dataclass
@@ -21,6 +24,7 @@ class Services:
     pool: Pool
     ledger: LedgerService
     identity: IdentityService
+    keys: KeyRing  # the master key ring: seals secrets at rest (webhook signing secrets)
     # (scope, Idempotency-Key) of requests running in this process: a concurrent duplicate is a 409.
     inflight_keys: set[tuple[str, str]] = field(default_factory=set)
 
@@ -33,6 +37,7 @@ class Services:
 async def build_services(settings: Settings, *, sweeper: bool = True) -> Services:
     if settings.database_url is None:
         raise RuntimeError("KASSA_DATABASE_URL is not set (kassa up sets it for the embedded database)")
+    keys = load_keyring(settings.master_key_path)  # before anything starts: a missing key fails fast
     # The API never changes session state, so connections go back to the pool without a reset.
     pool = await create_pool(settings.database_url, reset_session=False)
     batcher = Batcher(pool, observe=metrics.observe_batch)
@@ -41,4 +46,18 @@ async def build_services(settings: Settings, *, sweeper: bool = True) -> Service
     ledger = LedgerService(pool, batcher)
     if sweeper:
         ledger.start_expiry_sweeper()
-    return Services(settings=settings, pool=pool, ledger=ledger, identity=IdentityService(pool))
+    return Services(settings=settings, pool=pool, ledger=ledger, identity=IdentityService(pool), keys=keys)
+
+
+async def seal_secrets_at_rest(database_url: str, settings: Settings) -> int:
+    """Seal the webhook secrets that rows from before migration 0010 hold in plaintext; returns
+    how many endpoints were sealed. `kassa up` and `kassa migrate` run it right after migrating,
+    with the migration role (it must see every tenant's rows). The master key is needed only
+    when there is something to seal. Raises MasterKeyError."""
+    pool = await create_pool(database_url, size_max=2)
+    try:
+        if not await count_plaintext_secrets(pool):
+            return 0
+        return await seal_plaintext_secrets(pool, load_keyring(settings.master_key_path))
+    finally:
+        await pool.close()

@@ -37,6 +37,18 @@ def without_password(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+def _bool(name: str) -> bool:
+    """Off unless set to 1/true/yes/on; anything unrecognised is an error, not a silent off."""
+    raw = (os.environ.get(name) or "").strip().lower()
+    if raw not in _TRUE | _FALSE:
+        raise ValueError(f"{name} must be one of 1/true/yes/on or 0/false/no/off, not {raw!r}")
+    return raw in _TRUE
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     # The application role's database (API, `kassa tenant`); the migration role's and the
@@ -61,6 +73,12 @@ class Settings:
     nats_password: str | None = None
     nats_token: str | None = None
     nats_creds: str | None = None  # a .creds file (JWT + NKey seed)
+    # The key file that seals secrets at rest (see kassa.store.master_key); None means
+    # KASSA_DATA_DIR/master_key.
+    master_key_file: Path | None = None
+    # Webhooks may go to loopback and private addresses (tests, local development); never to
+    # link-local or metadata addresses, whatever this says.
+    webhook_allow_private: bool = False
 
     @property
     def migration_url(self) -> str | None:
@@ -73,12 +91,18 @@ class Settings:
         return self.worker_database_url or self.database_url
 
     @property
+    def master_key_path(self) -> Path:
+        return self.master_key_file or self.data_dir / "master_key"
+
+    @property
     def event_bus(self) -> str:
         """Which stream adapter is configured: Kafka only when asked for, NATS otherwise."""
         return "kafka" if self.kafka_bootstrap else "nats"
 
     @classmethod
     def from_env(cls) -> Settings:
+        data_dir = Path(os.environ.get("KASSA_DATA_DIR") or ".kassa").resolve()
+        key_file = os.environ.get("KASSA_MASTER_KEY_FILE")
         return cls(
             database_url=os.environ.get("KASSA_DATABASE_URL") or None,
             nats_url=os.environ.get("KASSA_NATS_URL") or None,
@@ -87,7 +111,7 @@ class Settings:
             http_host=os.environ.get("KASSA_HTTP_HOST") or "127.0.0.1",
             http_port=_int("KASSA_HTTP_PORT", 8000),
             http_workers=_int("KASSA_HTTP_WORKERS", 1),
-            data_dir=Path(os.environ.get("KASSA_DATA_DIR") or ".kassa").resolve(),
+            data_dir=data_dir,
             admin_key=os.environ.get("KASSA_ADMIN_KEY") or None,
             log_level=os.environ.get("KASSA_LOG_LEVEL") or "INFO",
             ready_requires=_names(os.environ.get("KASSA_READY_REQUIRES"), ("database", "broker")),
@@ -98,4 +122,6 @@ class Settings:
             nats_password=os.environ.get("KASSA_NATS_PASSWORD") or None,
             nats_token=os.environ.get("KASSA_NATS_TOKEN") or None,
             nats_creds=os.environ.get("KASSA_NATS_CREDS") or None,
+            master_key_file=Path(key_file).resolve() if key_file else None,
+            webhook_allow_private=_bool("KASSA_WEBHOOK_ALLOW_PRIVATE"),
         )

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from kassa.store.master_key import ensure_master_key
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -37,6 +39,7 @@ def start_api(database_url: str, port: int, workers: int, data_dir: Path) -> sub
             "KASSA_LOG_LEVEL": "WARNING",
         }
     )
+    ensure_master_key(data_dir / "master_key")  # `kassa api` needs one; `kassa up` makes it
     # Its own session, so that killing its process group kills the server and its workers only.
     with (data_dir / "api.log").open("ab") as log:
         return subprocess.Popen(

@@ -63,9 +63,13 @@ class TenantCreate(Input, kw_only=True):
     name: Annotated[str, Meta(min_length=1, max_length=tenant_name_chars_max)]
 
 
-class ApiKeyOut(msgspec.Struct):
+class ApiKeyOut(msgspec.Struct, omit_defaults=True):
+    """`secret` is shown once: in a replay (Idempotent-Replayed: true) it is null and
+    `secret_note` says so."""
+
     id: str
-    secret: str
+    secret: str | None
+    secret_note: str | None = None
 
 
 class TenantOut(msgspec.Struct):

@@ -1,4 +1,6 @@
-"""`kassa migrate`: apply pending migrations (safe to run from several processes at once);
+"""`kassa migrate`: apply pending migrations (safe to run from several processes at once), then
+seal webhook secrets that rows from before migration 0010 still hold in plaintext (when the
+master key file is available; otherwise it says how to finish);
 `kassa roles-sql --database NAME`: the SQL that provisions kassa's roles on an external server."""
 
 from __future__ import annotations
@@ -43,4 +45,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     applied = asyncio.run(migrate(url))
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))  # noqa: T201
+    from kassa.bootstrap import seal_secrets_at_rest
+    from kassa.store.master_key import MasterKeyError
+
+    try:
+        sealed = asyncio.run(seal_secrets_at_rest(url, settings))
+    except MasterKeyError as exc:
+        print(f"secrets not sealed: {exc}; run `kassa migrate` again with the key", file=sys.stderr)  # noqa: T201
+        return 1
+    if sealed:
+        print(f"sealed the signing secrets of {sealed} webhook endpoints")  # noqa: T201
     return 0

@@ -26,6 +26,7 @@ from kassa.cli.runtime import write_runtime
 from kassa.cli.supervisor import ChildProcess, EmbeddedNatsChild, EmbeddedPostgresChild, Supervisor
 from kassa.settings import Settings, without_password
 from kassa.store.embedded import EmbeddedPostgres, free_port, write_private
+from kassa.store.master_key import ensure_master_key
 from kassa.store.migrate import migrate
 
 if TYPE_CHECKING:
@@ -114,6 +115,11 @@ class Platform:
         self.env.update(child_database_env(self.db_urls))
         self.env.pop("KASSA_MIGRATION_DATABASE_URL", None)
         _say(f"PostgreSQL{' (embedded)' if self.postgres else ''}: {without_password(self.db_urls['database_url'])}")
+        # Generated only at its default place: a configured KASSA_MASTER_KEY_FILE that is missing
+        # is a mistake to report (a new key would orphan every secret sealed under the old one).
+        if s.master_key_file is None and ensure_master_key(s.master_key_path):
+            _say(f"master key generated: {s.master_key_path}")
+        self.env["KASSA_MASTER_KEY_FILE"] = str(s.master_key_path)
         if s.event_bus == "nats" and s.nats_url is None:
             from kassa.events.bus.embedded_nats import EmbeddedNats
 
@@ -155,23 +161,28 @@ class Platform:
         return True
 
     async def prepare_database(self) -> str | None:
+        from kassa.bootstrap import seal_secrets_at_rest
         from kassa.identity.service import IdentityService
         from kassa.store.pool import create_pool
 
-        # Migrations and the admin key (which belongs to no tenant) as the schema owner.
+        # Migrations, sealing secrets left in plaintext (it sees every tenant's rows) and the
+        # admin key (which belongs to no tenant) as the schema owner.
         await migrate(self.db_urls["migration_database_url"])
+        await seal_secrets_at_rest(self.db_urls["migration_database_url"], self.settings)
         pool = await create_pool(self.db_urls["migration_database_url"], size_max=2)
         try:
             issued = await IdentityService(pool).ensure_admin_key(self.settings.admin_key)
         finally:
             await pool.close()
+        # The banner shows the admin key only on the start that generated it, never one that
+        # came from KASSA_ADMIN_KEY: secrets do not belong in logs.
         key_file = self.settings.data_dir / "admin_key"
         if self.settings.admin_key:
-            return self.settings.admin_key
+            return "from KASSA_ADMIN_KEY (not shown)"
         if issued is not None:
             write_private(key_file, issued.secret)  # 0600 from the start
             return issued.secret
-        return key_file.read_text().strip() if key_file.exists() else None
+        return f"in {key_file} (generated on an earlier start)" if key_file.exists() else None
 
     def spawn(self, name: str, *role: str) -> None:
         cmd = [sys.executable, "-m", "kassa.cli.main", *role]

@@ -3,6 +3,7 @@
     KassaError (kassa.shared.errors)
     ├── InvalidRequest
     │   ├── WebhookUrlInvalid            webhook_url_invalid
+    │   │   └── WebhookUrlTargetRefused  webhook_url_target_refused
     │   ├── WebhookEventTypesInvalid     webhook_event_types_invalid
     │   └── SignatureInvalid             signature_invalid (receiver side; never raised by the API)
     │       ├── SignatureHeaderMalformed      signature_header_malformed
@@ -13,8 +14,9 @@
     └── Unprocessable
         └── WebhookEndpointLimitReached  webhook_endpoint_limit_reached
 
-Precedence when creating an endpoint: the URL is checked before the event types, and both
-before the per-tenant endpoint limit (a malformed request is reported as such even when the
+Precedence when creating an endpoint: the URL's form, then its target (a literal address, then
+a name that resolves to a refused address), then the event types, all before the per-tenant
+endpoint limit (a malformed request is reported as such even when the
 tenant is also at its limit). Signature checks run malformed header, then timestamp, then
 mismatch, so a stale replay is reported as stale whatever its signature.
 """
@@ -32,12 +34,21 @@ __all__ = [
     "WebhookEndpointNotFound",
     "WebhookEventTypesInvalid",
     "WebhookUrlInvalid",
+    "WebhookUrlTargetRefused",
 ]
 
 
 class WebhookUrlInvalid(InvalidRequest):
     code = "webhook_url_invalid"
     title = "Webhook URL is not a valid http(s) URL"
+
+
+class WebhookUrlTargetRefused(WebhookUrlInvalid):
+    """The URL is well formed, but its host is (or resolves to) an address that webhooks must
+    not reach: loopback, private, link-local, metadata, multicast, reserved or unspecified."""
+
+    code = "webhook_url_target_refused"
+    title = "Webhook URL points at an address that webhooks may not reach"
 
 
 class WebhookEventTypesInvalid(InvalidRequest):

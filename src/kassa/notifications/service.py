@@ -4,6 +4,12 @@ Every function takes the caller's tenant id and filters on it in SQL; another te
 is indistinguishable from a missing one (WebhookEndpointNotFound), so ids cannot be probed.
 Each runs in a transaction scoped to that tenant (`store.tenancy`), so row-level security hides
 every other tenant's rows even from a query that forgot its filter.
+
+Signing secrets are generated here, stored sealed under the master key (`keys`), and returned
+in plaintext only by create and rotate. With an Idempotency-Key those two store a response
+rendered without the secret, so a replay never repeats a secret, current or since rotated.
+Endpoint URLs must not reach internal addresses unless `allow_private`
+(KASSA_WEBHOOK_ALLOW_PRIVATE) is set, and never link-local or metadata ones.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from kassa.notifications.adapters import delivery_rows, endpoint_rows, notification_rows
+from kassa.notifications.adapters import delivery_rows, endpoint_rows, notification_rows, resolver
 from kassa.notifications.domain.endpoints import Endpoint, validate_event_types, validate_url
 from kassa.notifications.domain.model import Delivery, Notification, Page
 from kassa.notifications.domain.signing import new_secret
@@ -35,6 +41,8 @@ if TYPE_CHECKING:
     import asyncpg
 
     from kassa.notifications.adapters import Conn
+    from kassa.notifications.adapters.resolver import Resolver
+    from kassa.shared.crypto import KeyRing
     from kassa.store.idempotency import IdemClaim, Replay
 
 __all__ = ["EndpointWithSecret", "NotificationService"]
@@ -61,8 +69,18 @@ def _check_limit(limit: int) -> None:
 
 
 class NotificationService:
-    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        keys: KeyRing,
+        *,
+        allow_private: bool = False,
+        resolve: Resolver = resolver.system_resolve,
+    ) -> None:
         self.pool = pool
+        self.keys = keys
+        self.allow_private = allow_private
+        self.resolve = resolve
 
     async def create_endpoint(
         self,
@@ -73,15 +91,19 @@ class NotificationService:
         render: Callable[[EndpointWithSecret], tuple[int, bytes]] | None = None,
     ) -> EndpointWithSecret | Replay:
         """Register an endpoint with a fresh secret. With an Idempotency-Key `claim`, `render`
-        gives the response to store, and a retry returns it as a Replay instead of registering a
-        second endpoint. Raises WebhookUrlInvalid, WebhookEventTypesInvalid (checked before the
-        claim), IdempotencyKeyReused, IdempotencyKeyInFlight, WebhookEndpointLimitReached."""
+        gives the response to store (rendered without the secret), and a retry returns it as a
+        Replay instead of registering a second endpoint. Raises WebhookUrlInvalid,
+        WebhookUrlTargetRefused, WebhookEventTypesInvalid (all checked before the claim, so no
+        insert can fail on a constraint with the new secret in its row), IdempotencyKeyReused,
+        IdempotencyKeyInFlight, WebhookEndpointLimitReached."""
         invariant((claim is None) or (render is not None), "an idempotent create renders its response")
+        normalised = validate_url(url, self.allow_private)
+        await resolver.check_registration(normalised, self.allow_private, self.resolve)
         now = utcnow()
         endpoint = Endpoint(
             tenant_id=tenant_id,
             id=new_id(),
-            url=validate_url(url),
+            url=normalised,
             event_types=validate_event_types(event_types),
             created_at=now,
             updated_at=now,
@@ -97,8 +119,8 @@ class NotificationService:
                 raise WebhookEndpointLimitReached(
                     f"a tenant has at most {webhook_endpoints_per_tenant_max} webhook endpoints"
                 )
-            row = await endpoint_rows.insert(conn, endpoint, secret)
-            created = EndpointWithSecret(row.endpoint, row.secret)
+            row = await endpoint_rows.insert(conn, endpoint, secret, self.keys)
+            created = EndpointWithSecret(row.endpoint, secret)
             if claim is not None and render is not None:
                 status, body = render(created)
                 await idempotency.complete(_plain(conn), [(claim, status, body)])
@@ -131,20 +153,37 @@ class NotificationService:
             raise WebhookEndpointNotFound(f"no webhook endpoint '{endpoint_id}'")
 
     async def rotate_secret(
-        self, tenant_id: str, endpoint_id: str, grace_s: int = webhook_secret_rotation_grace_s
-    ) -> EndpointWithSecret:
+        self,
+        tenant_id: str,
+        endpoint_id: str,
+        grace_s: int = webhook_secret_rotation_grace_s,
+        claim: IdemClaim | None = None,
+        render: Callable[[EndpointWithSecret], tuple[int, bytes]] | None = None,
+    ) -> EndpointWithSecret | Replay:
         """Install a new secret. For `grace_s` seconds deliveries are signed with both the new and
         the previous secret; `grace_s=0` revokes the previous one at once (for a leaked secret).
-        Raises InvalidRequest (grace out of range), WebhookEndpointNotFound."""
+        With an Idempotency-Key `claim`, a retry returns the stored response (rendered by
+        `render`, without the secret) instead of rotating again. Raises InvalidRequest (grace
+        out of range), IdempotencyKeyReused, IdempotencyKeyInFlight, WebhookEndpointNotFound."""
+        invariant((claim is None) or (render is not None), "an idempotent rotation renders its response")
         if not 0 <= grace_s <= webhook_secret_rotation_grace_s:
             raise InvalidRequest(f"grace_s must be from 0 to {webhook_secret_rotation_grace_s}")
         now = utcnow()
         expires_at = now + timedelta(seconds=grace_s) if grace_s > 0 else None
+        secret = new_secret()
         async with tenant_transaction(self.pool, tenant_id) as conn:
-            row = await endpoint_rows.rotate_secret(conn, tenant_id, endpoint_id, new_secret(), expires_at, now)
-        if row is None:
-            raise WebhookEndpointNotFound(f"no webhook endpoint '{endpoint_id}'")
-        return EndpointWithSecret(row.endpoint, row.secret, expires_at)
+            found = await idempotency.claim_one(_plain(conn), claim)
+            if found is not None:
+                return found
+            row = await endpoint_rows.rotate_secret(conn, tenant_id, endpoint_id, secret, self.keys, expires_at, now)
+            if row is None:
+                # Raising rolls the claim back: a retry after the endpoint exists is a new request.
+                raise WebhookEndpointNotFound(f"no webhook endpoint '{endpoint_id}'")
+            rotated = EndpointWithSecret(row.endpoint, secret, expires_at)
+            if claim is not None and render is not None:
+                status, body = render(rotated)
+                await idempotency.complete(_plain(conn), [(claim, status, body)])
+        return rotated
 
     async def list_deliveries(
         self, tenant_id: str, endpoint_id: str, before_seq: int | None, limit: int

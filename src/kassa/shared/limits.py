@@ -55,6 +55,9 @@ webhook_secret_bytes: Final = 32  # entropy of a generated signing secret (256 b
 webhook_secret_rotation_grace_s: Final = 24 * 3600  # previous secret still signs after a rotation
 webhook_signature_tolerance_s: Final = 300  # receivers reject signatures older or newer than this
 webhook_request_timeout_s: Final = 10.0  # whole request, connect to last byte
+# A registration resolves the URL's host to refuse internal targets; a name that does not answer
+# within this is accepted (delivery resolves and vets it again).
+webhook_registration_resolve_timeout_s: Final = 2.0
 webhook_response_excerpt_bytes_max: Final = 1024  # of the receiver's reply, kept per attempt
 # A claimed delivery is re-claimable only after this, well past the request timeout, so two
 # workers never post the same attempt unless the first one stalled or died.

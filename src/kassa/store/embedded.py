@@ -36,6 +36,23 @@ local   all   all                  scram-sha-256
 host    all   all   127.0.0.1/32   scram-sha-256
 host    all   all   ::1/128        scram-sha-256
 """
+# The server log must never hold row contents or statement parameters, where secrets and
+# personal data live: an error is logged by its message only (terse drops DETAIL such as
+# "Failing row contains (...)", HINT, QUERY and CONTEXT), never with the failing statement,
+# and no statement or parameter is logged for duration or by type. pg_stat_statements keeps
+# no utility statements (an ALTER ROLE ... PASSWORD would be stored with its literal).
+# Passed with -c on every start, so that data directories created earlier get them too.
+LOG_SETTINGS = (
+    "log_error_verbosity=terse",
+    "log_min_error_statement=panic",
+    "log_statement=none",
+    "log_min_duration_statement=-1",
+    "log_min_duration_sample=-1",
+    "log_duration=off",
+    "log_parameter_max_length=0",
+    "log_parameter_max_length_on_error=0",
+    "pg_stat_statements.track_utility=off",
+)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -227,7 +244,7 @@ class EmbeddedPostgres:
                 "-t",
                 str(_START_TIMEOUT_S),
                 "-o",
-                f"-h 127.0.0.1 -p {self.port} -k {sock_dir}",
+                f"-h 127.0.0.1 -p {self.port} -k {sock_dir} " + " ".join(f"-c {o}" for o in LOG_SETTINGS),
                 "start",
             ]
         )

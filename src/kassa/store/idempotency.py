@@ -6,6 +6,12 @@
 transaction (the first request, still in flight in this or any other process) is refused with
 `idempotency_key_in_flight` at once instead of waiting. Keys are claimed in sorted order, and
 the row is written in the same transaction as the effect, so one key never moves money twice.
+
+A response that carries a secret (a new tenant's API key, a webhook signing secret) is stored
+without it: the caller renders the stored body with `secret: null` and `secret_note` set to
+`SECRET_SHOWN_ONCE`, while the live response shows the secret. A replay therefore never hands
+out a secret, least of all one rotated or revoked since; the client that lost the first
+response rotates the secret instead.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from kassa.shared.invariants import invariant
 
 if TYPE_CHECKING:
     from kassa.store.pool import Conn
+
+
+SECRET_SHOWN_ONCE = "The secret is shown only once, in the first response to this request; a replay does not repeat it."  # noqa: S105
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ import pytest
 from kassa.api.app import create_app
 from kassa.identity.service import IdentityService
 from kassa.settings import Settings
+from kassa.store.master_key import ensure_master_key
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -46,6 +47,7 @@ def settings(pg_url: str, data_dir: Path) -> Settings:
 async def two_processes(app_url: str, tmp_path: Path) -> AsyncIterator[tuple[Starlette, Starlette]]:
     """Two app instances with their own services: as far as in-process state goes, two processes."""
     handlers = logging.getLogger().handlers[:]
+    ensure_master_key(tmp_path / "master_key")  # what kassa up does for its data directory
     apps = (create_app(settings(app_url, tmp_path)), create_app(settings(app_url, tmp_path)))
     logging.getLogger().handlers[:] = handlers  # create_app points logging at stdout; keep pytest's capture
     async with apps[0].router.lifespan_context(apps[0]), apps[1].router.lifespan_context(apps[1]):

@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
-from notification_helpers import Receiver
 
 from kassa.shared.ids import new_id
+from support.receiver import serving
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from notification_helpers import Receiver
 
     from kassa.store.pool import Pool
 
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    receiver = Receiver()
-    server = await asyncio.start_server(receiver.serve, "127.0.0.1", 0)
-    receiver.port = server.sockets[0].getsockname()[1]
-    try:
-        yield receiver
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with serving() as found:
+        yield found
 
 
 async def make_tenant(pool: Pool) -> str:

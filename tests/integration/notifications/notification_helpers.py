@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from kassa.events.envelope import Envelope
+from kassa.notifications.adapters.http_sender import new_client
 from kassa.notifications.consumers import NotificationLogHandler, WebhookFanoutHandler
 from kassa.notifications.delivery import DeliveryConfig, deliver_due
 from kassa.notifications.domain.retry import RetryPolicy
+from kassa.notifications.service import NotificationService
 from kassa.shared.clock import utcnow
+from kassa.shared.crypto import KeyRing, new_key
+from support.receiver import Received, Receiver
+
+__all__ = ["FAST", "KEYS", "Received", "Receiver"]
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from kassa.store.pool import Pool
 
-# Retries in milliseconds instead of hours, so that a whole schedule runs inside a test.
+# The master key ring of these tests (what KASSA_MASTER_KEY_FILE holds in a deployment).
+KEYS = KeyRing(new_key())
+
+# Retries in milliseconds instead of hours, so that a whole schedule runs inside a test. The
+# receivers of these tests listen on loopback, so private targets are allowed explicitly
+# (KASSA_WEBHOOK_ALLOW_PRIVATE in a deployment).
 FAST = DeliveryConfig(
     policy=RetryPolicy(attempts_max=3, backoff_base_s=0.01, backoff_max_s=0.05),
     batch_max=50,
@@ -29,7 +36,13 @@ FAST = DeliveryConfig(
     lease_s=2.0,
     poll_interval_s=0.01,
     timeout_s=0.5,
+    allow_private=True,
 )
+
+
+def notification_service(pool: Pool, *, allow_private: bool = True, **kwargs: Any) -> NotificationService:
+    """The service as these tests use it: the test key ring, loopback receivers allowed."""
+    return NotificationService(pool, KEYS, allow_private=allow_private, **kwargs)
 
 
 def transfer_event(tenant_id: str, event_type: str = "TransferPosted", **data: Any) -> Envelope:
@@ -106,10 +119,10 @@ async def drain_until(
 ) -> None:
     """Run delivery passes until `done()`; other tests' leftovers may be claimed too, which is
     why the tests assert on their own tenant's rows rather than on pass results."""
-    async with httpx.AsyncClient(follow_redirects=False) as client:
+    async with new_client(config.timeout_s, allow_private=config.allow_private) as client:
         async with asyncio.timeout(timeout_s):
             while not await done():
-                await deliver_due(pool, client, config)
+                await deliver_due(pool, client, KEYS, config)
                 await asyncio.sleep(0.01)
 
 
@@ -119,54 +132,3 @@ def all_in(statuses: set[str], pool: Pool, tenant_id: str, count: int = 1) -> Ca
         return len(found) == count and set(found) <= statuses
 
     return check
-
-
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """A minimal HTTP/1.1 server on a free port: answers with the scripted statuses in turn
-    (the last one repeats) and records every request it got."""
-
-    statuses: list[int] = field(default_factory=lambda: [200])
-    extra_headers: dict[str, str] = field(default_factory=dict)
-    delay_s: float = 0.0
-    requests: list[Received] = field(default_factory=list)
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks"
-
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")[1:]
-            headers = {}
-            for line in lines:
-                if ":" in line:
-                    name, _, value = line.partition(":")
-                    headers[name.strip().lower()] = value.strip()
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            index = len(self.requests)
-            self.requests.append(Received(headers, body))
-            if self.delay_s:
-                await asyncio.sleep(self.delay_s)
-            status = self.statuses[min(index, len(self.statuses) - 1)]
-            reply = b"ok" if status < 300 else b"nope"
-            extra = "".join(f"{k}: {v}\r\n" for k, v in self.extra_headers.items())
-            writer.write(
-                f"HTTP/1.1 {status} X\r\nContent-Length: {len(reply)}\r\nConnection: close\r\n{extra}\r\n".encode()
-                + reply
-            )
-            await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()

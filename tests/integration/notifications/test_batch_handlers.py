@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from notification_helpers import account_event, transfer_event
+from notification_helpers import account_event, notification_service, transfer_event
 
 from kassa.notifications.consumers import NotificationLogHandler, WebhookFanoutHandler
-from kassa.notifications.service import NotificationService
 
 if TYPE_CHECKING:
     from kassa.events.envelope import Envelope
@@ -30,7 +29,7 @@ async def _counts(pool: Pool, tenant: str) -> tuple[list[tuple[str, str]], list[
 async def test_handle_many_matches_handle_event_by_event_and_repeats_change_nothing(
     pool: Pool, tenant: str, other_tenant: str
 ) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     posted_only = await service.create_endpoint(tenant, "http://127.0.0.1:9/a", ["TransferPosted"])
     everything = await service.create_endpoint(tenant, "http://127.0.0.1:9/b", ["*"])
     await service.create_endpoint(other_tenant, "http://127.0.0.1:9/c", ["*"])

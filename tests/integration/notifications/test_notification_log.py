@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from notification_helpers import account_event, log_notifications, transfer_event
+from notification_helpers import account_event, log_notifications, notification_service, transfer_event
 
 from kassa.notifications.consumers import NotificationLogHandler, WebhookFanoutHandler, handlers
-from kassa.notifications.service import NotificationService
 
 if TYPE_CHECKING:
     from kassa.store.pool import Pool
@@ -17,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 async def test_a_transfer_event_notifies_both_accounts_once_even_when_handled_twice(pool: Pool, tenant: str) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     event = transfer_event(tenant, posted_amount=500)
     await log_notifications(pool, event)
     await log_notifications(pool, event)
@@ -33,12 +32,12 @@ async def test_a_transfer_event_notifies_both_accounts_once_even_when_handled_tw
 
 async def test_an_account_created_event_notifies_the_account(pool: Pool, tenant: str) -> None:
     await log_notifications(pool, account_event(tenant, "carol"))
-    (note,) = (await NotificationService(pool).list_notifications(tenant, "carol", None, 10)).data
+    (note,) = (await notification_service(pool).list_notifications(tenant, "carol", None, 10)).data
     assert note.event_type == "AccountCreated"
 
 
 async def test_notifications_page_newest_first(pool: Pool, tenant: str) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     events = [
         transfer_event(tenant, event_type=t)
         for t in ("TransferPending", "TransferPosted", "TransferVoided", "TransferExpired")
@@ -56,7 +55,7 @@ async def test_another_tenant_sees_no_notifications_for_the_same_account_id(
     pool: Pool, tenant: str, other_tenant: str
 ) -> None:
     await log_notifications(pool, transfer_event(tenant))
-    page = await NotificationService(pool).list_notifications(other_tenant, "alice", None, 10)
+    page = await notification_service(pool).list_notifications(other_tenant, "alice", None, 10)
     assert page.data == [] and not page.has_more
 
 

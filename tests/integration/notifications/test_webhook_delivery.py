@@ -10,13 +10,22 @@ from typing import TYPE_CHECKING
 import httpx
 import msgspec
 import pytest
-from notification_helpers import FAST, Receiver, all_in, delivery_statuses, drain_until, fan_out, transfer_event
+from notification_helpers import (
+    FAST,
+    KEYS,
+    Receiver,
+    all_in,
+    delivery_statuses,
+    drain_until,
+    fan_out,
+    notification_service,
+    transfer_event,
+)
 
 from kassa.notifications.adapters import delivery_rows
 from kassa.notifications.delivery import DeliveryConfig, deliver_due, run_delivery_worker
 from kassa.notifications.domain.retry import RetryPolicy
 from kassa.notifications.domain.signing import verify
-from kassa.notifications.service import NotificationService
 from kassa.shared.clock import utcnow
 
 if TYPE_CHECKING:
@@ -28,7 +37,7 @@ pytestmark = pytest.mark.integration
 async def test_a_receiver_returning_500_then_200_gets_the_event_once_it_succeeds_and_both_attempts_are_recorded(
     pool: Pool, tenant: str, receiver: Receiver
 ) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     created = await service.create_endpoint(tenant, receiver.url, ["TransferPosted"])
     receiver.statuses = [500, 200]
     event = transfer_event(tenant)
@@ -55,7 +64,7 @@ async def test_a_receiver_returning_500_then_200_gets_the_event_once_it_succeeds
 
 
 async def test_a_400_is_not_retried(pool: Pool, tenant: str, receiver: Receiver) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     created = await service.create_endpoint(tenant, receiver.url, ["*"])
     receiver.statuses = [400, 200]
 
@@ -72,7 +81,7 @@ async def test_a_400_is_not_retried(pool: Pool, tenant: str, receiver: Receiver)
 
 
 async def test_a_429_is_retried_until_accepted(pool: Pool, tenant: str, receiver: Receiver) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     created = await service.create_endpoint(tenant, receiver.url, ["TransferPosted"])
     receiver.statuses = [429, 408, 200]
 
@@ -90,7 +99,7 @@ async def test_a_429_is_retried_until_accepted(pool: Pool, tenant: str, receiver
 async def test_retries_end_in_the_dead_letter_state_after_the_last_attempt(
     pool: Pool, tenant: str, receiver: Receiver
 ) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     created = await service.create_endpoint(tenant, receiver.url, ["TransferPosted"])
     receiver.statuses = [503]
 
@@ -106,7 +115,7 @@ async def test_retries_end_in_the_dead_letter_state_after_the_last_attempt(
 async def test_unreachable_and_slow_receivers_are_retried_with_the_error_recorded(
     pool: Pool, tenant: str, receiver: Receiver
 ) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     closed = Receiver(port=1)  # nothing listens on port 1 of the loopback interface
     slow = await service.create_endpoint(tenant, receiver.url, ["TransferPosted"])
     gone = await service.create_endpoint(tenant, closed.url, ["TransferPosted"])
@@ -124,7 +133,7 @@ async def test_unreachable_and_slow_receivers_are_retried_with_the_error_recorde
 async def test_only_endpoints_subscribed_to_the_type_get_a_delivery_and_only_once(
     pool: Pool, tenant: str, receiver: Receiver
 ) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     posted = await service.create_endpoint(tenant, receiver.url, ["TransferPosted"])
     everything = await service.create_endpoint(tenant, receiver.url, ["*"])
     accounts = await service.create_endpoint(tenant, receiver.url, ["AccountCreated"])
@@ -143,17 +152,23 @@ async def test_only_endpoints_subscribed_to_the_type_get_a_delivery_and_only_onc
 async def test_two_workers_running_at_once_post_each_delivery_exactly_once(
     pool: Pool, tenant: str, receiver: Receiver
 ) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     await service.create_endpoint(tenant, receiver.url, ["TransferPosted"])
     receiver.delay_s = 0.005
     events = [transfer_event(tenant) for _ in range(40)]
     for event in events:
         await fan_out(pool, event)
     config = DeliveryConfig(
-        policy=FAST.policy, batch_max=7, inflight_max=10, lease_s=5.0, poll_interval_s=0.01, timeout_s=2.0
+        policy=FAST.policy,
+        batch_max=7,
+        inflight_max=10,
+        lease_s=5.0,
+        poll_interval_s=0.01,
+        timeout_s=2.0,
+        allow_private=True,
     )
     stop = asyncio.Event()
-    workers = [asyncio.create_task(run_delivery_worker(pool, stop, config=config)) for _ in range(2)]
+    workers = [asyncio.create_task(run_delivery_worker(pool, stop, config=config, keys=KEYS)) for _ in range(2)]
     try:
         async with asyncio.timeout(20):
             while not await all_in({"succeeded"}, pool, tenant, count=len(events))():
@@ -167,12 +182,12 @@ async def test_two_workers_running_at_once_post_each_delivery_exactly_once(
 
 
 async def test_the_worker_finishes_in_flight_attempts_when_stopped(pool: Pool, tenant: str, receiver: Receiver) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     await service.create_endpoint(tenant, receiver.url, ["TransferPosted"])
     receiver.delay_s = 0.3
     await fan_out(pool, transfer_event(tenant))
     stop = asyncio.Event()
-    worker = asyncio.create_task(run_delivery_worker(pool, stop, config=FAST))
+    worker = asyncio.create_task(run_delivery_worker(pool, stop, config=FAST, keys=KEYS))
     async with asyncio.timeout(5):
         while not receiver.requests:
             await asyncio.sleep(0.01)
@@ -184,7 +199,7 @@ async def test_the_worker_finishes_in_flight_attempts_when_stopped(pool: Pool, t
 async def test_a_claim_whose_lease_ran_out_is_claimed_again_and_the_stale_result_does_not_win(
     pool: Pool, tenant: str, receiver: Receiver
 ) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     await service.create_endpoint(tenant, receiver.url, ["TransferPosted"])
     await fan_out(pool, transfer_event(tenant))
     await pool.execute(
@@ -212,7 +227,7 @@ async def test_a_claim_whose_lease_ran_out_is_claimed_again_and_the_stale_result
 
 
 async def test_deleting_an_endpoint_cancels_its_pending_deliveries(pool: Pool, tenant: str, receiver: Receiver) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     created = await service.create_endpoint(tenant, receiver.url, ["TransferPosted"])
     await fan_out(pool, transfer_event(tenant))
     await service.delete_endpoint(tenant, created.endpoint.id)
@@ -225,7 +240,7 @@ async def test_deleting_an_endpoint_cancels_its_pending_deliveries(pool: Pool, t
 async def test_after_a_rotation_deliveries_verify_with_the_old_and_the_new_secret(
     pool: Pool, tenant: str, receiver: Receiver
 ) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     created = await service.create_endpoint(tenant, receiver.url, ["TransferPosted"])
     rotated = await service.rotate_secret(tenant, created.endpoint.id)
     await fan_out(pool, transfer_event(tenant))
@@ -250,12 +265,12 @@ async def test_a_worker_sends_the_signature_headers_httpx_would_show_a_receiver(
         seen.append(request)
         return httpx.Response(204)
 
-    service = NotificationService(pool)
+    service = notification_service(pool)
     created = await service.create_endpoint(tenant, "https://receiver.invalid/hook", ["TransferPosted"])
     await fan_out(pool, transfer_event(tenant))
     stop = asyncio.Event()
     async with httpx.AsyncClient(transport=httpx.MockTransport(reply)) as client:
-        worker = asyncio.create_task(run_delivery_worker(pool, stop, config=FAST, client=client))
+        worker = asyncio.create_task(run_delivery_worker(pool, stop, config=FAST, client=client, keys=KEYS))
         async with asyncio.timeout(5):
             while await delivery_statuses(pool, tenant) != ["succeeded"]:
                 await asyncio.sleep(0.01)
@@ -281,7 +296,7 @@ async def test_the_documented_receiver_accepts_a_real_delivery(pool: Pool, tenan
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        service = NotificationService(pool)
+        service = notification_service(pool)
         url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
         created = await service.create_endpoint(tenant, url, ["TransferPosted"])
         example["SECRETS"] = ["whsec_not_it"]

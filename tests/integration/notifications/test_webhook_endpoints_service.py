@@ -6,8 +6,9 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
-from notification_helpers import fan_out, transfer_event
+from notification_helpers import KEYS, fan_out, notification_service, transfer_event
 
+from kassa.notifications.adapters.secret_store import StoredSecret, open_secret
 from kassa.notifications.consumers import WebhookFanoutHandler
 from kassa.notifications.errors import (
     WebhookEndpointLimitReached,
@@ -15,7 +16,6 @@ from kassa.notifications.errors import (
     WebhookEventTypesInvalid,
     WebhookUrlInvalid,
 )
-from kassa.notifications.service import NotificationService
 from kassa.shared.errors import InvalidRequest
 from kassa.shared.limits import webhook_endpoints_per_tenant_max, webhook_secret_rotation_grace_s
 from support.db import wait_until_blocked_by
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 
 async def test_an_endpoint_is_created_with_a_secret_and_read_back_without_it(pool: Pool, tenant: str) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     created = await service.create_endpoint(tenant, "https://example.com/h", ["TransferPosted", "TransferPosted"])
     assert created.secret.startswith("whsec_")
     assert created.endpoint.event_types == ("TransferPosted",)
@@ -37,7 +37,7 @@ async def test_an_endpoint_is_created_with_a_secret_and_read_back_without_it(poo
 
 
 async def test_the_url_is_checked_before_the_event_types(pool: Pool, tenant: str) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     with pytest.raises(WebhookUrlInvalid):
         await service.create_endpoint(tenant, "ftp://x", [])
     with pytest.raises(WebhookEventTypesInvalid):
@@ -45,7 +45,7 @@ async def test_the_url_is_checked_before_the_event_types(pool: Pool, tenant: str
 
 
 async def test_a_tenant_cannot_register_more_than_the_limit(pool: Pool, tenant: str) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     for i in range(webhook_endpoints_per_tenant_max):
         await service.create_endpoint(tenant, f"https://example.com/{i}", ["*"])
     with pytest.raises(WebhookEndpointLimitReached) as raised:
@@ -57,7 +57,7 @@ async def test_a_tenant_cannot_register_more_than_the_limit(pool: Pool, tenant: 
 
 
 async def test_endpoints_page_oldest_first_with_a_cursor(pool: Pool, tenant: str) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     ids = [(await service.create_endpoint(tenant, f"https://example.com/{i}", ["*"])).endpoint.id for i in range(5)]
     first = await service.list_endpoints(tenant, None, 2)
     assert [e.id for e in first.data] == ids[:2] and first.has_more
@@ -68,7 +68,7 @@ async def test_endpoints_page_oldest_first_with_a_cursor(pool: Pool, tenant: str
 
 
 async def test_a_deleted_endpoint_is_gone_for_every_operation(pool: Pool, tenant: str) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     created = await service.create_endpoint(tenant, "https://example.com/h", ["*"])
     await service.delete_endpoint(tenant, created.endpoint.id)
     for call in (service.get_endpoint, service.delete_endpoint, service.rotate_secret):
@@ -80,7 +80,7 @@ async def test_a_deleted_endpoint_is_gone_for_every_operation(pool: Pool, tenant
 
 
 async def test_rotation_returns_a_new_secret_and_bounds_the_grace_period(pool: Pool, tenant: str) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     created = await service.create_endpoint(tenant, "https://example.com/h", ["*"])
     rotated = await service.rotate_secret(tenant, created.endpoint.id)
     assert rotated.secret != created.secret
@@ -94,7 +94,7 @@ async def test_rotation_returns_a_new_secret_and_bounds_the_grace_period(pool: P
 async def test_one_tenant_can_never_see_or_touch_another_tenants_endpoints_or_deliveries(
     pool: Pool, tenant: str, other_tenant: str
 ) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     mine = await service.create_endpoint(tenant, "https://example.com/mine", ["*"])
     await fan_out(pool, transfer_event(tenant))
     # An event of the other tenant never reaches my endpoint.
@@ -113,14 +113,14 @@ async def test_one_tenant_can_never_see_or_touch_another_tenants_endpoints_or_de
         await service.delete_endpoint(other_tenant, endpoint_id)
     # Still intact for its owner, secret unchanged.
     assert await service.get_endpoint(tenant, endpoint_id) == mine.endpoint
-    secret = await pool.fetchval(
-        "SELECT secret FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2", tenant, endpoint_id
+    sealed = await pool.fetchval(
+        "SELECT secret_sealed FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2", tenant, endpoint_id
     )
-    assert secret == mine.secret
+    assert open_secret(KEYS, tenant, endpoint_id, StoredSecret(sealed=sealed)) == mine.secret
 
 
 async def test_concurrent_creates_never_exceed_the_per_tenant_limit(pool: Pool, tenant: str) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     extra = 5
     results = await asyncio.gather(
         *(
@@ -139,7 +139,7 @@ async def test_concurrent_creates_never_exceed_the_per_tenant_limit(pool: Pool, 
 
 
 async def test_a_delete_racing_a_fan_out_leaves_no_pending_delivery_behind(pool: Pool, tenant: str) -> None:
-    service = NotificationService(pool)
+    service = notification_service(pool)
     created = await service.create_endpoint(tenant, "https://example.com/h", ["*"])
     async with pool.acquire() as conn:
         tx = conn.transaction()

@@ -1,18 +1,23 @@
-"""One HTTP attempt becomes a record: status, excerpt, Retry-After, or an error; never a raise."""
+"""One HTTP attempt becomes a record: status, excerpt, Retry-After, an error, or a refused
+target (with no reply); never a raise."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from typing import TYPE_CHECKING
 
 import httpx
 
 from kassa.notifications.adapters import http_sender
-from kassa.notifications.adapters.http_sender import post
+from kassa.notifications.adapters.http_sender import new_client, post
+from kassa.notifications.domain.retry import Outcome, RetryPolicy, decide
 from kassa.shared.limits import webhook_response_excerpt_bytes_max
 
 if TYPE_CHECKING:
     import pytest
+
+    from kassa.notifications.domain.addresses import IPAddress
 
 URL = "http://receiver.test/hook"
 
@@ -91,3 +96,32 @@ async def test_redirects_are_not_followed() -> None:
         result = await post(client, URL, b"{}", {})
     assert result.status_code == 302
     assert calls == [URL]
+
+
+async def test_a_target_that_resolves_to_loopback_is_refused_before_any_connection() -> None:
+    resolved: list[str] = []
+
+    async def rebinding(host: str, port: int) -> list[IPAddress]:
+        resolved.append(host)
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    async with new_client(1.0, allow_private=False, resolve=rebinding) as client:
+        result = await post(client, "http://rebind.test:8000/hook?token=t", b"{}", {})
+    assert resolved == ["rebind.test"]
+    assert result.target_refused
+    assert (result.status_code, result.response_excerpt) == (None, None)
+    assert result.error == "target refused: rebind.test (127.0.0.1) is loopback"
+    assert decide(result.status_code, 1, RetryPolicy(), result.target_refused) is Outcome.FAILED
+
+
+async def test_a_url_the_client_cannot_parse_is_a_refused_attempt_not_a_crash() -> None:
+    async with new_client(1.0) as client:
+        result = await post(client, "http://0251.0376.0251.0376/", b"{}", {})
+    assert result.target_refused and result.status_code is None and result.error
+    assert result.error.startswith("url cannot be sent to")
+
+
+def test_a_refused_target_fails_at_once_while_other_errors_are_retried() -> None:
+    policy = RetryPolicy(attempts_max=5)
+    assert decide(None, 1, policy) is Outcome.RETRY
+    assert decide(None, 1, policy, target_refused=True) is Outcome.FAILED

@@ -1,4 +1,8 @@
-"""Tenants: created by the admin key; each comes with its first API key (shown once)."""
+"""Tenants: created by the admin key; each comes with its first API key (shown once).
+
+With an Idempotency-Key the response kept for replays is rendered without the key's secret
+(`secret: null` and a `secret_note`), so a replay never hands out a key, revoked or not.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import msgspec
 from kassa.api.routing import Ctx, endpoint, json_response, replay_response
 from kassa.api.schemas import ApiKeyOut, TenantCreate, TenantOut
 from kassa.shared.clock import to_rfc3339
-from kassa.store.idempotency import Replay
+from kassa.store.idempotency import SECRET_SHOWN_ONCE, Replay
 
 if TYPE_CHECKING:
     from starlette.responses import Response
@@ -17,13 +21,12 @@ if TYPE_CHECKING:
     from kassa.identity.domain.model import IssuedKey, Tenant
 
 
-def _tenant_out(tenant: Tenant, key: IssuedKey) -> TenantOut:
-    return TenantOut(
-        id=tenant.id,
-        name=tenant.name,
-        api_key=ApiKeyOut(id=key.id, secret=key.secret),
-        created_at=to_rfc3339(tenant.created_at),
+def _tenant_out(tenant: Tenant, key: IssuedKey, *, stored: bool = False) -> TenantOut:
+    """The creation response; `stored=True` renders the copy kept for replays, without the secret."""
+    api_key = (
+        ApiKeyOut(id=key.id, secret=None, secret_note=SECRET_SHOWN_ONCE) if stored else ApiKeyOut(key.id, key.secret)
     )
+    return TenantOut(id=tenant.id, name=tenant.name, api_key=api_key, created_at=to_rfc3339(tenant.created_at))
 
 
 @endpoint(
@@ -41,7 +44,7 @@ async def create_tenant(ctx: Ctx) -> Response:
     data = ctx.decode(TenantCreate)
     claim = ctx.idempotency_claim(msgspec.json.encode(data, order="sorted"))
     result = await ctx.services.identity.create_tenant(
-        data.name, claim, lambda t, k: (201, msgspec.json.encode(_tenant_out(t, k)))
+        data.name, claim, lambda t, k: (201, msgspec.json.encode(_tenant_out(t, k, stored=True)))
     )
     if isinstance(result, Replay):
         return replay_response(result.status, result.body)

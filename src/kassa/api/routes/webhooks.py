@@ -1,7 +1,9 @@
 """Webhook endpoints, their deliveries (every attempt), and the per-account notification log.
 
 The signing secret appears only in the responses of create and rotate-secret; reads and lists
-never show it. Every route is tenant-scoped: another tenant's endpoint is a plain 404.
+never show it, and neither does a replay of an idempotent create or rotation (its `secret` is
+null, with `secret_note` saying why). Every route is tenant-scoped: another tenant's endpoint
+is a plain 404.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from kassa.shared.limits import (
     webhook_secret_rotation_grace_s,
     webhook_url_chars_max,
 )
-from kassa.store.idempotency import Replay
+from kassa.store.idempotency import SECRET_SHOWN_ONCE, Replay
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
     from kassa.notifications.domain.endpoints import Endpoint
@@ -63,16 +66,18 @@ class WebhookEndpointOut(msgspec.Struct):
     updated_at: str
 
 
-class WebhookEndpointSecretOut(msgspec.Struct):
-    """Create and rotate-secret only: the secret is shown here and nowhere else."""
+class WebhookEndpointSecretOut(msgspec.Struct, omit_defaults=True):
+    """Create and rotate-secret only: the secret is shown here and nowhere else. In a replay
+    (Idempotent-Replayed: true) `secret` is null and `secret_note` says it was shown once."""
 
     id: str
     url: str
     event_types: list[str]
-    secret: str
+    secret: str | None
     previous_secret_expires_at: str | None
     created_at: str
     updated_at: str
+    secret_note: str | None = None
 
 
 class WebhookEndpointPage(msgspec.Struct):
@@ -131,8 +136,10 @@ class NotificationPage(msgspec.Struct):
 
 
 def _service(ctx: Ctx) -> NotificationService:
-    # The service holds nothing but the pool, so building it per request costs nothing.
-    return NotificationService(ctx.services.pool)
+    # The service holds only references (pool, keys, a setting), so building it per request
+    # costs nothing.
+    services = ctx.services
+    return NotificationService(services.pool, services.keys, allow_private=services.settings.webhook_allow_private)
 
 
 def _time(value: datetime | None) -> str | None:
@@ -149,17 +156,24 @@ def endpoint_out(ep: Endpoint) -> WebhookEndpointOut:
     )
 
 
-def endpoint_secret_out(found: EndpointWithSecret) -> WebhookEndpointSecretOut:
+def endpoint_secret_out(found: EndpointWithSecret, *, stored: bool = False) -> WebhookEndpointSecretOut:
+    """The response of create or rotate; `stored=True` renders the copy kept for Idempotency-Key
+    replays, without the secret."""
     ep = found.endpoint
     return WebhookEndpointSecretOut(
         id=ep.id,
         url=ep.url,
         event_types=list(ep.event_types),
-        secret=found.secret,
+        secret=None if stored else found.secret,
         previous_secret_expires_at=_time(found.previous_secret_expires_at),
         created_at=to_rfc3339(ep.created_at),
         updated_at=to_rfc3339(ep.updated_at),
+        secret_note=SECRET_SHOWN_ONCE if stored else None,
     )
+
+
+def _stored_copy(status: int) -> Callable[[EndpointWithSecret], tuple[int, bytes]]:
+    return lambda found: (status, msgspec.json.encode(endpoint_secret_out(found, stored=True)))
 
 
 def _attempt_out(a: Attempt) -> WebhookAttemptOut:
@@ -222,13 +236,7 @@ def _next(seq: int | None) -> str | None:
 async def create_webhook_endpoint(ctx: Ctx) -> Response:
     data = ctx.decode(WebhookEndpointCreate)
     claim = ctx.idempotency_claim(msgspec.json.encode(data, order="sorted"))
-    result = await _service(ctx).create_endpoint(
-        ctx.tenant_id,
-        data.url,
-        data.event_types,
-        claim,
-        lambda created: (201, msgspec.json.encode(endpoint_secret_out(created))),
-    )
+    result = await _service(ctx).create_endpoint(ctx.tenant_id, data.url, data.event_types, claim, _stored_copy(201))
     if isinstance(result, Replay):
         return replay_response(result.status, result.body)
     return json_response(endpoint_secret_out(result), status=201)
@@ -286,7 +294,8 @@ async def delete_webhook_endpoint(ctx: Ctx) -> Response:
     not_found=WebhookEndpointNotFound,
     summary="Rotate the signing secret; the previous one keeps signing for grace_s seconds",
     responses={200: WebhookEndpointSecretOut},
-    errors=(400, 401, 404),
+    errors=(400, 401, 404, 409, 422),
+    idempotent=True,
     tag=_TAG,
     query=(
         (
@@ -302,7 +311,11 @@ async def rotate_webhook_secret(ctx: Ctx) -> Response:
     if raw is not None and not (raw.isascii() and raw.isdigit() and int(raw) <= webhook_secret_rotation_grace_s):
         raise InvalidRequest(f"grace_s must be an integer from 0 to {webhook_secret_rotation_grace_s}")
     grace_s = webhook_secret_rotation_grace_s if raw is None else int(raw)
-    rotated = await _service(ctx).rotate_secret(ctx.tenant_id, ctx.path_id(WebhookEndpointNotFound), grace_s)
+    endpoint_id = ctx.path_id(WebhookEndpointNotFound)
+    claim = ctx.idempotency_claim(f"grace_s={grace_s}".encode())
+    rotated = await _service(ctx).rotate_secret(ctx.tenant_id, endpoint_id, grace_s, claim, _stored_copy(200))
+    if isinstance(rotated, Replay):
+        return replay_response(rotated.status, rotated.body)
     return json_response(endpoint_secret_out(rotated))
 
 

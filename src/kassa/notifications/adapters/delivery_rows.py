@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from kassa.notifications.adapters.secret_store import StoredSecret
 from kassa.notifications.domain.model import Attempt, Delivery, DeliveryStatus
 from kassa.shared.ids import new_id
 from kassa.shared.invariants import invariant
@@ -32,7 +33,8 @@ class ClaimedDelivery:
     payload: bytes
     attempt_no: int
     url: str
-    secrets: tuple[str, ...]  # current secret first, then a previous one still in its grace period
+    # Current secret first, then a previous one still in its grace period; opened only to sign.
+    secrets: tuple[StoredSecret, ...]
     created_at: datetime
 
 
@@ -44,6 +46,8 @@ class AttemptResult:
     error: str | None
     response_excerpt: str | None
     retry_after_s: float | None = None
+    # The host is, or resolved to, an address webhooks must not reach: nothing was sent.
+    target_refused: bool = False
 
 
 async def enqueue(conn: Conn, tenant_id: str, event_id: str, event_type: str, payload: bytes, now: datetime) -> int:
@@ -138,9 +142,16 @@ FROM due, webhook_endpoints e
 WHERE d.tenant_id = due.tenant_id AND d.id = due.id
   AND e.tenant_id = d.tenant_id AND e.id = d.endpoint_id
 RETURNING d.tenant_id, d.id, d.endpoint_id, d.event_id, d.event_type, d.payload, d.attempt_count,
-          d.created_at, e.url, e.secret,
-          CASE WHEN e.previous_secret_expires_at > $1 THEN e.previous_secret END AS previous_secret
+          d.created_at, e.url, e.secret, e.secret_sealed,
+          CASE WHEN e.previous_secret_expires_at > $1 THEN e.previous_secret END AS previous_secret,
+          CASE WHEN e.previous_secret_expires_at > $1 THEN e.previous_secret_sealed END AS previous_secret_sealed
 """
+
+
+def _stored(sealed: Any, legacy: str | None) -> StoredSecret | None:
+    if sealed is None and legacy is None:
+        return None
+    return StoredSecret(None if sealed is None else bytes(sealed), legacy)
 
 
 async def claim_due(conn: Conn, now: datetime, lease_s: float, limit: int) -> list[ClaimedDelivery]:
@@ -157,7 +168,14 @@ async def claim_due(conn: Conn, now: datetime, lease_s: float, limit: int) -> li
             payload=bytes(r["payload"]),
             attempt_no=r["attempt_count"],
             url=r["url"],
-            secrets=(r["secret"],) if r["previous_secret"] is None else (r["secret"], r["previous_secret"]),
+            secrets=tuple(
+                s
+                for s in (
+                    _stored(r["secret_sealed"], r["secret"]),
+                    _stored(r["previous_secret_sealed"], r["previous_secret"]),
+                )
+                if s is not None
+            ),
             created_at=r["created_at"],
         )
         for r in records

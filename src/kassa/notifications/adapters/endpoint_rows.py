@@ -1,25 +1,30 @@
-"""SQL for webhook endpoints. Every statement is scoped by tenant_id (invariant 6)."""
+"""SQL for webhook endpoints. Every statement is scoped by tenant_id (invariant 6).
+
+Signing secrets are written sealed only (`secret_store.py`) and never read back here: the
+delivery claim opens them to sign, and create and rotate return the plaintext they generated.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kassa.notifications.adapters.secret_store import seal_secret
 from kassa.notifications.domain.endpoints import Endpoint
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from kassa.notifications.adapters import Conn
+    from kassa.shared.crypto import KeyRing
 
-_COLUMNS = "tenant_id, id, seq, url, event_types, secret, created_at, updated_at"
+_COLUMNS = "tenant_id, id, seq, url, event_types, created_at, updated_at"
 
 
 @dataclass(frozen=True, slots=True)
 class EndpointRow:
     endpoint: Endpoint
     seq: int
-    secret: str
 
 
 def _row(record: Any) -> EndpointRow:
@@ -33,7 +38,6 @@ def _row(record: Any) -> EndpointRow:
             updated_at=record["updated_at"],
         ),
         seq=record["seq"],
-        secret=record["secret"],
     )
 
 
@@ -50,15 +54,15 @@ async def count_live(conn: Conn, tenant_id: str) -> int:
     return count
 
 
-async def insert(conn: Conn, endpoint: Endpoint, secret: str) -> EndpointRow:
+async def insert(conn: Conn, endpoint: Endpoint, secret: str, keys: KeyRing) -> EndpointRow:
     record = await conn.fetchrow(
-        f"""INSERT INTO webhook_endpoints (tenant_id, id, url, event_types, secret, created_at, updated_at)
+        f"""INSERT INTO webhook_endpoints (tenant_id, id, url, event_types, secret_sealed, created_at, updated_at)
             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {_COLUMNS}""",
         endpoint.tenant_id,
         endpoint.id,
         endpoint.url,
         list(endpoint.event_types),
-        secret,
+        seal_secret(keys, endpoint.tenant_id, endpoint.id, secret),
         endpoint.created_at,
     )
     return _row(record)
@@ -111,21 +115,36 @@ async def rotate_secret(
     tenant_id: str,
     endpoint_id: str,
     secret: str,
+    keys: KeyRing,
     previous_expires_at: datetime | None,
     now: datetime,
 ) -> EndpointRow | None:
     """Installs `secret`; the current one becomes the previous secret until `previous_expires_at`
     (dropped at once when that is None). A secret still in its grace period from an earlier
-    rotation is dropped: at most two secrets sign at any time."""
-    record = await conn.fetchrow(
-        f"""UPDATE webhook_endpoints
-            SET previous_secret = CASE WHEN $4::timestamptz IS NULL THEN NULL ELSE secret END,
-                previous_secret_expires_at = $4, secret = $3, updated_at = $5
-            WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {_COLUMNS}""",
+    rotation is dropped: at most two secrets sign at any time. Call inside a transaction."""
+    current = await conn.fetchrow(
+        """SELECT secret, secret_sealed FROM webhook_endpoints
+           WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE""",
         tenant_id,
         endpoint_id,
-        secret,
+    )
+    if current is None:
+        return None
+    previous: bytes | None = None
+    if previous_expires_at is not None:
+        # A current secret not sealed yet (a row from before migration 0010) is sealed as it moves.
+        legacy = current["secret"]
+        previous = current["secret_sealed"] if legacy is None else seal_secret(keys, tenant_id, endpoint_id, legacy)
+    record = await conn.fetchrow(
+        f"""UPDATE webhook_endpoints
+            SET secret = NULL, secret_sealed = $3, previous_secret = NULL, previous_secret_sealed = $4,
+                previous_secret_expires_at = $5, updated_at = $6
+            WHERE tenant_id = $1 AND id = $2 RETURNING {_COLUMNS}""",
+        tenant_id,
+        endpoint_id,
+        seal_secret(keys, tenant_id, endpoint_id, secret),
+        previous,
         previous_expires_at,
         now,
     )
-    return None if record is None else _row(record)
+    return _row(record)

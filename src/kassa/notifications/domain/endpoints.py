@@ -6,9 +6,10 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
-from kassa.notifications.errors import WebhookEventTypesInvalid, WebhookUrlInvalid
+from kassa.notifications.domain.addresses import host_refusal, literal_address
+from kassa.notifications.errors import WebhookEventTypesInvalid, WebhookUrlInvalid, WebhookUrlTargetRefused
 from kassa.shared.limits import webhook_event_types_max, webhook_url_chars_max
 
 if TYPE_CHECKING:
@@ -19,7 +20,10 @@ WILDCARD = "*"
 # Event names are PascalCase, past tense (TransferPosted); the pattern only checks the shape so
 # that endpoints can subscribe to event types added after they were registered.
 _EVENT_TYPE = re.compile(r"[A-Z][A-Za-z0-9]{1,63}")  # fullmatch: `$` accepts a final newline
-_URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
+_URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f\\]")
+# Letters, digits, hyphens, dots and underscores (used by some internal names); a "%" would
+# reach the resolver as it is.
+_HOST = re.compile(r"[a-z0-9_](?:[a-z0-9._-]*[a-z0-9_])?\.?")  # used with fullmatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,14 +36,17 @@ class Endpoint:
     updated_at: datetime
 
 
-def validate_url(url: str) -> str:
-    """The URL as registered; raises WebhookUrlInvalid.
+def validate_url(url: str, allow_private: bool = False) -> str:
+    """The URL in its normal form (scheme and host in lower case, the host in ASCII); raises
+    WebhookUrlInvalid, or WebhookUrlTargetRefused for a host that is a refused address in any
+    spelling or a loopback or metadata name (see `addresses.py`). A name is not resolved here:
+    the service resolves it, and delivery resolves it again.
 
     http is accepted next to https so that local and in-cluster receivers work; credentials in
     the URL are refused because the URL is shown back in listings and logs.
     """
     if not url or len(url) > webhook_url_chars_max or _URL_FORBIDDEN.search(url):
-        raise WebhookUrlInvalid(f"url must be 1-{webhook_url_chars_max} printable characters")
+        raise WebhookUrlInvalid(f"url must be 1-{webhook_url_chars_max} printable characters without backslashes")
     try:
         parts = urlsplit(url)
         port = parts.port  # raises ValueError on a malformed port
@@ -53,22 +60,33 @@ def validate_url(url: str) -> str:
         raise WebhookUrlInvalid("url must not have a fragment")
     if port == 0:
         raise WebhookUrlInvalid("url port must be between 1 and 65535")
-    _refuse_special_addresses(parts.hostname)
-    return url
+    host = _ascii_host(parts.hostname, bracketed="[" in parts.netloc)
+    address = literal_address(host)
+    if address is not None:
+        host = str(address)  # one spelling per address: 127.1 and 0x7f000001 are 127.0.0.1
+    refused = host_refusal(host, allow_private)
+    if refused is not None:
+        raise WebhookUrlTargetRefused(f"url host {host} is not an allowed receiver ({refused.value})")
+    netloc = (f"[{host}]" if ":" in host else host) + ("" if port is None else f":{port}")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
-def _refuse_special_addresses(host: str) -> None:
-    """Refuse IP literals that are never a webhook receiver: link-local (cloud metadata services
-    live at 169.254.169.254), multicast, unspecified and reserved. Loopback and private ranges
-    stay allowed for local and in-cluster receivers; host names are not resolved here."""
+def _ascii_host(hostname: str, bracketed: bool) -> str:
+    """The host as the resolver will see it: an IPv6 literal, or IDNA-encoded ASCII labels."""
+    if bracketed:
+        if "%" in hostname:
+            raise WebhookUrlInvalid("url host must not carry an IPv6 zone")
+        try:
+            return str(ipaddress.IPv6Address(hostname))
+        except ValueError as exc:
+            raise WebhookUrlInvalid(f"url host [{hostname}] is not an IPv6 address") from exc
     try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return  # a host name
-    if address.is_loopback:
-        return  # IPv6 ::1 sits inside the reserved ::/8 block, yet is a fine local receiver
-    if address.is_link_local or address.is_multicast or address.is_unspecified or address.is_reserved:
-        raise WebhookUrlInvalid(f"url host {host} is not a routable receiver address")
+        ascii_host = hostname.encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise WebhookUrlInvalid(f"url host {hostname!r} is not a valid host name") from exc
+    if not _HOST.fullmatch(ascii_host):
+        raise WebhookUrlInvalid(f"url host {hostname!r} is not a valid host name")
+    return ascii_host
 
 
 def validate_event_types(event_types: Sequence[str]) -> tuple[str, ...]:

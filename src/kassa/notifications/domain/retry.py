@@ -3,7 +3,9 @@
 Retried: timeouts, connection errors, 5xx, 408 and 429 (the receiver is overloaded or briefly
 down, so trying later can succeed). Not retried: every other non-2xx status, including 3xx
 (redirects are not followed, so that an endpoint cannot bounce signed payloads elsewhere) and
-4xx (the receiver rejected this request; sending it again would get the same answer).
+4xx (the receiver rejected this request; sending it again would get the same answer), and a
+target refused by the address rules (loopback, private, link-local, ...): it stays refused, so
+the delivery fails at once instead of being retried for a day.
 """
 
 from __future__ import annotations
@@ -54,9 +56,12 @@ def is_retryable_status(status_code: int) -> bool:
     return status_code >= 500 or status_code in _RETRYABLE_4XX
 
 
-def decide(status_code: int | None, attempt_no: int, policy: RetryPolicy) -> Outcome:
+def decide(status_code: int | None, attempt_no: int, policy: RetryPolicy, target_refused: bool = False) -> Outcome:
     """The outcome of attempt `attempt_no`; `status_code` is None when no response arrived
-    (timeout, refused or reset connection), which is always worth retrying."""
+    (timeout, refused or reset connection), which is worth retrying unless the target itself
+    was refused."""
+    if target_refused:
+        return Outcome.FAILED
     if status_code is not None and 200 <= status_code < 300:
         return Outcome.SUCCEEDED
     if status_code is not None and not is_retryable_status(status_code):
