@@ -18,6 +18,7 @@ from kassa.identity.service import IdentityService
 from kassa.ledger.domain.model import Account, Balance
 from kassa.ledger.service import LedgerService
 from kassa.notifications.service import NotificationService
+from kassa.shared.crypto import KeyRing, new_key
 from kassa.store import roles
 from kassa.store.rls import TENANT_POLICY, secure_schema
 from kassa.store.tenancy import scope, tenant_transaction
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from kassa.store.pool import Pool
 
 pytestmark = pytest.mark.integration
+_KEYS = KeyRing(new_key())  # the master key that seals webhook secrets in these tests
 
 _TENANT_TABLES = """
 SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -50,7 +52,7 @@ async def _tenant_with_rows(app_pool: Pool) -> str:
 
     claim = IdemClaim(tenant.id, "k-" + uuid.uuid4().hex, b"h")
     await ledger.create_account(Account(tenant.id, "wallet", "EUR", "credit", False, Balance()), claim, _render)
-    await NotificationService(app_pool).create_endpoint(tenant.id, "https://example.com/hook", ["*"])
+    await NotificationService(app_pool, _KEYS).create_endpoint(tenant.id, "https://example.com/hook", ["*"])
     return tenant.id
 
 
@@ -272,7 +274,7 @@ async def test_every_notification_service_call_works_under_the_application_role(
     from kassa.store.idempotency import IdemClaim
 
     tenant, other = await _tenant_with_rows(app_pool), await _tenant_with_rows(app_pool)
-    service = NotificationService(app_pool)
+    service = NotificationService(app_pool, _KEYS)
     claim = IdemClaim(tenant, "ep-" + uuid.uuid4().hex, b"h")
     created = await service.create_endpoint(tenant, "https://example.com/a", ["TransferPosted"], claim, _render)
     endpoint = created.endpoint  # type: ignore[union-attr]
