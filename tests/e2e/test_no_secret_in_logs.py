@@ -1,11 +1,13 @@
 """No secret is written to any log: every log of the running platform (API, workers, the
 embedded PostgreSQL) is searched after tenant creation, webhook create/rotate/delivery and
-transfer flows for API key secrets, webhook secrets, the master key and a URL's ?token=."""
+transfer flows for API key secrets, webhook secrets, the master key, a URL's ?token= and the
+generated database and broker passwords."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import secrets
 import time
 import uuid
@@ -47,6 +49,17 @@ async def _wait_for(condition: object, timeout_s: float = 60) -> None:
     async with asyncio.timeout(timeout_s):
         while not condition():  # type: ignore[operator]
             await asyncio.sleep(0.2)
+
+
+def _internal_passwords(platform: Platform) -> dict[str, str]:
+    """The generated PostgreSQL role and NATS passwords (credentials.json under the data dir)."""
+    found = {}
+    for path in platform.data_dir.rglob("credentials.json"):
+        for name, value in json.loads(path.read_text()).items():
+            if name != "user":
+                found[f"{path.parent.name} password of {name}"] = str(value)
+    assert len(found) >= 2, found  # the database roles' and the broker's
+    return found
 
 
 def _all_logs(platform: Platform) -> dict[str, str]:
@@ -117,6 +130,7 @@ async def test_no_secret_appears_in_any_log_of_the_platform(
         "master key (hex)": raw_key.hex(),
         "master key (url-safe)": base64.urlsafe_b64encode(raw_key).decode(),
         **{f"webhook secret {i}": s for i, s in enumerate(webhook_secrets)},
+        **_internal_passwords(platform),
     }
     logs = _all_logs(platform)
     assert any(path.endswith("postgres.log") for path in logs), list(logs)
