@@ -54,6 +54,22 @@ async def _can_work_across_tenants(pool: Any) -> bool:
     return refusal is None
 
 
+async def _connected_unless_stopped(bus: Any, stop: asyncio.Event) -> bool:
+    """Connect to the broker, unless told to stop first. The NATS client retries a refused first
+    connection forever, so a worker whose embedded broker died with its `kassa up` would
+    otherwise outlive the SIGTERM it got with it."""
+    connecting = asyncio.ensure_future(bus.connect())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not connecting.done():
+        connecting.cancel()
+        await asyncio.gather(connecting, return_exceptions=True)
+        return False
+    connecting.result()  # a failed connection raises here, as before
+    return True
+
+
 async def _main(role: str, settings: Settings) -> int:
     from kassa.events.bus import create_bus
     from kassa.events.runtime import run_roles
@@ -71,8 +87,8 @@ async def _main(role: str, settings: Settings) -> int:
         return 2
     bus = create_bus(settings)
     try:
-        await bus.connect()
-        await run_roles(role, pool, bus, stop)
+        if await _connected_unless_stopped(bus, stop):
+            await run_roles(role, pool, bus, stop)
     finally:
         await bus.close()
         await pool.close()
