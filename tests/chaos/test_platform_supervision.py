@@ -102,6 +102,13 @@ def _status(client: httpx.Client, path: str) -> int | None:
         return None
 
 
+def _fresh_status(platform: Platform, path: str) -> int | None:
+    try:
+        return httpx.get(platform.base_url + path, headers={"Connection": "close"}, timeout=5).status_code
+    except httpx.TransportError:
+        return None
+
+
 def _port(platform: Platform) -> int:
     return int(platform.base_url.rsplit(":", 1)[1])
 
@@ -269,11 +276,29 @@ def test_an_external_database_outage_is_503_with_retry_after_and_readiness_says_
             assert ready.status_code == 503
             assert ready.json()["database"] == "unreachable" and ready.json()["down"] == ["database"]
             assert platform.process.poll() is None, "an outage of an external database never stops kassa up"
+            # An HTTP worker that crashes during the outage is replaced by one that starts without
+            # the database (it must not fail its startup and take the API into a crash loop).
+            workers = api_before.children() if api_before is not None else []
+            assert workers
+            workers[0].send_signal(signal.SIGKILL)
+            _wait_for(
+                "a replacement HTTP worker during the outage",
+                lambda: (
+                    {w.pid for w in api_before.children()} - {workers[0].pid}
+                    and len(api_before.children()) == len(workers)
+                ),
+            )
+            # A fresh connection per request: the kernel spreads them over both workers' sockets.
+            _wait_for(
+                "503s from every worker", lambda: all(_fresh_status(platform, "/readyz") == 503 for _ in range(12))
+            )
             external_pg.start()
             _wait_for("readiness after the database is back", lambda: _status(client, "/readyz") == 200)
             api_after = _api_main(platform)
+            said = [line for line in platform.log_lines() if not line.startswith("{")]
             assert api_before is not None and api_after is not None and api_after.pid == api_before.pid, (
-                "the API rides out a database outage without being restarted"
+                "the API rides out a database outage without being restarted",
+                said[-8:],
             )
             again = client.post("/v1/accounts", json={"id": "during-outage", "currency": "EUR"})
             assert again.status_code == 201, again.text

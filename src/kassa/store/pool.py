@@ -36,7 +36,10 @@ async def _keep_session(conn: asyncpg.Connection[Any]) -> None:
 async def create_pool(dsn: str, size_max: int = db_pool_size_max, *, reset_session: bool = True) -> Pool:
     pool = await asyncpg.create_pool(
         dsn,
-        min_size=min(2, size_max),
+        # No connection is opened up front: a process (re)started while the database is down
+        # comes up, answers 503 and reports not ready, instead of failing to start and being
+        # restarted in a loop; connections are opened on first use and then kept.
+        min_size=0,
         max_size=size_max,
         init=_init_connection,
         reset=None if reset_session else _keep_session,
