@@ -5,15 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from kassa.identity.customers import CustomerService
 from kassa.identity.service import IdentityService
 from kassa.ledger.batcher import Batcher
 from kassa.ledger.service import LedgerService
 from kassa.notifications import count_plaintext_secrets, seal_plaintext_secrets
 from kassa.observability import metrics, process
+from kassa.payments import PaymentsService
 from kassa.store.master_key import load_keyring
 from kassa.store.pool import Pool, create_pool
 
 if TYPE_CHECKING:
+    from kassa.payments import WalletService
     from kassa.settings import Settings
     from kassa.shared.crypto import KeyRing
 
@@ -25,10 +28,17 @@ class Services:
     ledger: LedgerService
     identity: IdentityService
     keys: KeyRing  # the master key ring: seals secrets at rest (webhook signing secrets)
+    customers: CustomerService  # identity: customers, their personal data sealed per tenant
+    payments: PaymentsService  # wallets, top-ups, withdrawals, provider callbacks
     # (scope, Idempotency-Key) of requests running in this process: a concurrent duplicate is a 409.
     inflight_keys: set[tuple[str, str]] = field(default_factory=set)
 
+    @property
+    def wallets(self) -> WalletService:
+        return self.payments.wallets
+
     async def close(self) -> None:
+        await self.payments.close()
         await self.ledger.stop_expiry_sweeper()
         await self.ledger.batcher.stop()
         await self.pool.close()
@@ -46,7 +56,15 @@ async def build_services(settings: Settings, *, sweeper: bool = True) -> Service
     ledger = LedgerService(pool, batcher)
     if sweeper:
         ledger.start_expiry_sweeper()
-    return Services(settings=settings, pool=pool, ledger=ledger, identity=IdentityService(pool), keys=keys)
+    return Services(
+        settings=settings,
+        pool=pool,
+        ledger=ledger,
+        identity=IdentityService(pool),
+        keys=keys,
+        customers=CustomerService(pool, keys),
+        payments=PaymentsService.build(settings, pool, ledger),
+    )
 
 
 async def seal_secrets_at_rest(database_url: str, settings: Settings) -> int:

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from kassa import observability
 from kassa.api import problems
-from kassa.api.routes import accounts, health, tenants, transactions, transfers, webhooks
+from kassa.api.routes import accounts, customers, health, tenants, transactions, transfers, wallets, webhooks
 from kassa.api.routing import REGISTRY, path_routes
 from kassa.bootstrap import build_services
 from kassa.observability import logging as jsonlog
@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("kassa.access")
-_ROUTE_MODULES = (tenants, accounts, transfers, transactions, webhooks)  # importing them registers their endpoints
+# Importing them registers their endpoints.
+_ROUTE_MODULES = (tenants, accounts, transfers, transactions, webhooks, customers, wallets)
 # Checked with fullmatch: a `$` would also accept a value ending in a newline.
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

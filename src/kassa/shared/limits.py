@@ -25,6 +25,20 @@ http_header_read_timeout_s: Final = 10.0  # request line and headers (granian's 
 page_limit_default: Final = 50
 page_limit_max: Final = 500
 
+# Customers and payments (issue 8)
+# A customer id leaves room for the rights holder's account id `payable:<id>:<CUR>` (64 chars).
+customer_id_chars_max: Final = 52
+customer_name_chars_max: Final = 200
+customer_email_chars_max: Final = 254  # RFC 5321's path limit
+topup_amount_minor_max: Final = 10**12  # per top-up; a provider would refuse more anyway
+provider_callback_tolerance_s: Final = 300  # a callback signed longer ago (or ahead) is refused
+provider_request_timeout_s: Final = 10.0  # each call from kassa to a provider, connect to last byte
+provider_request_attempts_max: Final = 3  # of one charge or payout call (same idempotency key)
+provider_callback_attempts_max: Final = 8  # deliveries of one callback by the sandbox provider
+provider_callback_body_bytes_max: Final = 64 * 1024
+pending_topup_timeout_s: Final = 7 * 24 * 3600  # a top-up the provider never answers expires
+pending_withdrawal_timeout_s: Final = 14 * 24 * 3600  # payouts may take days to post or fail
+
 # Money path
 amount_minor_max: Final = 2**63 - 1  # bigint
 batch_transfers_max: Final = 8000  # POST /v1/transfers/batch items

@@ -1,0 +1,107 @@
+"""Typed failures of the payments context, each with a stable code.
+
+    KassaError
+    ├── InvalidRequest
+    │   ├── InvalidPaymentMethod            invalid_payment_method
+    │   ├── InvalidDestination              invalid_destination
+    │   └── ProviderCallbackInvalid         provider_callback_invalid      (unsigned, malformed)
+    │       ├── ProviderSignatureMismatch   provider_signature_mismatch
+    │       └── ProviderCallbackStale       provider_callback_stale        (signed > 300 s away)
+    ├── NotFound
+    │   ├── WalletNotFound                  wallet_not_found
+    │   ├── TopupNotFound                   topup_not_found
+    │   ├── WithdrawalNotFound              withdrawal_not_found
+    │   └── ProviderNotFound                provider_not_found
+    ├── Conflict
+    │   ├── WalletExists                    wallet_exists
+    │   └── ProviderCallbackReplayed        provider_callback_replayed     (this event id was handled)
+    ├── Unprocessable
+    │   ├── CurrencyMismatch (ledger's)     currency_mismatch              (wallet in another currency)
+    │   └── InsufficientFunds (ledger's)    insufficient_funds             (withdrawal above available)
+    └── ServiceUnavailable
+        └── ProviderUnavailable             provider_unavailable
+
+Precedence of a callback's checks: unsigned or malformed, then stale, then wrong signature,
+then replayed. Nothing is changed by a callback that fails any of them. No message carries a
+card or account number, a name or an email.
+"""
+
+from __future__ import annotations
+
+from kassa.shared.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
+
+
+class InvalidPaymentMethod(InvalidRequest):
+    code = "invalid_payment_method"
+    title = "Invalid payment method"
+
+
+class InvalidDestination(InvalidRequest):
+    code = "invalid_destination"
+    title = "Invalid payout destination"
+
+
+class ProviderCallbackInvalid(InvalidRequest):
+    code = "provider_callback_invalid"
+    title = "Provider callback is unsigned or malformed"
+
+
+class ProviderSignatureMismatch(ProviderCallbackInvalid):
+    code = "provider_signature_mismatch"
+    title = "Provider callback signature does not match"
+
+
+class ProviderCallbackStale(ProviderCallbackInvalid):
+    code = "provider_callback_stale"
+    title = "Provider callback was signed too long ago (or ahead)"
+
+
+class WalletNotFound(NotFound):
+    code = "wallet_not_found"
+    title = "Wallet not found"
+
+
+class TopupNotFound(NotFound):
+    code = "topup_not_found"
+    title = "Top-up not found"
+
+
+class WithdrawalNotFound(NotFound):
+    code = "withdrawal_not_found"
+    title = "Withdrawal not found"
+
+
+class ProviderNotFound(NotFound):
+    code = "provider_not_found"
+    title = "No such payment provider"
+
+
+class WalletExists(Conflict):
+    code = "wallet_exists"
+    title = "The customer already has a wallet in this currency"
+
+
+class ProviderCallbackReplayed(Conflict):
+    code = "provider_callback_replayed"
+    title = "This provider callback was already handled"
+
+
+class ProviderUnavailable(ServiceUnavailable):
+    code = "provider_unavailable"
+    title = "The payment provider is unavailable"
+
+
+__all__ = [
+    "InvalidDestination",
+    "InvalidPaymentMethod",
+    "ProviderCallbackInvalid",
+    "ProviderCallbackReplayed",
+    "ProviderCallbackStale",
+    "ProviderNotFound",
+    "ProviderSignatureMismatch",
+    "ProviderUnavailable",
+    "TopupNotFound",
+    "WalletExists",
+    "WalletNotFound",
+    "WithdrawalNotFound",
+]
