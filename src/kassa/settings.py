@@ -79,6 +79,9 @@ class Settings:
     # Webhooks may go to loopback and private addresses (tests, local development); never to
     # link-local or metadata addresses, whatever this says.
     webhook_allow_private: bool = False
+    # Base backups and the WAL archive of the embedded PostgreSQL (from_env: data_dir/backups).
+    backup_dir: Path = Path(".kassa/backups")
+    wal_archive: bool = True  # archive the embedded PostgreSQL's WAL continuously (point-in-time restore)
 
     @property
     def migration_url(self) -> str | None:
@@ -124,4 +127,6 @@ class Settings:
             nats_creds=os.environ.get("KASSA_NATS_CREDS") or None,
             master_key_file=Path(key_file).resolve() if key_file else None,
             webhook_allow_private=_bool("KASSA_WEBHOOK_ALLOW_PRIVATE"),
+            backup_dir=Path(os.environ.get("KASSA_BACKUP_DIR") or data_dir / "backups").resolve(),
+            wal_archive=(os.environ.get("KASSA_WAL_ARCHIVE") or "on").lower() not in ("off", "0", "false", "no"),
         )

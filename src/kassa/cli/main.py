@@ -24,6 +24,9 @@ _GROUPS = (
     "kassa.cli.worker",
     "kassa.cli.events",
     "kassa.cli.slo",
+    "kassa.cli.backup",
+    "kassa.cli.dr",
+    "kassa.cli.capacity",
 )
 
 

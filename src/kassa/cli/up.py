@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from kassa.cli.runtime import write_runtime
 from kassa.cli.supervisor import ChildProcess, EmbeddedNatsChild, EmbeddedPostgresChild, Supervisor
 from kassa.settings import Settings, without_password
+from kassa.store.backup import archive_options, prepare_backup_dir
 from kassa.store.embedded import EmbeddedPostgres, free_port, write_private
 from kassa.store.master_key import ensure_master_key
 from kassa.store.migrate import migrate
@@ -109,7 +110,10 @@ class Platform:
         if os.geteuid() == 0:
             os.chmod(s.data_dir, 0o755)  # noqa: S103 - the embedded server runs as an unprivileged user
         if s.database_url is None:
-            self.postgres = EmbeddedPostgres(root=s.data_dir / "postgres")
+            # Continuous WAL archiving, so `kassa restore --to` can reach any instant since the
+            # oldest base backup (`kassa backup`).
+            archive = archive_options(prepare_backup_dir(s.backup_dir)) if s.wal_archive else {}
+            self.postgres = EmbeddedPostgres(root=s.data_dir / "postgres", options=archive)
             self.postgres.start()
         self.db_urls = database_urls(s, self.postgres)
         self.env.update(child_database_env(self.db_urls))

@@ -95,3 +95,15 @@ retry_after_s: Final = 1  # Retry-After on 503s from a dependency outage or a fu
 
 # Observability
 process_sample_interval_s: Final = 5.0  # refresh of the process CPU/memory and pool gauges
+# Backups, recovery and failover: store/backup.py, store/replication.py and kassa.dr
+wal_archive_timeout_s: Final = 60  # a WAL segment is archived at least this often while there are writes
+wal_archive_wait_s: Final = 60  # a switched segment reaches the archive
+backup_timeout_s: Final = 3600  # one pg_basebackup run
+restore_timeout_s: Final = 3600  # replaying WAL up to the recovery target
+backups_kept_default: Final = 7  # base backups `kassa backup` keeps (with the WAL they need)
+standby_ready_timeout_s: Final = 120  # a new standby connects and streams
+promote_timeout_s: Final = 60  # a standby leaves recovery after promotion
+
+# Capacity planning: kassa.capacity
+capacity_events_max: Final = 500  # events in one schedule file
+capacity_audience_max: Final = 10**9  # expected audience of one event

@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -104,6 +105,10 @@ class EmbeddedPostgres:
     root: Path
     port: int = 0
     fsync: bool = True
+    # Extra server settings passed as `-c name=value` at each start (WAL archiving, see
+    # store/backup.py). Not written to postgresql.conf, so a backup or a standby copied from
+    # this data directory does not inherit them.
+    options: dict[str, str] = field(default_factory=dict)
 
     @property
     def data(self) -> Path:
@@ -233,6 +238,8 @@ class EmbeddedPostgres:
         sock_dir = self.root / "sock"
         sock_dir.mkdir(exist_ok=True)
         _chown_tree(sock_dir) if os.geteuid() == 0 else None
+        # pg_ctl hands -o to /bin/sh, hence the quoting.
+        extra = "".join(f" -c {shlex.quote(f'{k}={v}')}" for k, v in self.options.items())
         self._run(
             [
                 str(bin_dir() / "pg_ctl"),
@@ -244,7 +251,7 @@ class EmbeddedPostgres:
                 "-t",
                 str(_START_TIMEOUT_S),
                 "-o",
-                f"-h 127.0.0.1 -p {self.port} -k {sock_dir} " + " ".join(f"-c {o}" for o in LOG_SETTINGS),
+                f"-h 127.0.0.1 -p {self.port} -k {sock_dir} " + " ".join(f"-c {o}" for o in LOG_SETTINGS) + extra,
                 "start",
             ]
         )
