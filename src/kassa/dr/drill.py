@@ -35,7 +35,7 @@ from kassa.dr.load import TransferLoad
 from kassa.dr.platform import ApiProcess, create_tenant, open_accounts, start_api, start_workers
 from kassa.dr.report import failover_section, pitr_section, verdict
 from kassa.events.bus.embedded_nats import EmbeddedNats
-from kassa.store import backup, replication
+from kassa.store import backup, replication, roles
 from kassa.store.embedded import EmbeddedPostgres
 from kassa.store.migrate import migrate
 from kassa.store.pool import create_pool
@@ -108,7 +108,7 @@ class Drill:
         # Kept apart from the zone, as a secrets manager would: the PITR copy needs them.
         (self.work / "secrets").mkdir(exist_ok=True)
         backup.copy_credentials(primary.root, self.work / "secrets")
-        await migrate(primary.url)
+        await migrate(primary.role_url(roles.OWNER))  # as `kassa migrate` runs: the schema owner
         password = await asyncio.to_thread(replication.grant_replication, primary)
         standby = await asyncio.to_thread(replication.create_standby, primary, self.work / "zone-b", STANDBY, password)
         self.servers.append(standby)
@@ -117,16 +117,19 @@ class Drill:
         await asyncio.to_thread(replication.wait_streaming, primary, STANDBY, c.mode == "sync")
         return primary, standby, archive, replication.replication_url(primary, password)
 
-    async def _platform(self, database_url: str, zone: str) -> str:
-        """Stop the platform's processes, start them against `database_url`; the API's URL."""
+    async def _platform(self, server: EmbeddedPostgres, zone: str) -> str:
+        """Stop the platform's processes, start them against `server`, each as the role it has
+        in production (the API as the application role, the workers as the worker role); the
+        API's URL."""
         for process in self.processes:
             process.kill()
         self.processes.clear()
         nats_url = self.nats.url if self.nats else None
-        api = await start_api(database_url, self.work / f"api-{zone}", nats_url)
+        api = await start_api(server.role_url(roles.APP), self.work / f"api-{zone}", nats_url)
         self.processes.append(api)
         if nats_url:
-            self.processes.append(start_workers(database_url, nats_url, self.work / f"workers-{zone}"))
+            workers = start_workers(server.role_url(roles.WORKER), nats_url, self.work / f"workers-{zone}")
+            self.processes.append(workers)
         return api.base
 
     async def _run(self) -> dict[str, Any]:
@@ -137,7 +140,7 @@ class Drill:
             self.nats = EmbeddedNats(self.work / "nats")  # the broker is not in a lost zone
             await asyncio.to_thread(self.nats.start)
         tenant_id, api_key = await create_tenant(primary.url)
-        endpoint = {"url": await self._platform(primary.url, "zone-a")}
+        endpoint = {"url": await self._platform(primary, "zone-a")}
         wallets, funding = await open_accounts(endpoint["url"], api_key, c.wallets)
 
         load = TransferLoad(lambda: endpoint["url"], api_key, wallets, c.clients)
@@ -159,7 +162,7 @@ class Drill:
         shutil.rmtree(primary.root)  # the zone is gone, with its disk
         await asyncio.to_thread(replication.promote, standby)
         self._mark("promoted")
-        endpoint["url"] = await self._platform(standby.url, "zone-b")
+        endpoint["url"] = await self._platform(standby, "zone-b")
         self._mark("repointed")
         first = await _first_ack(load, endpoint["url"])
         await asyncio.sleep(c.after_recovery_s)
