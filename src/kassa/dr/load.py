@@ -42,6 +42,7 @@ class Ack:
     attempts: int
     replayed: bool
     via: str  # the platform endpoint that answered
+    sent_at: datetime  # wall clock, when the answered attempt was sent: its commit came after
 
 
 @dataclass
@@ -116,7 +117,7 @@ class TransferLoad:
         transfer_id = str(body["id"])
         self.sent[transfer_id] = body
         for attempt in range(1, 10**9):
-            response, via = None, self.target()
+            response, via, sent_at = None, self.target(), datetime.now(UTC)
             with contextlib.suppress(httpx.HTTPError):
                 response = await http.post(f"{via}/v1/transfers", json=body, headers={"Idempotency-Key": transfer_id})
             if response is not None and response.status_code in (201, 422):
@@ -124,7 +125,7 @@ class TransferLoad:
                 replayed = response.headers.get("Idempotent-Replayed") == "true"
                 now = datetime.now(UTC)
                 self.acks[transfer_id] = Ack(
-                    transfer_id, response.status_code, now, time.monotonic(), attempt, replayed, via
+                    transfer_id, response.status_code, now, time.monotonic(), attempt, replayed, via, sent_at
                 )
                 return
             self.failures["transport" if response is None else str(response.status_code)] += 1

@@ -49,8 +49,12 @@ def failover_section(
         "failed_attempts": dict(load.failures),
         "lost_acknowledged": len(lost),
         "lost_ids": [a.id for a in lost[:_IDS_LISTED_MAX]],
+        # The span of their acknowledgements, and how far before the kill the loss can reach:
+        # a lost transfer committed after its request was sent, so the earliest send bounds it.
         "lost_span_s": round((lost[-1].at - lost[0].at).total_seconds(), 3) if lost else 0.0,
-        "rpo_s": round((killed_at - lost[0].at).total_seconds(), 3) if lost else 0.0,
+        "rpo_s": round((killed_at - min(a.sent_at for a in lost)).total_seconds(), 3) if lost else 0.0,
+        # Answers already on their way when the primary died can reach the client after the kill.
+        "lost_last_acknowledged_after_kill_s": round((lost[-1].at - killed_at).total_seconds(), 3) if lost else None,
         "committed_unacknowledged": len(unacked),
         "transfers_never_sent": unknown[:_IDS_LISTED_MAX],
         "invariant_violations": after.violations,
@@ -102,7 +106,10 @@ def render_text(report: dict[str, Any]) -> str:
     mode = c["mode"] + (f" (synchronous_commit={c['sync_commit']})" if c["mode"] == "sync" else "")
     lost = ""
     if f["lost_acknowledged"]:
-        lost = f", spanning {f['lost_span_s']:.3f} s, the oldest {f['rpo_s']:.3f} s before the kill"
+        lost = (
+            f", acknowledged within {f['lost_span_s']:.3f} s of each other; sent at most {f['rpo_s']:.3f} s"
+            f" before the kill, the last answer read {f['lost_last_acknowledged_after_kill_s']:.3f} s after it"
+        )
     lines = [
         f"kassa dr drill: {mode}, {c['clients']} clients, {report['machine']['nproc']} cores,"
         f" load average {report['machine']['loadavg_at_end'][0]:.2f}",

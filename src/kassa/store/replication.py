@@ -111,21 +111,24 @@ def kill_server(server: EmbeddedPostgres) -> tuple[datetime, float]:
     os.killpg(pid, signal.SIGKILL)
     killed = (datetime.now(UTC), time.monotonic())
     deadline = time.monotonic() + promote_timeout_s
-    while _alive(pid):
+    while _group_alive(pid):
         if time.monotonic() > deadline:
-            raise ReplicationFailed(f"postmaster {pid} survived SIGKILL")
+            raise ReplicationFailed(f"a process of the server (group {pid}) survived SIGKILL")
         time.sleep(0.01)
     return killed
 
 
-def _alive(pid: int) -> bool:
-    # As the parent of nothing here (pg_ctl daemonized it), a dead postmaster may linger as a
-    # zombie of init for a moment; /proc/<pid>/stat says Z then.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group is still running (a zombie is not: in a container whose
+    init does not reap, the dead postmaster and backends may stay zombies for good)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def promote(standby: EmbeddedPostgres, timeout_s: float = promote_timeout_s) -> None:

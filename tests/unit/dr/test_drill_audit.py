@@ -73,18 +73,20 @@ def test_balances_implied_by_acknowledged_transfers() -> None:
 
 def test_lost_acknowledged_transfers_are_counted_with_their_span_and_age_at_the_kill() -> None:
     load = TransferLoad(lambda: "http://new", "key", ["a", "b"], clients=1)
-    for n, before_kill_ms in enumerate([900, 40, 10]):
-        at = KILL - timedelta(milliseconds=before_kill_ms)
+    # Sent 950, 60 and 30 ms before the kill; answered 900 and 40 ms before and 200 ms after it.
+    for n, (sent_ms, answered_ms) in enumerate([(950, 900), (60, 40), (30, -200)]):
+        at, sent_at = KILL - timedelta(milliseconds=answered_ms), KILL - timedelta(milliseconds=sent_ms)
         load.sent[f"t{n}"] = {}
-        load.acks[f"t{n}"] = Ack(f"t{n}", 201, at, 0.0, 1, False, "http://old")
+        load.acks[f"t{n}"] = Ack(f"t{n}", 201, at, 0.0, 1, False, "http://old", sent_at)
     after = snapshot([], [])
     after.transfers = {"t0": {}}  # t1 and t2 did not survive
     marks = {"killed": 10.0, "promoted": 11.0, "repointed": 12.5}
     section = failover_section(load, after, KILL, marks, 13.25, (0, "async"), set())
     assert (section["lost_acknowledged"], section["lost_ids"]) == (2, ["t1", "t2"])
-    assert section["lost_span_s"] == 0.03 and section["rpo_s"] == 0.04
+    assert section["lost_span_s"] == 0.24 and section["rpo_s"] == 0.06
+    assert section["lost_last_acknowledged_after_kill_s"] == 0.2
     assert (section["rto_s"], section["promote_s"], section["repoint_s"]) == (3.25, 1.0, 1.5)
     pitr = {"invariant_violations": [], "missing": [], "unexpected": [], "balance_mismatches": []}
     report = {"failover": section, "pitr": pitr}
-    assert verdict(report, "async")["checks"]["rpo_met"] is True  # 40 ms is within 5 s
+    assert verdict(report, "async")["checks"]["rpo_met"] is True  # 60 ms is within 5 s
     assert verdict(report, "sync")["checks"]["rpo_met"] is False  # synchronous must lose nothing
