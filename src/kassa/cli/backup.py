@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from kassa.cli.runtime import database_url, runtime_file
-from kassa.settings import Settings
+from kassa.settings import Settings, without_password
 from kassa.shared.limits import backups_kept_default
 from kassa.store import backup
 from kassa.store.dr_errors import RecoveryError
@@ -116,7 +116,7 @@ def run_restore(args: argparse.Namespace) -> int:
     _say(
         f"restored to {target.isoformat()} from base backup {restored.backup.label}\n"
         f"  last commit replayed: {last.isoformat() if last else 'none after the backup'}\n"
-        f"  data directory: {into}\n  database: {restored.server.url}"
+        f"  data directory: {into}\n  database: {without_password(restored.server.url)}"
     )
     if args.serve:
         _serve_until_signal()

@@ -117,7 +117,7 @@ def run_tool(
     )
 
 
-def without_password(url: str) -> tuple[str, str | None]:
+def split_password(url: str) -> tuple[str, str | None]:
     """`postgresql://u:pw@h:p/db` -> (`postgresql://u@h:p/db`, `pw`)."""
     parts = urlsplit(url)
     if parts.password is None:
@@ -245,7 +245,7 @@ def take_base_backup(url: str, root: Path) -> BaseBackup:
     started_at = datetime.now(UTC)
     label = started_at.strftime(_LABEL_FORMAT)
     target = root / BASE_DIR / label
-    conninfo, password = without_password(url)
+    conninfo, password = split_password(url)
     args = [str(bin_dir() / "pg_basebackup"), "-d", conninfo, "-D", str(target), "-Ft", "-z"]
     args += ["-X", "stream", "--checkpoint=fast", "-l", f"kassa {label}", "--no-password"]
     try:

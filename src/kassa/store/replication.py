@@ -53,9 +53,11 @@ def create_standby(primary: EmbeddedPostgres, root: Path, name: str, password: s
     if os.geteuid() == 0:
         os.chmod(root, 0o755)  # noqa: S103 - the embedded server runs as an unprivileged user
         _chown_tree(root)
-    conninfo = f"host=127.0.0.1 port={primary.port} user={REPLICATION_ROLE} password={password} application_name={name}"
+    # The password travels in PGPASSWORD; -R still writes it into the standby's primary_conninfo
+    # (postgresql.auto.conf, mode 0600), which is how the standby authenticates.
+    conninfo = f"host=127.0.0.1 port={primary.port} user={REPLICATION_ROLE} application_name={name}"
     args = [str(bin_dir() / "pg_basebackup"), "-d", conninfo, "-D", str(root / "data"), "-R", "-C", "-S", name]
-    result = run_tool([*args, "-X", "stream", "--checkpoint=fast", "--no-password"], check=False)
+    result = run_tool([*args, "-X", "stream", "--checkpoint=fast", "--no-password"], check=False, password=password)
     if result.returncode != 0:
         raise ReplicationFailed(f"pg_basebackup for the standby failed: {result.stderr.strip()[-2000:]}")
     copy_credentials(primary.root, root)
