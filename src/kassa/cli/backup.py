@@ -8,8 +8,6 @@ import asyncio
 import json
 import shutil
 import signal
-import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -132,15 +130,7 @@ def run_restore(args: argparse.Namespace) -> int:
 
 
 def _serve_until_signal() -> None:
-    stopping = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     _say("serving the restored database; Ctrl-C stops it")
-    while not stopping:
-        time.sleep(0.2)
-    sys.stdout.flush()
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    signal.sigwait(stop_signals)
