@@ -37,6 +37,7 @@ from kassa.dr.report import failover_section, pitr_section, verdict
 from kassa.events.bus.embedded_nats import EmbeddedNats
 from kassa.store import backup, replication, roles
 from kassa.store.embedded import EmbeddedPostgres
+from kassa.store.master_key import ensure_master_key
 from kassa.store.migrate import migrate
 from kassa.store.pool import create_pool
 
@@ -105,9 +106,11 @@ class Drill:
         primary = EmbeddedPostgres(self.work / "zone-a", fsync=c.fsync, options=backup.archive_options(archive))
         self.servers.append(primary)
         await asyncio.to_thread(primary.start)
-        # Kept apart from the zone, as a secrets manager would: the PITR copy needs them.
+        # Kept apart from the zones, as a secrets manager would: the PITR copy needs the
+        # database credentials, every API and worker process the master key.
         (self.work / "secrets").mkdir(exist_ok=True)
         backup.copy_credentials(primary.root, self.work / "secrets")
+        ensure_master_key(self.work / "secrets" / "master_key")
         await migrate(primary.role_url(roles.OWNER))  # as `kassa migrate` runs: the schema owner
         password = await asyncio.to_thread(replication.grant_replication, primary)
         standby = await asyncio.to_thread(replication.create_standby, primary, self.work / "zone-b", STANDBY, password)
@@ -125,10 +128,11 @@ class Drill:
             process.kill()
         self.processes.clear()
         nats_url = self.nats.url if self.nats else None
-        api = await start_api(server.role_url(roles.APP), self.work / f"api-{zone}", nats_url)
+        key = self.work / "secrets" / "master_key"
+        api = await start_api(server.role_url(roles.APP), self.work / f"api-{zone}", key, nats_url)
         self.processes.append(api)
         if nats_url:
-            workers = start_workers(server.role_url(roles.WORKER), nats_url, self.work / f"workers-{zone}")
+            workers = start_workers(server.role_url(roles.WORKER), nats_url, key, self.work / f"workers-{zone}")
             self.processes.append(workers)
         return api.base
 

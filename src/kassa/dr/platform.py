@@ -58,16 +58,18 @@ def _spawn(role: list[str], data_dir: Path, settings: dict[str, str]) -> subproc
         )
 
 
-def start_workers(database_url: str, nats_url: str, data_dir: Path) -> ApiProcess:
+def start_workers(database_url: str, nats_url: str, master_key: Path, data_dir: Path) -> ApiProcess:
     """`kassa worker all` (relay and consumers) against `database_url` and the broker."""
-    process = _spawn(["worker", "all"], data_dir, {"KASSA_DATABASE_URL": database_url, "KASSA_NATS_URL": nats_url})
+    settings = {"KASSA_DATABASE_URL": database_url, "KASSA_NATS_URL": nats_url}
+    process = _spawn(["worker", "all"], data_dir, settings | {"KASSA_MASTER_KEY_FILE": str(master_key)})
     return ApiProcess("", process)
 
 
-async def start_api(database_url: str, data_dir: Path, nats_url: str | None = None) -> ApiProcess:
+async def start_api(database_url: str, data_dir: Path, master_key: Path, nats_url: str | None = None) -> ApiProcess:
     """`kassa api` (one process) on a free port against `database_url`, once /readyz says so."""
     port = free_port()
     settings = {"KASSA_DATABASE_URL": database_url, "KASSA_HTTP_PORT": str(port), "KASSA_HTTP_WORKERS": "1"}
+    settings["KASSA_MASTER_KEY_FILE"] = str(master_key)  # the same key file for every process
     # The API is ready when its database is; the broker matters to the workers only.
     settings["KASSA_READY_REQUIRES"] = "database"
     if nats_url:
