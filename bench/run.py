@@ -446,7 +446,8 @@ def _summary(result: dict[str, Any]) -> str:
 
     lines.append(f"headline (workers={best['workers']}, the faster single-transfer configuration):")
     lines.append(
-        f"  single (Idempotency-Key) / pgbench = {best['ratio_single_to_pgbench']:.2f}x "
+        f"  single ({'with' if best['idempotency_key_on_every_request'] else 'without'} Idempotency-Key) / pgbench"
+        f" = {best['ratio_single_to_pgbench']:.2f}x "
         f"(target >= {TARGET_RATIO_PGBENCH}x) {met(best['ratio_met'])}; p99 {best['single_p99_ms']:.1f} ms "
         f"(target <= {TARGET_P99_MS:.0f} ms) {met(best['p99_met'])}"
     )
@@ -472,13 +473,13 @@ def _ratio(a: float, b: float) -> float:
     return round(a / b, 3) if b else 0.0
 
 
-def _headline(configs: list[dict[str, Any]], pgbench_tps: float) -> dict[str, Any]:
+def _headline(configs: list[dict[str, Any]], pgbench_tps: float, idempotency: bool) -> dict[str, Any]:
     best = _best(configs)
     s = best["single"]
     batch = max(c["batch"]["transfers_per_s"] for c in configs)
     out: dict[str, Any] = {
         "workers": best["workers"],
-        "idempotency_key_on_every_request": True,
+        "idempotency_key_on_every_request": idempotency,
         "single_per_s": s["transfers_per_s"],
         "single_p99_ms": s["latency_ms"]["p99"],
         "ratio_single_to_pgbench": _ratio(s["transfers_per_s"], pgbench_tps),
@@ -559,7 +560,7 @@ async def _bench(args: argparse.Namespace, root: Path, pg: Postgres) -> dict[str
             f"batch {configs[-1]['batch']['transfers_per_s']:,.0f}/s",
             flush=True,
         )
-    result["headline"] = _headline(configs, result["pgbench"]["tps"])
+    result["headline"] = _headline(configs, result["pgbench"]["tps"], args.idempotency)
     if args.api_only:
         # The money path on its own: how much of the machine the relay and consumers take.
         print("kassa up --no-workers (the API alone) ...", flush=True)
