@@ -1,4 +1,4 @@
-"""The one place where things are wired together: pool, batcher, services."""
+"""The one place where things are wired together: pool, batcher, services, event consumers."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from kassa.store.master_key import load_keyring
 from kassa.store.pool import Pool, create_pool
 
 if TYPE_CHECKING:
+    from kassa.events.registry import EventWiring
     from kassa.payments import WalletService
     from kassa.settings import Settings
     from kassa.shared.crypto import KeyRing
@@ -79,3 +80,16 @@ async def seal_secrets_at_rest(database_url: str, settings: Settings) -> int:
         return await seal_plaintext_secrets(pool, load_keyring(settings.master_key_path))
     finally:
         await pool.close()
+
+
+def event_wiring() -> EventWiring:
+    """The consumers and background loops the event roles run (`kassa worker`, `kassa events`).
+
+    Imported here, when a worker or tool starts, so that the events context never names the
+    contexts that react to events.
+    """
+    from kassa.events.registry import EventWiring
+    from kassa.notifications.consumers import handlers
+    from kassa.notifications.delivery import run_delivery_worker
+
+    return EventWiring(handlers=handlers(), loops=[("webhook delivery", run_delivery_worker)])

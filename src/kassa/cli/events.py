@@ -85,12 +85,12 @@ async def _dlq_list(args: argparse.Namespace) -> int:
 
 
 async def _dlq_replay(args: argparse.Namespace) -> int:
+    from kassa.bootstrap import event_wiring
     from kassa.events.dlq import replay_dead_letters
-    from kassa.events.registry import consumer_handlers
 
     pool = await _pool()
     try:
-        result = await replay_dead_letters(pool, consumer_handlers(), args.ids)
+        result = await replay_dead_letters(pool, event_wiring().handlers, args.ids)
     finally:
         await pool.close()
     _print(result)
@@ -98,10 +98,10 @@ async def _dlq_replay(args: argparse.Namespace) -> int:
 
 
 async def _replay(args: argparse.Namespace) -> int:
-    from kassa.events.registry import handler_named
+    from kassa.bootstrap import event_wiring
     from kassa.events.replay import replay_history
 
-    handler = handler_named(args.consumer)
+    handler = event_wiring().handler_named(args.consumer)
     pool = await _pool()
     try:
         result = await replay_history(pool, handler, args.since, args.until)

@@ -71,6 +71,7 @@ async def _connected_unless_stopped(bus: Any, stop: asyncio.Event) -> bool:
 
 
 async def _main(role: str, settings: Settings) -> int:
+    from kassa.bootstrap import event_wiring
     from kassa.events.bus import create_bus
     from kassa.events.runtime import run_roles
     from kassa.store.pool import create_pool
@@ -88,7 +89,7 @@ async def _main(role: str, settings: Settings) -> int:
     bus = create_bus(settings)
     try:
         if await _connected_unless_stopped(bus, stop):
-            await run_roles(role, pool, bus, stop)
+            await run_roles(role, pool, bus, stop, event_wiring())
     finally:
         await bus.close()
         await pool.close()

@@ -1,16 +1,16 @@
-"""Consumers: pull events from the bus and apply each through the inbox, exactly once in effect.
+"""Consumers: pull batch messages from the bus and apply their events exactly once in effect.
 
-Each fetched batch is applied in one transaction that claims (consumer, event id) in the inbox
-for every event and runs the handler on each, in order; then the messages are acked. If any
-handler fails, that transaction rolls back and the batch is applied one event at a time, each in
-its own transaction. A crash after the commit and before the ack makes the
-broker redeliver, and the inbox turns the redelivery into a no-op. A failing handler is retried
-in place with exponential backoff and full jitter (which also holds back later events of the
-stream, keeping a key's events in order) up to `consumer_attempts_max`; then the event goes to
-the dead letters and the consumer moves on.
+A fetch of messages is applied in one transaction that locks the consumer's position, checks
+each message against the batch the relay recorded (`kassa.events.position`), runs the handler
+on the events of every new batch, in order, and moves the position; then the messages are
+acked. A crash after the commit and before the ack makes the broker redeliver, and the
+position turns the redelivery into a no-op. A batch that did not arrive (the position is
+behind the first fetched batch) is caught up from the outbox first, in pages.
 
-Redeliveries after a crash can arrive after later events of the same key: handlers must treat
-the inbox as their duplicate filter and compare state (status, updated_at) when order matters.
+A failing handler is retried with exponential backoff and full jitter (which also holds back
+later batches, keeping every key in order) up to `consumer_attempts_max`. The last attempt
+applies each event in a savepoint: the events that still fail go to the dead letters, in the
+same transaction that applies the others and moves the position, and the consumer moves on.
 """
 
 from __future__ import annotations
@@ -18,26 +18,63 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from kassa.events import limits, metrics
+from kassa.events._db import connection
 from kassa.events.backoff import RetryPolicy
-from kassa.events.dlq import count_dead_letters, file_dead_letter
-from kassa.events.envelope import Envelope, decode
-from kassa.events.inbox import Handler, apply_batch, apply_once
-from kassa.observability import tracing
+from kassa.events.batch import decode_batch, digest
+from kassa.events.dlq import file_dead_letter_in
+from kassa.events.envelope import encode
+from kassa.events.handler import Handler
+from kassa.events.position import (
+    ensure_position,
+    last_published,
+    lock_position,
+    position,
+    read_batches,
+    recorded_digests,
+    save_position,
+    stream_id,
+)
+from kassa.store.tenancy import scope
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-    from kassa.events.bus.base import Delivery, EventBus, Subscription
+    import asyncpg
+
+    from kassa.events.batch import Batch
+    from kassa.events.bus.base import EventBus, Subscription
+    from kassa.events.envelope import Envelope
     from kassa.store.pool import Pool
 
-__all__ = ["ConsumerRunner", "Handler", "deliver"]
+__all__ = ["ConsumerRunner", "Handler", "apply_with_retries", "catch_up"]
 
 log = logging.getLogger(__name__)
+
+
+class _Gap(Exception):
+    """The position is behind the first new batch: catch up from the outbox, then retry."""
+
+    def __init__(self, upto: int) -> None:
+        super().__init__(upto)
+        self.upto = upto
+
+
+@dataclass
+class Outcomes:
+    """Events by outcome ("applied", "duplicate", "skipped", "dead_lettered") and messages
+    refused ("rejected": forged or undecodable, "foreign": another database's stream)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, outcome: str, n: int = 1) -> None:
+        if n:
+            self.counts[outcome] = self.counts.get(outcome, 0) + n
 
 
 async def _sleep_unless(stop: asyncio.Event, delay_s: float) -> bool:
@@ -49,48 +86,144 @@ async def _sleep_unless(stop: asyncio.Event, delay_s: float) -> bool:
     return True
 
 
-async def deliver(
+async def _apply_events(
+    conn: asyncpg.Connection[Any], handler: Handler, events: Sequence[Envelope], isolate: bool, attempt: int
+) -> tuple[int, int]:
+    """Run the handler on the wanted events; (applied, dead-lettered). With `isolate`, each event
+    runs in a savepoint and one that fails is dead-lettered instead of failing the batch."""
+    wanted = [e for e in events if handler.wants(e.type)]
+    if not wanted:
+        return 0, 0
+    if not isolate:
+        handle_many = getattr(handler, "handle_many", None)
+        if handle_many is not None:
+            await handle_many(conn, wanted)
+        else:
+            for event in wanted:
+                await handler.handle(conn, event)
+        return len(wanted), 0
+    dead = 0
+    for event in wanted:
+        try:
+            async with conn.transaction():
+                await handler.handle(conn, event)
+        except Exception as exc:  # noqa: BLE001 - a handler may fail in any way; the last attempt dead-letters
+            log.warning("consumer %s dead-letters %s %s: %r", handler.name, event.type, event.id, exc)
+            await file_dead_letter_in(conn, handler.name, encode(event), repr(exc), attempt, event)
+            dead += 1
+    return len(wanted) - dead, dead
+
+
+async def _apply_in_transaction(
+    conn: asyncpg.Connection[Any],
+    handler: Handler,
+    batches: Sequence[tuple[Batch, bytes | None]],
+    *,
+    isolate: bool,
+    attempt: int,
+    outcomes: Outcomes,
+) -> None:
+    """Apply new batches and move the position. A batch with raw bytes came from the broker
+    and must match its recorded digest; None marks one read from the outbox (trusted)."""
+    await scope(conn, {e.tenant_id for batch, _ in batches for e in batch.events})
+    at = await lock_position(conn, handler.name)
+    digests = await recorded_digests(conn, [b.batch for b, raw in batches if raw is not None])
+    for batch, raw in batches:
+        if raw is not None and digests.get(batch.batch) != digest(raw):
+            log.warning(
+                "consumer %s drops a message claiming batch %d: not a batch the relay published",
+                handler.name,
+                batch.batch,
+            )
+            metrics.rejected_total.labels(handler.name, "forged").inc()
+            outcomes.add("rejected")
+            continue
+        if batch.batch <= at:
+            outcomes.add("duplicate", len(batch.events))
+            continue
+        if batch.batch > at + 1:
+            raise _Gap(batch.batch - 1)
+        applied, dead = await _apply_events(conn, handler, batch.events, isolate, attempt)
+        outcomes.add("applied", applied)
+        outcomes.add("dead_lettered", dead)
+        outcomes.add("skipped", len(batch.events) - applied - dead)
+        at = batch.batch
+    await save_position(conn, handler.name, at)
+
+
+async def apply_with_retries(
     pool: Pool,
     handler: Handler,
-    raw: bytes,
+    batches: Sequence[tuple[Batch, bytes | None]],
     *,
     policy: RetryPolicy,
     stop: asyncio.Event,
+    stream: str,
     keepalive: Callable[[], Awaitable[None]] | None = None,
-) -> str:
-    """Apply one encoded event to `handler` with retries; returns what happened.
-
-    "applied", "duplicate", "skipped" (not wanted), "dead_lettered", or "stopped" (shutdown
-    during a retry wait: the caller must not ack, so that the event is delivered again).
-    """
-    try:
-        event = decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        await file_dead_letter(pool, handler.name, raw, f"undecodable envelope: {exc}", 1, None)
-        return "dead_lettered"
-    if not handler.wants(event.type):
-        return "skipped"
+) -> Outcomes | None:
+    """Apply batches (in order) with retries; None when `stop` was set during a retry wait
+    (nothing applied: the caller must not ack)."""
     attempt = 0
     while True:
         attempt += 1
+        outcomes = Outcomes()
         try:
-            applied = await tracing.consumed(handler.name, (event,), apply_once(pool, handler, event))
-        except Exception as exc:  # noqa: BLE001 - a handler may fail in any way; all are retried
+            async with connection(pool) as conn, conn.transaction():
+                await _apply_in_transaction(
+                    conn, handler, batches, isolate=policy.exhausted(attempt), attempt=attempt, outcomes=outcomes
+                )
+        except _Gap as gap:
+            before = await position(pool, handler.name)
+            await catch_up(pool, handler, stream, gap.upto, policy=policy, stop=stop)
+            if stop.is_set():
+                return None
+            if await position(pool, handler.name) == before:
+                raise RuntimeError(f"consumer {handler.name} cannot catch up to batch {gap.upto}") from None
+            attempt -= 1  # a gap is not a failed attempt
+            continue
+        except Exception as exc:
             if policy.exhausted(attempt):
-                log.warning("consumer %s dead-letters %s %s: %r", handler.name, event.type, event.id, exc)
-                await file_dead_letter(pool, handler.name, raw, repr(exc), attempt, event)
-                return "dead_lettered"
+                raise  # not a handler failure (those are isolated on the last attempt): the database
+            log.info("consumer %s attempt %d failed (%r); retrying", handler.name, attempt, exc)
             if keepalive is not None:
                 await keepalive()
             if await _sleep_unless(stop, policy.delay_s(attempt)):
-                return "stopped"
+                return None
             continue
-        _observe(handler.name, event)
-        return "applied" if applied else "duplicate"
+        _observe(handler.name, batches, outcomes)
+        return outcomes
 
 
-def _observe(consumer: str, event: Envelope) -> None:
-    metrics.consumer_delay_seconds.labels(consumer).observe(max(0.0, time.time() - event.occurred_at.timestamp()))
+async def catch_up(
+    pool: Pool, handler: Handler, stream: str, upto: int, *, policy: RetryPolicy, stop: asyncio.Event
+) -> Outcomes:
+    """Apply, from the outbox, every published batch after the consumer's position up to
+    `upto`, a page of batches per transaction (replays and missed batches)."""
+    total = Outcomes()
+    upto = min(upto, await last_published(pool))
+    while (at := await position(pool, handler.name)) < upto:
+        last = min(upto, at + limits.consumer_catch_up_batches_max)
+        async with connection(pool) as conn:
+            page = [(b, None) for b in await read_batches(conn, stream, at + 1, last)]
+        if not page:
+            break
+        done = await apply_with_retries(pool, handler, page, policy=policy, stop=stop, stream=stream)
+        if done is None:
+            break
+        for outcome, n in done.counts.items():
+            total.add(outcome, n)
+    return total
+
+
+def _observe(consumer: str, batches: Sequence[tuple[Batch, bytes | None]], outcomes: Outcomes) -> None:
+    for outcome, n in outcomes.counts.items():
+        metrics.consumed_total.labels(consumer, outcome).inc(n)
+    # One sample per batch (its oldest event): the delay of a batch is what an operator watches.
+    now = time.time()
+    for batch, _ in batches:
+        if batch.events:
+            delay = now - batch.events[0].occurred_at.timestamp()
+            metrics.consumer_delay_seconds.labels(consumer).observe(max(0.0, delay))
 
 
 class ConsumerRunner:
@@ -115,67 +248,64 @@ class ConsumerRunner:
         self.outcomes: dict[str, int] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
+        stream = await stream_id(self.pool)
+        await ensure_position(self.pool, self.handler.name)
         subscription = await self.bus.subscribe(self.handler.name)
         sampler = asyncio.create_task(self._sample(subscription, stop))
         try:
             while not stop.is_set():
                 deliveries = await subscription.fetch(self.fetch_max, self.fetch_timeout_s)
-                if await self._batch(deliveries):
+                if not deliveries:
                     continue
+                batches = self._verifiable(deliveries, stream)
+                if batches:
+                    keepalive = deliveries[-1].in_progress
+                    done = await apply_with_retries(
+                        self.pool,
+                        self.handler,
+                        batches,
+                        policy=self.policy,
+                        stop=stop,
+                        stream=stream,
+                        keepalive=keepalive,
+                    )
+                    if done is None:
+                        break  # stopped during a retry wait: leave them unacked for redelivery
+                    for outcome, n in done.counts.items():
+                        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
                 for delivery in deliveries:
-                    if not await self._one(delivery, stop):
-                        break
+                    await delivery.ack()
         finally:
             sampler.cancel()
             await asyncio.gather(sampler, return_exceptions=True)
             await subscription.close()
 
-    async def _batch(self, deliveries: Sequence[Delivery]) -> bool:
-        """The fast path: every wanted event of a fetch in one transaction, then ack them all.
-        False (nothing applied) when the batch needs the one-by-one path: an undecodable
-        message, or a handler that failed."""
-        if len(deliveries) < 2:
-            return False
-        events: list[Envelope | None] = []
+    def _verifiable(self, deliveries: Sequence[Any], stream: str) -> list[tuple[Batch, bytes | None]]:
+        """The fetched messages that are batches of this database's stream, decoded; the rest
+        is counted and dropped here (acked with the others, never applied)."""
+        batches: list[tuple[Batch, bytes | None]] = []
         for delivery in deliveries:
+            raw = delivery.raw
             try:
-                decoded = decode(delivery.raw)
+                batch = decode_batch(raw)
             except (msgspec.DecodeError, msgspec.ValidationError):
-                return False
-            events.append(decoded if self.handler.wants(decoded.type) else None)
-        wanted = [e for e in events if e is not None]
-        try:
-            ran = iter(await tracing.consumed(self.handler.name, wanted, apply_batch(self.pool, self.handler, wanted)))
-        except Exception as exc:  # noqa: BLE001 - any handler failure: retry each event on its own
-            log.info("consumer %s batch of %d failed (%r); applying one by one", self.handler.name, len(wanted), exc)
-            return False
-        for delivery, event in zip(deliveries, events, strict=True):
-            if event is None:
-                outcome = "skipped"
-            else:
-                outcome = "applied" if next(ran) else "duplicate"
-                _observe(self.handler.name, event)
-            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-            metrics.consumed_total.labels(self.handler.name, outcome).inc()
-            await delivery.ack()
-        return True
+                log.warning("consumer %s drops an undecodable message (%d bytes)", self.handler.name, len(raw))
+                self._refuse("undecodable", "rejected")
+                continue
+            if batch.stream != stream:
+                self._refuse("foreign", "foreign")  # another kassa database sharing this broker
+                continue
+            batches.append((batch, raw))
+        return batches
 
-    async def _one(self, delivery: Delivery, stop: asyncio.Event) -> bool:
-        """Handle and ack one delivery; False when shutting down (left unacked for redelivery)."""
-        if stop.is_set():
-            return False
-        outcome = await deliver(
-            self.pool, self.handler, delivery.raw, policy=self.policy, stop=stop, keepalive=delivery.in_progress
-        )
+    def _refuse(self, reason: str, outcome: str) -> None:
+        metrics.rejected_total.labels(self.handler.name, reason).inc()
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-        metrics.consumed_total.labels(self.handler.name, outcome).inc()
-        if outcome == "stopped":
-            return False
-        await delivery.ack()
-        return True
 
     async def _sample(self, subscription: Subscription, stop: asyncio.Event) -> None:
         """Refresh the consumer-lag and DLQ-size gauges; a failed sample only skips a beat."""
+        from kassa.events.dlq import count_dead_letters
+
         while not await _sleep_unless(stop, limits.consumer_lag_refresh_s):
             try:
                 metrics.consumer_lag.labels(self.handler.name).set(await subscription.lag())

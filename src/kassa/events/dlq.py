@@ -1,8 +1,9 @@
 """Dead letters: events a consumer gave up on, kept for an operator to list and replay.
 
-A replay applies the stored payload through the inbox in the same transaction that closes the
-dead letter, so replaying twice (or replaying an event that a later redelivery already
-applied) still has one effect.
+A dead letter is filed in the transaction that moves the consumer's position past its batch,
+so the stream never applies that event again; a replay applies the stored payload in the same
+transaction that closes the dead letter (under `FOR UPDATE`), so replaying twice still has one
+effect.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from kassa.events import limits
 from kassa.events._db import connection
 from kassa.events.envelope import Envelope, decode
 from kassa.events.errors import DeadLetterNotFound
-from kassa.events.inbox import Handler, apply_in_transaction
+from kassa.store.tenancy import scope
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
+    import asyncpg
+
+    from kassa.events.handler import Handler
     from kassa.store.pool import Pool
 
 
@@ -38,7 +42,7 @@ class DeadLetter:
 @dataclass(frozen=True, slots=True)
 class DlqReplayResult:
     applied: int = 0  # the handler ran and committed
-    already_applied: int = 0  # the inbox had it already; closed without running the handler
+    already_applied: int = 0  # closed meanwhile by another replay; the handler did not run
     failed: int = 0  # still failing; left open with the new error
 
 
@@ -54,11 +58,12 @@ def _clip(error: str) -> str:
     return error[: limits.dead_letter_error_chars_max]
 
 
-async def file_dead_letter(
-    pool: Pool, consumer: str, raw: bytes, error: str, attempts: int, event: Envelope | None
+async def file_dead_letter_in(
+    conn: asyncpg.Connection[Any], consumer: str, raw: bytes, error: str, attempts: int, event: Envelope | None
 ) -> None:
-    """Record that `consumer` gave up on `raw` (the decoded `event` when it could be decoded)."""
-    await pool.execute(
+    """Record that `consumer` gave up on `raw` (the decoded `event` when it could be decoded),
+    in the caller's transaction."""
+    await conn.execute(
         _FILE,
         consumer,
         event.id if event else None,
@@ -68,6 +73,14 @@ async def file_dead_letter(
         _clip(error),
         attempts,
     )
+
+
+async def file_dead_letter(
+    pool: Pool, consumer: str, raw: bytes, error: str, attempts: int, event: Envelope | None
+) -> None:
+    """`file_dead_letter_in` in a transaction of its own (operator tools, tests)."""
+    async with connection(pool) as conn, conn.transaction():
+        await file_dead_letter_in(conn, consumer, raw, error, attempts, event)
 
 
 async def list_dead_letters(
@@ -133,12 +146,13 @@ async def _replay_one(pool: Pool, by_name: dict[str, Handler], dead_letter_id: i
         try:
             async with conn.transaction():  # a savepoint: a failing handler leaves the row lockable
                 event = decode(row["payload"])
-                applied = await apply_in_transaction(conn, by_name[row["consumer"]], event)
+                await scope(conn, [event.tenant_id])
+                await by_name[row["consumer"]].handle(conn, event)
         except Exception as exc:  # noqa: BLE001 - any failure (decoding, handler) keeps the letter open with its error
             await _record_failure(conn, dead_letter_id, repr(exc))
             return "failed"
         await conn.execute("UPDATE event_dead_letters SET replayed_at = now() WHERE id = $1", dead_letter_id)
-        return "applied" if applied else "already_applied"
+        return "applied"
 
 
 async def _record_failure(conn: Any, dead_letter_id: int, error: str) -> None:

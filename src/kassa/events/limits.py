@@ -10,13 +10,17 @@ from typing import Final
 
 # Relay
 relay_batch_max: Final = 1000  # outbox rows read, published and marked per round trip
+# Bytes of one batch message; below the brokers' default maximum message size (NATS
+# max_payload and Kafka max.message.bytes are both about 1 MiB).
+relay_message_bytes_max: Final = 512 * 1024
 relay_idle_poll_s: Final = 0.02  # wait between empty polls; bounds commit-to-publish delay
 relay_lease_poll_s: Final = 1.0  # how often a standby relay tries to take the lease
 relay_lag_sample_s: Final = 0.5  # refresh of the outbox-lag gauge while a batch is in flight
 relay_retry_delay_s_max: Final = 5.0  # cap of the backoff while the broker or database is down
 
 # Consumers
-consumer_fetch_max: Final = 200  # messages fetched per pull
+consumer_fetch_max: Final = 50  # messages (batches of up to relay_batch_max events) fetched per pull
+consumer_catch_up_batches_max: Final = 20  # batches read back from the outbox per catch-up transaction
 consumer_fetch_timeout_s: Final = 1.0  # long-poll of one fetch
 consumer_attempts_max: Final = 6  # handler attempts per event before it is dead-lettered
 consumer_retry_base_s: Final = 0.2  # first retry delay; doubles each attempt
@@ -31,5 +35,4 @@ dead_letter_error_chars_max: Final = 2000  # stored error text, truncated
 
 # Stream
 nats_duplicate_window_s: Final = 10 * 60  # JetStream deduplicates a re-published event id within this
-nats_publish_pending_max: Final = 4000  # unacknowledged async publishes in flight
 kafka_partitions: Final = 12  # partitions of the events topic when kassa creates it

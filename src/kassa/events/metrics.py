@@ -38,3 +38,8 @@ consumer_delay_seconds = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 dlq_size = Gauge("kassa_dlq_size", "Open dead letters per consumer", ["consumer"], multiprocess_mode="livemax")
+rejected_total = Counter(
+    "kassa_events_rejected_total",
+    "Broker messages a consumer dropped without applying them, by reason (forged, undecodable, foreign)",
+    ["consumer", "reason"],
+)

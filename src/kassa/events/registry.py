@@ -1,40 +1,38 @@
-"""Which consumers run in `kassa worker consumers`: every handler other contexts contribute.
+"""What the event roles run: the handlers and background loops handed over by the wiring.
 
-Contexts are imported lazily, when a worker starts: importing the events package stays cheap
-and never pulls in the contexts that react to events.
+The events context knows nothing of the contexts that react to events, not even their module
+names: `kassa.bootstrap.event_wiring()` builds an `EventWiring` and hands it to the runtime and
+the operator tools.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, cast
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kassa.events.errors import ConsumerNotFound
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    import asyncio
+    from collections.abc import Awaitable, Callable, Sequence
 
-    from kassa.events.inbox import Handler
-
-# (module, function returning that context's handlers). Add a context's entry point here.
-_SOURCES: tuple[tuple[str, str], ...] = (("kassa.notifications.consumers", "handlers"),)
-
-
-def consumer_handlers() -> list[Handler]:
-    found: list[Handler] = []
-    for module_name, function in _SOURCES:
-        module = importlib.import_module(module_name)
-        factory = cast("Callable[[], list[Handler]]", getattr(module, function))
-        found.extend(factory())
-    names = [h.name for h in found]
-    if len(names) != len(set(names)):
-        raise ValueError(f"consumer names must be unique: {names}")
-    return found
+    from kassa.events.handler import Handler
+    from kassa.store.pool import Pool
 
 
-def handler_named(name: str, handlers: list[Handler] | None = None) -> Handler:
-    """Raises ConsumerNotFound."""
-    for handler in consumer_handlers() if handlers is None else handlers:
-        if handler.name == name:
-            return handler
-    raise ConsumerNotFound(f"no consumer named {name!r}")
+@dataclass(frozen=True)
+class EventWiring:
+    handlers: Sequence[Handler] = ()
+    loops: Sequence[tuple[str, Callable[[Pool, asyncio.Event], Awaitable[None]]]] = field(default=())
+
+    def __post_init__(self) -> None:
+        names = [h.name for h in self.handlers]
+        if len(names) != len(set(names)):
+            raise ValueError(f"consumer names must be unique: {names}")
+
+    def handler_named(self, name: str) -> Handler:
+        """Raises ConsumerNotFound."""
+        for handler in self.handlers:
+            if handler.name == name:
+                return handler
+        raise ConsumerNotFound(f"no consumer named {name!r}")

@@ -1,22 +1,27 @@
-"""The relay: publishes outbox rows to the stream in commit order and marks them published.
+"""The relay: publishes outbox rows to the stream in commit order, a batch per message.
 
 Ordering with several relays: a leader lease, not `FOR UPDATE SKIP LOCKED`.
 Every relay process tries to take a session-level PostgreSQL advisory lock; the one that holds
 it publishes, the others wait as hot standbys. With SKIP LOCKED two relays would each take a
-different batch and could publish a key's later event before its earlier one; keeping per-key
-order that way needs key partitions assigned to relays, which is more moving parts for no gain
-here: one relay publishes a batch of `relay_batch_max` rows per round trip, pipelined across
-keys, which is well above the ledger's transfer rate. The lease is released by PostgreSQL the
-moment the holder's session ends (crash, SIGKILL, network loss), so a standby takes over within
-`relay_lease_poll_s` without any timeout tuning.
+different batch and could publish a key's later event before its earlier one. The lease is
+released by PostgreSQL the moment the holder's session ends (crash, SIGKILL, network loss), so
+a standby takes over within `relay_lease_poll_s` without any timeout tuning.
+
+One round of the leader: read up to `relay_batch_max` unpublished rows in seq order, already
+rendered as envelope JSON by PostgreSQL (the relay never decodes event data); record the batch
+in `relay_batches` (next number, its rows, the SHA-256 of the message bytes) and commit; publish
+it as one message and wait for the broker's ack; mark its rows published. Rounds run one after
+another, so the stream holds batches in number order and at most one batch is ever in flight.
 
 Why rows stay correct across crashes: the relay selects rows `WHERE published_at IS NULL ORDER
 BY seq` (not "seq greater than the last one seen"), so a row whose transaction committed late,
-with a lower seq than rows already published, is still picked up on the next pass. Events of
-one key come from transactions serialized by the ledger's row locks, so their seq order is their
-commit order. A crash between publishing and marking republishes the batch with the same event
-ids: JetStream drops them as duplicates (`Nats-Msg-Id`), and for Kafka the consumers' inbox
-does. Published rows are kept: they are the history `kassa events replay` reads.
+with a lower seq than rows already published, goes into the next batch. Events of one key come
+from transactions serialized by the ledger's row locks, so their seq order is their commit
+order. A leader that dies after recording a batch leaves it in flight: the next leader first
+rebuilds it from its recorded rows (the same bytes: the rendering is deterministic) and
+publishes it under the same deduplication id, so JetStream stores it once and consumers (whose
+position already covers it, if it got through) drop a second copy. Published rows are kept:
+they are the history `kassa events replay` reads.
 """
 
 from __future__ import annotations
@@ -33,13 +38,14 @@ import asyncpg
 
 from kassa.events import limits, metrics
 from kassa.events._db import connection
-from kassa.events.envelope import Envelope
+from kassa.events.batch import ENVELOPE_JSON, dedup_id, digest, message_bytes
+from kassa.events.bus.base import Message
 from kassa.events.errors import EventBusUnavailable
-from kassa.observability import tracing
 from kassa.shared.clock import utcnow
 from kassa.shared.invariants import invariant
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
     from kassa.events.bus.base import EventBus
@@ -53,27 +59,23 @@ RELAY_LOCK_KEY = 0x6B61737372
 # hang, so that the test can SIGKILL the relay at exactly that point. Never set in production.
 PAUSE_AFTER_PUBLISH_ENV = "KASSA_RELAY_TEST_PAUSE_AFTER_PUBLISH"
 
-_SELECT = """
-SELECT seq, id::text AS id, tenant_id, type, version, aggregate_type, aggregate_id, occurred_at,
-       trace_id, data, traceparent
-FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1
+_SELECT = f"""
+SELECT o.seq, o.occurred_at, {ENVELOPE_JSON} AS envelope
+FROM outbox o WHERE o.published_at IS NULL ORDER BY o.seq LIMIT $1
 """
-_MARK = "UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[]) AND published_at IS NULL"
-
-
-def envelope_from_row(row: asyncpg.Record | dict[str, Any]) -> Envelope:
-    return Envelope(
-        id=row["id"],
-        type=row["type"],
-        version=row["version"],
-        occurred_at=row["occurred_at"],
-        tenant_id=row["tenant_id"],
-        trace_id=row["trace_id"],
-        data=row["data"],
-        aggregate_type=row["aggregate_type"],
-        aggregate_id=row["aggregate_id"],
-        traceparent=row.get("traceparent"),
-    )
+_IN_FLIGHT = "SELECT batch_no, seqs, digest FROM relay_batches WHERE published_at IS NULL ORDER BY batch_no"
+_REBUILD = f"SELECT {ENVELOPE_JSON} AS envelope FROM outbox o WHERE o.seq = ANY($1::bigint[]) ORDER BY o.seq"
+_RECORD = """
+INSERT INTO relay_batches (batch_no, seq_min, seq_max, event_count, digest, seqs) VALUES ($1, $2, $3, $4, $5, $6)
+"""
+_MARK = """
+WITH batch AS (
+    UPDATE relay_batches SET published_at = now(), seqs = NULL WHERE batch_no = $1 AND published_at IS NULL
+    RETURNING seqs
+)
+UPDATE outbox SET published_at = now(), batch_no = $1
+WHERE seq = ANY((SELECT seqs FROM batch)) AND published_at IS NULL
+"""
 
 
 @dataclass
@@ -81,6 +83,16 @@ class RelayStats:
     published: int = 0
     batches: int = 0
     leader: bool = False
+
+
+def _fitting(rows: Sequence[Any], bytes_max: int) -> list[Any]:
+    """The longest prefix of `rows` whose envelopes fit in one message (at least one row)."""
+    size = 0
+    for index, row in enumerate(rows):
+        size += len(row["envelope"]) + 1
+        if size > bytes_max and index > 0:
+            return list(rows[:index])
+    return list(rows)
 
 
 class Relay:
@@ -92,6 +104,7 @@ class Relay:
         batch_max: int = limits.relay_batch_max,
         idle_poll_s: float = limits.relay_idle_poll_s,
         lease_poll_s: float = limits.relay_lease_poll_s,
+        message_bytes_max: int = limits.relay_message_bytes_max,
     ) -> None:
         invariant(0 < batch_max <= limits.relay_batch_max, "relay batches are bounded")
         self.pool = pool
@@ -99,7 +112,10 @@ class Relay:
         self.batch_max = batch_max
         self.idle_poll_s = idle_poll_s
         self.lease_poll_s = lease_poll_s
+        self.message_bytes_max = message_bytes_max
         self.stats = RelayStats()
+        self._stream: str | None = None
+        self._recovered = False  # the batch a previous leader left in flight was republished
         # occurred_at of the oldest row of the batch in flight; the lag gauge ages from it even
         # while a publish is stuck waiting for an absent broker.
         self._oldest_unpublished: datetime | None = None
@@ -122,6 +138,7 @@ class Relay:
                 await _wait(stop, delay)
 
     async def _lead(self, conn: asyncpg.Connection[Any], stop: asyncio.Event) -> None:
+        self._recovered = False
         self.stats.leader = True
         metrics.relay_leader.set(1)
         sampler = asyncio.create_task(self._sample_lag())
@@ -137,25 +154,56 @@ class Relay:
                 await conn.execute("SELECT pg_advisory_unlock($1)", RELAY_LOCK_KEY)
 
     async def relay_once(self, conn: asyncpg.Connection[Any]) -> int:
-        """Publish and mark one batch; returns its size (0 when the outbox is drained).
+        """Publish and mark one batch (first any batch a previous leader left in flight);
+        returns how many events it held (0 when the outbox is drained).
 
         Only call it while holding the lease (as `run` does) or when no relay runs.
         """
+        if self._stream is None:
+            self._stream = str(await conn.fetchval("SELECT id FROM event_stream"))
+        if not self._recovered:
+            in_flight = await conn.fetch(_IN_FLIGHT)
+            invariant(len(in_flight) <= 1, "one leader publishes one batch at a time")
+            if in_flight:
+                return await self._republish(conn, in_flight[0])
+            self._recovered = True
         rows = await conn.fetch(_SELECT, self.batch_max)
         self._oldest_unpublished = rows[0]["occurred_at"] if rows else None
         self._set_lag()
         if not rows:
             return 0
         started = time.perf_counter()
-        await tracing.published(self.bus.publish_many, [envelope_from_row(r) for r in rows])
-        await _test_pause_after_publish()
-        marked = await conn.execute(_MARK, [r["seq"] for r in rows])
-        invariant(marked.startswith("UPDATE "), "marking returns a row count")
+        rows = _fitting(rows, self.message_bytes_max)
+        seqs = [r["seq"] for r in rows]
+        # Numbers follow the last recorded batch without gaps; only the lease holder records,
+        # and the primary key refuses a number taken twice.
+        batch_no = int(await conn.fetchval("SELECT coalesce(max(batch_no), 0) + 1 FROM relay_batches"))
+        payload = message_bytes(self._stream, batch_no, [r["envelope"] for r in rows])
+        await conn.execute(_RECORD, batch_no, min(seqs), max(seqs), len(seqs), digest(payload), seqs)
+        await self._publish_and_mark(conn, batch_no, payload, len(rows))
         metrics.relay_batch_seconds.observe(time.perf_counter() - started)
-        metrics.published_total.inc(len(rows))
-        self.stats.published += len(rows)
-        self.stats.batches += 1
         return len(rows)
+
+    async def _republish(self, conn: asyncpg.Connection[Any], batch: asyncpg.Record) -> int:
+        assert self._stream is not None  # set by relay_once
+        rows = await conn.fetch(_REBUILD, batch["seqs"])
+        self._recovered = True
+        invariant(len(rows) == len(batch["seqs"]), "outbox rows are never deleted")
+        payload = message_bytes(self._stream, batch["batch_no"], [r["envelope"] for r in rows])
+        invariant(digest(payload) == batch["digest"], "a rebuilt batch has the bytes it was recorded with")
+        log.info("relay: republishing batch %d left in flight by a previous leader", batch["batch_no"])
+        await self._publish_and_mark(conn, batch["batch_no"], payload, len(rows))
+        return len(rows)
+
+    async def _publish_and_mark(self, conn: asyncpg.Connection[Any], batch_no: int, payload: bytes, n: int) -> None:
+        assert self._stream is not None  # set by relay_once
+        await self.bus.publish(Message(dedup_id(self._stream, batch_no), batch_no, payload))
+        await _test_pause_after_publish()
+        marked = await conn.execute(_MARK, batch_no)
+        invariant(marked == f"UPDATE {n}", "marking a batch marks exactly its rows")
+        metrics.published_total.inc(n)
+        self.stats.published += n
+        self.stats.batches += 1
 
     def _set_lag(self) -> None:
         oldest = self._oldest_unpublished

@@ -1,8 +1,11 @@
-"""`kassa events replay`: re-deliver past events from the outbox history to one consumer.
+"""`kassa events replay`: bring one consumer up to date from the outbox history.
 
-The history is the outbox itself (published rows are kept). Events go straight to the handler
-through the same retrying, inbox-guarded `deliver` as live deliveries, so an event the consumer
-already applied is skipped and the rest are applied once; failures end in the dead letters.
+The history is the outbox itself (published rows are kept, each with the number of its batch).
+A consumer has applied exactly the batches up to its position, so a replay applies, in order
+and through the same position transaction as live deliveries, every published batch after the
+position: events it already applied are never applied again, the rest are applied once, and
+handler failures end in the dead letters. The report counts the published events of the
+window [since, until) and how many of them the consumer had already applied.
 """
 
 from __future__ import annotations
@@ -11,26 +14,20 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kassa.events import limits
 from kassa.events.backoff import RetryPolicy
-from kassa.events.consumer import deliver
-from kassa.events.envelope import encode
-from kassa.events.relay import envelope_from_row
+from kassa.events.consumer import catch_up
+from kassa.events.position import ensure_position, last_published, position, stream_id
 from kassa.shared.invariants import invariant
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from kassa.events.inbox import Handler
+    from kassa.events.handler import Handler
     from kassa.store.pool import Pool
 
-_PAGE = """
-SELECT seq, id::text AS id, tenant_id, type, version, aggregate_type, aggregate_id, occurred_at,
-       trace_id, data
-FROM outbox
-WHERE occurred_at >= $1 AND ($2::timestamptz IS NULL OR occurred_at < $2) AND seq > $3
-  AND published_at IS NOT NULL
-ORDER BY seq LIMIT $4
+_WINDOW = """
+SELECT count(*) FILTER (WHERE batch_no <= $3) AS before, count(*) FILTER (WHERE batch_no <= $4) AS upto
+FROM outbox WHERE occurred_at >= $1 AND ($2::timestamptz IS NULL OR occurred_at < $2) AND published_at IS NOT NULL
 """
 
 
@@ -47,24 +44,22 @@ async def replay_history(
     until: datetime | None = None,
     *,
     policy: RetryPolicy | None = None,
-    page_max: int = limits.replay_batch_max,
 ) -> ReplayResult:
-    """Re-deliver published events that occurred in [since, until) to `handler`, in seq order.
+    """Apply every published batch after `handler`'s position; report on [since, until).
 
     Unpublished rows are left to the relay, which delivers them through the stream anyway.
     """
     invariant(since.tzinfo is not None, "replay bounds are timezone-aware")
     stop = asyncio.Event()  # replays run to completion; a retry wait is never interrupted
-    result = ReplayResult()
-    after_seq = 0
-    while True:
-        rows = await pool.fetch(_PAGE, since, until, after_seq, min(page_max, limits.replay_batch_max))
-        if not rows:
-            return result
-        for row in rows:
-            after_seq = row["seq"]
-            result.seen += 1
-            outcome = await deliver(
-                pool, handler, encode(envelope_from_row(row)), policy=policy or RetryPolicy(), stop=stop
-            )
-            result.outcomes[outcome] = result.outcomes.get(outcome, 0) + 1
+    await ensure_position(pool, handler.name)
+    before = await position(pool, handler.name)
+    upto = await last_published(pool)
+    done = await catch_up(pool, handler, await stream_id(pool), upto, policy=policy or RetryPolicy(), stop=stop)
+    row = await pool.fetchrow(_WINDOW, since, until, before, upto)
+    invariant(row is not None, "an aggregate query returns a row")
+    assert row is not None  # for mypy
+    # "applied", "skipped", "dead_lettered": what the catch-up did (every batch after the position,
+    # in the window or not); "duplicate": window events applied before, so not applied again.
+    result = ReplayResult(seen=int(row["upto"]), outcomes=dict(done.counts))
+    result.outcomes["duplicate"] = int(row["before"])
+    return result

@@ -8,19 +8,18 @@ together, cleanly, when `stop` is set (SIGTERM/SIGINT in `kassa worker`).
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from typing import TYPE_CHECKING
 
 from kassa.events import limits
 from kassa.events.consumer import ConsumerRunner
-from kassa.events.registry import consumer_handlers
 from kassa.events.relay import Relay
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from kassa.events.bus.base import EventBus
+    from kassa.events.registry import EventWiring
     from kassa.store.pool import Pool
 
 log = logging.getLogger(__name__)
@@ -64,29 +63,19 @@ async def supervise(name: str, run: Callable[[], Awaitable[None]], stop: asyncio
             pass
 
 
-def _delivery_worker(pool: Pool) -> Callable[[asyncio.Event], Awaitable[None]]:
-    """The webhook delivery loop of the notifications context (imported when a worker starts)."""
-    run = importlib.import_module("kassa.notifications.delivery").run_delivery_worker
-
-    def bound(stop: asyncio.Event) -> Awaitable[None]:
-        result: Awaitable[None] = run(pool, stop)
-        return result
-
-    return bound
-
-
-async def run_roles(role: str, pool: Pool, bus: EventBus, stop: asyncio.Event) -> None:
-    """Run `role` ("relay", "consumers" or "all") until `stop` is set."""
+async def run_roles(role: str, pool: Pool, bus: EventBus, stop: asyncio.Event, wiring: EventWiring) -> None:
+    """Run `role` ("relay", "consumers" or "all") until `stop` is set: the relay, the wired
+    handlers, and (for "all") the wired background loops."""
     jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = []
     if role in ("relay", "all"):
         relay = Relay(pool, bus)
         jobs.append(("relay", lambda: relay.run(stop)))
     if role in ("consumers", "all"):
-        for handler in consumer_handlers():
+        for handler in wiring.handlers:
             runner = ConsumerRunner(pool, bus, handler)
             jobs.append((f"consumer {handler.name}", lambda r=runner: r.run(stop)))  # type: ignore[misc]
     if role == "all":
-        delivery = _delivery_worker(pool)
-        jobs.append(("webhook delivery", lambda: delivery(stop)))
+        for name, loop in wiring.loops:
+            jobs.append((name, lambda loop=loop: loop(pool, stop)))  # type: ignore[misc]
     log.info("worker %s running: %s", role, ", ".join(name for name, _ in jobs) or "nothing")
     await asyncio.gather(*(supervise(name, job, stop) for name, job in jobs))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kassa.events.bus.base import Delivery, EventBus, Subscription, ordering_key
+from kassa.events.bus.base import Delivery, EventBus, Message, Subscription
 
 if TYPE_CHECKING:
     from kassa.settings import Settings
 
-__all__ = ["Delivery", "EventBus", "Subscription", "create_bus", "ordering_key"]
+__all__ = ["Delivery", "EventBus", "Message", "Subscription", "create_bus"]
 
 
 def create_bus(settings: Settings) -> EventBus:

@@ -1,31 +1,35 @@
 """The `EventBus` port: what the relay and the consumers need from a stream, nothing more.
 
-Ordering contract (both adapters): events that share a key (tenant + aggregate) are delivered
-in the order they were passed to `publish_many`. Across keys no order is promised. Delivery is
-at least once: a consumer may see an event again (relay retries, redeliveries after a crash),
-so effects are made exactly-once by the inbox, not by the stream.
+The relay publishes one message per batch of outbox rows (see `kassa.events.batch`), one message
+at a time, each after the previous one was acknowledged by the broker. The stream therefore
+holds batches in batch-number order, and every key's events in commit order, without any
+per-key bookkeeping. Delivery is at least once (relay retries, redeliveries after a crash):
+consumers make effects exactly-once through their recorded position (`kassa.events.position`),
+not through the stream.
 """
 
 from __future__ import annotations
 
-import asyncio
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
-
-    from kassa.events.envelope import Envelope
+    from collections.abc import Sequence
 
 SUBJECT_PREFIX = "kassa.events"
 
 
-def ordering_key(event: Envelope) -> str:
-    """Tenant + aggregate: the unit inside which events stay in commit order."""
-    return f"{event.tenant_id}:{event.aggregate_type}:{event.aggregate_id}"
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One batch message: `dedup_id` lets the broker drop a republish of the same batch."""
+
+    dedup_id: str
+    batch_no: int
+    payload: bytes
 
 
 class Delivery(Protocol):
-    """One message handed to a consumer; `raw` is the encoded envelope."""
+    """One message handed to a consumer; `raw` is the encoded batch."""
 
     @property
     def raw(self) -> bytes: ...
@@ -55,38 +59,13 @@ class Subscription(Protocol):
 class EventBus(Protocol):
     async def connect(self) -> None: ...
 
-    async def publish_many(self, events: Sequence[Envelope]) -> None:
-        """Publish all of `events` or raise; the event id is the broker's deduplication id.
-
-        On error some events may be stored and others not; the caller publishes the whole
-        batch again, which the broker (NATS) or the inbox (Kafka) deduplicates.
-        """
+    async def publish(self, message: Message) -> None:
+        """Publish one message and wait for the broker's acknowledgement, or raise
+        EventBusUnavailable (the caller publishes the same message again)."""
         ...
 
     async def subscribe(self, consumer: str) -> Subscription:
-        """A durable subscription to every kassa event, resumed where `consumer` left off."""
+        """A durable subscription to every kassa message, resumed where `consumer` left off."""
         ...
 
     async def close(self) -> None: ...
-
-
-async def publish_in_key_order(events: Sequence[Envelope], publish_one: Callable[[Envelope], Awaitable[None]]) -> None:
-    """Publish events of different keys concurrently and events of one key one after another.
-
-    Waiting for the broker's ack before sending the next event of the same key is what keeps a
-    key in order even when a connection drops mid-batch: a lost earlier message can never be
-    overtaken by a later one of its key that got through. Most keys (one transfer) have one
-    event per batch, so this costs little pipelining.
-    """
-    chains: dict[str, list[Envelope]] = {}
-    for event in events:
-        chains.setdefault(ordering_key(event), []).append(event)
-
-    async def run_chain(chain: list[Envelope]) -> None:
-        for event in chain:
-            await publish_one(event)
-
-    results = await asyncio.gather(*(run_chain(c) for c in chains.values()), return_exceptions=True)
-    errors = [r for r in results if isinstance(r, BaseException)]
-    if errors:
-        raise errors[0]

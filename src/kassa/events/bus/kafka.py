@@ -1,14 +1,14 @@
 """Kafka adapter of the `EventBus` port (aiokafka).
 
-One topic, `kassa.events`, carries every event with the event type in a header and the key
-tenant:aggregate_type:aggregate_id. A single topic (rather than one per type) is what keeps
-every event of one aggregate in one partition, hence in order across its event types
-(TransferPending before TransferPosted); consumers filter by type.
+One topic, `kassa.events`, carries every batch message, all under one key (hence in one
+partition): the relay publishes batches one after another, so one partition holds them in
+batch order, and with it every aggregate's events in commit order. A batch of up to
+`relay_batch_max` events per message keeps one partition far above the ledger's rate.
 
 The producer is idempotent with acks=all, which removes duplicates from its own retries within
 a session. It cannot deduplicate a republish after a relay restart: that duplicate reaches the
-consumers, whose inbox (consumer, event id) drops it. Each kassa consumer is a consumer group
-with manual offset commits after its inbox transaction.
+consumers, whose recorded position drops it. Each kassa consumer is a consumer group with
+manual offset commits after its position transaction.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import OffsetAndMetadata
 
 from kassa.events import limits
-from kassa.events.bus.base import SUBJECT_PREFIX, Delivery, Subscription, ordering_key, publish_in_key_order
-from kassa.events.envelope import Envelope, encode
+from kassa.events.bus.base import SUBJECT_PREFIX, Delivery, Message, Subscription
 from kassa.events.errors import EventBusUnavailable
 from kassa.shared.invariants import invariant
 
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 TOPIC = SUBJECT_PREFIX
+BATCH_KEY = b"kassa-batches"  # one key: every batch in one partition, in order
 
 
 def group_id(consumer: str) -> str:
@@ -126,17 +126,13 @@ class KafkaBus:
         finally:
             await admin.close()
 
-    async def publish_many(self, events: Sequence[Envelope]) -> None:
+    async def publish(self, message: Message) -> None:
         invariant(self._producer is not None, "connect() before publishing")
         producer = self._producer
         assert producer is not None  # for mypy; invariant() above already guarantees it
-
-        async def publish_one(event: Envelope) -> None:
-            headers = [("kassa-type", event.type.encode()), ("kassa-id", event.id.encode())]
-            await producer.send_and_wait(TOPIC, encode(event), key=ordering_key(event).encode(), headers=headers)
-
+        headers = [("kassa-batch", str(message.batch_no).encode()), ("kassa-id", message.dedup_id.encode())]
         try:
-            await publish_in_key_order(events, publish_one)
+            await producer.send_and_wait(TOPIC, message.payload, key=BATCH_KEY, headers=headers)
         except KafkaError as exc:
             raise EventBusUnavailable(f"Kafka publish failed: {exc!r}") from exc
 

@@ -1,10 +1,10 @@
 """NATS JetStream adapter of the `EventBus` port.
 
-One stream (`KASSA_EVENTS`, file storage) holds every event on subject
-`kassa.events.<Type>.<tenant>`; the stream keeps one total order, so a key's events stay in
-order whatever subjects a consumer filters on. The event id travels as `Nats-Msg-Id`, which
-JetStream deduplicates within `nats_duplicate_window_s`: a relay that dies between publishing
-and marking republishes the same ids and the stream stores them once.
+One stream (`KASSA_EVENTS`, file storage) holds every batch message on subject
+`kassa.events.batch`, in one total order. The batch's deduplication id (stream id + batch
+number) travels as `Nats-Msg-Id`, which JetStream deduplicates within
+`nats_duplicate_window_s`: a relay that dies between publishing and marking republishes the
+same batch under the same id and the stream stores it once.
 
 Each kassa consumer is one durable pull consumer with explicit acks.
 
@@ -15,7 +15,6 @@ URL is never logged with its password.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +24,7 @@ import nats.js.errors
 from nats.js import api
 
 from kassa.events import limits
-from kassa.events.bus.base import SUBJECT_PREFIX, Delivery, Subscription, publish_in_key_order
-from kassa.events.envelope import Envelope, encode
+from kassa.events.bus.base import SUBJECT_PREFIX, Delivery, Message, Subscription
 from kassa.events.errors import EventBusUnavailable
 from kassa.settings import without_password
 from kassa.shared.invariants import invariant
@@ -36,16 +34,7 @@ if TYPE_CHECKING:
 
 STREAM = "KASSA_EVENTS"
 _PUBLISH_TIMEOUT_S = 5.0  # one publish ack; the relay retries the batch after it
-_UNSAFE_TOKEN = re.compile(r"[^A-Za-z0-9_\-:]")
-
-
-def subject_token(value: str) -> str:
-    """Percent-encode what a NATS subject token cannot hold ('.', '*', '>', spaces, '%')."""
-    return _UNSAFE_TOKEN.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), value)
-
-
-def subject_for(event: Envelope) -> str:
-    return f"{SUBJECT_PREFIX}.{subject_token(event.type)}.{subject_token(event.tenant_id)}"
+BATCH_SUBJECT = f"{SUBJECT_PREFIX}.batch"
 
 
 def durable_name(consumer: str) -> str:
@@ -130,7 +119,7 @@ class NatsBus:
         except (OSError, nats.errors.Error) as exc:
             where = without_password(self._url)
             raise EventBusUnavailable(f"cannot connect to NATS at {where}: {exc}") from exc
-        self._js = self._nc.jetstream(publish_async_max_pending=limits.nats_publish_pending_max)
+        self._js = self._nc.jetstream()
         await self._ensure_stream()
 
     async def _ensure_stream(self) -> None:
@@ -154,18 +143,11 @@ class NatsBus:
         invariant(self._js is not None, "connect() before using the bus")
         return self._js
 
-    async def publish_many(self, events: Sequence[Envelope]) -> None:
+    async def publish(self, message: Message) -> None:
         js = self._require()
-
-        async def publish_one(event: Envelope) -> None:
-            headers = {"Nats-Msg-Id": event.id, "Kassa-Type": event.type}
-            future = await js.publish_async(
-                subject_for(event), encode(event), headers=headers, wait_stall=_PUBLISH_TIMEOUT_S
-            )
-            await asyncio.wait_for(future, _PUBLISH_TIMEOUT_S)
-
+        headers = {"Nats-Msg-Id": message.dedup_id, "Kassa-Batch": str(message.batch_no)}
         try:
-            await publish_in_key_order(events, publish_one)
+            await js.publish(BATCH_SUBJECT, message.payload, timeout=_PUBLISH_TIMEOUT_S, headers=headers)
         except (TimeoutError, nats.errors.Error) as exc:
             raise EventBusUnavailable(f"JetStream publish failed: {exc!r}") from exc
 

@@ -84,28 +84,24 @@ async def enqueue(conn: Conn, tenant_id: str, event_id: str, event_type: str, pa
     return len(inserted)
 
 
-async def enqueue_many(conn: Conn, events: Sequence[tuple[str, str, str, bytes]], now: datetime) -> int:
-    """`enqueue` for a batch of (tenant_id, event_id, event_type, payload), in two statements
-    whatever the batch size: one read of the tenants' live endpoints, one insert."""
-    if not events:
-        return 0
-    tenants = sorted({tenant for tenant, _, _, _ in events})
+async def live_endpoints(conn: Conn, tenant_ids: Sequence[str]) -> dict[str, list[tuple[str, list[str]]]]:
+    """(endpoint id, event types) of the live endpoints of each of `tenant_ids` that has any,
+    in one statement. FOR SHARE: see `enqueue`."""
     endpoints = await conn.fetch(
         """SELECT tenant_id, id, event_types FROM webhook_endpoints
            WHERE tenant_id = ANY($1::text[]) AND deleted_at IS NULL
            ORDER BY tenant_id, seq FOR SHARE""",
-        tenants,
+        sorted(set(tenant_ids)),
     )
-    if not endpoints:
-        return 0
     by_tenant: dict[str, list[tuple[str, list[str]]]] = {}
     for row in endpoints:
         by_tenant.setdefault(row["tenant_id"], []).append((row["id"], row["event_types"]))
-    rows: list[tuple[str, str, str, str, str, bytes]] = []
-    for tenant, event_id, event_type, payload in events:
-        for endpoint_id, types in by_tenant.get(tenant, ()):
-            if event_type in types or "*" in types:
-                rows.append((tenant, new_id(), endpoint_id, event_id, event_type, payload))
+    return by_tenant
+
+
+async def insert_deliveries(conn: Conn, rows: Sequence[tuple[str, str, str, str, str, bytes]], now: datetime) -> int:
+    """Pending deliveries (tenant_id, id, endpoint_id, event_id, event_type, payload) in one
+    statement; returns how many were new (a repeat of an (endpoint, event) is a no-op)."""
     if not rows:
         return 0
     inserted = await conn.fetch(

@@ -83,6 +83,34 @@ async def insert_batch(
     return len(inserted)
 
 
+async def opt_in(conn: Conn, accounts: Sequence[tuple[str, str, str]], now: datetime) -> None:
+    """Give (tenant_id, account_id, event_id) accounts a notification log (idempotent)."""
+    if not accounts:
+        return
+    await conn.execute(
+        """INSERT INTO notification_accounts (tenant_id, account_id, event_id, created_at)
+           SELECT t, a, e, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS u (t, a, e)
+           ON CONFLICT DO NOTHING""",
+        [a[0] for a in accounts],
+        [a[1] for a in accounts],
+        [a[2] for a in accounts],
+        now,
+    )
+
+
+async def opted_in(conn: Conn, accounts: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of the (tenant_id, account_id) pairs have a notification log, in one statement."""
+    if not accounts:
+        return set()
+    rows = await conn.fetch(
+        """SELECT n.tenant_id, n.account_id FROM notification_accounts n
+           JOIN unnest($1::text[], $2::text[]) AS u (t, a) ON n.tenant_id = u.t AND n.account_id = u.a""",
+        [a[0] for a in accounts],
+        [a[1] for a in accounts],
+    )
+    return {(r["tenant_id"], r["account_id"]) for r in rows}
+
+
 async def list_for_account(
     conn: Conn, tenant_id: str, account_id: str, before_seq: int, limit: int
 ) -> list[tuple[int, Notification]]:
