@@ -1,4 +1,5 @@
-"""The notification log: transfers notify both accounts, accounts notify themselves, others none."""
+"""The notification log: transfers notify both accounts, accounts that opted in notify
+themselves, only the accounts asked for get drafts, other events and versions notify nobody."""
 
 from __future__ import annotations
 
@@ -61,18 +62,29 @@ def test_holds_are_described_with_their_full_amount(event_type: str, expected: s
     assert drafts[0].data["amount"] == 1234
 
 
-def test_an_account_created_event_notifies_that_account() -> None:
-    data = {
+def test_an_account_created_with_the_notify_flag_notifies_that_account_and_others_do_not() -> None:
+    data: dict[str, Any] = {
         "id": "acc-9",
         "currency": "JPY",
         "normal_balance": "credit",
         "allow_negative": False,
-        "metadata": {},
+        "metadata": {"notify": True},
         "created_at": "2026-01-01T00:00:00Z",
     }
     (draft,) = drafts_for("AccountCreated", data)
     assert draft.account_id == "acc-9"
     assert draft.message == "Account acc-9 created (JPY)"
+    for metadata in ({}, {"notify": "yes"}, {"notify": False}):
+        assert drafts_for("AccountCreated", {**data, "metadata": metadata}) == []
+
+
+def test_only_the_accounts_asked_for_get_drafts() -> None:
+    assert [d.account_id for d in drafts_for("TransferPosted", transfer(), accounts={"bob"})] == ["bob"]
+    assert drafts_for("TransferPosted", transfer(), accounts=set()) == []
+
+
+def test_a_version_without_a_reader_notifies_nobody() -> None:
+    assert drafts_for("TransferPosted", transfer(), version=2) == []
 
 
 def test_other_events_notify_nobody() -> None:
