@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from kassa.events.bus.base import EventBus
+from kassa.events.bus.base import EventBus, Message
 from kassa.events.bus.embedded_nats import EmbeddedNats
 from kassa.events.envelope import Envelope
 from kassa.events.outbox import NewEvent, write_events
@@ -105,7 +105,7 @@ async def kafka_bus(bootstrap: str) -> EventBus:
     from kassa.events.bus.kafka import KafkaBus
 
     # tansu's memory storage rejects aiokafka's InitProducerId v0, so idempotence is off here;
-    # production keeps it on (see KafkaBus), and the inbox deduplicates either way.
+    # production keeps it on (see KafkaBus), and consumer positions deduplicate either way.
     bus = KafkaBus(bootstrap, idempotent=False, session_timeout_ms=TEST_KAFKA_SESSION_TIMEOUT_MS, partitions=4)
     await bus.connect()
     return bus
@@ -269,3 +269,32 @@ def assert_commit_order_per_key(got: list[tuple[str, str]], ids: list[str]) -> N
     for key in {k for k, _ in got}:
         seen = [order[e] for k, e in got if k == key]
         assert seen == sorted(seen), f"key {key} applied out of commit order"
+
+
+class RecordingBus:
+    """Wraps a bus and keeps every message the relay published through it (to republish them
+    as a relay retry or a broker redelivery would)."""
+
+    def __init__(self, inner: EventBus) -> None:
+        self.inner = inner
+        self.published: list[Message] = []
+
+    async def publish(self, message: Message) -> None:
+        await self.inner.publish(message)
+        self.published.append(message)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def publish_outbox(
+    pool: Pool, bus: EventBus, tenant: str, keys: list[str], per_key: int
+) -> tuple[list[str], list[Message]]:
+    """Commit events to the outbox and relay them now; (event ids in commit order, the messages
+    published)."""
+    from kassa.events.relay import drain
+
+    ids = await write_outbox(pool, tenant, keys, per_key)
+    recording = RecordingBus(bus)
+    await drain(pool, recording)  # type: ignore[arg-type]
+    return ids, recording.published

@@ -71,10 +71,8 @@ INSERT INTO relay_batches (batch_no, seq_min, seq_max, event_count, digest, seqs
 _MARK = """
 WITH batch AS (
     UPDATE relay_batches SET published_at = now(), seqs = NULL WHERE batch_no = $1 AND published_at IS NULL
-    RETURNING seqs
 )
-UPDATE outbox SET published_at = now(), batch_no = $1
-WHERE seq = ANY((SELECT seqs FROM batch)) AND published_at IS NULL
+UPDATE outbox SET published_at = now(), batch_no = $1 WHERE seq = ANY($2::bigint[]) AND published_at IS NULL
 """
 
 
@@ -180,7 +178,7 @@ class Relay:
         batch_no = int(await conn.fetchval("SELECT coalesce(max(batch_no), 0) + 1 FROM relay_batches"))
         payload = message_bytes(self._stream, batch_no, [r["envelope"] for r in rows])
         await conn.execute(_RECORD, batch_no, min(seqs), max(seqs), len(seqs), digest(payload), seqs)
-        await self._publish_and_mark(conn, batch_no, payload, len(rows))
+        await self._publish_and_mark(conn, batch_no, payload, seqs)
         metrics.relay_batch_seconds.observe(time.perf_counter() - started)
         return len(rows)
 
@@ -192,14 +190,17 @@ class Relay:
         payload = message_bytes(self._stream, batch["batch_no"], [r["envelope"] for r in rows])
         invariant(digest(payload) == batch["digest"], "a rebuilt batch has the bytes it was recorded with")
         log.info("relay: republishing batch %d left in flight by a previous leader", batch["batch_no"])
-        await self._publish_and_mark(conn, batch["batch_no"], payload, len(rows))
+        await self._publish_and_mark(conn, batch["batch_no"], payload, list(batch["seqs"]))
         return len(rows)
 
-    async def _publish_and_mark(self, conn: asyncpg.Connection[Any], batch_no: int, payload: bytes, n: int) -> None:
+    async def _publish_and_mark(
+        self, conn: asyncpg.Connection[Any], batch_no: int, payload: bytes, seqs: list[int]
+    ) -> None:
         assert self._stream is not None  # set by relay_once
         await self.bus.publish(Message(dedup_id(self._stream, batch_no), batch_no, payload))
         await _test_pause_after_publish()
-        marked = await conn.execute(_MARK, batch_no)
+        n = len(seqs)
+        marked = await conn.execute(_MARK, batch_no, seqs)
         invariant(marked == f"UPDATE {n}", "marking a batch marks exactly its rows")
         metrics.published_total.inc(n)
         self.stats.published += n

@@ -76,13 +76,14 @@ def transfer_event(tenant_id: str, event_type: str = "TransferPosted", **data: A
     )
 
 
-def account_event(tenant_id: str, account_id: str) -> Envelope:
+def account_event(tenant_id: str, account_id: str, *, notify: bool = True) -> Envelope:
+    """AccountCreated; with `notify` (the default here) the account opts in to the log."""
     data = {
         "id": account_id,
         "currency": "USD",
         "normal_balance": "credit",
         "allow_negative": False,
-        "metadata": {},
+        "metadata": {"notify": True} if notify else {},
         "created_at": "2026-01-01T00:00:00Z",
     }
     return Envelope(
@@ -107,6 +108,14 @@ async def fan_out(pool: Pool, event: Envelope) -> None:
 async def log_notifications(pool: Pool, event: Envelope) -> None:
     async with pool.acquire() as conn, conn.transaction():
         await NotificationLogHandler().handle(conn, event)
+
+
+async def opt_in(pool: Pool, tenant_id: str, *accounts: str) -> list[Envelope]:
+    """Create `accounts` with the notify flag, through the handler (as their events would)."""
+    events = [account_event(tenant_id, account) for account in accounts]
+    for event in events:
+        await log_notifications(pool, event)
+    return events
 
 
 async def delivery_statuses(pool: Pool, tenant_id: str) -> list[str]:

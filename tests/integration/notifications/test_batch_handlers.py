@@ -39,21 +39,25 @@ async def test_handle_many_matches_handle_event_by_event_and_repeats_change_noth
         account_event(tenant, "carol"),
         transfer_event(other_tenant),
     ]
+    # alice and bob opt in within the same batch, ahead of the transfers that involve them.
+    events = [account_event(tenant, "alice"), account_event(tenant, "bob"), *events]
     async with pool.acquire() as conn, conn.transaction():
         await WebhookFanoutHandler().handle_many(conn, events)
         await NotificationLogHandler().handle_many(conn, events)
     deliveries, notes = await _counts(pool, tenant)
     expected_deliveries = sorted(
-        [(posted_only.endpoint.id, events[0].id)] + [(everything.endpoint.id, e.id) for e in events[:3]]
+        [(posted_only.endpoint.id, events[2].id)] + [(everything.endpoint.id, e.id) for e in events[:5]]
     )
     assert deliveries == expected_deliveries
     # Transfers notify both accounts (alice and bob); AccountCreated notifies the new account.
     assert notes == sorted(
-        [("alice", e.id) for e in events[:2]] + [("bob", e.id) for e in events[:2]] + [("carol", events[2].id)]
+        [("alice", e.id) for e in (events[0], *events[2:4])]
+        + [("bob", e.id) for e in (events[1], *events[2:4])]
+        + [("carol", events[4].id)]
     )
     async with pool.acquire() as conn, conn.transaction():
         await WebhookFanoutHandler().handle_many(conn, events)
         await NotificationLogHandler().handle_many(conn, events)
     assert await _counts(pool, tenant) == (deliveries, notes)
     other_deliveries, _ = await _counts(pool, other_tenant)
-    assert [event for _, event in other_deliveries] == [events[3].id]
+    assert [event for _, event in other_deliveries] == [events[5].id]

@@ -9,7 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from notification_helpers import FAST, KEYS, Receiver, all_in, drain_until, fan_out, log_notifications, transfer_event
+from notification_helpers import (
+    FAST,
+    KEYS,
+    Receiver,
+    all_in,
+    drain_until,
+    fan_out,
+    log_notifications,
+    opt_in,
+    transfer_event,
+)
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -162,6 +172,7 @@ async def test_deliveries_list_every_attempt(api: httpx.AsyncClient, pool: Pool,
 
 async def test_notifications_are_listed_per_account_and_require_one(api: httpx.AsyncClient, pool: Pool) -> None:
     tenant_id, auth = await new_tenant(pool)
+    await opt_in(pool, tenant_id, "bob")  # bob's own AccountCreated is its oldest notification
     for _ in range(3):
         await log_notifications(pool, transfer_event(tenant_id))
     first = (await api.get("/v1/notifications?account_id=bob&limit=2", headers=auth)).json()
@@ -169,8 +180,9 @@ async def test_notifications_are_listed_per_account_and_require_one(api: httpx.A
     rest = (
         await api.get(f"/v1/notifications?account_id=bob&limit=2&cursor={first['next_cursor']}", headers=auth)
     ).json()
-    assert len(rest["data"]) == 1 and not rest["has_more"]
+    assert len(rest["data"]) == 2 and not rest["has_more"]
     assert rest["data"][0]["data"]["direction"] == "credit"
+    assert rest["data"][1]["event_type"] == "AccountCreated"
     missing = await api.get("/v1/notifications", headers=auth)
     assert (missing.status_code, missing.json()["code"]) == (400, "invalid_request")
     _, other = await new_tenant(pool)
