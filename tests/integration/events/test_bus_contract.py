@@ -8,9 +8,8 @@ import asyncio
 import uuid
 from typing import TYPE_CHECKING
 
-import pytest
-
 import msgspec
+import pytest
 
 from kassa.events.bus.base import Message
 from support.events import BusFactory, new_tenant
@@ -124,7 +123,9 @@ async def test_unacked_events_are_delivered_again_to_the_same_consumer(bus_facto
     sub = await bus.subscribe(name)
     try:
         again = await _collect(sub, tenant, 3)
-        assert again[:3] == [0, 1, 2]
+        # JetStream redelivers expired messages in no promised order (the consumer does not
+        # rely on it: a batch ahead of its position waits for a catch-up from the outbox).
+        assert sorted(again[:3]) == [0, 1, 2]
         assert await sub.lag() >= 0
     finally:
         await sub.close()

@@ -60,7 +60,7 @@ def transaction(event_type: str = "TransactionPosted", **overrides: Any) -> dict
                 "credit_account_id": "buyer",
                 "currency": "USD",
                 "amount": 50,
-                "posted_amount": 0 if not pending else 0,
+                "posted_amount": 0,  # released in full by the post
             },
         ],
     }
