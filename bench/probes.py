@@ -6,7 +6,8 @@
 - `OutboxSampler` and `relay_report`: the relay under the real transfer load, read from the
   outbox (`occurred_at`, stamped by the ledger in the transaction that commits the transfer, and
   `published_at`, set when the relay marks the row after the broker acknowledged it) and from
-  each consumer's inbox (`processed_at`, the start of the transaction that applied the event).
+  each consumer's batch log (`event_consumer_batches.applied_at`, the start of the transaction
+  that applied the event's batch).
 """
 
 from __future__ import annotations
@@ -160,26 +161,28 @@ FROM outbox WHERE occurred_at BETWEEN $1 AND $2
 """
 _PUBLISHED_IN_WINDOW = "SELECT count(*) FROM outbox WHERE published_at BETWEEN $1 AND $2"
 # Per consumer: its backlog (events committed so far that it has not applied yet) when the load
-# started and when it ended, and how many events it applied during the load. Every consumer here
-# writes one inbox row per event it applies; events it does not want are skipped without a row
-# (a handful of TenantCreated-like rows, negligible next to the transfer events).
+# started and when it ended, and how many events it applied during the load. Every consumer logs
+# when it applied each batch (`event_consumer_batches`, with the position); a batch's events are
+# the outbox rows carrying its number.
 _CONSUMER_PROGRESS = """
 WITH committed AS (
     SELECT count(*) FILTER (WHERE occurred_at <= $1) AS at_start, count(*) FILTER (WHERE occurred_at <= $2) AS at_end
     FROM outbox
 )
 SELECT i.consumer,
-       (SELECT at_start FROM committed) - count(*) FILTER (WHERE i.processed_at <= $1) AS backlog_at_start,
-       (SELECT at_end FROM committed) - count(*) FILTER (WHERE i.processed_at <= $2) AS backlog_at_end,
-       count(*) FILTER (WHERE i.processed_at BETWEEN $1 AND $2) AS applied_in_window
-FROM event_inbox i GROUP BY i.consumer ORDER BY i.consumer
+       (SELECT at_start FROM committed) - coalesce(sum(b.event_count) FILTER (WHERE i.applied_at <= $1), 0)
+           AS backlog_at_start,
+       (SELECT at_end FROM committed) - coalesce(sum(b.event_count) FILTER (WHERE i.applied_at <= $2), 0)
+           AS backlog_at_end,
+       coalesce(sum(b.event_count) FILTER (WHERE i.applied_at BETWEEN $1 AND $2), 0) AS applied_in_window
+FROM event_consumer_batches i JOIN relay_batches b USING (batch_no) GROUP BY i.consumer ORDER BY i.consumer
 """
 # Commit-to-effect delay of the load's events that a consumer has applied by the time of the report.
 _CONSUMER_DELAY = """
 SELECT i.consumer, count(*) AS applied,
        percentile_disc(ARRAY[0.5, 0.99]) WITHIN GROUP (
-           ORDER BY extract(epoch FROM i.processed_at - o.occurred_at)::float8) AS delays_s
-FROM outbox o JOIN event_inbox i ON i.tenant_id = o.tenant_id AND i.event_id = o.id
+           ORDER BY extract(epoch FROM i.applied_at - o.occurred_at)::float8) AS delays_s
+FROM outbox o JOIN event_consumer_batches i ON i.batch_no = o.batch_no
 WHERE o.occurred_at BETWEEN $1 AND $2
 GROUP BY i.consumer
 """

@@ -7,7 +7,7 @@ One run, bounded in time (about three minutes with the defaults):
      `--accounts` accounts, then `POST /v1/transfers` from 64 keep-alive clients between random
      accounts (after a warm-up), then `POST /v1/transfers/batch` with batches of 1,000; the relay
      (commit to publish, commit to each consumer's effect, outbox lag) is read from the outbox and
-     inbox tables during and after the transfer load;
+     consumer batch log during and after the transfer load;
   4. a JSON file in bench/results/ and a printed summary with the ratios to the targets.
 
 Everything started here is stopped at the end, also on error or Ctrl-C. See bench/README.md.

@@ -44,3 +44,15 @@ CREATE TABLE event_consumer_positions (
     batch_no    bigint NOT NULL DEFAULT 0 CHECK (batch_no >= 0),
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
+
+-- When each consumer applied each batch (one row per batch, not per event): commit-to-effect
+-- delays and consumer progress for operators and `make bench`, written with the position.
+CREATE TABLE event_consumer_batches (
+    consumer    text NOT NULL,
+    batch_no    bigint NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, batch_no)
+);
+
+-- The per-event inbox is replaced by the positions above.
+DROP TABLE event_inbox;

@@ -1,1 +1,1 @@
-"""Domain events: envelope, transactional outbox, relay, bus adapters, inbox and DLQ."""
+"""Domain events: envelope, transactional outbox, relay, batch messages, bus adapters, consumer positions and DLQ."""

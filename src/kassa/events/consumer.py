@@ -126,7 +126,7 @@ async def _apply_in_transaction(
     """Apply new batches and move the position. A batch with raw bytes came from the broker
     and must match its recorded digest; None marks one read from the outbox (trusted)."""
     await scope(conn, {e.tenant_id for batch, _ in batches for e in batch.events})
-    at = await lock_position(conn, handler.name)
+    at = started = await lock_position(conn, handler.name)
     digests = await recorded_digests(conn, [b.batch for b, raw in batches if raw is not None])
     for batch, raw in batches:
         if raw is not None and digests.get(batch.batch) != digest(raw):
@@ -148,7 +148,7 @@ async def _apply_in_transaction(
         outcomes.add("dead_lettered", dead)
         outcomes.add("skipped", len(batch.events) - applied - dead)
         at = batch.batch
-    await save_position(conn, handler.name, at)
+    await save_position(conn, handler.name, started + 1, at)
 
 
 async def apply_with_retries(

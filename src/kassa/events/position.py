@@ -61,10 +61,18 @@ async def lock_position(conn: asyncpg.Connection[Any], consumer: str) -> int:
     return int(found or 0)
 
 
-async def save_position(conn: asyncpg.Connection[Any], consumer: str, batch_no: int) -> None:
-    await conn.execute(
-        "UPDATE event_consumer_positions SET batch_no = $2, updated_at = now() WHERE consumer = $1", consumer, batch_no
-    )
+_SAVE = """
+WITH moved AS (
+    UPDATE event_consumer_positions SET batch_no = $3, updated_at = now() WHERE consumer = $1 AND batch_no < $3
+)
+INSERT INTO event_consumer_batches (consumer, batch_no) SELECT $1, n FROM generate_series($2::bigint, $3) AS n
+"""
+
+
+async def save_position(conn: asyncpg.Connection[Any], consumer: str, applied_from: int, batch_no: int) -> None:
+    """Move the position to `batch_no`, logging batches `applied_from`..`batch_no` as applied now."""
+    if batch_no >= applied_from:
+        await conn.execute(_SAVE, consumer, applied_from, batch_no)
 
 
 async def recorded_digests(conn: asyncpg.Connection[Any], batch_nos: Sequence[int]) -> dict[int, bytes]:

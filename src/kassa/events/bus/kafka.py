@@ -51,7 +51,7 @@ class _KafkaDelivery:
 
     @property
     def redelivered(self) -> bool:
-        return False  # Kafka does not tell; the inbox does not need to know
+        return False  # Kafka does not tell; the consumer position does not need to know
 
     async def ack(self) -> None:
         await self._consumer.commit({self._tp: OffsetAndMetadata(self._record.offset + 1, "")})
