@@ -19,7 +19,7 @@ relay_lag_sample_s: Final = 0.5  # refresh of the outbox-lag gauge while a batch
 relay_retry_delay_s_max: Final = 5.0  # cap of the backoff while the broker or database is down
 
 # Consumers
-consumer_fetch_max: Final = 50  # messages (batches of up to relay_batch_max events) fetched per pull
+consumer_fetch_max: Final = 10  # messages (batches of up to relay_batch_max events) fetched per pull
 consumer_catch_up_batches_max: Final = 20  # batches read back from the outbox per catch-up transaction
 consumer_fetch_timeout_s: Final = 1.0  # long-poll of one fetch
 consumer_attempts_max: Final = 6  # handler attempts per event before it is dead-lettered

@@ -237,3 +237,30 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_then_replayed_onc
     assert again.applied == 0
     assert await list_dead_letters(pool, handler.name) == []
     assert sorted(e for _, e in await effects(pool, handler.name)) == sorted([flaky, broken])
+
+
+async def test_two_workers_of_one_consumer_apply_each_event_once_in_commit_order(
+    pool: Pool, bus_factory: BusFactory, effects_table: str
+) -> None:
+    bus = await bus_factory()
+    tenant = new_tenant()
+    ids: list[str] = []
+    for _ in range(6):  # several batches, so that both workers get some
+        more_ids, _ = await publish_outbox(pool, bus, tenant, ["a", "b", "c"], per_key=2)
+        ids += more_ids
+    handler = RecordingHandler(tenant)
+    # Two processes of one consumer: same name, so the same durable subscription and position.
+    runners = [ConsumerRunner(pool, bus, handler, policy=FAST, fetch_max=1, fetch_timeout_s=0.2) for _ in range(2)]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(r.run(stop)) for r in runners]
+    try:
+
+        async def settled() -> bool:
+            return len(await effects(pool, handler.name)) >= len(ids)
+
+        await wait_for(settled, timeout_s=30)
+        await asyncio.sleep(0.3)  # room for any (wrong) extra effect to show up
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    assert [e for _, e in await effects(pool, handler.name)] == ids
