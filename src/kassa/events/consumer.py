@@ -27,11 +27,12 @@ from kassa.events import limits, metrics
 from kassa.events._db import connection
 from kassa.events.backoff import RetryPolicy
 from kassa.events.batch import decode_batch, digest
-from kassa.events.dlq import file_dead_letter_in
+from kassa.events.dlq import count_dead_letters, file_dead_letter_in
 from kassa.events.envelope import encode
 from kassa.events.handler import Handler
 from kassa.events.position import (
     ensure_position,
+    lag_events,
     last_published,
     lock_position,
     position,
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from kassa.events.batch import Batch
-    from kassa.events.bus.base import EventBus, Subscription
+    from kassa.events.bus.base import EventBus
     from kassa.events.envelope import Envelope
     from kassa.store.pool import Pool
 
@@ -251,7 +252,7 @@ class ConsumerRunner:
         stream = await stream_id(self.pool)
         await ensure_position(self.pool, self.handler.name)
         subscription = await self.bus.subscribe(self.handler.name)
-        sampler = asyncio.create_task(self._sample(subscription, stop))
+        sampler = asyncio.create_task(self._sample(stop))
         try:
             while not stop.is_set():
                 deliveries = await subscription.fetch(self.fetch_max, self.fetch_timeout_s)
@@ -302,13 +303,11 @@ class ConsumerRunner:
         metrics.rejected_total.labels(self.handler.name, reason).inc()
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
-    async def _sample(self, subscription: Subscription, stop: asyncio.Event) -> None:
+    async def _sample(self, stop: asyncio.Event) -> None:
         """Refresh the consumer-lag and DLQ-size gauges; a failed sample only skips a beat."""
-        from kassa.events.dlq import count_dead_letters
-
         while not await _sleep_unless(stop, limits.consumer_lag_refresh_s):
             try:
-                metrics.consumer_lag.labels(self.handler.name).set(await subscription.lag())
+                metrics.consumer_lag.labels(self.handler.name).set(await lag_events(self.pool, self.handler.name))
                 dead = await count_dead_letters(self.pool)
                 metrics.dlq_size.labels(self.handler.name).set(dead.get(self.handler.name, 0))
             except Exception as exc:  # noqa: BLE001 - metrics must never stop consumption

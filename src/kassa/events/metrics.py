@@ -24,7 +24,7 @@ relay_batch_seconds = Histogram(
 relay_leader = Gauge("kassa_relay_leader", "1 while this process holds the relay lease", multiprocess_mode="livesum")
 consumer_lag = Gauge(
     "kassa_consumer_lag_events",
-    "Events in the stream a consumer has not acknowledged yet",
+    "Events the relay recorded that a consumer has not applied yet (from its position)",
     ["consumer"],
     multiprocess_mode="livemax",
 )

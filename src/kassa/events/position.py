@@ -54,6 +54,16 @@ async def position(pool: Pool, consumer: str) -> int:
     return int(await pool.fetchval("SELECT batch_no FROM event_consumer_positions WHERE consumer = $1", consumer) or 0)
 
 
+async def lag_events(pool: Pool, consumer: str) -> int:
+    """Events the relay recorded (published or in flight) that `consumer` has not applied yet."""
+    found = await pool.fetchval(
+        "SELECT coalesce(sum(event_count), 0) FROM relay_batches WHERE batch_no >"
+        " coalesce((SELECT batch_no FROM event_consumer_positions WHERE consumer = $1), 0)",
+        consumer,
+    )
+    return int(found or 0)
+
+
 async def lock_position(conn: asyncpg.Connection[Any], consumer: str) -> int:
     found = await conn.fetchval(
         "SELECT batch_no FROM event_consumer_positions WHERE consumer = $1 FOR UPDATE", consumer

@@ -1,4 +1,4 @@
-"""`kassa events replay` re-delivers history to one consumer; the inbox keeps effects exactly-once."""
+"""`kassa events replay` brings one consumer up to date from the outbox; its position keeps effects exactly-once."""
 
 from __future__ import annotations
 

@@ -140,7 +140,7 @@ async def test_only_endpoints_subscribed_to_the_type_get_a_delivery_and_only_onc
     event = transfer_event(tenant)
 
     await fan_out(pool, event)
-    await fan_out(pool, event)  # a duplicate (say, a replay past the inbox) enqueues nothing new
+    await fan_out(pool, event)  # a duplicate (say, a replay past the position) enqueues nothing new
 
     counts = {
         e.endpoint.id: len((await service.list_deliveries(tenant, e.endpoint.id, None, 10)).data)
