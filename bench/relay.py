@@ -99,6 +99,14 @@ async def _consume(bus: EventBus, tenant: str, received: dict[int, float], stop:
         await sub.close()
 
 
+async def _stop_all(stop: asyncio.Event, tasks: list[asyncio.Task[Any]], bus: EventBus) -> None:
+    stop.set()
+    for task in tasks:
+        with contextlib.suppress(Exception):
+            await task
+    await bus.close()
+
+
 async def measure_relay(
     pool: Pool, bus_url: str, *, rate_per_s: float = 2000, duration_s: float = 10.0, drain_timeout_s: float = 20.0
 ) -> dict[str, Any]:
@@ -121,11 +129,7 @@ async def measure_relay(
             await asyncio.sleep(0.05)
         drained_s = time.perf_counter() - load_ended
     finally:
-        stop.set()
-        for task in tasks:
-            with contextlib.suppress(Exception):
-                await task
-        await bus.close()
+        await _stop_all(stop, tasks, bus)
     delays_ms = [(received[n] - committed[n]) * 1000 for n in received if n in committed]
     last = max(received.values(), default=load_ended)
     return {
@@ -199,11 +203,7 @@ async def measure_drain(pool: Pool, bus_url: str, *, events: int = 20_000, timeo
         elapsed = time.perf_counter() - started
         cpu_self, cpu_pg = _self_cpu_s() - cpu_self, _postgres_cpu_s(backend_pid) - cpu_pg
     finally:
-        stop.set()
-        for task in tasks:
-            with contextlib.suppress(Exception):
-                await task
-        await bus.close()
+        await _stop_all(stop, tasks, bus)
     handled = min(sum(r.outcomes.values()) for r in runners)
     return {
         "events": events,
