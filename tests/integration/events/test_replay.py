@@ -57,3 +57,25 @@ async def test_operators_list_dead_letters_and_get_a_typed_error_for_unknown_con
     )
     assert code == 1
     assert "consumer_not_found" in capsys.readouterr().err
+
+
+async def test_after_a_replay_the_stream_copies_of_the_replayed_batches_change_nothing(
+    pool: Pool, nats_server: object, effects_table: str
+) -> None:
+    from support.events import consume_until, publish_outbox
+
+    bus = await nats_bus(nats_server.url)  # type: ignore[attr-defined]
+    try:
+        tenant = new_tenant()
+        since = datetime.now(UTC) - timedelta(seconds=1)
+        ids, _ = await publish_outbox(pool, bus, tenant, ["a", "b"], per_key=2)
+        handler = RecordingHandler(tenant)
+        replayed = await replay_history(pool, handler, since)
+        assert replayed.seen >= len(ids) and replayed.outcomes.get("duplicate", 0) == 0
+        more, _ = await publish_outbox(pool, bus, tenant, ["a"], per_key=1)
+        # The live consumer then reads the whole stream: the replayed batches are duplicates,
+        # the later one is applied, each event exactly once and in commit order.
+        got = await consume_until(pool, bus, handler, len(ids) + len(more))
+        assert [e for _, e in got] == ids + more
+    finally:
+        await bus.close()
