@@ -114,6 +114,7 @@ class Relay:
         self.stats = RelayStats()
         self._stream: str | None = None
         self._recovered = False  # the batch a previous leader left in flight was republished
+        self._next_batch_no: int | None = None  # read from relay_batches once per lease
         # occurred_at of the oldest row of the batch in flight; the lag gauge ages from it even
         # while a publish is stuck waiting for an absent broker.
         self._oldest_unpublished: datetime | None = None
@@ -137,6 +138,7 @@ class Relay:
 
     async def _lead(self, conn: asyncpg.Connection[Any], stop: asyncio.Event) -> None:
         self._recovered = False
+        self._next_batch_no = None
         self.stats.leader = True
         metrics.relay_leader.set(1)
         sampler = asyncio.create_task(self._sample_lag())
@@ -173,11 +175,15 @@ class Relay:
         started = time.perf_counter()
         rows = _fitting(rows, self.message_bytes_max)
         seqs = [r["seq"] for r in rows]
-        # Numbers follow the last recorded batch without gaps; only the lease holder records,
-        # and the primary key refuses a number taken twice.
-        batch_no = int(await conn.fetchval("SELECT coalesce(max(batch_no), 0) + 1 FROM relay_batches"))
+        # Numbers follow the last recorded batch without gaps; only the lease holder records
+        # (so the number read once per lease stays right), and the primary key refuses a
+        # number taken twice.
+        if self._next_batch_no is None:
+            self._next_batch_no = int(await conn.fetchval("SELECT coalesce(max(batch_no), 0) + 1 FROM relay_batches"))
+        batch_no = self._next_batch_no
         payload = message_bytes(self._stream, batch_no, [r["envelope"] for r in rows])
         await conn.execute(_RECORD, batch_no, min(seqs), max(seqs), len(seqs), digest(payload), seqs)
+        self._next_batch_no = batch_no + 1
         await self._publish_and_mark(conn, batch_no, payload, seqs)
         metrics.relay_batch_seconds.observe(time.perf_counter() - started)
         return len(rows)
