@@ -1,0 +1,96 @@
+"""Through the running platform (`kassa up`: relay and consumers as in production), a transfer
+reaches a webhook receiver, signed, and the notification log of the account that opted in,
+while the account that did not opt in (a fee account) gets no notification for it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING
+
+import msgspec
+import pytest
+
+from kassa.notifications.domain.signing import verify
+from support.server import create_accounts, new_tenant
+
+if TYPE_CHECKING:
+    from support.server import Platform
+
+pytestmark = pytest.mark.e2e
+
+WAIT_S = 60.0
+
+
+class _Receiver:
+    """A minimal HTTP/1.1 receiver that answers 200 and keeps (headers, body) of each request."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.port = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            headers = {}
+            for line in head.decode("latin-1").split("\r\n")[1:]:
+                name, sep, value = line.partition(":")
+                if sep:
+                    headers[name.strip().lower()] = value.strip()
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            self.requests.append((headers, body))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+
+async def test_a_transfer_reaches_a_signed_webhook_and_only_the_opted_in_accounts_log(platform: Platform) -> None:
+    receiver = _Receiver()
+    server = await asyncio.start_server(receiver.serve, "127.0.0.1", 0)
+    receiver.port = server.sockets[0].getsockname()[1]
+    try:
+        async with platform.client(await new_tenant(platform)) as api:
+            created = await api.post(
+                "/v1/webhook-endpoints",
+                json={"url": f"http://127.0.0.1:{receiver.port}/hooks", "event_types": ["TransferPosted"]},
+            )
+            assert created.status_code == 201, created.text
+            secret = created.json()["secret"]
+            await create_accounts(
+                api,
+                [
+                    {"id": "fee", "currency": "EUR", "normal_balance": "debit", "allow_negative": True},
+                    {"id": "alice", "currency": "EUR", "metadata": {"notify": True}},
+                ],
+            )
+            moved = await api.post(
+                "/v1/transfers",
+                json={"debit_account_id": "fee", "credit_account_id": "alice", "amount": 250, "currency": "EUR"},
+            )
+            assert moved.status_code == 201, moved.text
+            transfer_id = moved.json()["id"]
+
+            deadline = time.monotonic() + WAIT_S
+            notes: list[dict[str, object]] = []
+            while not (notes and receiver.requests):
+                assert time.monotonic() < deadline, "the transfer reached neither the log nor the receiver in time"
+                await asyncio.sleep(0.1)
+                page = (await api.get("/v1/notifications?account_id=alice")).json()
+                notes = [n for n in page["data"] if n["event_type"] == "TransferPosted"]
+            assert [n["data"]["transfer_id"] for n in notes] == [transfer_id]
+            # The fee account's side of the same event was handled in the same consumer
+            # transaction as alice's, so its absence is settled now.
+            assert (await api.get("/v1/notifications?account_id=fee")).json()["data"] == []
+    finally:
+        server.close()
+        await server.wait_closed()
+    (headers, body), *_ = receiver.requests
+    assert headers["kassa-event-type"] == "TransferPosted"
+    verify(body, headers["kassa-signature"], secret, int(time.time()))
+    assert msgspec.json.decode(body)["data"]["id"] == transfer_id
