@@ -1,7 +1,7 @@
 """What the event roles run: the handlers and background loops handed over by the wiring.
 
 The events context knows nothing of the contexts that react to events, not even their module
-names: `kassa.bootstrap.event_wiring()` builds an `EventWiring` and hands it to the runtime and
+names: the platform's wiring (bootstrap) builds an `EventWiring` and hands it to the runtime and
 the operator tools.
 """
 
