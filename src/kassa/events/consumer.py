@@ -126,9 +126,11 @@ async def _apply_in_transaction(
 ) -> None:
     """Apply new batches and move the position. A batch with raw bytes came from the broker
     and must match its recorded digest; None marks one read from the outbox (trusted)."""
-    await scope(conn, {e.tenant_id for batch, _ in batches for e in batch.events})
+    # Positions and digests are platform rows (no tenant): check every message before anything
+    # of its content (its tenants included) is used.
     at = started = await lock_position(conn, handler.name)
     digests = await recorded_digests(conn, [b.batch for b, raw in batches if raw is not None])
+    verified = []
     for batch, raw in batches:
         if raw is not None and digests.get(batch.batch) != digest(raw):
             log.warning(
@@ -136,9 +138,11 @@ async def _apply_in_transaction(
                 handler.name,
                 batch.batch,
             )
-            metrics.rejected_total.labels(handler.name, "forged").inc()
-            outcomes.add("rejected")
-            continue
+            outcomes.add("rejected")  # counted in kassa_events_rejected_total once committed
+        else:
+            verified.append(batch)
+    await scope(conn, {e.tenant_id for batch in verified for e in batch.events})
+    for batch in verified:
         if batch.batch <= at:
             outcomes.add("duplicate", len(batch.events))
             continue
@@ -219,7 +223,10 @@ async def catch_up(
 
 def _observe(consumer: str, batches: Sequence[tuple[Batch, bytes | None]], outcomes: Outcomes) -> None:
     for outcome, n in outcomes.counts.items():
-        metrics.consumed_total.labels(consumer, outcome).inc(n)
+        if outcome == "rejected":
+            metrics.rejected_total.labels(consumer, "forged").inc(n)
+        else:
+            metrics.consumed_total.labels(consumer, outcome).inc(n)
     # One sample per batch (its oldest event): the delay of a batch is what an operator watches.
     now = time.time()
     for batch, _ in batches:
