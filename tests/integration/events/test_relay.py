@@ -146,3 +146,37 @@ async def test_a_standby_relay_takes_over_when_the_leader_stops(pool: Pool, nats
         second_stop.set()
         await asyncio.gather(*tasks)
         await bus.close()
+
+
+async def test_a_batch_left_in_flight_is_republished_first_and_applied_once_even_if_it_renders_differently(
+    pool: Pool, nats_server: object, effects_table: str
+) -> None:
+    import hashlib
+
+    bus = await nats_bus(nats_server.url)  # type: ignore[attr-defined]
+    try:
+        await drain(pool, bus)
+        tenant = new_tenant()
+        ids = await write_outbox(pool, tenant, ["a", "b"], per_key=2)
+        seqs = [r["seq"] for r in await pool.fetch("SELECT seq FROM outbox WHERE tenant_id = $1 ORDER BY seq", tenant)]
+        # As a leader that died after recording would leave it, with bytes this one no longer renders.
+        batch_no = await pool.fetchval(
+            "INSERT INTO relay_batches (batch_no, seq_min, seq_max, event_count, digest, seqs)"
+            " SELECT coalesce(max(batch_no), 0) + 1, $1, $2, $3, $4, $5 FROM relay_batches RETURNING batch_no",
+            min(seqs),
+            max(seqs),
+            len(seqs),
+            hashlib.sha256(b"what an older version rendered").digest(),
+            seqs,
+        )
+        later = await write_outbox(pool, tenant, ["a"], per_key=1)
+        await drain(pool, bus)
+        row = await pool.fetchrow("SELECT published_at, seqs FROM relay_batches WHERE batch_no = $1", batch_no)
+        assert row["published_at"] is not None and row["seqs"] is None
+        numbers = await pool.fetch("SELECT batch_no FROM outbox WHERE tenant_id = $1 ORDER BY seq", tenant)
+        assert [r["batch_no"] for r in numbers][: len(ids)] == [batch_no] * len(ids)
+        assert numbers[-1]["batch_no"] > batch_no  # the later row went into a later batch
+        got = await _consume_all(pool, bus, RecordingHandler(tenant), len(ids) + len(later))
+        assert [e for _, e in got] == ids + later
+    finally:
+        await bus.close()
