@@ -5,7 +5,6 @@ while the account that did not opt in (a fee account) gets no notification for i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -13,6 +12,7 @@ import msgspec
 import pytest
 
 from kassa.notifications.domain.signing import verify
+from support.receiver import Receiver
 from support.server import create_accounts, new_tenant
 
 if TYPE_CHECKING:
@@ -23,35 +23,8 @@ pytestmark = pytest.mark.e2e
 WAIT_S = 60.0
 
 
-class _Receiver:
-    """A minimal HTTP/1.1 receiver that answers 200 and keeps (headers, body) of each request."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        self.port = 0
-
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            headers = {}
-            for line in head.decode("latin-1").split("\r\n")[1:]:
-                name, sep, value = line.partition(":")
-                if sep:
-                    headers[name.strip().lower()] = value.strip()
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            self.requests.append((headers, body))
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
-
 async def test_a_transfer_reaches_a_signed_webhook_and_only_the_opted_in_accounts_log(platform: Platform) -> None:
-    receiver = _Receiver()
+    receiver = Receiver()
     server = await asyncio.start_server(receiver.serve, "127.0.0.1", 0)
     receiver.port = server.sockets[0].getsockname()[1]
     try:
@@ -90,7 +63,7 @@ async def test_a_transfer_reaches_a_signed_webhook_and_only_the_opted_in_account
     finally:
         server.close()
         await server.wait_closed()
-    (headers, body), *_ = receiver.requests
-    assert headers["kassa-event-type"] == "TransferPosted"
-    verify(body, headers["kassa-signature"], secret, int(time.time()))
-    assert msgspec.json.decode(body)["data"]["id"] == transfer_id
+    first, *_ = receiver.requests
+    assert first.headers["kassa-event-type"] == "TransferPosted"
+    verify(first.body, first.headers["kassa-signature"], secret, int(time.time()))
+    assert msgspec.json.decode(first.body)["data"]["id"] == transfer_id

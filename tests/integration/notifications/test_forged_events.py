@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
-from notification_helpers import FAST, Receiver, drain_until, transfer_event
+from notification_helpers import FAST, drain_until, transfer_event
 
 from kassa.events.consumer import ConsumerRunner
 from kassa.events.outbox import NewEvent, write_events
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from kassa.events.bus.base import EventBus
     from kassa.events.envelope import Envelope
     from kassa.store.pool import Pool
+    from support.receiver import Receiver
 
 pytestmark = pytest.mark.integration
 
