@@ -88,7 +88,7 @@ async def test_a_transfer_reaches_the_notification_log_through_the_worker_role(p
             client,
             [
                 {"id": "bank", "currency": "EUR", "normal_balance": "debit", "allow_negative": True},
-                {"id": "wallet", "currency": "EUR"},
+                {"id": "wallet", "currency": "EUR", "metadata": {"notify": True}},  # opted in to the log
             ],
         )
         await fund(client, "bank", "wallet", 1_234, "EUR")
@@ -101,6 +101,8 @@ async def test_a_transfer_reaches_the_notification_log_through_the_worker_role(p
             assert time.monotonic() < deadline, f"no TransferPosted notification after {_WAIT_S} s: {page}"
             await asyncio.sleep(0.1)
         assert "AccountCreated" in kinds
+        # The bank account did not opt in: the same consumer transaction wrote nothing for it.
+        assert (await client.get("/v1/notifications", params={"account_id": "bank"})).json()["data"] == []
 
 
 def _kassa(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:

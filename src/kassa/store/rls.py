@@ -35,7 +35,7 @@ WORKER_POLICY = "kassa_worker_all"
 # consumer or the webhook delivery worker touches outside a tenant scope is added here.
 WORKER_TABLES = (
     "outbox",
-    "event_inbox",
+    "notification_accounts",
     "event_dead_letters",
     "webhook_endpoints",
     "webhook_deliveries",
