@@ -25,7 +25,7 @@ ENVELOPE_JSON = """json_build_object(
     'id', o.id, 'type', o.type, 'version', o.version,
     'occurred_at', to_char(o.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
     'tenant_id', o.tenant_id, 'trace_id', o.trace_id, 'data', o.data,
-    'aggregate_type', o.aggregate_type, 'aggregate_id', o.aggregate_id)::text"""
+    'aggregate_type', o.aggregate_type, 'aggregate_id', o.aggregate_id, 'traceparent', o.traceparent)::text"""
 
 
 class Batch(msgspec.Struct, frozen=True, kw_only=True):

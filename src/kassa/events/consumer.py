@@ -41,6 +41,7 @@ from kassa.events.position import (
     save_position,
     stream_id,
 )
+from kassa.observability import tracing
 from kassa.store.tenancy import scope
 
 if TYPE_CHECKING:
@@ -98,16 +99,16 @@ async def _apply_events(
     if not isolate:
         handle_many = getattr(handler, "handle_many", None)
         if handle_many is not None:
-            await handle_many(conn, wanted)
+            await tracing.consumed(handler.name, wanted, handle_many(conn, wanted))
         else:
             for event in wanted:
-                await handler.handle(conn, event)
+                await tracing.consumed(handler.name, (event,), handler.handle(conn, event))
         return len(wanted), 0
     dead = 0
     for event in wanted:
         try:
             async with conn.transaction():
-                await handler.handle(conn, event)
+                await tracing.consumed(handler.name, (event,), handler.handle(conn, event))
         except Exception as exc:  # noqa: BLE001 - a handler may fail in any way; the last attempt dead-letters
             log.warning("consumer %s dead-letters %s %s: %r", handler.name, event.type, event.id, exc)
             await file_dead_letter_in(conn, handler.name, encode(event), repr(exc), attempt, event)

@@ -41,6 +41,7 @@ from kassa.events._db import connection
 from kassa.events.batch import ENVELOPE_JSON, dedup_id, digest, message_bytes
 from kassa.events.bus.base import Message
 from kassa.events.errors import EventBusUnavailable
+from kassa.observability import tracing
 from kassa.shared.clock import utcnow
 from kassa.shared.invariants import invariant
 
@@ -60,7 +61,7 @@ RELAY_LOCK_KEY = 0x6B61737372
 PAUSE_AFTER_PUBLISH_ENV = "KASSA_RELAY_TEST_PAUSE_AFTER_PUBLISH"
 
 _SELECT = f"""
-SELECT o.seq, o.occurred_at, {ENVELOPE_JSON} AS envelope
+SELECT o.seq, o.occurred_at, o.id::text AS id, o.tenant_id, o.type, o.traceparent, {ENVELOPE_JSON} AS envelope
 FROM outbox o WHERE o.published_at IS NULL ORDER BY o.seq LIMIT $1
 """
 _IN_FLIGHT = "SELECT batch_no, seqs, digest FROM relay_batches WHERE published_at IS NULL ORDER BY batch_no"
@@ -181,10 +182,17 @@ class Relay:
         if self._next_batch_no is None:
             self._next_batch_no = int(await conn.fetchval("SELECT coalesce(max(batch_no), 0) + 1 FROM relay_batches"))
         batch_no = self._next_batch_no
-        payload = message_bytes(self._stream, batch_no, [r["envelope"] for r in rows])
-        await conn.execute(_RECORD, batch_no, min(seqs), max(seqs), len(seqs), digest(payload), seqs)
-        self._next_batch_no = batch_no + 1
-        await self._publish_and_mark(conn, batch_no, payload, seqs)
+        # With tracing on, each traced event is published under a producer span of its own and
+        # carries that span as traceparent (recorded in the digest like every other byte).
+        with tracing.publishing([(r["traceparent"], r["tenant_id"], r["type"], r["id"]) for r in rows]) as spans:
+            texts = [
+                r["envelope"] if tp is None else r["envelope"].replace(r["traceparent"], tp)
+                for r, tp in zip(rows, spans, strict=True)
+            ]
+            payload = message_bytes(self._stream, batch_no, texts)
+            await conn.execute(_RECORD, batch_no, min(seqs), max(seqs), len(seqs), digest(payload), seqs)
+            self._next_batch_no = batch_no + 1
+            await self._publish_and_mark(conn, batch_no, payload, seqs)
         metrics.relay_batch_seconds.observe(time.perf_counter() - started)
         return len(rows)
 
@@ -197,10 +205,11 @@ class Relay:
         payload = message_bytes(self._stream, batch_no, [r["envelope"] for r in rows])
         suffix = ""
         if digest(payload) != bytes(batch["digest"]):
-            # Not expected (the rendering is deterministic), but possible across a PostgreSQL
-            # upgrade. Safe: record the new bytes and publish them under a new id; a consumer
-            # that got the old message applied it (and drops this one by its position), one
-            # that did not now refuses the old one and applies this one.
+            # Expected only with tracing on (the publish spans' traceparents are gone) or across
+            # a PostgreSQL upgrade that renders differently. Safe: record the new bytes and
+            # publish them under a new id; a consumer that got the old message applied it (and
+            # drops this one by its position), one that did not now refuses the old one and
+            # applies this one.
             log.warning("relay: batch %d renders differently after a restart; re-recording it", batch_no)
             await conn.execute("UPDATE relay_batches SET digest = $2 WHERE batch_no = $1", batch_no, digest(payload))
             suffix = ":" + digest(payload).hex()[:16]

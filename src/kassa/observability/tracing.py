@@ -265,32 +265,50 @@ async def _client_batch(tracer: Tracer, size: int, apply: Awaitable[T]) -> T:
 
 # Events -------------------------------------------------------------------------------------
 def published(publish: Callable[[list[Envelope]], Awaitable[None]], envelopes: list[Envelope]) -> Awaitable[None]:
-    """Publish `envelopes` (the relay's batch) with a producer span per traced event; each event
-    then carries its publish span as traceparent, so consumers hang below it."""
+    """Publish `envelopes` with a producer span per traced event; each event then carries its
+    publish span as traceparent, so consumers hang below it."""
     if _tracer is None:
         return publish(envelopes)
-    return _published(_tracer, publish, envelopes)
+    return _published(publish, envelopes)
 
 
-async def _published(
-    tracer: Tracer, publish: Callable[[list[Envelope]], Awaitable[None]], envelopes: list[Envelope]
-) -> None:
+async def _published(publish: Callable[[list[Envelope]], Awaitable[None]], envelopes: list[Envelope]) -> None:
+    with publishing([(e.traceparent, e.tenant_id, e.type, e.id) for e in envelopes]) as reparented:
+        out = [
+            e if tp is None else msgspec.structs.replace(e, traceparent=tp)
+            for e, tp in zip(envelopes, reparented, strict=True)
+        ]
+        await publish(out)
+
+
+@contextmanager
+def publishing(events: Sequence[tuple[str | None, str, str, str]]) -> Iterator[list[str | None]]:
+    """Producer spans for a batch the relay publishes: for each (traceparent, tenant id, type,
+    event id), the traceparent the published event carries instead (None: untraced, unchanged).
+    The spans end, marked failed if it raised, when the block ends."""
+    if _tracer is None:
+        yield [None] * len(events)
+        return
     from opentelemetry.trace import SpanKind
 
     spans: list[Span] = []
-    out: list[Envelope] = []
-    for event in envelopes:
-        parent = _extract(event.traceparent)
+    out: list[str | None] = []
+    for traceparent, tenant_id, event_type, event_id in events:
+        parent = _extract(traceparent)
         if parent is None:
-            out.append(event)
+            out.append(None)
             continue
-        span = tracer.start_span(
-            "outbox publish", context=parent, kind=SpanKind.PRODUCER, attributes=_event_attributes(event, "send")
-        )
+        attributes = {
+            "kassa.tenant_id": tenant_id,
+            "kassa.event.type": event_type,
+            "messaging.message.id": event_id,
+            "messaging.operation.type": "send",
+        }
+        span = _tracer.start_span("outbox publish", context=parent, kind=SpanKind.PRODUCER, attributes=attributes)
         spans.append(span)
-        out.append(msgspec.structs.replace(event, traceparent=_traceparent(span)))
+        out.append(_traceparent(span))
     with _ending(spans):
-        await publish(out)
+        yield out
 
 
 def consumed(consumer: str, events: Sequence[Envelope], apply: Awaitable[T]) -> Awaitable[T]:
