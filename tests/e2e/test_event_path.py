@@ -12,29 +12,15 @@ import msgspec
 import pytest
 
 from kassa.notifications.domain.signing import verify
-from support.receiver import Receiver
 from support.server import create_accounts, new_tenant
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
+    from support.receiver import Receiver
     from support.server import Platform
 
 pytestmark = pytest.mark.e2e
 
 WAIT_S = 60.0
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    receiver = Receiver()
-    server = await asyncio.start_server(receiver.serve, "127.0.0.1", 0)
-    receiver.port = server.sockets[0].getsockname()[1]
-    try:
-        yield receiver
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def test_a_transfer_reaches_a_signed_webhook_and_only_the_opted_in_accounts_log(

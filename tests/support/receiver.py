@@ -1,4 +1,5 @@
-"""A scripted HTTP/1.1 webhook receiver on a loopback port, for integration and e2e tests."""
+"""A scripted HTTP/1.1 webhook receiver on a loopback port, for integration and e2e tests, and
+the `receiver` fixture (a pytest plugin of tests/conftest.py) that runs one for a test."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import contextlib
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import pytest
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -76,3 +79,9 @@ async def serving(receiver: Receiver | None = None) -> AsyncIterator[Receiver]:
     finally:
         server.close()
         await server.wait_closed()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with serving() as found:
+        yield found

@@ -1,4 +1,5 @@
-"""Fixtures for notifications integration tests: a fresh tenant per test and a local receiver."""
+"""Fixtures for notifications integration tests: a fresh tenant per test (the receiver fixture
+comes from tests/support/receiver.py)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from kassa.shared.ids import new_id
-from support.receiver import serving
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from notification_helpers import Receiver
-
     from kassa.store.pool import Pool
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with serving() as found:
-        yield found
 
 
 async def make_tenant(pool: Pool) -> str:
