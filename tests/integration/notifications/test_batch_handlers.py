@@ -69,7 +69,7 @@ async def test_a_multi_leg_transaction_event_reaches_subscribed_endpoints_and_op
     from kassa.events.envelope import Envelope
     from kassa.shared.clock import utcnow
 
-    service = NotificationService(pool)
+    service = notification_service(pool)
     endpoint = await service.create_endpoint(tenant, "http://127.0.0.1:9/tx", ["TransactionPosted"])
     await service.create_endpoint(tenant, "http://127.0.0.1:9/transfers", ["TransferPosted"])
     postings = [

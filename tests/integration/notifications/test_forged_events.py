@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
-from notification_helpers import FAST, drain_until, transfer_event
+from notification_helpers import FAST, drain_until, notification_service, transfer_event
 
 from kassa.events.consumer import ConsumerRunner
 from kassa.events.outbox import NewEvent, write_events
 from kassa.events.relay import drain
 from kassa.notifications.consumers import NotificationLogHandler, WebhookFanoutHandler
-from kassa.notifications.service import NotificationService
 from support.events import BusFactory, RecordingBus, wait_for
 
 if TYPE_CHECKING:
@@ -86,7 +85,7 @@ async def test_forged_broker_messages_reach_no_receiver_and_no_notification_but_
     pool: Pool, bus_factory: BusFactory, tenant: str, receiver: Receiver
 ) -> None:
     bus = await bus_factory()
-    await NotificationService(pool).create_endpoint(tenant, receiver.url, ["*"])
+    await notification_service(pool).create_endpoint(tenant, receiver.url, ["*"])
     for account in ("alice", "bob"):
         await _commit(pool, tenant, "AccountCreated", "account", _account(account))
     recording = RecordingBus(bus)
