@@ -58,7 +58,8 @@ def test_each_ledger_event_type_has_a_versioned_schema() -> None:
         "TransactionVoided",
         "TransactionExpired",
     }
-    assert {f"{t}.v1" for t in expected} | {"envelope.v1"} == set(schema_names())
+    # Other contexts (identity, payments, compliance) add schemas of their own beside these.
+    assert {f"{t}.v1" for t in expected} | {"envelope.v1"} <= set(schema_names())
 
 
 def test_a_well_formed_transfer_event_validates() -> None:

@@ -19,6 +19,7 @@ from kassa.api.schemas import Input, Metadata
 from kassa.identity.domain.customers import CUSTOMER_ID_PATTERN, Customer
 from kassa.identity.errors import CustomerExists, CustomerNotFound
 from kassa.shared.clock import to_rfc3339
+from kassa.shared.countries import COUNTRIES
 from kassa.shared.ids import new_id
 from kassa.shared.limits import customer_email_chars_max, customer_id_chars_max, customer_name_chars_max
 from kassa.store.idempotency import Replay
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from kassa.identity.customers import CustomerService
 
 _TAG = "customers"
+_TEXT = r"[^\x00-\x1f\x7f-\x9f]"  # any character but a C0 or C1 control
+_ADDR = r"[^@\s\x00-\x1f\x7f-\x9f]"  # a character of an email address part
 PAGE_QUERY = (("limit", "integer", "page size (bounded)"), ("cursor", "string", "next_cursor of the previous page"))
 CustomerId = Annotated[
     str,
@@ -44,9 +47,39 @@ CustomerId = Annotated[
 class CustomerCreate(Input, kw_only=True):
     id: CustomerId | None = None
     type: Literal["person", "business"]
-    name: Annotated[str, Meta(min_length=1, max_length=customer_name_chars_max, description="personal data")]
-    email: Annotated[str, Meta(max_length=customer_email_chars_max, description="personal data")] | None = None
-    country: Annotated[str, Meta(pattern=r"^[A-Z]{2}\Z", description="ISO 3166-1 alpha-2 code, e.g. DE")]
+    # The documented patterns state the domain's rules (no control characters, not only spaces,
+    # an address shape) for clients and the schema fuzzer; the domain enforces them, answering
+    # `invalid_customer` without echoing the value.
+    name: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=customer_name_chars_max,
+            description="personal data",
+            extra_json_schema={"pattern": rf"^{_TEXT}*[^\s\x00-\x1f\x7f-\x9f]{_TEXT}*$"},
+        ),
+    ]
+    email: (
+        Annotated[
+            str,
+            Meta(
+                max_length=customer_email_chars_max,
+                description="personal data",
+                extra_json_schema={"pattern": rf"^{_ADDR}{{1,64}}@{_ADDR}+\.{_ADDR}+$"},
+            ),
+        ]
+        | None
+    ) = None
+    # The enum tells clients (and the schema fuzzer) which codes are assigned; "AA" matches the
+    # pattern but is no country.
+    country: Annotated[
+        str,
+        Meta(
+            pattern=r"^[A-Z]{2}\Z",
+            description="ISO 3166-1 alpha-2 code, e.g. DE",
+            extra_json_schema={"enum": sorted(COUNTRIES)},
+        ),
+    ]
     metadata: Metadata = msgspec.field(default_factory=dict)
 
 

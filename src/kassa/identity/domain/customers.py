@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -57,7 +58,9 @@ def check_customer(customer: Customer) -> None:
         raise InvalidCustomer(f"email must be an address such as name@example.com (at most {customer_email_chars_max})")
     if not is_country(customer.country):
         raise InvalidCustomer("country must be an ISO 3166-1 alpha-2 code in upper case, such as DE or US")
-    if any(not ch.isprintable() for ch in customer.name + (customer.email or "")):
+    # Control characters (Unicode category Cc) are refused; format characters such as the
+    # zero-width joiner some scripts need in names are not.
+    if any(unicodedata.category(ch) == "Cc" for ch in customer.name + (customer.email or "")):
         raise InvalidCustomer("name and email must not contain control characters")
     check_metadata(customer.metadata)
 
