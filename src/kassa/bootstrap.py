@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kassa.identity.customers import CustomerService
+from kassa.identity.ratelimit import build_limiter
 from kassa.identity.service import IdentityService
 from kassa.ledger.batcher import Batcher
 from kassa.ledger.service import LedgerService
@@ -42,6 +43,7 @@ class Services:
         await self.payments.close()
         await self.ledger.stop_expiry_sweeper()
         await self.ledger.batcher.stop()
+        await self.identity.close()
         await self.pool.close()
 
 
@@ -57,11 +59,16 @@ async def build_services(settings: Settings, *, sweeper: bool = True) -> Service
     ledger = LedgerService(pool, batcher)
     if sweeper:
         ledger.start_expiry_sweeper()
+    identity = IdentityService(
+        pool, build_limiter(settings.redis_url), (settings.rate_limit_per_s, settings.rate_limit_burst)
+    )
+    # Revocations from any process reach this one's key cache by LISTEN/NOTIFY (identity.authn).
+    identity.start(settings.database_url)
     return Services(
         settings=settings,
         pool=pool,
         ledger=ledger,
-        identity=IdentityService(pool),
+        identity=identity,
         keys=keys,
         customers=CustomerService(pool, keys),
         payments=PaymentsService.build(settings, pool, ledger),

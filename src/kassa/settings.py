@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from kassa.shared.limits import http_body_read_timeout_s
+from kassa.shared.limits import http_body_read_timeout_s, rate_limit_burst_default, rate_limit_per_s_default
 
 
 def _int(name: str, default: int) -> int:
@@ -82,6 +82,9 @@ class Settings:
     # Base backups and the WAL archive of the embedded PostgreSQL (from_env: data_dir/backups).
     backup_dir: Path = Path(".kassa/backups")
     wal_archive: bool = True  # archive the embedded PostgreSQL's WAL continuously (point-in-time restore)
+    # The named default rate limit of API keys without their own (token bucket).
+    rate_limit_per_s: int = rate_limit_per_s_default
+    rate_limit_burst: int = rate_limit_burst_default
 
     @property
     def migration_url(self) -> str | None:
@@ -129,4 +132,6 @@ class Settings:
             webhook_allow_private=_bool("KASSA_WEBHOOK_ALLOW_PRIVATE"),
             backup_dir=Path(os.environ.get("KASSA_BACKUP_DIR") or data_dir / "backups").resolve(),
             wal_archive=(os.environ.get("KASSA_WAL_ARCHIVE") or "on").lower() not in ("off", "0", "false", "no"),
+            rate_limit_per_s=_int("KASSA_RATE_LIMIT_PER_S", rate_limit_per_s_default),
+            rate_limit_burst=_int("KASSA_RATE_LIMIT_BURST", rate_limit_burst_default),
         )

@@ -20,7 +20,18 @@ from starlette.routing import Route
 
 from kassa import observability
 from kassa.api import problems
-from kassa.api.routes import accounts, customers, health, tenants, transactions, transfers, wallets, webhooks
+from kassa.api.routes import (
+    accounts,
+    api_keys,
+    audit,
+    customers,
+    health,
+    tenants,
+    transactions,
+    transfers,
+    wallets,
+    webhooks,
+)
 from kassa.api.routing import REGISTRY, path_routes
 from kassa.bootstrap import build_services
 from kassa.observability import logging as jsonlog
@@ -36,7 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kassa.access")
 # Importing them registers their endpoints.
-_ROUTE_MODULES = (tenants, accounts, transfers, transactions, webhooks, customers, wallets)
+_ROUTE_MODULES = (tenants, accounts, transfers, transactions, webhooks, customers, wallets, api_keys, audit)
 # Checked with fullmatch: a `$` would also accept a value ending in a newline.
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

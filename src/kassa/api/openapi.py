@@ -35,6 +35,7 @@ _REASONS = {
     409: "Conflict",
     413: "Payload too large",
     422: "Unprocessable",
+    429: "Rate limited (Retry-After, RateLimit-Limit/-Remaining/-Reset)",
     503: "Unavailable",
 }
 
@@ -114,7 +115,9 @@ def _edge_errors(ep: Endpoint) -> set[int]:
     """Statuses the shared wrapper itself can answer for this endpoint, whatever the handler does."""
     found = set(ep.errors)
     if ep.auth != "none":
-        found |= {401, 403, 503}  # a key of the wrong kind is a 403; the key lookup needs the database
+        # A key of the wrong kind or without the route's scope is a 403; past its rate limit a
+        # 429; the key lookup needs the database.
+        found |= {401, 403, 429, 503}
     if _PARAM.search(ep.path):
         found.add(404)
     if ep.query:
@@ -163,6 +166,7 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
     }
     if ep.auth != "none":
         op["security"] = [{"bearer": []}]
+        op["x-kassa-scope"] = ep.scope
     if ep.body is not None:
         op["requestBody"] = {
             "required": ep.body.__name__ not in ("TransferPost", "TransactionPost"),  # an empty body posts in full

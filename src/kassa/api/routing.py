@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kassa.api import problems
+from kassa.identity.errors import RateLimited, ScopeMissing
 from kassa.observability import metrics
 from kassa.shared.errors import (
     Forbidden,
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
 
     from kassa.bootstrap import Services
     from kassa.identity.domain.model import Principal
+    from kassa.identity.domain.ratelimit import Decision
+    from kassa.identity.domain.scopes import Scope
 
 log = logging.getLogger("kassa.api")
 # Visible ASCII only: a key is an opaque token, and HTTP strips the spaces that could end it.
@@ -164,6 +167,7 @@ class Endpoint:
     handler: Handler
     summary: str
     auth: Auth
+    scope: Scope | None  # what the key must hold (kassa.identity.domain.scopes); None only for auth="none"
     body: type[Any] | None
     responses: dict[int, type[Any] | None]
     errors: tuple[int, ...]
@@ -182,6 +186,7 @@ def endpoint(
     path: str,
     *,
     summary: str,
+    scope: Scope | None,
     auth: Auth = "tenant",
     body: type[Any] | None = None,
     responses: dict[int, type[Any] | None] | None = None,
@@ -192,6 +197,10 @@ def endpoint(
     not_found: type[KassaError] = NotFound,
     required_query: tuple[str, ...] = (),
 ) -> Callable[[Handler], Handler]:
+    # Required and checked here, at import: a route cannot exist without deciding who may call it.
+    if (scope is None) != (auth == "none"):
+        raise TypeError(f"{method} {path}: every authenticated route names its scope (and only those)")
+
     def register(handler: Handler) -> Handler:
         REGISTRY.append(
             Endpoint(
@@ -200,6 +209,7 @@ def endpoint(
                 handler,
                 summary,
                 auth,
+                scope,
                 body,
                 responses or {200: None},
                 errors,
@@ -246,14 +256,41 @@ def bearer(request: Request) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
+def rate_limit_headers(decision: Decision) -> dict[str, str]:
+    """The IETF draft's fields (draft-ietf-httpapi-ratelimit-headers, the `RateLimit-Limit`,
+    `-Remaining`, `-Reset` form): the bucket size, whole tokens left, seconds until full."""
+    return {
+        "RateLimit-Limit": str(decision.limit),
+        "RateLimit-Remaining": str(decision.remaining),
+        "RateLimit-Reset": str(decision.reset_s),
+    }
+
+
 def _error_headers(error: KassaError) -> dict[str, str] | None:
     if error.status == 401:
         return {"WWW-Authenticate": "Bearer"}
+    if isinstance(error, RateLimited):
+        return {"Retry-After": str(error.decision.retry_after_s), **rate_limit_headers(error.decision)}
     if error.status == 503:
         return {"Retry-After": str(retry_after_s)}
     if isinstance(error, RequestTimeout):
         return {"Connection": "close"}  # the rest of the body is not worth waiting for
     return None
+
+
+async def _authorize(ep: Endpoint, services: Services, request: Request) -> tuple[Principal, Decision]:
+    """Who (401), whether they may (403, naming the missing scope), how often (429), in that order."""
+    principal = await services.identity.authenticate(bearer(request))
+    if ep.auth == "admin" and principal.role != "admin":
+        raise Forbidden("this endpoint needs the admin API key")
+    if ep.auth == "tenant" and principal.tenant_id is None:
+        raise Forbidden("this endpoint needs a tenant API key")
+    request.state.tenant_id = principal.tenant_id
+    request.state.key_id = principal.key_id
+    assert ep.scope is not None  # endpoint() guarantees it for authenticated routes
+    if ep.scope not in principal.scopes:
+        raise ScopeMissing(ep.scope)
+    return principal, await services.identity.admit(principal)
 
 
 # Not an IANA status: nginx's "client closed request", used in logs and metrics only (the client
@@ -266,20 +303,20 @@ def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         services: Services = request.app.state.services
         try:
             principal = None
+            decision = None
             if ep.auth != "none":
-                principal = await services.identity.authenticate(bearer(request))
-                if ep.auth == "admin" and principal.role != "admin":
-                    raise Forbidden("this endpoint needs the admin API key")
-                if ep.auth == "tenant" and principal.tenant_id is None:
-                    raise Forbidden("this endpoint needs a tenant API key")
-                request.state.tenant_id = principal.tenant_id
+                principal, decision = await _authorize(ep, services, request)
             check_params(request, ep.not_found)
             body = b""
             if ep.body is not None:
                 body = await read_body(request, timeout_s=services.settings.http_body_read_timeout_s)
-            return await ep.handler(Ctx(request, services, principal, body))
+            response = await ep.handler(Ctx(request, services, principal, body))
+            if decision is not None:
+                response.headers.update(rate_limit_headers(decision))
+            return response
         except KassaError as error:
-            return problems.problem(error, headers=_error_headers(error))
+            extra = {"scope": error.scope} if isinstance(error, ScopeMissing) else {}
+            return problems.problem(error, headers=_error_headers(error), **extra)
         except ClientDisconnect:
             metrics.client_disconnects.inc()
             log.info("client disconnected before its request body was read", extra={"route": ep.path})

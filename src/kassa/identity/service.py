@@ -1,64 +1,105 @@
-"""Identity service: tenants, API keys and authentication of requests.
+"""Identity service: tenants, API keys, authentication and rate limits of requests.
 
-Verified keys are cached in-process for a short time so authentication costs no database
-round trip on the hot path; a revoked key stops working within `_CACHE_TTL_S`.
+Authentication (`authn.Authenticator`) caches verified keys in-process and drops a key the
+moment any process revokes or changes it (LISTEN/NOTIFY); rate limits (`ratelimit`) are token
+buckets per key, in process or in Redis.
 
 Row-level security: `api_keys` is a tenant table, invisible to the application role outside a
 tenant scope, but a request names its tenant only through its key. The lookup therefore goes
-through `kassa_authenticate(hash)` (migration 0007), a SECURITY DEFINER function that returns
-the principal of a live key with that hash and nothing else: no policy opens the table, and no
-query of the application can list keys across tenants. Creating a tenant is scoped to the new
-tenant (plus the admin's idempotency scope).
+through `kassa_authenticate(hash)` (migrations 0007, 0040), a SECURITY DEFINER function that
+returns the principal of a live key with that hash and nothing else: no policy opens the table,
+and no query of the application can list keys across tenants. Creating a tenant is scoped to
+the new tenant (plus the admin's idempotency scope).
 """
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from kassa.events.outbox import NewEvent, write_events
+from kassa.identity import keys
+from kassa.identity.audit import record_audit
+from kassa.identity.authn import Authenticator
 from kassa.identity.domain.model import IssuedKey, Principal, Tenant, hash_secret, issue_key
-from kassa.shared.errors import Unauthorized
+from kassa.identity.errors import RateLimited
+from kassa.identity.ratelimit import InProcessLimiter, Limiter, limits_of
 from kassa.shared.ids import new_id
+from kassa.shared.limits import rate_limit_burst_default, rate_limit_per_s_default
 from kassa.store import idempotency, tenancy
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import asyncpg
 
+    from kassa.identity.domain.model import ApiKey
+    from kassa.identity.domain.ratelimit import Decision
     from kassa.store.idempotency import IdemClaim, Replay
     from kassa.store.pool import Conn
 
-_CACHE_TTL_S = 30.0
-_CACHE_SIZE_MAX = 10_000
+FIRST_KEY_NAME = "default"
 
 
 class IdentityService:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        limiter: Limiter | None = None,
+        rate_limit: tuple[int, int] = (rate_limit_per_s_default, rate_limit_burst_default),
+    ) -> None:
         self.pool = pool
-        self._cache: OrderedDict[bytes, tuple[float, Principal]] = OrderedDict()
+        self.authn = Authenticator(pool)
+        self.limiter = limiter or InProcessLimiter()
+        self.rate_limit = rate_limit  # (per second, burst) for keys without their own
+
+    def start(self, dsn: str) -> None:
+        """Listen for key revocations (see authn); call once the event loop runs."""
+        self.authn.start(dsn)
+
+    async def close(self) -> None:
+        await self.authn.close()
+        await self.limiter.close()
 
     async def authenticate(self, secret: str) -> Principal:
-        """Raises Unauthorized for a missing, unknown or revoked key."""
-        if not secret:
-            raise Unauthorized("missing API key: send Authorization: Bearer <key>")
-        digest = hash_secret(secret)
-        cached = self._cache.get(digest)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT id, role, tenant_id FROM kassa_authenticate($1)", digest)
-        if row is None:
-            raise Unauthorized("invalid API key")
-        principal = Principal(key_id=row["id"], role=row["role"], tenant_id=row["tenant_id"])
-        self._cache[digest] = (now + _CACHE_TTL_S, principal)
-        if len(self._cache) > _CACHE_SIZE_MAX:
-            self._cache.popitem(last=False)
-        return principal
+        """Raises Unauthorized for a missing, unknown, revoked or expired key."""
+        return await self.authn.authenticate(secret)
 
-    async def create_tenant(self, name: str, claim: IdemClaim | None, render: Any) -> tuple[Tenant, IssuedKey] | Replay:
-        """Create a tenant and its first API key. Raises IdempotencyKeyReused/InFlight."""
+    async def admit(self, principal: Principal) -> Decision:
+        """Take one token from the key's bucket. Raises RateLimited when it is empty."""
+        rate, burst = limits_of(principal, *self.rate_limit)
+        decision = await self.limiter.take(principal.key_id, rate, burst)
+        if not decision.allowed:
+            raise RateLimited(decision)
+        return decision
+
+    # A tenant's API keys (kassa.identity.keys); each change is audited.
+
+    async def create_key(self, tenant_id: str, actor: str | None, spec: keys.KeySpec) -> tuple[ApiKey, IssuedKey]:
+        return await keys.create_key(self.pool, tenant_id, actor, spec)
+
+    async def list_keys(self, tenant_id: str, after_id: str | None, limit: int) -> list[ApiKey]:
+        return await keys.list_keys(self.pool, tenant_id, after_id, limit)
+
+    async def get_key(self, tenant_id: str, key_id: str) -> ApiKey:
+        return await keys.get_key(self.pool, tenant_id, key_id)
+
+    async def revoke_key(self, tenant_id: str, actor: str | None, key_id: str) -> ApiKey:
+        revoked = await keys.revoke_key(self.pool, tenant_id, actor, key_id)
+        self.authn.forget(key_id)  # at once here; other processes by NOTIFY
+        return revoked
+
+    async def rotate_key(
+        self, tenant_id: str, actor: str | None, key_id: str, overlap_s: int, expires_at: datetime | None
+    ) -> tuple[ApiKey, IssuedKey, ApiKey]:
+        rotated = await keys.rotate_key(self.pool, tenant_id, actor, key_id, overlap_s, expires_at)
+        self.authn.forget(key_id)
+        return rotated
+
+    async def create_tenant(
+        self, name: str, claim: IdemClaim | None, render: Any, actor: str | None = None
+    ) -> tuple[Tenant, IssuedKey] | Replay:
+        """Create a tenant and its first API key (scope `admin`: everything of the tenant).
+        Raises IdempotencyKeyReused/InFlight."""
         key = issue_key()
         tenant_id = "ten_" + new_id().replace("-", "")
         async with self.pool.acquire() as conn, conn.transaction():
@@ -70,7 +111,16 @@ class IdentityService:
                 "INSERT INTO tenants (id, name) VALUES ($1, $2) RETURNING created_at", tenant_id, name
             )
             tenant = Tenant(id=tenant_id, name=name, created_at=created_at)
-            await _insert_key(conn, key, "tenant", tenant_id)
+            first = await keys.insert_key(conn, tenant_id, key, keys.KeySpec(FIRST_KEY_NAME, ("admin",)), None)
+            await record_audit(
+                conn,
+                tenant_id=tenant_id,
+                actor_key_id=actor,
+                action="tenant.created",
+                target_type="tenant",
+                target_id=tenant_id,
+                after={"id": tenant_id, "name": name, "first_api_key": keys.key_view(first)},
+            )
             await write_events(
                 conn,
                 [
@@ -98,27 +148,22 @@ class IdentityService:
             if secret is not None:
                 exists = await conn.fetchval("SELECT 1 FROM api_keys WHERE secret_hash = $1", hash_secret(secret))
                 if not exists:
-                    await _insert_key(
-                        conn, IssuedKey(id="key_admin_env", secret=secret), "admin", None, on_conflict_id=True
-                    )
+                    await _insert_admin_key(conn, IssuedKey(id="key_admin_env", secret=secret), on_conflict_id=True)
                 return None
             if await conn.fetchval("SELECT 1 FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL"):
                 return None
             key = issue_key()
-            await _insert_key(conn, key, "admin", None)
+            await _insert_admin_key(conn, key)
             return key
 
 
-async def _insert_key(
-    conn: Conn, key: IssuedKey, role: str, tenant_id: str | None, on_conflict_id: bool = False
-) -> None:
+async def _insert_admin_key(conn: Conn, key: IssuedKey, on_conflict_id: bool = False) -> None:
     if on_conflict_id:
         # A changed KASSA_ADMIN_KEY replaces the previous env-provided admin key.
         await conn.execute("DELETE FROM api_keys WHERE id = $1", key.id)
     await conn.execute(
-        "INSERT INTO api_keys (id, tenant_id, role, secret_hash) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO api_keys (id, tenant_id, role, secret_hash, name)"
+        " VALUES ($1, NULL, 'admin', $2, 'platform admin')",
         key.id,
-        tenant_id,
-        role,
         key.secret_hash,
     )

@@ -107,3 +107,30 @@ promote_timeout_s: Final = 60  # a standby leaves recovery after promotion
 # Capacity planning: kassa.capacity
 capacity_events_max: Final = 500  # events in one schedule file
 capacity_audience_max: Final = 10**9  # expected audience of one event
+
+# API keys (identity context)
+api_keys_per_tenant_max: Final = 100  # live (not revoked) keys of one tenant
+api_key_name_chars_max: Final = 200
+api_key_scopes_max: Final = 32
+api_key_lifetime_s_max: Final = 5 * 365 * 24 * 3600  # expires_at at most this far ahead
+# A cached key is re-read after this even though revocations arrive at once by NOTIFY: a bound
+# on staleness if a notification were ever lost while the listener still looked healthy.
+api_key_cache_ttl_s: Final = 10.0
+api_key_cache_size_max: Final = 10_000
+api_key_touch_interval_s: Final = 60.0  # last_used_at is written at most this often per key
+api_key_listener_ping_s: Final = 5.0  # the LISTEN connection proves it is alive this often
+api_key_listener_retry_s_max: Final = 5.0  # reconnect backoff cap of the LISTEN connection
+api_key_rotation_overlap_s_default: Final = 24 * 3600  # old and new key both valid this long
+api_key_rotation_overlap_s_max: Final = 30 * 24 * 3600
+
+# Rate limits per API key (token bucket). The named default applies to every key without its own
+# limit; KASSA_RATE_LIMIT_PER_S / KASSA_RATE_LIMIT_BURST change it per deployment. It is high on
+# purpose: a limit protects the platform from one runaway client, not a tenant from itself.
+rate_limit_per_s_default: Final = 10_000
+rate_limit_burst_default: Final = 20_000
+rate_limit_per_s_max: Final = 1_000_000
+rate_limit_buckets_max: Final = 100_000  # in-process buckets (least recently used dropped)
+rate_limit_redis_timeout_s: Final = 0.25  # a shared-limit check never stalls a request longer
+
+# Admin audit log
+audit_value_bytes_max: Final = 16 * 1024  # encoded JSON of one record's before or after

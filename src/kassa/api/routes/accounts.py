@@ -33,6 +33,7 @@ def _receipt(result: Account | KassaError) -> tuple[int, bytes]:
 @endpoint(
     "POST",
     "/v1/accounts",
+    scope="accounts:write",
     summary="Create an account",
     body=AccountCreate,
     responses={201: AccountOut},
@@ -58,7 +59,13 @@ async def create_account(ctx: Ctx) -> Response:
 
 
 @endpoint(
-    "GET", "/v1/accounts", summary="List accounts", responses={200: AccountPage}, errors=(400, 401), query=PAGE_QUERY
+    "GET",
+    "/v1/accounts",
+    scope="accounts:read",
+    summary="List accounts",
+    responses={200: AccountPage},
+    errors=(400, 401),
+    query=PAGE_QUERY,
 )
 async def list_accounts(ctx: Ctx) -> Response:
     limit = page_limit(ctx.request)
@@ -70,6 +77,7 @@ async def list_accounts(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/accounts/{id}",
+    scope="accounts:read",
     not_found=AccountNotFound,
     summary="Get an account with its balances",
     responses={200: AccountOut},
@@ -83,6 +91,7 @@ async def get_account(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/accounts/{id}/balance",
+    scope="accounts:read",
     not_found=AccountNotFound,
     summary="Balance now, or as of a past instant",
     responses={200: BalanceOut},
@@ -126,6 +135,7 @@ def _parse_instant(raw: str) -> datetime:
 @endpoint(
     "GET",
     "/v1/accounts/{id}/entries",
+    scope="accounts:read",
     not_found=AccountNotFound,
     summary="Journal entries of an account, newest first",
     responses={200: EntryPage},

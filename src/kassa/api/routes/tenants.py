@@ -32,6 +32,7 @@ def _tenant_out(tenant: Tenant, key: IssuedKey, *, stored: bool = False) -> Tena
 @endpoint(
     "POST",
     "/v1/tenants",
+    scope="tenants:write",
     summary="Create a tenant and its first API key",
     auth="admin",
     body=TenantCreate,
@@ -44,7 +45,10 @@ async def create_tenant(ctx: Ctx) -> Response:
     data = ctx.decode(TenantCreate)
     claim = ctx.idempotency_claim(msgspec.json.encode(data, order="sorted"))
     result = await ctx.services.identity.create_tenant(
-        data.name, claim, lambda t, k: (201, msgspec.json.encode(_tenant_out(t, k, stored=True)))
+        data.name,
+        claim,
+        lambda t, k: (201, msgspec.json.encode(_tenant_out(t, k, stored=True))),
+        actor=None if ctx.principal is None else ctx.principal.key_id,
     )
     if isinstance(result, Replay):
         return replay_response(result.status, result.body)

@@ -77,6 +77,7 @@ async def _submit(ctx: Ctx, command: Command, canonical: bytes, created_status: 
 @endpoint(
     "POST",
     "/v1/transfers",
+    scope="transactions:write",
     summary="Create a transfer (posted at once, or pending with a timeout)",
     body=TransferCreate,
     responses={201: TransferOut, 200: TransferOut},
@@ -92,6 +93,7 @@ async def create_transfer(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/transfers/{id}",
+    scope="transactions:read",
     not_found=TransferNotFound,
     summary="Get a transfer",
     responses={200: TransferOut},
@@ -105,6 +107,7 @@ async def get_transfer(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/transfers",
+    scope="transactions:read",
     summary="List transfers, newest first, optionally of one account",
     responses={200: TransferPage},
     errors=(400, 401),
@@ -122,6 +125,7 @@ async def list_transfers(ctx: Ctx) -> Response:
 @endpoint(
     "POST",
     "/v1/transfers/{id}/post",
+    scope="transactions:write",
     not_found=TransferNotFound,
     summary="Post a pending transfer, in full or in part",
     body=TransferPost,
@@ -138,6 +142,7 @@ async def post_transfer(ctx: Ctx) -> Response:
 @endpoint(
     "POST",
     "/v1/transfers/{id}/void",
+    scope="transactions:write",
     not_found=TransferNotFound,
     summary="Void a pending transfer, releasing its hold",
     body=None,
@@ -184,6 +189,7 @@ def _batch_response(atomic: bool, results: list[JobResult]) -> tuple[int, bytes]
 @endpoint(
     "POST",
     "/v1/transfers/batch",
+    scope="transactions:write",
     summary="Create many transfers in one transaction",
     body=TransferBatch,
     responses={201: BatchOut, 200: BatchOut},

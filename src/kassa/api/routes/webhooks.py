@@ -226,6 +226,7 @@ def _next(seq: int | None) -> str | None:
 @endpoint(
     "POST",
     "/v1/webhook-endpoints",
+    scope="webhooks:write",
     summary="Register a webhook endpoint (its secret is shown once)",
     body=WebhookEndpointCreate,
     responses={201: WebhookEndpointSecretOut},
@@ -245,6 +246,7 @@ async def create_webhook_endpoint(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/webhook-endpoints",
+    scope="webhooks:read",
     summary="List webhook endpoints, oldest first",
     responses={200: WebhookEndpointPage},
     errors=(400, 401),
@@ -263,6 +265,7 @@ async def list_webhook_endpoints(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/webhook-endpoints/{id}",
+    scope="webhooks:read",
     not_found=WebhookEndpointNotFound,
     summary="Get a webhook endpoint",
     responses={200: WebhookEndpointOut},
@@ -277,6 +280,7 @@ async def get_webhook_endpoint(ctx: Ctx) -> Response:
 @endpoint(
     "DELETE",
     "/v1/webhook-endpoints/{id}",
+    scope="webhooks:write",
     not_found=WebhookEndpointNotFound,
     summary="Delete a webhook endpoint (pending deliveries are canceled)",
     responses={204: None},
@@ -291,6 +295,7 @@ async def delete_webhook_endpoint(ctx: Ctx) -> Response:
 @endpoint(
     "POST",
     "/v1/webhook-endpoints/{id}/rotate-secret",
+    scope="webhooks:write",
     not_found=WebhookEndpointNotFound,
     summary="Rotate the signing secret; the previous one keeps signing for grace_s seconds",
     responses={200: WebhookEndpointSecretOut},
@@ -322,6 +327,7 @@ async def rotate_webhook_secret(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/webhook-endpoints/{id}/deliveries",
+    scope="webhooks:read",
     not_found=WebhookEndpointNotFound,
     summary="Deliveries of an endpoint, newest first, each with every attempt",
     responses={200: WebhookDeliveryPage},
@@ -343,6 +349,7 @@ async def list_webhook_deliveries(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/notifications",
+    scope="notifications:read",
     summary="Notification log of one account, newest first",
     responses={200: NotificationPage},
     errors=(400, 401),

@@ -24,9 +24,17 @@ class Tenant:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
+    """Who a request acts as. `scopes` is already expanded (implied scopes included); the
+    platform's admin key holds every scope. `expires_at` is a POSIX time (cheap to compare on
+    every cache hit); the rate limit fields are None for the named default."""
+
     key_id: str
     role: Role
     tenant_id: str | None
+    scopes: frozenset[str] = frozenset()
+    expires_at: float | None = None
+    rate_limit_per_s: int | None = None
+    rate_limit_burst: int | None = None
 
     @property
     def scope(self) -> str:
@@ -42,6 +50,23 @@ class IssuedKey:
     @property
     def secret_hash(self) -> bytes:
         return hash_secret(self.secret)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A tenant's API key as listed: never its secret (which is not stored) nor its hash."""
+
+    id: str
+    tenant_id: str
+    name: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    rate_limit_per_s: int | None
+    rate_limit_burst: int | None
+    rotated_from: str | None
 
 
 def issue_key() -> IssuedKey:
