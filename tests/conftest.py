@@ -1,3 +1,3 @@
 """Root test configuration: shared fixtures come from tests/support as pytest plugins."""
 
-pytest_plugins = ["support.db", "support.events", "support.server", "support.receiver"]
+pytest_plugins = ["support.db", "support.events", "support.server", "support.receiver", "support.tools_redis"]

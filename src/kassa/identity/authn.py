@@ -170,6 +170,10 @@ class Authenticator:
             await asyncio.sleep(0.01)
         return self._listening
 
+    def _lost(self, lost: asyncio.Event) -> None:
+        self._listening = False
+        lost.set()
+
     def _on_notify(self, _conn: object, _pid: int, _channel: str, key_id: object) -> None:
         self._forget(str(key_id))
         self.invalidations += 1
@@ -180,14 +184,20 @@ class Authenticator:
             conn: asyncpg.Connection[Any] | None = None
             try:
                 conn = await asyncpg.connect(dsn, server_settings={"application_name": "kassa-key-listener"})
+                lost = asyncio.Event()
+                # A closed connection stops the cache at once (before the loop even wakes up).
+                conn.add_termination_listener(lambda _conn: self._lost(lost))
                 await conn.add_listener(CHANNEL, self._on_notify)
                 self.clear()  # whatever changed while nobody listened is unknown
                 self._listening = True
                 delay = 0.1
-                while True:
-                    # A silent network failure is noticed by the ping, within its interval.
-                    await asyncio.sleep(api_key_listener_ping_s)
-                    await asyncio.wait_for(conn.fetchval("SELECT 1"), api_key_listener_ping_s)
+                while not lost.is_set():
+                    # A silent network failure (no FIN, no RST) is noticed by the ping instead.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), api_key_listener_ping_s)
+                    if not lost.is_set():
+                        await asyncio.wait_for(conn.fetchval("SELECT 1"), api_key_listener_ping_s)
+                log.warning("API key listener connection closed; authenticating without cache")
             except asyncio.CancelledError:
                 raise
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

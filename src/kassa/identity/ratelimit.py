@@ -31,7 +31,7 @@ log = logging.getLogger("kassa.identity")
 
 
 class Limiter(Protocol):
-    async def take(self, key_id: str, rate_per_s: int, burst: int) -> Decision: ...
+    async def take(self, key_id: str, rate_per_s: float, burst: int) -> Decision: ...
 
     async def close(self) -> None: ...
 
@@ -44,10 +44,10 @@ class InProcessLimiter:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._size_max = size_max
 
-    async def take(self, key_id: str, rate_per_s: int, burst: int) -> Decision:
+    async def take(self, key_id: str, rate_per_s: float, burst: int) -> Decision:
         return self.take_now(key_id, rate_per_s, burst, time.monotonic())
 
-    def take_now(self, key_id: str, rate_per_s: int, burst: int, now: float) -> Decision:
+    def take_now(self, key_id: str, rate_per_s: float, burst: int, now: float) -> Decision:
         state = self._buckets.get(key_id)
         tokens = float(burst) if state is None else refill(state[0], state[1], now, rate_per_s, burst)
         left, result = take(tokens, rate_per_s, burst)
@@ -98,7 +98,7 @@ class RedisLimiter:
         self._fallback = InProcessLimiter()
         self._failing_since: float | None = None
 
-    async def take(self, key_id: str, rate_per_s: int, burst: int) -> Decision:
+    async def take(self, key_id: str, rate_per_s: float, burst: int) -> Decision:
         from redis.exceptions import RedisError
 
         try:
