@@ -281,14 +281,13 @@ def _error_headers(error: KassaError) -> dict[str, str] | None:
 async def _authorize(ep: Endpoint, services: Services, request: Request) -> tuple[Principal, Decision]:
     """Who (401), whether they may (403, naming the missing scope), how often (429), in that order."""
     principal = await services.identity.authenticate(bearer(request))
-    if ep.auth == "admin" and principal.role != "admin":
-        raise Forbidden("this endpoint needs the admin API key")
+    assert ep.scope is not None  # endpoint() guarantees it for authenticated routes
     if ep.auth == "tenant" and principal.tenant_id is None:
         raise Forbidden("this endpoint needs a tenant API key")
     request.state.tenant_id = principal.tenant_id
     request.state.key_id = principal.key_id
-    assert ep.scope is not None  # endpoint() guarantees it for authenticated routes
-    if ep.scope not in principal.scopes:
+    # A platform route's scope (tenants:write) is held by the platform's admin key only.
+    if ep.scope not in principal.scopes or (ep.auth == "admin" and principal.role != "admin"):
         raise ScopeMissing(ep.scope)
     return principal, await services.identity.admit(principal)
 

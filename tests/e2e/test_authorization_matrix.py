@@ -1,0 +1,184 @@
+"""The authorization matrix, generated from the route registry: every route x (no key, another
+tenant's key, a key without the route's scope, a key with exactly that scope) answers 401, 404
+or its own tenant's data (never the other tenant's), 403 naming the scope, and neither 401 nor
+403. A route without an entry here fails the test, so no route can be forgotten."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+import kassa.api.app  # noqa: F401 - registers every route
+from kassa.api.routing import REGISTRY, Endpoint
+from kassa.identity.domain import scopes
+from support.server import create_accounts, new_tenant, tenant_id_of
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from kassa.store.pool import Pool
+    from support.server import Platform
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class World:
+    """Tenant A's objects (ids unique to this run, so finding one in a body proves a leak)."""
+
+    tag: str
+    tenant_a: str = ""
+    secret_a: str = ""
+    secret_b: str = ""
+    ids: dict[str, str] = field(default_factory=dict)
+    keys: dict[tuple[str, ...], str] = field(default_factory=dict)  # scopes -> secret, tenant A
+
+    def markers(self) -> list[str]:
+        return [self.tenant_a, *self.ids.values(), self.secret_a]
+
+
+@dataclass(frozen=True)
+class Call:
+    id: str | None = None
+    json: Any = None
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def _transfer(w: World, **extra: Any) -> dict[str, Any]:
+    return {"debit_account_id": w.ids["bank"], "credit_account_id": w.ids["wallet"], "amount": 1, "currency": "USD"} | extra
+
+
+# How each route is called. A new route needs its line here (test_every_route_has_a_matrix_entry).
+MATRIX: dict[tuple[str, str], Callable[[World], Call]] = {
+    ("POST", "/v1/tenants"): lambda w: Call(json={"name": f"matrix-{w.tag}"}),
+    ("POST", "/v1/accounts"): lambda w: Call(json={"currency": "USD"}),
+    ("GET", "/v1/accounts"): lambda w: Call(),
+    ("GET", "/v1/accounts/{id}"): lambda w: Call(id=w.ids["wallet"]),
+    ("GET", "/v1/accounts/{id}/balance"): lambda w: Call(id=w.ids["wallet"]),
+    ("GET", "/v1/accounts/{id}/entries"): lambda w: Call(id=w.ids["wallet"]),
+    ("POST", "/v1/transfers"): lambda w: Call(json=_transfer(w)),
+    ("GET", "/v1/transfers"): lambda w: Call(),
+    ("GET", "/v1/transfers/{id}"): lambda w: Call(id=w.ids["posted"]),
+    ("POST", "/v1/transfers/{id}/post"): lambda w: Call(id=w.ids["hold_post"], json={}),
+    ("POST", "/v1/transfers/{id}/void"): lambda w: Call(id=w.ids["hold_void"], json={}),
+    ("POST", "/v1/transfers/batch"): lambda w: Call(json={"transfers": [_transfer(w)]}),
+    ("POST", "/v1/webhook-endpoints"): lambda w: Call(
+        json={"url": "https://example.com/hooks/matrix", "event_types": ["*"]}
+    ),
+    ("GET", "/v1/webhook-endpoints"): lambda w: Call(),
+    ("GET", "/v1/webhook-endpoints/{id}"): lambda w: Call(id=w.ids["hook"]),
+    ("DELETE", "/v1/webhook-endpoints/{id}"): lambda w: Call(id=w.ids["hook_delete"]),
+    ("POST", "/v1/webhook-endpoints/{id}/rotate-secret"): lambda w: Call(id=w.ids["hook"]),
+    ("GET", "/v1/webhook-endpoints/{id}/deliveries"): lambda w: Call(id=w.ids["hook"]),
+    ("GET", "/v1/notifications"): lambda w: Call(params={"account_id": w.ids["wallet"]}),
+    ("POST", "/v1/api-keys"): lambda w: Call(json={"scopes": ["accounts:read"], "name": "matrix"}),
+    ("GET", "/v1/api-keys"): lambda w: Call(),
+    ("GET", "/v1/api-keys/{id}"): lambda w: Call(id=w.ids["key_read"]),
+    ("DELETE", "/v1/api-keys/{id}"): lambda w: Call(id=w.ids["key_revoke"]),
+    ("POST", "/v1/api-keys/{id}/rotate"): lambda w: Call(id=w.ids["key_rotate"], json={"overlap_s": 0}),
+    ("GET", "/v1/audit-log"): lambda w: Call(),
+}
+
+
+def test_every_route_has_a_matrix_entry() -> None:
+    registered = {(ep.method, ep.path) for ep in REGISTRY}
+    assert registered - set(MATRIX) == set(), "add the new route to MATRIX"
+    assert set(MATRIX) - registered == set(), "MATRIX names a route that no longer exists"
+
+
+@pytest.fixture(scope="module")
+async def world(platform: Platform, platform_db: Pool) -> AsyncIterator[World]:
+    w = World(tag=uuid.uuid4().hex[:10])
+    w.secret_a, w.secret_b = await new_tenant(platform), await new_tenant(platform)
+    w.tenant_a = await tenant_id_of(platform_db, w.secret_a)
+    w.ids = {"bank": f"bank-{w.tag}", "wallet": f"wallet-{w.tag}"}
+    async with platform.client(w.secret_a) as a:
+        await create_accounts(
+            a,
+            [
+                {"id": w.ids["bank"], "currency": "USD", "normal_balance": "debit", "allow_negative": True},
+                {"id": w.ids["wallet"], "currency": "USD"},
+            ],
+        )
+        for name, extra in (("posted", {}), ("hold_post", {"pending": True}), ("hold_void", {"pending": True})):
+            w.ids[name] = f"{name}-{w.tag}"
+            created = await a.post("/v1/transfers", json=_transfer(w, id=w.ids[name], **extra))
+            assert created.status_code == 201, created.text
+        for name in ("hook", "hook_delete"):
+            hook = await a.post("/v1/webhook-endpoints", json={"url": "https://example.com/h", "event_types": ["*"]})
+            assert hook.status_code == 201, hook.text
+            w.ids[name] = hook.json()["id"]
+        for name in ("key_read", "key_revoke", "key_rotate"):
+            key = await a.post("/v1/api-keys", json={"scopes": ["accounts:read"], "name": name})
+            assert key.status_code == 201, key.text
+            w.ids[name] = key.json()["id"]
+    yield w
+
+
+async def key_with(platform: Platform, w: World, held: tuple[str, ...]) -> str:
+    """A tenant A key holding exactly `held` (made once per scope set)."""
+    if held not in w.keys:
+        async with platform.client(w.secret_a) as a:
+            response = await a.post("/v1/api-keys", json={"scopes": list(held), "name": "matrix"})
+        assert response.status_code == 201, response.text
+        w.keys[held] = response.json()["secret"]
+    return w.keys[held]
+
+
+def without(scope: str) -> tuple[str, ...]:
+    """Every grantable scope that does not grant `scope`: the widest key that must still be refused."""
+    return tuple(s for s in scopes.TENANT_SCOPES if scope not in scopes.expand(frozenset({s})))
+
+
+async def send(platform: Platform, ep: Endpoint, call: Call, secret: str | None) -> httpx.Response:
+    path = ep.path.replace("{id}", call.id or "")
+    headers = {} if secret is None else {"Authorization": f"Bearer {secret}"}
+    async with httpx.AsyncClient(base_url=platform.base_url, headers=headers, timeout=30.0) as client:
+        return await client.request(ep.method, path, json=call.json, params=call.params)
+
+
+def assert_no_leak(response: httpx.Response, w: World, call: Call) -> None:
+    """Nothing of tenant A's that the request did not itself name (a 404 may echo the id asked for)."""
+    asked = repr(call)
+    for marker in (m for m in w.markers() if m not in asked):
+        assert marker not in response.text, f"tenant A's {marker!r} in another tenant's answer: {response.text}"
+
+
+@pytest.mark.parametrize("ep", REGISTRY, ids=lambda ep: f"{ep.method} {ep.path}")
+async def test_route_authorization(platform: Platform, world: World, ep: Endpoint) -> None:
+    entry = MATRIX.get((ep.method, ep.path))
+    if entry is None:
+        pytest.fail(f"{ep.method} {ep.path} has no authorization matrix entry")
+    call = entry(world)
+    assert ep.scope is not None
+
+    anonymous = await send(platform, ep, call, None)
+    assert anonymous.status_code == 401 and anonymous.json()["code"] == "unauthorized", anonymous.text
+
+    other = await send(platform, ep, call, world.secret_b)
+    if ep.auth == "admin":
+        assert other.status_code == 403, other.text
+    elif "{id}" in ep.path:
+        assert other.status_code == 404, other.text
+    else:
+        assert other.status_code < 500 and other.status_code not in (401, 403), other.text
+    assert_no_leak(other, world, call)
+
+    narrow = ("admin",) if ep.auth == "admin" else without(ep.scope)
+    refused = await send(platform, ep, call, await key_with(platform, world, narrow))
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["code"] == "forbidden" and refused.json()["scope"] == ep.scope
+    assert ep.scope in refused.json()["detail"]
+
+    if ep.auth == "admin":
+        right = await send(platform, ep, call, platform.admin_key)
+    else:
+        right = await send(platform, ep, call, await key_with(platform, world, (ep.scope,)))
+        platform_key = await send(platform, ep, call, platform.admin_key)
+        assert platform_key.status_code == 403, platform_key.text  # the operator's key is no tenant's
+    assert right.status_code < 500 and right.status_code not in (401, 403), right.text
+    assert 200 <= right.status_code < 300, right.text
