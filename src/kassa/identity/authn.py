@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -45,6 +46,8 @@ from kassa.shared.limits import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from kassa.store.pool import Pool
 
 log = logging.getLogger("kassa.identity")
@@ -79,6 +82,7 @@ class Authenticator:
         self._touch_queue: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.invalidations = 0  # notifications applied (tests wait on it)
+        self._expected: dict[str, asyncio.Event] = {}
 
     @property
     def caching(self) -> bool:
@@ -170,13 +174,31 @@ class Authenticator:
             await asyncio.sleep(0.01)
         return self._listening
 
-    def _lost(self, lost: asyncio.Event) -> None:
+    def _lost(self, lost: asyncio.Event, _conn: object) -> None:
         self._listening = False
         lost.set()
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, key_id: object) -> None:
         self._forget(str(key_id))
         self.invalidations += 1
+        expected = self._expected.pop(str(key_id), None)
+        if expected is not None:
+            expected.set()
+
+    @contextlib.asynccontextmanager
+    async def change_announced(self, key_id: str, timeout_s: float = 1.0) -> AsyncIterator[None]:
+        """Around a change of `key_id`: on the way out, wait (bounded) until this process's own
+        listener has received the change's notification. PostgreSQL sends a notification to
+        every listener at once on commit, so when ours has it, every API process's connection
+        has it too, and the caller's answer ("revoked") is true everywhere before it is sent."""
+        self._expected[key_id] = event = asyncio.Event()
+        try:
+            yield
+            if self._listening:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), timeout_s)
+        finally:
+            self._expected.pop(key_id, None)
 
     async def _listen_forever(self, dsn: str) -> None:
         delay = 0.1
@@ -186,7 +208,7 @@ class Authenticator:
                 conn = await asyncpg.connect(dsn, server_settings={"application_name": "kassa-key-listener"})
                 lost = asyncio.Event()
                 # A closed connection stops the cache at once (before the loop even wakes up).
-                conn.add_termination_listener(lambda _conn: self._lost(lost))
+                conn.add_termination_listener(functools.partial(self._lost, lost))
                 await conn.add_listener(CHANNEL, self._on_notify)
                 self.clear()  # whatever changed while nobody listened is unknown
                 self._listening = True

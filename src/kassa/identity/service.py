@@ -84,14 +84,16 @@ class IdentityService:
         return await keys.get_key(self.pool, tenant_id, key_id)
 
     async def revoke_key(self, tenant_id: str, actor: str | None, key_id: str) -> ApiKey:
-        revoked = await keys.revoke_key(self.pool, tenant_id, actor, key_id)
+        async with self.authn.change_announced(key_id):
+            revoked = await keys.revoke_key(self.pool, tenant_id, actor, key_id)
         self.authn.forget(key_id)  # at once here; other processes by NOTIFY
         return revoked
 
     async def rotate_key(
         self, tenant_id: str, actor: str | None, key_id: str, overlap_s: int, expires_at: datetime | None
     ) -> tuple[ApiKey, IssuedKey, ApiKey]:
-        rotated = await keys.rotate_key(self.pool, tenant_id, actor, key_id, overlap_s, expires_at)
+        async with self.authn.change_announced(key_id):
+            rotated = await keys.rotate_key(self.pool, tenant_id, actor, key_id, overlap_s, expires_at)
         self.authn.forget(key_id)
         return rotated
 
