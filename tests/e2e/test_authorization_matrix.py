@@ -49,7 +49,12 @@ class Call:
 
 
 def _transfer(w: World, **extra: Any) -> dict[str, Any]:
-    return {"debit_account_id": w.ids["bank"], "credit_account_id": w.ids["wallet"], "amount": 1, "currency": "USD"} | extra
+    return {
+        "debit_account_id": w.ids["bank"],
+        "credit_account_id": w.ids["wallet"],
+        "amount": 1,
+        "currency": "USD",
+    } | extra
 
 
 # How each route is called. A new route needs its line here (test_every_route_has_a_matrix_entry).

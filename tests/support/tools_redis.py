@@ -33,10 +33,10 @@ def tools_dir() -> Path:
 
 def _download(into: Path) -> None:
     command = ["apt-get", "download", *PACKAGES]
-    if subprocess.run(command, cwd=into, capture_output=True, check=False).returncode != 0:  # noqa: S603
+    if subprocess.run(command, cwd=into, capture_output=True, check=False).returncode != 0:
         # A fresh machine may have no package lists yet.
-        subprocess.run(["apt-get", "update"], capture_output=True, check=True)  # noqa: S607
-        subprocess.run(command, cwd=into, capture_output=True, check=True)  # noqa: S603
+        subprocess.run(["apt-get", "update"], capture_output=True, check=True)
+        subprocess.run(command, cwd=into, capture_output=True, check=True)
 
 
 def redis_server() -> tuple[Path, dict[str, str]]:
@@ -49,7 +49,7 @@ def redis_server() -> tuple[Path, dict[str, str]]:
             _download(staging)
             unpacked = staging / "root"
             for deb in sorted(staging.glob("*.deb")):
-                subprocess.run(["dpkg", "-x", str(deb), str(unpacked)], check=True)  # noqa: S603, S607
+                subprocess.run(["dpkg", "-x", str(deb), str(unpacked)], check=True)
             root.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(root, ignore_errors=True)
             shutil.move(str(unpacked), str(root))  # whole, so a half-fetched tree is never used
@@ -68,7 +68,7 @@ class RedisServer:
     def start(self) -> None:
         binary, env = redis_server()
         args = [str(binary), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
         )
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -110,7 +110,9 @@ async def test_record_audit_runs_in_the_callers_transaction(app_pool: Pool) -> N
     assert latest.after == {"threshold": 2, "webhook_secret": "[redacted]"}
     async with app_pool.acquire() as conn:
         with pytest.raises(InvariantViolation):
-            await record_audit(conn, tenant_id=tenant.id, actor_key_id=None, action="x.y", target_type="t", target_id="1")
+            await record_audit(
+                conn, tenant_id=tenant.id, actor_key_id=None, action="x.y", target_type="t", target_id="1"
+            )
 
 
 async def test_audit_pages_follow_the_cursor_without_gaps(app_pool: Pool) -> None:
