@@ -169,7 +169,8 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
         op["x-kassa-scope"] = ep.scope
     if ep.body is not None:
         op["requestBody"] = {
-            "required": ep.body.__name__ not in ("TransferPost", "TransactionPost"),  # an empty body posts in full
+            # Optional when every field has a default (an empty body then means `{}`).
+            "required": any(f.required for f in msgspec.structs.fields(ep.body)),
             "content": {"application/json": {"schema": {"$ref": _REF.format(name=ep.body.__name__)}}},
         }
     for status, kind in ep.responses.items():

@@ -72,7 +72,7 @@ class ApiKeyRotate(Input):
     expires_at: Instant | None = None  # of the new key
 
 
-class ApiKeyOut(msgspec.Struct):
+class ApiKeyDetailsOut(msgspec.Struct):
     id: str
     name: str
     scopes: list[str]
@@ -91,18 +91,18 @@ class ApiKeyCreatedOut(msgspec.Struct):
 
     id: str
     secret: str
-    key: ApiKeyOut
+    key: ApiKeyDetailsOut
 
 
 class ApiKeyRotatedOut(msgspec.Struct):
     id: str  # the new key's
     secret: str
-    key: ApiKeyOut
-    previous: ApiKeyOut
+    key: ApiKeyDetailsOut
+    previous: ApiKeyDetailsOut
 
 
 class ApiKeyPage(msgspec.Struct):
-    data: list[ApiKeyOut]
+    data: list[ApiKeyDetailsOut]
     has_more: bool
     next_cursor: str | None
 
@@ -111,14 +111,14 @@ def _when(value: datetime | None) -> str | None:
     return None if value is None else to_rfc3339(value)
 
 
-def key_out(key: ApiKey) -> ApiKeyOut:
+def key_out(key: ApiKey) -> ApiKeyDetailsOut:
     if key.revoked_at is not None:
         status: Literal["active", "expired", "revoked"] = "revoked"
     elif key.expires_at is not None and key.expires_at <= utcnow():
         status = "expired"
     else:
         status = "active"
-    return ApiKeyOut(
+    return ApiKeyDetailsOut(
         id=key.id,
         name=key.name,
         scopes=list(key.scopes),
@@ -181,7 +181,7 @@ async def list_api_keys(ctx: Ctx) -> Response:
     scope="admin",
     not_found=ApiKeyNotFound,
     summary="Get an API key",
-    responses={200: ApiKeyOut},
+    responses={200: ApiKeyDetailsOut},
     errors=(401, 403, 404),
     tag=_TAG,
 )
@@ -196,7 +196,7 @@ async def get_api_key(ctx: Ctx) -> Response:
     scope="admin",
     not_found=ApiKeyNotFound,
     summary="Revoke an API key, at once in every API process",
-    responses={200: ApiKeyOut},
+    responses={200: ApiKeyDetailsOut},
     errors=(401, 403, 404),
     tag=_TAG,
 )
