@@ -110,6 +110,7 @@ class AccessMiddleware:
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 3),
                     "tenant_id": state.get("tenant_id"),
+                    "key_id": state.get("key_id"),  # who acted (an id, never the secret)
                 },
             )
 

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from kassa.observability.logging import request_id_var
+from kassa.shared.ids import new_id
 from kassa.shared.invariants import invariant
 from kassa.shared.limits import audit_value_bytes_max
+from kassa.store.tenancy import tenant_transaction
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -71,8 +73,6 @@ async def record_audit(
     id. `action` is dotted lower case (`api_key.created`, `rule.changed`, `review.decided`);
     `request_id` defaults to the current request's. Raises nothing expected: a malformed call is a
     programmer error (invariant), and a failed insert fails the caller's transaction with it."""
-    from kassa.shared.ids import new_id
-
     invariant(conn.is_in_transaction(), "an audit record is written in the action's own transaction")
     invariant(_ACTION.fullmatch(action) is not None, "audit actions are dotted lower case")
     shown = [None if v is None else msgspec.json.encode(redact(v)) for v in (before, after)]
@@ -99,8 +99,6 @@ async def record_audit(
 
 async def list_audit(pool: Pool, tenant_id: str, before_seq: int | None, limit: int) -> list[AuditRecord]:
     """A tenant's records, newest first, older than `before_seq` (a cursor)."""
-    from kassa.store.tenancy import tenant_transaction
-
     async with tenant_transaction(pool, tenant_id) as conn:
         rows = await conn.fetch(
             """SELECT seq, id, tenant_id, occurred_at, actor_key_id, request_id, action, target_type, target_id,
