@@ -57,6 +57,11 @@ def _transfer(w: World, **extra: Any) -> dict[str, Any]:
     } | extra
 
 
+def _transaction(w: World, **extra: Any) -> dict[str, Any]:
+    posting = {"debit_account_id": w.ids["bank"], "credit_account_id": w.ids["wallet"], "amount": 1, "currency": "USD"}
+    return {"postings": [posting, posting]} | extra
+
+
 # How each route is called. A new route needs its line here (test_every_route_has_a_matrix_entry).
 MATRIX: dict[tuple[str, str], Callable[[World], Call]] = {
     ("POST", "/v1/tenants"): lambda w: Call(json={"name": f"matrix-{w.tag}"}),
@@ -71,6 +76,11 @@ MATRIX: dict[tuple[str, str], Callable[[World], Call]] = {
     ("POST", "/v1/transfers/{id}/post"): lambda w: Call(id=w.ids["hold_post"], json={}),
     ("POST", "/v1/transfers/{id}/void"): lambda w: Call(id=w.ids["hold_void"], json={}),
     ("POST", "/v1/transfers/batch"): lambda w: Call(json={"transfers": [_transfer(w)]}),
+    ("POST", "/v1/transactions"): lambda w: Call(json=_transaction(w)),
+    ("GET", "/v1/transactions"): lambda w: Call(),
+    ("GET", "/v1/transactions/{id}"): lambda w: Call(id=w.ids["tx_posted"]),
+    ("POST", "/v1/transactions/{id}/post"): lambda w: Call(id=w.ids["tx_hold_post"], json={}),
+    ("POST", "/v1/transactions/{id}/void"): lambda w: Call(id=w.ids["tx_hold_void"]),
     ("POST", "/v1/webhook-endpoints"): lambda w: Call(
         json={"url": "https://example.com/hooks/matrix", "event_types": ["*"]}
     ),
@@ -112,6 +122,14 @@ async def world(platform: Platform, platform_db: Pool) -> AsyncIterator[World]:
         for name, extra in (("posted", {}), ("hold_post", {"pending": True}), ("hold_void", {"pending": True})):
             w.ids[name] = f"{name}-{w.tag}"
             created = await a.post("/v1/transfers", json=_transfer(w, id=w.ids[name], **extra))
+            assert created.status_code == 201, created.text
+        for name, extra in (
+            ("tx_posted", {}),
+            ("tx_hold_post", {"pending": True}),
+            ("tx_hold_void", {"pending": True}),
+        ):
+            w.ids[name] = f"{name}-{w.tag}"
+            created = await a.post("/v1/transactions", json=_transaction(w, id=w.ids[name], **extra))
             assert created.status_code == 201, created.text
         for name in ("hook", "hook_delete"):
             hook = await a.post("/v1/webhook-endpoints", json={"url": "https://example.com/h", "event_types": ["*"]})

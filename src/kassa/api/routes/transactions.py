@@ -52,6 +52,7 @@ def to_command(tenant_id: str, data: TransactionCreate) -> CreateTransaction:
 @endpoint(
     "POST",
     "/v1/transactions",
+    scope="transactions:write",
     summary="Create a multi-leg transaction (posted at once, or pending with a timeout)",
     body=TransactionCreate,
     responses={201: TransactionOut, 200: TransactionOut},
@@ -67,6 +68,7 @@ async def create_transaction(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/transactions/{id}",
+    scope="transactions:read",
     not_found=TransactionNotFound,
     summary="Get a transaction with its postings",
     responses={200: TransactionOut},
@@ -80,6 +82,7 @@ async def get_transaction(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/transactions",
+    scope="transactions:read",
     summary="List transactions, newest first, optionally of one account",
     responses={200: TransactionPage},
     errors=(400, 401),
@@ -97,6 +100,7 @@ async def list_transactions(ctx: Ctx) -> Response:
 @endpoint(
     "POST",
     "/v1/transactions/{id}/post",
+    scope="transactions:write",
     not_found=TransactionNotFound,
     summary="Post a pending transaction; optionally an amount per posting (the rest is released)",
     body=TransactionPost,
@@ -115,6 +119,7 @@ async def post_transaction(ctx: Ctx) -> Response:
 @endpoint(
     "POST",
     "/v1/transactions/{id}/void",
+    scope="transactions:write",
     not_found=TransactionNotFound,
     summary="Void a pending transaction, releasing every hold",
     body=None,
