@@ -4,12 +4,10 @@ no key, no audit record, no revocation."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
 from kassa.shared.limits import (
@@ -20,7 +18,7 @@ from kassa.shared.limits import (
     rate_limit_per_s_max,
     request_body_bytes_max,
 )
-from support.server import new_tenant, tenant_id_of
+from support.server import new_tenant, send_head_only, tenant_id_of
 
 if TYPE_CHECKING:
     from kassa.store.pool import Pool
@@ -121,18 +119,25 @@ async def state(pool: Pool, tenant: str) -> tuple[Any, ...]:
     return [tuple(r) for r in keys], audit
 
 
+@pytest.fixture
+async def victim(platform: Platform, platform_db: Pool) -> tuple[str, str, str]:
+    """A fresh tenant (its first key's secret, its id) and one more key to rotate or revoke."""
+    secret = await new_tenant(platform)
+    async with platform.client(secret) as client:
+        key = (await client.post(K, json={"scopes": ["accounts:read"]})).json()["id"]
+    return secret, await tenant_id_of(platform_db, secret), key
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 async def test_bad_input_on_key_routes_is_a_clear_4xx_that_changes_nothing(
-    platform: Platform, platform_db: Pool, case: Case
+    platform: Platform, platform_db: Pool, victim: tuple[str, str, str], case: Case
 ) -> None:
-    secret = await new_tenant(platform)
-    tenant = await tenant_id_of(platform_db, secret)
+    secret, tenant, key = victim
+    before = await state(platform_db, tenant)
     async with platform.client(secret) as client:
-        victim = (await client.post(K, json={"scopes": ["accounts:read"]})).json()["id"]
-        before = await state(platform_db, tenant)
         response = await client.request(
             case.method,
-            case.path.replace("{victim}", victim),
+            case.path.replace("{victim}", key),
             content=case.body,
             params=case.params,
             headers={"Content-Type": "application/json"},
@@ -146,31 +151,16 @@ async def test_bad_input_on_key_routes_is_a_clear_4xx_that_changes_nothing(
 
 @pytest.mark.parametrize("path", [K, R])
 async def test_an_oversized_body_on_key_routes_is_refused_with_413_before_it_is_read(
-    platform: Platform, platform_db: Pool, path: str
+    platform: Platform, platform_db: Pool, victim: tuple[str, str, str], path: str
 ) -> None:
-    """Over a raw socket: the body is never written, so no connection reset can race the answer."""
-    secret = await new_tenant(platform)
-    tenant = await tenant_id_of(platform_db, secret)
-    async with platform.client(secret) as client:
-        victim = (await client.post(K, json={"scopes": ["accounts:read"]})).json()["id"]
+    secret, tenant, key = victim
     before = await state(platform_db, tenant)
-    url = httpx.URL(platform.base_url)
-    reader, writer = await asyncio.open_connection(url.host, url.port)
-    head = (
-        f"POST {path.replace('{victim}', victim)} HTTP/1.1\r\nHost: {url.host}\r\n"
-        f"Authorization: Bearer {secret}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {request_body_bytes_max + 1}\r\n\r\n"
-    )
-    writer.write(head.encode())
-    await writer.drain()
-    status_line = await reader.readline()
-    headers = {}
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode().partition(":")
-        headers[name.strip().lower()] = value.strip()
-    body = await reader.readexactly(int(headers["content-length"]))
-    writer.close()
-    await writer.wait_closed()
-    assert status_line.split()[1] == b"413"
+    headers = {
+        "Authorization": f"Bearer {secret}",
+        "Content-Type": "application/json",
+        "Content-Length": str(request_body_bytes_max + 1),
+    }
+    status, answered, body = await send_head_only(platform, "POST", path.replace("{victim}", key), headers)
+    assert status == 413 and answered["content-type"] == "application/problem+json"
     assert json.loads(body)["code"] == "payload_too_large"
     assert await state(platform_db, tenant) == before

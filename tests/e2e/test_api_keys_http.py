@@ -5,16 +5,11 @@ with an overlap, last use, the audit log, and 429 with Retry-After and RateLimit
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from kassa.store.embedded import free_port
-from support.server import new_tenant, start_platform, stop_platform
+from support.server import new_tenant, own_platform
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -28,16 +23,8 @@ WARM_REQUESTS = 20  # enough that both API processes have the key cached (each a
 
 @pytest.fixture(scope="module")
 def redis_platform(redis_server_process: RedisServer) -> Iterator[Platform]:
-    root = Path(tempfile.mkdtemp(prefix="kassa-keys-"))
-    if os.geteuid() == 0:
-        os.chmod(root, 0o755)  # noqa: S103 - the embedded PostgreSQL runs as an unprivileged user
-    running = start_platform(root / "data", free_port(), {"KASSA_REDIS_URL": redis_server_process.url})
-    try:
+    with own_platform("kassa-keys-", {"KASSA_REDIS_URL": redis_server_process.url}) as running:
         yield running
-    finally:
-        code = stop_platform(running)
-        assert code == 0, f"kassa up exited with {code} on SIGTERM:\n{running.log_lines()[-40:]}"
-        shutil.rmtree(root, ignore_errors=True)
 
 
 async def test_a_scoped_key_does_what_it_may_and_is_refused_the_rest(redis_platform: Platform) -> None:

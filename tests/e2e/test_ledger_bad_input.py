@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,7 @@ from kassa.shared.limits import (
     reference_chars_max,
     request_body_bytes_max,
 )
-from support.server import create_accounts, new_tenant, tenant_id_of
+from support.server import create_accounts, new_tenant, send_head_only, tenant_id_of
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -302,24 +301,13 @@ async def test_an_oversized_body_is_refused_with_413_before_it_is_read(
     """Sent over a raw socket: the body is never written, so no connection reset can race the answer."""
     client, tenant = ledger
     before = await snapshot(platform_db, tenant)
-    url = httpx.URL(platform.base_url)
-    reader, writer = await asyncio.open_connection(url.host, url.port)
-    head = (
-        f"POST {T} HTTP/1.1\r\nHost: {url.host}\r\n"
-        f"Authorization: {client.headers['authorization']}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {request_body_bytes_max + 1}\r\n\r\n"
-    )
-    writer.write(head.encode())
-    await writer.drain()
-    status_line = await reader.readline()
-    headers = {}
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode().partition(":")
-        headers[name.strip().lower()] = value.strip()
-    body = await reader.readexactly(int(headers["content-length"]))
-    writer.close()
-    await writer.wait_closed()
-    assert status_line.split()[1] == b"413"
+    head = {
+        "Authorization": client.headers["authorization"],
+        "Content-Type": "application/json",
+        "Content-Length": str(request_body_bytes_max + 1),
+    }
+    status, headers, body = await send_head_only(platform, "POST", T, head)
+    assert status == 413
     assert headers["content-type"] == "application/problem+json"
     problem = json.loads(body)
     assert problem["code"] == "payload_too_large" and len(problem["trace_id"]) == 32

@@ -7,6 +7,7 @@ a clean exit.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,10 +125,17 @@ def stop_platform(platform: Platform) -> int:
 
 @pytest.fixture(scope="session")
 def platform() -> Iterator[Platform]:
-    root = Path(tempfile.mkdtemp(prefix="kassa-e2e-"))
+    with own_platform("kassa-e2e-") as running:
+        yield running
+
+
+@contextmanager
+def own_platform(prefix: str, extra_env: dict[str, str] | None = None) -> Iterator[Platform]:
+    """A platform in a fresh temporary directory, stopped with SIGTERM (which must exit cleanly)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     if os.geteuid() == 0:
         os.chmod(root, 0o755)  # noqa: S103 - the embedded PostgreSQL runs as an unprivileged user
-    running = start_platform(root / "data", free_port())
+    running = start_platform(root / "data", free_port(), extra_env)
     try:
         yield running
     finally:
@@ -135,6 +144,27 @@ def platform() -> Iterator[Platform]:
         assert not (running.data_dir / "runtime.json").exists(), "kassa up left its runtime file behind"
         # Only after a clean stop: on a failure the data and the log stay for a post-mortem.
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def send_head_only(
+    platform: Platform, method: str, path: str, headers: dict[str, str]
+) -> tuple[int, dict[str, str], bytes]:
+    """Send only a request's head over a raw socket (the body it announces is never written, so
+    no connection reset can race the answer); returns the status, headers and body of the answer."""
+    url = httpx.URL(platform.base_url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    head = f"{method} {path} HTTP/1.1\r\nHost: {url.host}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    writer.write((head + "\r\n").encode())
+    await writer.drain()
+    status_line = await reader.readline()
+    found = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        found[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(found["content-length"]))
+    writer.close()
+    await writer.wait_closed()
+    return int(status_line.split()[1]), found, body
 
 
 @pytest.fixture(scope="session")

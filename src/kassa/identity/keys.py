@@ -131,6 +131,21 @@ async def _lock_tenant_keys(conn: Conn, tenant_id: str) -> None:
         raise ApiKeyLimitReached(f"at most {api_keys_per_tenant_max} live API keys per tenant; revoke one first")
 
 
+async def _audit(
+    conn: Conn, tenant_id: str, actor: str | None, action: str, key_id: str, before: Any = None, after: Any = None
+) -> None:
+    await record_audit(
+        conn,
+        tenant_id=tenant_id,
+        actor_key_id=actor,
+        action=action,
+        target_type="api_key",
+        target_id=key_id,
+        before=before,
+        after=after,
+    )
+
+
 async def create_key(pool: Pool, tenant_id: str, actor_key_id: str | None, spec: KeySpec) -> tuple[ApiKey, IssuedKey]:
     """A new key of the tenant. Raises ScopeInvalid, InvalidRequest, ApiKeyLimitReached."""
     spec = check_spec(spec, utcnow())
@@ -138,15 +153,7 @@ async def create_key(pool: Pool, tenant_id: str, actor_key_id: str | None, spec:
     async with tenant_transaction(pool, tenant_id) as conn:
         await _lock_tenant_keys(conn, tenant_id)
         key = await insert_key(conn, tenant_id, issued, spec, None)
-        await record_audit(
-            conn,
-            tenant_id=tenant_id,
-            actor_key_id=actor_key_id,
-            action="api_key.created",
-            target_type="api_key",
-            target_id=key.id,
-            after=key_view(key),
-        )
+        await _audit(conn, tenant_id, actor_key_id, "api_key.created", key.id, after=key_view(key))
     return key, issued
 
 
@@ -194,16 +201,7 @@ async def revoke_key(pool: Pool, tenant_id: str, actor_key_id: str | None, key_i
             key_id,
         )
         after = _key(row)
-        await record_audit(
-            conn,
-            tenant_id=tenant_id,
-            actor_key_id=actor_key_id,
-            action="api_key.revoked",
-            target_type="api_key",
-            target_id=key_id,
-            before=key_view(before),
-            after=key_view(after),
-        )
+        await _audit(conn, tenant_id, actor_key_id, "api_key.revoked", key_id, key_view(before), key_view(after))
     return after
 
 
@@ -238,23 +236,7 @@ async def rotate_key(
             *([] if overlap_s == 0 else [overlap_s]),
         )
         after = _key(row)
-        await record_audit(
-            conn,
-            tenant_id=tenant_id,
-            actor_key_id=actor_key_id,
-            action="api_key.rotated",
-            target_type="api_key",
-            target_id=key_id,
-            before=key_view(old),
-            after={**key_view(after), "replaced_by": new.id},
-        )
-        await record_audit(
-            conn,
-            tenant_id=tenant_id,
-            actor_key_id=actor_key_id,
-            action="api_key.created",
-            target_type="api_key",
-            target_id=new.id,
-            after=key_view(new),
-        )
+        rotated = {**key_view(after), "replaced_by": new.id}
+        await _audit(conn, tenant_id, actor_key_id, "api_key.rotated", key_id, key_view(old), rotated)
+        await _audit(conn, tenant_id, actor_key_id, "api_key.created", new.id, after=key_view(new))
     return new, issued, after

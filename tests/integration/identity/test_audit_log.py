@@ -18,7 +18,7 @@ from kassa.shared.invariants import InvariantViolation
 from kassa.store.tenancy import tenant_transaction
 
 if TYPE_CHECKING:
-    from kassa.store.pool import Pool
+    from kassa.store.pool import Conn, Pool
 
 pytestmark = pytest.mark.integration
 
@@ -82,21 +82,7 @@ async def test_record_audit_runs_in_the_callers_transaction(app_pool: Pool) -> N
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom):
-        async with tenant_transaction(app_pool, tenant.id) as conn:
-            await record_audit(
-                conn,
-                tenant_id=tenant.id,
-                actor_key_id="key_x",
-                action="rule.changed",
-                target_type="rule",
-                target_id="r1",
-                before={"threshold": 1},
-                after={"threshold": 2, "webhook_secret": "whsec_live"},
-            )
-            raise Boom  # the action fails: its record goes with it
-    assert [r.action for r in await list_audit(app_pool, tenant.id, None, 10)] == ["tenant.created"]
-    async with tenant_transaction(app_pool, tenant.id) as conn:
+    async def rule_changed(conn: Conn) -> None:
         await record_audit(
             conn,
             tenant_id=tenant.id,
@@ -106,6 +92,14 @@ async def test_record_audit_runs_in_the_callers_transaction(app_pool: Pool) -> N
             target_id="r1",
             after={"threshold": 2, "webhook_secret": "whsec_live"},
         )
+
+    with pytest.raises(Boom):
+        async with tenant_transaction(app_pool, tenant.id) as conn:
+            await rule_changed(conn)
+            raise Boom  # the action fails: its record goes with it
+    assert [r.action for r in await list_audit(app_pool, tenant.id, None, 10)] == ["tenant.created"]
+    async with tenant_transaction(app_pool, tenant.id) as conn:
+        await rule_changed(conn)
     latest = (await list_audit(app_pool, tenant.id, None, 1))[0]
     assert latest.after == {"threshold": 2, "webhook_secret": "[redacted]"}
     async with app_pool.acquire() as conn:
