@@ -13,6 +13,7 @@ import msgspec
 from msgspec import Meta
 
 from kassa.api.pagination import decode_id_cursor, page_limit, split_page
+from kassa.api.routes.accounts import PAGE_QUERY
 from kassa.api.routing import Ctx, endpoint, json_response
 from kassa.api.schemas import Input
 from kassa.identity.domain.scopes import DESCRIPTIONS, TENANT_SCOPES
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from kassa.identity.domain.model import ApiKey, IssuedKey
 
 _TAG = "identity"
-PAGE_QUERY = (("limit", "integer", "page size (bounded)"), ("cursor", "string", "next_cursor of the previous page"))
 
 ScopeName = Annotated[
     str,

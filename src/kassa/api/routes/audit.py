@@ -7,14 +7,13 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from kassa.api.pagination import decode_seq_cursor, page_limit, split_page
+from kassa.api.routes.accounts import PAGE_QUERY
 from kassa.api.routing import Ctx, endpoint, json_response
 from kassa.identity import list_audit
 from kassa.shared.clock import to_rfc3339
 
 if TYPE_CHECKING:
     from starlette.responses import Response
-
-PAGE_QUERY = (("limit", "integer", "page size (bounded)"), ("cursor", "string", "next_cursor of the previous page"))
 
 
 class AuditRecordOut(msgspec.Struct):
