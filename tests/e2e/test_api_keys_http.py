@@ -119,3 +119,23 @@ async def test_a_key_past_its_rate_limit_gets_429_with_retry_after_and_ratelimit
         assert await redis.exists(f"kassa:ratelimit:{key['id']}") == 1
     finally:
         await redis.aclose()
+
+
+async def test_without_redis_each_process_limits_the_key_with_its_own_bucket(platform: Platform) -> None:
+    """The default platform (no KASSA_REDIS_URL): buckets live in each API process, and answers
+    after admission (a 404 here) carry the budget too."""
+    async with platform.client(await new_tenant(platform)) as owner:
+        created = await owner.post(
+            "/v1/api-keys", json={"scopes": ["accounts:read"], "rate_limit_per_s": 1, "rate_limit_burst": 1}
+        )
+        key = created.json()
+    async with platform.client(key["secret"]) as client:
+        responses = []
+        for _ in range(20):
+            responses.append(await client.get("/v1/accounts/nothing-here"))
+            if responses[-1].status_code == 429:
+                break
+    assert responses[-1].status_code == 429, [r.status_code for r in responses]
+    assert responses[-1].json()["code"] == "rate_limited" and int(responses[-1].headers["retry-after"]) >= 1
+    assert {r.status_code for r in responses[:-1]} == {404}
+    assert all(r.headers["ratelimit-limit"] == "1" and r.headers["ratelimit-remaining"] == "0" for r in responses)

@@ -165,7 +165,8 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
         "responses": {},
     }
     if ep.auth != "none":
-        op["security"] = [{"bearer": []}]
+        # OpenAPI 3.1 lets a non-OAuth requirement list the roles it needs: the route's scope.
+        op["security"] = [{"bearer": [ep.scope]}]
         op["x-kassa-scope"] = ep.scope
     if ep.body is not None:
         op["requestBody"] = {

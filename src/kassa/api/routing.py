@@ -300,9 +300,9 @@ CLIENT_CLOSED_REQUEST = 499
 def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     async def asgi_endpoint(request: Request) -> Response:
         services: Services = request.app.state.services
+        decision: Decision | None = None
         try:
             principal = None
-            decision = None
             if ep.auth != "none":
                 principal, decision = await _authorize(ep, services, request)
             check_params(request, ep.not_found)
@@ -315,7 +315,10 @@ def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             return response
         except KassaError as error:
             extra = {"scope": error.scope} if isinstance(error, ScopeMissing) else {}
-            return problems.problem(error, headers=_error_headers(error), **extra)
+            headers = _error_headers(error)
+            if decision is not None:  # a refusal after admission still tells the client its budget
+                headers = {**rate_limit_headers(decision), **(headers or {})}
+            return problems.problem(error, headers=headers, **extra)
         except ClientDisconnect:
             metrics.client_disconnects.inc()
             log.info("client disconnected before its request body was read", extra={"route": ep.path})
