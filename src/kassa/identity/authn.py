@@ -70,6 +70,12 @@ def principal_of(row: Any) -> Principal:
     )
 
 
+class Announcement:
+    """The caller of `change_announced` clears `changed` when it changed nothing (no notice comes)."""
+
+    changed = True
+
+
 class Authenticator:
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
@@ -186,15 +192,16 @@ class Authenticator:
             expected.set()
 
     @contextlib.asynccontextmanager
-    async def change_announced(self, key_id: str, timeout_s: float = 1.0) -> AsyncIterator[None]:
+    async def change_announced(self, key_id: str, timeout_s: float = 1.0) -> AsyncIterator[Announcement]:
         """Around a change of `key_id`: on the way out, wait (bounded) until this process's own
         listener has received the change's notification. PostgreSQL sends a notification to
         every listener at once on commit, so when ours has it, every API process's connection
         has it too, and the caller's answer ("revoked") is true everywhere before it is sent."""
         self._expected[key_id] = event = asyncio.Event()
+        announcement = Announcement()
         try:
-            yield
-            if self._listening:
+            yield announcement
+            if self._listening and announcement.changed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), timeout_s)
         finally:

@@ -189,12 +189,13 @@ async def _locked(conn: Conn, tenant_id: str, key_id: str) -> ApiKey:
     return _key(row)
 
 
-async def revoke_key(pool: Pool, tenant_id: str, actor_key_id: str | None, key_id: str) -> ApiKey:
-    """Revoke at once (idempotent: revoking a revoked key changes nothing). Raises ApiKeyNotFound."""
+async def revoke_key(pool: Pool, tenant_id: str, actor_key_id: str | None, key_id: str) -> tuple[ApiKey, bool]:
+    """Revoke at once; returns the key and whether this call revoked it (revoking a revoked key
+    changes nothing). Raises ApiKeyNotFound."""
     async with tenant_transaction(pool, tenant_id) as conn:
         before = await _locked(conn, tenant_id, key_id)
         if before.revoked_at is not None:
-            return before
+            return before, False
         row = await conn.fetchrow(
             f"UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING {_COLUMNS}",
             tenant_id,
@@ -202,7 +203,7 @@ async def revoke_key(pool: Pool, tenant_id: str, actor_key_id: str | None, key_i
         )
         after = _key(row)
         await _audit(conn, tenant_id, actor_key_id, "api_key.revoked", key_id, key_view(before), key_view(after))
-    return after
+    return after, True
 
 
 async def rotate_key(

@@ -84,8 +84,8 @@ class IdentityService:
         return await keys.get_key(self.pool, tenant_id, key_id)
 
     async def revoke_key(self, tenant_id: str, actor: str | None, key_id: str) -> ApiKey:
-        async with self.authn.change_announced(key_id):
-            revoked = await keys.revoke_key(self.pool, tenant_id, actor, key_id)
+        async with self.authn.change_announced(key_id) as announcement:
+            revoked, announcement.changed = await keys.revoke_key(self.pool, tenant_id, actor, key_id)
         self.authn.forget(key_id)  # at once here; other processes by NOTIFY
         return revoked
 
