@@ -55,8 +55,8 @@ def redis_server() -> tuple[Path, dict[str, str]]:
             shutil.move(str(unpacked), str(root))  # whole, so a half-fetched tree is never used
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    libs = root / "usr" / "lib" / "x86_64-linux-gnu"
-    return binary, {**os.environ, "LD_LIBRARY_PATH": str(libs)}
+    libs = [str(p) for p in sorted((root / "usr" / "lib").glob("*-linux-gnu*"))]  # the machine's multiarch dir
+    return binary, {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(libs)}
 
 
 class RedisServer:
