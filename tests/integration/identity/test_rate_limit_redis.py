@@ -18,10 +18,12 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 # So slow that no token comes back during a test, whatever the machine's speed.
 TRICKLE_PER_S = 0.0001
+# Generous: a loaded machine must not turn a slow answer into the fallback these tests do not test.
+TIMEOUT_S = 10.0
 
 
 async def test_two_processes_share_one_bucket_per_key(redis_server_process: RedisServer) -> None:
-    a, b = RedisLimiter(redis_server_process.url), RedisLimiter(redis_server_process.url)
+    a, b = RedisLimiter(redis_server_process.url, TIMEOUT_S), RedisLimiter(redis_server_process.url, TIMEOUT_S)
     key = f"key_{uuid.uuid4().hex}"
     try:
         results = [await (a if n % 2 else b).take(key, TRICKLE_PER_S, 4) for n in range(8)]
@@ -35,7 +37,7 @@ async def test_two_processes_share_one_bucket_per_key(redis_server_process: Redi
 
 
 async def test_concurrent_requests_cannot_take_more_than_the_bucket_holds(redis_server_process: RedisServer) -> None:
-    limiters = [RedisLimiter(redis_server_process.url) for _ in range(4)]
+    limiters = [RedisLimiter(redis_server_process.url, TIMEOUT_S) for _ in range(4)]
     key = f"key_{uuid.uuid4().hex}"
     try:
         results = await asyncio.gather(*(limiters[n % 4].take(key, TRICKLE_PER_S, 10) for n in range(60)))
@@ -47,7 +49,7 @@ async def test_concurrent_requests_cannot_take_more_than_the_bucket_holds(redis_
 
 
 async def test_tokens_return_at_the_configured_rate(redis_server_process: RedisServer) -> None:
-    limiter = RedisLimiter(redis_server_process.url)
+    limiter = RedisLimiter(redis_server_process.url, TIMEOUT_S)
     key = f"key_{uuid.uuid4().hex}"
     try:
         assert (await limiter.take(key, 1000.0, 1)).allowed
