@@ -90,6 +90,13 @@ MATRIX: dict[tuple[str, str], Callable[[World], Call]] = {
     ("POST", "/v1/webhook-endpoints/{id}/rotate-secret"): lambda w: Call(id=w.ids["hook"]),
     ("GET", "/v1/webhook-endpoints/{id}/deliveries"): lambda w: Call(id=w.ids["hook"]),
     ("GET", "/v1/notifications"): lambda w: Call(params={"account_id": w.ids["wallet"]}),
+    ("POST", "/v1/customers"): lambda w: Call(json={"type": "person", "name": "Matrix Person", "country": "DE"}),
+    ("GET", "/v1/customers"): lambda w: Call(),
+    ("GET", "/v1/customers/{id}"): lambda w: Call(id=w.ids["customer"]),
+    ("POST", "/v1/customers/{id}/wallets"): lambda w: Call(id=w.ids["customer_new"], json={"currency": "USD"}),
+    ("GET", "/v1/customers/{id}/wallets"): lambda w: Call(id=w.ids["customer"]),
+    ("GET", "/v1/wallets/{id}"): lambda w: Call(id=w.ids["wallet_of_customer"]),
+    ("GET", "/v1/wallets/{id}/entries"): lambda w: Call(id=w.ids["wallet_of_customer"]),
     ("POST", "/v1/api-keys"): lambda w: Call(json={"scopes": ["accounts:read"], "name": "matrix"}),
     ("GET", "/v1/api-keys"): lambda w: Call(),
     ("GET", "/v1/api-keys/{id}"): lambda w: Call(id=w.ids["key_read"]),
@@ -131,6 +138,15 @@ async def world(platform: Platform, platform_db: Pool) -> AsyncIterator[World]:
             w.ids[name] = f"{name}-{w.tag}"
             created = await a.post("/v1/transactions", json=_transaction(w, id=w.ids[name], **extra))
             assert created.status_code == 201, created.text
+        for name in ("customer", "customer_new"):
+            w.ids[name] = f"{name}-{w.tag}"
+            made = await a.post(
+                "/v1/customers", json={"id": w.ids[name], "type": "person", "name": "A Person", "country": "DE"}
+            )
+            assert made.status_code == 201, made.text
+        wallet = await a.post(f"/v1/customers/{w.ids['customer']}/wallets", json={"currency": "USD"})
+        assert wallet.status_code == 201, wallet.text
+        w.ids["wallet_of_customer"] = wallet.json()["id"]
         for name in ("hook", "hook_delete"):
             hook = await a.post("/v1/webhook-endpoints", json={"url": "https://example.com/h", "event_types": ["*"]})
             assert hook.status_code == 201, hook.text

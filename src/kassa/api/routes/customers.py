@@ -119,6 +119,7 @@ def _customers(ctx: Ctx) -> CustomerService:
 @endpoint(
     "POST",
     "/v1/customers",
+    scope="customers:write",
     summary="Create a customer (a person who pays, or a business that is paid)",
     body=CustomerCreate,
     responses={201: CustomerOut},
@@ -157,6 +158,7 @@ async def _replay(ctx: Ctx, replay: Replay) -> Response:
 @endpoint(
     "GET",
     "/v1/customers",
+    scope="customers:read",
     summary="List customers in id order",
     responses={200: CustomerPage},
     errors=(400, 401),
@@ -173,6 +175,7 @@ async def list_customers(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/customers/{id}",
+    scope="customers:read",
     not_found=CustomerNotFound,
     summary="Get a customer",
     responses={200: CustomerOut},

@@ -70,6 +70,7 @@ def _receipt(result: Wallet | KassaError) -> tuple[int, bytes]:
 @endpoint(
     "POST",
     "/v1/customers/{id}/wallets",
+    scope="payments:write",
     not_found=CustomerNotFound,
     summary="Open the customer's wallet in a currency (one per currency)",
     body=WalletCreate,
@@ -95,6 +96,7 @@ async def create_wallet(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/customers/{id}/wallets",
+    scope="payments:read",
     not_found=CustomerNotFound,
     summary="The customer's wallets, one per currency",
     responses={200: WalletList},
@@ -111,6 +113,7 @@ async def list_customer_wallets(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/wallets/{id}",
+    scope="payments:read",
     not_found=WalletNotFound,
     summary="Get a wallet with its balances",
     responses={200: WalletOut},
@@ -125,6 +128,7 @@ async def get_wallet(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/wallets/{id}/entries",
+    scope="payments:read",
     not_found=WalletNotFound,
     summary="The wallet's history: its ledger account's journal entries, newest first",
     responses={200: EntryPage},
