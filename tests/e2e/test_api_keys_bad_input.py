@@ -110,6 +110,8 @@ CASES = [
         params={"cursor": "OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5"},
     ),
     Case("audit limit zero", None, path="/v1/audit-log", method="GET", params={"limit": "0"}),
+    Case("audit filter too long", None, path="/v1/audit-log", method="GET", params={"target_id": "x" * 3000}),
+    Case("audit filter with a newline", None, path="/v1/audit-log", method="GET", params={"action": "a\nb"}),
 ]
 
 

@@ -64,6 +64,10 @@ async def test_revocation_holds_in_every_api_process_once_delete_answers(redis_p
         log = (await owner.get("/v1/audit-log")).json()["data"]
         assert [r["action"] for r in log if r["target_id"] == created["id"]] == ["api_key.revoked", "api_key.created"]
         assert created["secret"] not in str(log)
+        about = (await owner.get("/v1/audit-log", params={"target_id": created["id"]})).json()["data"]
+        assert [r["action"] for r in about] == ["api_key.revoked", "api_key.created"]
+        revocations = (await owner.get("/v1/audit-log", params={"action": "api_key.revoked"})).json()["data"]
+        assert [r["target_id"] for r in revocations] == [created["id"]]
 
 
 async def test_rotation_keeps_the_old_key_for_the_overlap_and_records_last_use(redis_platform: Platform) -> None:

@@ -97,17 +97,29 @@ async def record_audit(
     return record_id
 
 
-async def list_audit(pool: Pool, tenant_id: str, before_seq: int | None, limit: int) -> list[AuditRecord]:
-    """A tenant's records, newest first, older than `before_seq` (a cursor)."""
+async def list_audit(
+    pool: Pool,
+    tenant_id: str,
+    before_seq: int | None,
+    limit: int,
+    *,
+    action: str | None = None,
+    target_id: str | None = None,
+) -> list[AuditRecord]:
+    """A tenant's records, newest first, older than `before_seq` (a cursor), optionally only one
+    action's or one target's."""
     async with tenant_transaction(pool, tenant_id) as conn:
         rows = await conn.fetch(
             """SELECT seq, id, tenant_id, occurred_at, actor_key_id, request_id, action, target_type, target_id,
                       before, after
                FROM audit_log WHERE tenant_id = $1 AND ($2::bigint IS NULL OR seq < $2)
+                 AND ($4::text IS NULL OR action = $4) AND ($5::text IS NULL OR target_id = $5)
                ORDER BY seq DESC LIMIT $3""",
             tenant_id,
             before_seq,
             limit,
+            action,
+            target_id,
         )
     invariant(all(r["tenant_id"] == tenant_id for r in rows), "audit pages hold one tenant's records")
     return [AuditRecord(**dict(r)) for r in rows]

@@ -41,12 +41,24 @@ class AuditPage(msgspec.Struct):
     summary="Privileged actions of the tenant, newest first (append-only)",
     responses={200: AuditPage},
     errors=(400, 401, 403),
-    query=PAGE_QUERY,
+    query=(
+        ("action", "string", "only this action, e.g. api_key.revoked"),
+        ("target_id", "string", "only records about this target"),
+        *PAGE_QUERY,
+    ),
     tag="identity",
 )
 async def list_audit_log(ctx: Ctx) -> Response:
     limit = page_limit(ctx.request)
-    found = await list_audit(ctx.services.pool, ctx.tenant_id, decode_seq_cursor(ctx.request), limit + 1)
+    params = ctx.request.query_params
+    found = await list_audit(
+        ctx.services.pool,
+        ctx.tenant_id,
+        decode_seq_cursor(ctx.request),
+        limit + 1,
+        action=params.get("action"),
+        target_id=params.get("target_id"),
+    )
     page, more, cursor = split_page(found, limit, lambda r: str(r.seq))
     data = [
         AuditRecordOut(
