@@ -112,6 +112,8 @@ CASES = [
     Case("audit limit zero", None, path="/v1/audit-log", method="GET", params={"limit": "0"}),
     Case("audit filter too long", None, path="/v1/audit-log", method="GET", params={"target_id": "x" * 3000}),
     Case("audit filter with a newline", None, path="/v1/audit-log", method="GET", params={"action": "a\nb"}),
+    Case("audit action not dotted", None, path="/v1/audit-log", method="GET", params={"action": "revoked"}),
+    Case("audit target with unicode", None, path="/v1/audit-log", method="GET", params={"target_id": "k\u00e9y"}),
 ]
 
 

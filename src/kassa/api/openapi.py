@@ -60,6 +60,9 @@ _QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
     "cursor": {"type": "string", "pattern": "^[A-Za-z0-9_-]*$", "maxLength": query_value_chars_max},
     "account_id": _ID_SCHEMA,
     "as_of": {"type": "string", "format": "date-time"},
+    # Audit log filters (api/routes/audit.py checks the same patterns).
+    "action": {"type": "string", "pattern": r"^[a-z_]+(\.[a-z_]+)+$", "maxLength": 64},
+    "target_id": {"type": "string", "pattern": r"^[!-~]{1,128}$"},
     "grace_s": {"type": "integer", "minimum": 0, "maximum": webhook_secret_rotation_grace_s},
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -11,9 +12,14 @@ from kassa.api.routes.accounts import PAGE_QUERY
 from kassa.api.routing import Ctx, endpoint, json_response
 from kassa.identity import list_audit
 from kassa.shared.clock import to_rfc3339
+from kassa.shared.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from starlette.responses import Response
+
+
+_ACTION = re.compile(r"[a-z_]+(\.[a-z_]+)+")
+_TARGET = re.compile(r"[!-~]{1,128}")
 
 
 class AuditRecordOut(msgspec.Struct):
@@ -50,14 +56,13 @@ class AuditPage(msgspec.Struct):
 )
 async def list_audit_log(ctx: Ctx) -> Response:
     limit = page_limit(ctx.request)
-    params = ctx.request.query_params
+    action, target_id = ctx.request.query_params.get("action"), ctx.request.query_params.get("target_id")
+    if action is not None and (len(action) > 64 or _ACTION.fullmatch(action) is None):
+        raise InvalidRequest("action is dotted lower case, such as api_key.revoked (at most 64 characters)")
+    if target_id is not None and _TARGET.fullmatch(target_id) is None:
+        raise InvalidRequest("target_id is 1-128 visible ASCII characters")
     found = await list_audit(
-        ctx.services.pool,
-        ctx.tenant_id,
-        decode_seq_cursor(ctx.request),
-        limit + 1,
-        action=params.get("action"),
-        target_id=params.get("target_id"),
+        ctx.services.pool, ctx.tenant_id, decode_seq_cursor(ctx.request), limit + 1, action=action, target_id=target_id
     )
     page, more, cursor = split_page(found, limit, lambda r: str(r.seq))
     data = [
