@@ -11,15 +11,27 @@
     │   ├── WalletNotFound                  wallet_not_found
     │   ├── TopupNotFound                   topup_not_found
     │   ├── WithdrawalNotFound              withdrawal_not_found
-    │   └── ProviderNotFound                provider_not_found
+    │   ├── ProviderNotFound                provider_not_found
+    │   ├── ContentNotFound                 content_not_found
+    │   ├── PurchaseNotFound                purchase_not_found
+    │   └── EntitlementNotFound             entitlement_not_found
     ├── Conflict
     │   ├── WalletExists                    wallet_exists
-    │   └── ProviderCallbackReplayed        provider_callback_replayed     (this event id was handled)
+    │   ├── ProviderCallbackReplayed        provider_callback_replayed     (this event id was handled)
+    │   ├── ContentExists                   content_exists
+    │   ├── AlreadyEntitled                 already_entitled               (active entitlement; no charge)
+    │   └── EntitlementNotActive            entitlement_not_active         (a play without access now)
     ├── Unprocessable
     │   ├── CurrencyMismatch (ledger's)     currency_mismatch              (wallet in another currency)
-    │   └── InsufficientFunds (ledger's)    insufficient_funds             (withdrawal above available)
+    │   ├── InsufficientFunds (ledger's)    insufficient_funds             (withdrawal or purchase above available)
+    │   ├── PriceNotAvailable               price_not_available            (no price in that currency)
+    │   └── RefundExceedsPurchase           refund_exceeds_purchase        (more than is still unrefunded)
     └── ServiceUnavailable
         └── ProviderUnavailable             provider_unavailable
+
+Precedence of a purchase: content_not_found, price_not_available, wallet_not_found,
+already_entitled, then the ledger's own errors (insufficient_funds). Precedence of a refund:
+purchase_not_found, invalid_request, refund_exceeds_purchase.
 
 Precedence of a callback's checks: unsigned or malformed, then stale, then wrong signature,
 then replayed. Nothing is changed by a callback that fails any of them. No message carries a
@@ -28,7 +40,7 @@ card or account number, a name or an email.
 
 from __future__ import annotations
 
-from kassa.shared.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
+from kassa.shared.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable, Unprocessable
 
 
 class InvalidPaymentMethod(InvalidRequest):
@@ -105,3 +117,44 @@ __all__ = [
     "WalletNotFound",
     "WithdrawalNotFound",
 ]
+
+
+# Pay-per-view ---------------------------------------------------------------------------------
+class ContentNotFound(NotFound):
+    code = "content_not_found"
+    title = "Content not found"
+
+
+class PurchaseNotFound(NotFound):
+    code = "purchase_not_found"
+    title = "Purchase not found"
+
+
+class EntitlementNotFound(NotFound):
+    code = "entitlement_not_found"
+    title = "Entitlement not found"
+
+
+class ContentExists(Conflict):
+    code = "content_exists"
+    title = "Content already exists"
+
+
+class AlreadyEntitled(Conflict):
+    code = "already_entitled"
+    title = "The customer already has access to this content"
+
+
+class EntitlementNotActive(Conflict):
+    code = "entitlement_not_active"
+    title = "The entitlement gives no access now"
+
+
+class PriceNotAvailable(Unprocessable):
+    code = "price_not_available"
+    title = "The content has no price in this currency"
+
+
+class RefundExceedsPurchase(Unprocessable):
+    code = "refund_exceeds_purchase"
+    title = "The refund is more than what is still unrefunded"

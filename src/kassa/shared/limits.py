@@ -134,3 +134,15 @@ rate_limit_redis_timeout_s: Final = 0.25  # a shared-limit check never stalls a 
 
 # Admin audit log
 audit_value_bytes_max: Final = 16 * 1024  # encoded JSON of one record's before or after
+
+# Pay-per-view catalogue, purchases and refunds
+content_title_chars_max: Final = 200
+content_rights_holders_max: Final = 20  # holders sharing one content's revenue
+content_prices_max: Final = 50  # currencies one content is priced in
+content_replay_days_max: Final = 365  # replay window after a fixed window's end
+content_access_duration_s_max: Final = 366 * 24 * 3600  # a from-first-play window's length
+content_page_max: Final = 100
+refund_retry_max: Final = 5  # recomputations when a concurrent refund of the same purchase won
+entitlement_cache_entries_max: Final = 100_000  # in-process entitlement check cache
+entitlement_cache_ttl_s: Final = 30.0  # bound on staleness from writes of other processes without Redis
+entitlement_cache_redis_timeout_s: Final = 0.25  # a slower Redis answer: the check reads the database

@@ -1,0 +1,92 @@
+"""Entitlements: the access a purchase gives, and the answer to "may this customer watch now?".
+
+An entitlement is `active` from its purchase until a full refund `revoked` it; whether it lets
+the customer in at a given moment also depends on its window (`starts_at`, `ends_at`): before
+the start the answer is `not_started`, after the end `expired`. A from-first-play window has
+no end until the first play fixes it (`first_used_at + duration_s`, capped at the content's
+fixed end).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from kassa.payments.domain.content import Access
+
+EntitlementStatus = Literal["active", "expired", "revoked"]
+CheckReason = Literal["active", "not_started", "expired", "revoked", "no_entitlement"]
+
+
+@dataclass(frozen=True, slots=True)
+class Entitlement:
+    tenant_id: str
+    id: str
+    customer_id: str
+    content_id: str
+    purchase_id: str
+    status: EntitlementStatus
+    starts_at: datetime
+    ends_at: datetime | None
+    first_used_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    allowed: bool
+    reason: CheckReason
+    expires_at: datetime | None
+    purchase_id: str | None
+
+
+NO_ENTITLEMENT = Check(False, "no_entitlement", None, None)
+
+
+def window_for(access: Access, purchased_at: datetime) -> tuple[datetime, datetime | None]:
+    """The `(starts_at, ends_at)` a purchase at `purchased_at` gets. A from-first-play window's
+    end stays open (None) until the first play, unless only the fixed end bounds it."""
+    starts_at = max(access.starts_at, purchased_at) if access.starts_at else purchased_at
+    return starts_at, access.fixed_end()
+
+
+def first_play_end(access: Access, first_used_at: datetime) -> datetime | None:
+    """The end a from-first-play window gets at its first play (a fixed window keeps its own)."""
+    if access.window != "from_first_play" or access.duration_s is None:
+        return access.fixed_end()
+    end = first_used_at + timedelta(seconds=access.duration_s)
+    fixed = access.fixed_end()
+    return min(end, fixed) if fixed is not None else end
+
+
+def status_at(entitlement: Entitlement, now: datetime) -> EntitlementStatus:
+    """The stored status, or `expired` once its window has ended."""
+    if entitlement.status == "active" and entitlement.ends_at is not None and now >= entitlement.ends_at:
+        return "expired"
+    return entitlement.status
+
+
+def check(entitlement: Entitlement | None, now: datetime) -> Check:
+    """Whether the entitlement lets its customer in at `now`, and why (not)."""
+    if entitlement is None:
+        return NO_ENTITLEMENT
+    status = status_at(entitlement, now)
+    if status != "active":
+        return Check(False, status, entitlement.ends_at, entitlement.purchase_id)
+    if now < entitlement.starts_at:
+        return Check(False, "not_started", entitlement.ends_at, entitlement.purchase_id)
+    return Check(True, "active", entitlement.ends_at, entitlement.purchase_id)
+
+
+__all__ = [
+    "NO_ENTITLEMENT",
+    "Check",
+    "CheckReason",
+    "Entitlement",
+    "EntitlementStatus",
+    "check",
+    "first_play_end",
+    "status_at",
+    "window_for",
+]
