@@ -14,6 +14,8 @@ from kassa.notifications import count_plaintext_secrets, seal_plaintext_secrets
 from kassa.observability import metrics, process
 from kassa.payments import PaymentsService
 from kassa.store.master_key import load_keyring
+from kassa.payments.entitlement_cache import EntitlementCache
+from kassa.payments.ppv import PayPerView
 from kassa.store.pool import Pool, create_pool
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ class Services:
     keys: KeyRing  # the master key ring: seals secrets at rest (webhook signing secrets)
     customers: CustomerService  # identity: customers, their personal data sealed per tenant
     payments: PaymentsService  # wallets, top-ups, withdrawals, provider callbacks
+    ppv: PayPerView  # pay-per-view catalogue, purchases, entitlements, refunds
     # (scope, Idempotency-Key) of requests running in this process: a concurrent duplicate is a 409.
     inflight_keys: set[tuple[str, str]] = field(default_factory=set)
 
@@ -40,6 +43,7 @@ class Services:
         return self.payments.wallets
 
     async def close(self) -> None:
+        await self.ppv.cache.close()
         await self.payments.close()
         await self.ledger.stop_expiry_sweeper()
         await self.ledger.batcher.stop()
@@ -64,6 +68,8 @@ async def build_services(settings: Settings, *, sweeper: bool = True) -> Service
     )
     # Revocations from any process reach this one's key cache by LISTEN/NOTIFY (identity.authn).
     identity.start(settings.database_url)
+    cache = EntitlementCache()
+    await cache.listen(settings.database_url)  # other processes' entitlement writes invalidate it
     return Services(
         settings=settings,
         pool=pool,
@@ -72,6 +78,7 @@ async def build_services(settings: Settings, *, sweeper: bool = True) -> Service
         keys=keys,
         customers=CustomerService(pool, keys),
         payments=PaymentsService.build(settings, pool, ledger),
+        ppv=PayPerView(pool, ledger, cache),
     )
 
 

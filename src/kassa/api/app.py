@@ -26,6 +26,7 @@ from kassa.api.routes import (
     audit,
     customers,
     health,
+    ppv,
     tenants,
     transactions,
     transfers,
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kassa.access")
 # Importing them registers their endpoints.
-_ROUTE_MODULES = (tenants, accounts, transfers, transactions, webhooks, customers, wallets, api_keys, audit)
+_ROUTE_MODULES = (tenants, accounts, transfers, transactions, webhooks, customers, wallets, api_keys, audit, ppv)
 # Checked with fullmatch: a `$` would also accept a value ending in a newline.
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

@@ -1,0 +1,1 @@
+"""Database adapters of the payments context."""

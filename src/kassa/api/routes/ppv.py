@@ -1,0 +1,232 @@
+"""Pay-per-view: content catalogue, purchases, entitlement checks and refunds."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from kassa.api import problems
+from kassa.api.pagination import decode_id_cursor, page_limit, split_page
+from kassa.api.ppv_schemas import (
+    ContentCreate,
+    ContentOut,
+    ContentPage,
+    EntitlementCheckOut,
+    EntitlementOut,
+    EntitlementPage,
+    LegOut,
+    PurchaseCreate,
+    PurchaseOut,
+    PurchasePage,
+    RefundCreate,
+    RefundOut,
+)
+from kassa.api.routes.accounts import PAGE_QUERY
+from kassa.api.routing import Ctx, encoded_response, endpoint, json_response, replay_response
+from kassa.api.submit import in_flight
+from kassa.ledger import Replay
+from kassa.observability.logging import trace_id_var
+from kassa.payments.adapters.ppv_queries import access_json
+from kassa.payments.domain.content import Access, Content, RightsHolder
+from kassa.payments.errors import ContentNotFound, PurchaseNotFound
+from kassa.shared.clock import to_rfc3339
+from kassa.shared.errors import InvalidRequest, KassaError
+from kassa.shared.ids import is_client_id, new_id
+
+if TYPE_CHECKING:
+    from starlette.responses import Response
+
+    from kassa.ledger import Outcome
+    from kassa.payments.adapters.ppv_rows import PurchaseRow, RefundRow
+    from kassa.payments.domain.entitlements import Entitlement
+
+_encoder = msgspec.json.Encoder()
+_TAG = "pay-per-view"
+
+
+def content_out(c: Content) -> ContentOut:
+    assert c.created_at is not None and c.updated_at is not None
+    return ContentOut(c.id, c.kind, c.title, c.prices,
+                      [{"customer_id": h.customer_id, "share_bps": h.share_bps} for h in c.rights_holders],
+                      c.platform_fee_bps, c.platform_fee_min, msgspec.json.decode(access_json(c.access)),
+                      to_rfc3339(c.created_at), to_rfc3339(c.updated_at))  # fmt: skip
+
+
+def _content(tenant_id: str, data: ContentCreate, content_id: str) -> Content:
+    a = data.access
+    return Content(tenant_id, content_id, data.kind, data.title, dict(data.prices),
+                   tuple(RightsHolder(h.customer_id, h.share_bps) for h in data.rights_holders),
+                   data.platform_fee_bps, data.platform_fee_min,
+                   Access(a.window, a.starts_at, a.ends_at, a.replay_days, a.duration_s))  # fmt: skip
+
+
+def _legs(legs: Any) -> list[LegOut]:
+    return [LegOut(leg["role"], leg["customer_id"], leg["account_id"], leg["amount"]) for leg in legs]
+
+
+def _refund_dict_out(r: dict[str, Any], refunded: int, revoked: bool) -> RefundOut:
+    return RefundOut(r["id"], r["purchase_id"], r["amount"], r["refund_fee"], r["reason"], _legs(r["legs"]),
+                     refunded, revoked, r["transaction_id"], to_rfc3339(r["created_at"]))  # fmt: skip
+
+
+def purchase_out(p: dict[str, Any], refunds: list[dict[str, Any]] | None = None) -> PurchaseOut:
+    return PurchaseOut(p["id"], p["customer_id"], p["content_id"], p["currency"], p["price"], p["platform_fee_bps"],
+                       p["platform_fee_min"], _legs(p["legs"]), p["transaction_id"], p["entitlement_id"],
+                       p["refunded_amount"], to_rfc3339(p["created_at"]),
+                       None if refunds is None else [_refund_dict_out(r, 0, False) for r in refunds])  # fmt: skip
+
+
+def _row_out(row: PurchaseRow, outcome: Outcome) -> PurchaseOut:
+    transaction = getattr(outcome, "transaction", None)
+    assert transaction is not None and transaction.created_at is not None
+    return PurchaseOut(row.id, row.customer_id, row.content_id, row.currency, row.price, row.platform_fee_bps,
+                       row.platform_fee_min, _legs(row.legs), transaction.id, row.entitlement_id, 0,
+                       to_rfc3339(transaction.created_at))  # fmt: skip
+
+
+def _rendered(outcome: Outcome, ok: Any, trace_id: str | None) -> tuple[int, bytes]:
+    if isinstance(outcome, KassaError):
+        return outcome.status, problems.error_body(outcome, trace_id=trace_id)
+    return 201, _encoder.encode(ok(outcome))
+
+
+@endpoint("POST", "/v1/content", summary="Create content sold pay-per-view", body=ContentCreate,
+          responses={201: ContentOut}, errors=(400, 401, 409), tag=_TAG)  # fmt: skip
+async def create_content(ctx: Ctx) -> Response:
+    data = ctx.decode(ContentCreate)
+    content = await ctx.services.ppv.create_content(_content(ctx.tenant_id, data, data.id or new_id()))
+    return json_response(content_out(content), 201)
+
+
+@endpoint("GET", "/v1/content/{id}", summary="Get a content", responses={200: ContentOut}, errors=(401, 404),
+          not_found=ContentNotFound, tag=_TAG)  # fmt: skip
+async def get_content(ctx: Ctx) -> Response:
+    content = await ctx.services.ppv.get_content(ctx.tenant_id, ctx.path_id(ContentNotFound))
+    return json_response(content_out(content))
+
+
+@endpoint("PUT", "/v1/content/{id}", summary="Replace a content (past purchases keep their price and split)",
+          body=ContentCreate, responses={200: ContentOut}, errors=(400, 401, 404), not_found=ContentNotFound,
+          tag=_TAG)  # fmt: skip
+async def update_content(ctx: Ctx) -> Response:
+    content_id = ctx.path_id(ContentNotFound)
+    data = ctx.decode(ContentCreate)
+    if data.id is not None and data.id != content_id:
+        raise InvalidRequest("id in the body must match the path")
+    content = await ctx.services.ppv.update_content(_content(ctx.tenant_id, data, content_id))
+    return json_response(content_out(content))
+
+
+@endpoint("GET", "/v1/content", summary="List content by id", query=PAGE_QUERY, responses={200: ContentPage},
+          errors=(400, 401), tag=_TAG)  # fmt: skip
+async def list_content(ctx: Ctx) -> Response:
+    limit = page_limit(ctx.request)
+    found = await ctx.services.ppv.list_content(ctx.tenant_id, decode_id_cursor(ctx.request), limit + 1)
+    page, more, cursor = split_page(found, limit, lambda c: c.id)
+    return json_response(ContentPage([content_out(c) for c in page], more, cursor))
+
+
+@endpoint("POST", "/v1/purchases", summary="Buy a content from the customer's wallet (one multi-leg transaction)",
+          body=PurchaseCreate, responses={201: PurchaseOut}, errors=(400, 401, 404, 409, 422, 503),
+          idempotent=True, tag=_TAG)  # fmt: skip
+async def create_purchase(ctx: Ctx) -> Response:
+    data = ctx.decode(PurchaseCreate)
+    claim = ctx.idempotency_claim(msgspec.json.encode(data, order="sorted"))
+    trace_id = trace_id_var.get()
+    ppv = ctx.services.ppv
+    async with in_flight(ctx, claim):
+        order = await ppv.prepare_purchase(ctx.tenant_id, data.customer_id, data.content_id, data.currency)
+
+        def receipt(outcome: Outcome) -> tuple[int, bytes]:
+            return _rendered(outcome, lambda o: _row_out(order.row, o), trace_id)
+
+        result = await ppv.purchase(order, claim, receipt if claim else None, trace_id)
+    if isinstance(result, Replay):
+        return replay_response(result.status, result.body)
+    return encoded_response(201, _encoder.encode(_row_out(order.row, result)))
+
+
+@endpoint("GET", "/v1/purchases/{id}", summary="Get a purchase with its legs and refunds",
+          responses={200: PurchaseOut}, errors=(401, 404), not_found=PurchaseNotFound, tag=_TAG)  # fmt: skip
+async def get_purchase(ctx: Ctx) -> Response:
+    found = await ctx.services.ppv.get_purchase(ctx.tenant_id, ctx.path_id(PurchaseNotFound))
+    return json_response(purchase_out(found, found["refunds"]))
+
+
+def _customer_param(ctx: Ctx) -> str:
+    value = ctx.request.query_params.get("customer_id")
+    if value is None or not is_client_id(value):
+        raise InvalidRequest("customer_id is required and must be a valid id")
+    return value
+
+
+_CUSTOMER_QUERY = (("customer_id", "string", "the customer"), *PAGE_QUERY)
+
+
+@endpoint("GET", "/v1/purchases", summary="A customer's purchases, newest first", query=_CUSTOMER_QUERY,
+          required_query=("customer_id",), responses={200: PurchasePage}, errors=(400, 401), tag=_TAG)  # fmt: skip
+async def list_purchases(ctx: Ctx) -> Response:
+    limit = page_limit(ctx.request)
+    customer = _customer_param(ctx)
+    found = await ctx.services.ppv.list_purchases(ctx.tenant_id, customer, decode_id_cursor(ctx.request), limit + 1)
+    page, more, cursor = split_page(found, limit, lambda p: p["id"])
+    return json_response(PurchasePage([purchase_out(p) for p in page], more, cursor))
+
+
+def _refund_out(row: RefundRow, outcome: Outcome) -> RefundOut:
+    transaction = getattr(outcome, "transaction", None)
+    assert transaction is not None and transaction.created_at is not None
+    return RefundOut(row.id, row.purchase_id, row.amount, row.refund_fee, row.reason, _legs(row.legs),
+                     row.refunded_amount_after, row.revokes, transaction.id, to_rfc3339(transaction.created_at))  # fmt: skip
+
+
+@endpoint("POST", "/v1/purchases/{id}/refunds", summary="Refund (part of) a purchase across its legs",
+          body=RefundCreate, responses={201: RefundOut}, errors=(400, 401, 404, 409, 422, 503), idempotent=True,
+          not_found=PurchaseNotFound, tag=_TAG)  # fmt: skip
+async def create_refund(ctx: Ctx) -> Response:
+    purchase_id = ctx.path_id(PurchaseNotFound)
+    data = ctx.decode(RefundCreate)
+    claim = ctx.idempotency_claim(msgspec.json.encode(data, order="sorted"))
+    trace_id = trace_id_var.get()
+
+    def receipt_for(row: RefundRow) -> Any:
+        return lambda outcome: _rendered(outcome, lambda o: _refund_out(row, o), trace_id)
+
+    async with in_flight(ctx, claim):
+        row, result = await ctx.services.ppv.refund(ctx.tenant_id, purchase_id, data.amount, data.reason,
+                                                    data.refund_fee, claim, receipt_for if claim else None,
+                                                    trace_id)  # fmt: skip
+    if isinstance(result, Replay):
+        return replay_response(result.status, result.body)
+    return encoded_response(201, _encoder.encode(_refund_out(row, result)))
+
+
+def entitlement_out(e: Entitlement) -> EntitlementOut:
+    return EntitlementOut(e.id, e.customer_id, e.content_id, e.purchase_id, e.status, to_rfc3339(e.starts_at),
+                          to_rfc3339(e.ends_at) if e.ends_at else None,
+                          to_rfc3339(e.first_used_at) if e.first_used_at else None)  # fmt: skip
+
+
+@endpoint("GET", "/v1/entitlements/check", summary="May this customer watch this content now?",
+          query=(("customer_id", "string", "the customer"), ("content_id", "string", "the content")),
+          required_query=("customer_id", "content_id"), responses={200: EntitlementCheckOut}, errors=(400, 401),
+          tag=_TAG)  # fmt: skip
+async def check_entitlement(ctx: Ctx) -> Response:
+    customer = _customer_param(ctx)
+    content = ctx.request.query_params.get("content_id")
+    if content is None or not is_client_id(content):
+        raise InvalidRequest("content_id is required and must be a valid id")
+    found = await ctx.services.ppv.check(ctx.tenant_id, customer, content)
+    expires = to_rfc3339(found.expires_at) if found.expires_at else None
+    return json_response(EntitlementCheckOut(found.allowed, found.reason, expires, found.purchase_id))
+
+
+@endpoint("GET", "/v1/entitlements", summary="A customer's entitlements, newest first", query=_CUSTOMER_QUERY,
+          required_query=("customer_id",), responses={200: EntitlementPage}, errors=(400, 401), tag=_TAG)  # fmt: skip
+async def list_entitlements(ctx: Ctx) -> Response:
+    limit = page_limit(ctx.request)
+    customer = _customer_param(ctx)
+    found = await ctx.services.ppv.list_entitlements(ctx.tenant_id, customer, decode_id_cursor(ctx.request), limit + 1)
+    page, more, cursor = split_page(found, limit, lambda e: e.id)
+    return json_response(EntitlementPage([entitlement_out(e) for e in page], more, cursor))
