@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime  # noqa: TC003 - msgspec resolves annotations at runtime
 from typing import Annotated, Literal
 
 import msgspec
@@ -35,7 +35,7 @@ class AccessIn(Input):
     duration_s: Annotated[int, Meta(ge=1, le=content_access_duration_s_max)] | None = None
 
 
-class ContentCreate(Input):
+class ContentCreate(Input, kw_only=True):
     id: ClientId | None = None
     kind: Literal["video", "live_stream", "podcast", "article"]
     title: Annotated[str, Meta(min_length=1, max_length=content_title_chars_max)]

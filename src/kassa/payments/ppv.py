@@ -20,8 +20,16 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import msgspec
 
-from kassa.ledger import AccountExists, Applied, CreateTransaction, NewPosting, ProductWrite, TransactionApplied
 from kassa.ledger import Account as LedgerAccount
+from kassa.ledger import (
+    AccountExists,
+    Applied,
+    CreateTransaction,
+    InsufficientFunds,
+    NewPosting,
+    ProductWrite,
+    TransactionApplied,
+)
 from kassa.ledger import Balance as LedgerBalance
 from kassa.payments.adapters import ppv_queries as q
 from kassa.payments.adapters.ppv_rows import PurchaseRow, PurchaseWriter, RefundRow, RefundWriter, cache_key
@@ -42,7 +50,8 @@ from kassa.shared.clock import utcnow
 from kassa.shared.ids import new_id
 from kassa.shared.invariants import invariant
 from kassa.shared.limits import refund_retry_max
-from kassa.store.tenancy import tenant_transaction
+from kassa.store import idempotency
+from kassa.store.tenancy import scope, tenant_transaction
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -86,6 +95,22 @@ class PayPerView:
         self.ledger = ledger
         self.cache = cache or EntitlementCache()
 
+    async def stored_replay(self, claim: IdemClaim | None) -> Replay | None:
+        """The stored response of an Idempotency-Key already used, looked up before anything is
+        prepared (a retry of a purchase must replay it, not answer already_entitled). The key is
+        not kept: the ledger claims it again in the transaction of the effect. Raises
+        IdempotencyKeyReused, IdempotencyKeyInFlight."""
+        if claim is None:
+            return None
+        async with self.pool.acquire() as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                await scope(conn, [claim.tenant_id])
+                return await idempotency.claim_one(conn, claim)
+            finally:
+                await transaction.rollback()
+
     # Catalogue --------------------------------------------------------------------------
     async def _ensure_accounts(self, content: Content) -> None:
         """The fee account and each holder's payable, per priced currency, created on first use."""
@@ -94,7 +119,9 @@ class PayPerView:
                 (payable_account(h.customer_id, currency), True) for h in content.rights_holders
             ]
             for account_id, allow_negative in wanted:
-                account = LedgerAccount(content.tenant_id, account_id, currency, "credit", allow_negative, LedgerBalance())
+                account = LedgerAccount(
+                    content.tenant_id, account_id, currency, "credit", allow_negative, LedgerBalance()
+                )
                 try:
                     await self.ledger.create_account(account)
                 except AccountExists:
@@ -151,22 +178,46 @@ class PayPerView:
             raise AlreadyEntitled(f"customer '{customer_id}' already has access to content '{content_id}'")
         holders = [(h.customer_id, h.share_bps) for h in content.rights_holders]
         legs = split_price(price, content.platform_fee_bps, content.platform_fee_min, holders)
-        leg_rows = tuple(
+        leg_rows: tuple[dict[str, Any], ...] = tuple(
             {
                 "role": leg.role,
                 "customer_id": leg.customer_id,
-                "account_id": fee_account(currency) if leg.customer_id is None else payable_account(leg.customer_id, currency),
+                "account_id": fee_account(currency)
+                if leg.customer_id is None
+                else payable_account(leg.customer_id, currency),
                 "amount": leg.amount,
             }
             for leg in legs
         )
         purchase_id = new_id()
-        row = PurchaseRow(tenant_id, purchase_id, new_id(), customer_id, content_id, currency, price,
-                          content.platform_fee_bps, content.platform_fee_min, wallet, leg_rows, content.access)  # fmt: skip
-        postings = tuple(NewPosting(wallet, leg["account_id"], leg["amount"], currency) for leg in leg_rows if leg["amount"])
-        command = CreateTransaction(tenant_id, f"purchase:{purchase_id}", postings, False, None, None,
-                                    {"purchase_id": purchase_id, "content_id": content_id},
-                                    _hash([purchase_id, leg_rows]), generated_id=True)  # fmt: skip
+        row = PurchaseRow(
+            tenant_id,
+            purchase_id,
+            new_id(),
+            customer_id,
+            content_id,
+            currency,
+            price,
+            content.platform_fee_bps,
+            content.platform_fee_min,
+            wallet,
+            leg_rows,
+            content.access,
+        )
+        postings = tuple(
+            NewPosting(wallet, leg["account_id"], leg["amount"], currency) for leg in leg_rows if leg["amount"]
+        )
+        command = CreateTransaction(
+            tenant_id,
+            f"purchase:{purchase_id}",
+            postings,
+            False,
+            None,
+            None,
+            {"purchase_id": purchase_id, "content_id": content_id},
+            _hash([purchase_id, leg_rows]),
+            generated_id=True,
+        )
         return PurchaseOrder(row, command)
 
     async def purchase(
@@ -187,8 +238,12 @@ class PayPerView:
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "entitlements_one_active":
                 raise
-            raise AlreadyEntitled(f"customer '{row.customer_id}' already has access to content '{row.content_id}'") from None
+            raise AlreadyEntitled(
+                f"customer '{row.customer_id}' already has access to content '{row.content_id}'"
+            ) from None
         self.cache.invalidate(cache_key(row.tenant_id, row.customer_id, row.content_id))
+        invariant(not isinstance(result, Applied), "a purchase is a multi-leg transaction")
+        assert not isinstance(result, Applied)  # narrowing for mypy
         return result
 
     async def get_purchase(self, tenant_id: str, purchase_id: str) -> dict[str, Any]:
@@ -201,7 +256,9 @@ class PayPerView:
             raise PurchaseNotFound(f"purchase '{purchase_id}' does not exist")
         return found
 
-    async def list_purchases(self, tenant_id: str, customer_id: str, before_id: str | None, limit: int) -> list[dict[str, Any]]:
+    async def list_purchases(
+        self, tenant_id: str, customer_id: str, before_id: str | None, limit: int
+    ) -> list[dict[str, Any]]:
         async with tenant_transaction(self.pool, tenant_id) as conn:
             return await q.list_purchases(conn, tenant_id, customer_id, before_id, limit)
 
@@ -217,7 +274,9 @@ class PayPerView:
             self.cache.put(key, generation, entitlement)
         return ent.check(entitlement, utcnow())
 
-    async def list_entitlements(self, tenant_id: str, customer_id: str, before_id: str | None, limit: int) -> list[ent.Entitlement]:
+    async def list_entitlements(
+        self, tenant_id: str, customer_id: str, before_id: str | None, limit: int
+    ) -> list[ent.Entitlement]:
         async with tenant_transaction(self.pool, tenant_id) as conn:
             found = await q.list_entitlements(conn, tenant_id, customer_id, before_id, limit)
         now = utcnow()
@@ -245,14 +304,41 @@ class PayPerView:
         leg_rows = tuple({**leg, "amount": share} for leg, share in zip(purchase["legs"], shares, strict=True))
         refund_id = new_id()
         wallet, currency = purchase["wallet_account_id"], purchase["currency"]
-        row = RefundRow(tenant_id, refund_id, purchase_id, purchase["customer_id"], purchase["content_id"],
-                        purchase["refund_count"] + 1, wanted, refund_fee, reason, leg_rows,
-                        purchase["refunded_amount"] + wanted, after, sum(after) == sum(legs))  # fmt: skip
-        postings = tuple(NewPosting(leg["account_id"], wallet, leg["amount"], currency) for leg in leg_rows if leg["amount"])
-        command = CreateTransaction(tenant_id, f"refund:{refund_id}", postings, False, None, None,
-                                    {"purchase_id": purchase_id, "refund_id": refund_id},
-                                    _hash([refund_id, leg_rows]), generated_id=True)  # fmt: skip
+        row = RefundRow(
+            tenant_id,
+            refund_id,
+            purchase_id,
+            purchase["customer_id"],
+            purchase["content_id"],
+            purchase["refund_count"] + 1,
+            wanted,
+            refund_fee,
+            reason,
+            leg_rows,
+            purchase["refunded_amount"] + wanted,
+            after,
+            sum(after) == sum(legs),
+        )
+        postings = tuple(
+            NewPosting(leg["account_id"], wallet, leg["amount"], currency) for leg in leg_rows if leg["amount"]
+        )
+        command = CreateTransaction(
+            tenant_id,
+            f"refund:{refund_id}",
+            postings,
+            False,
+            None,
+            None,
+            {"purchase_id": purchase_id, "refund_id": refund_id},
+            _hash([refund_id, leg_rows]),
+            generated_id=True,
+        )
         return RefundOrder(row, command)
+
+    async def _refunded_since(self, tenant_id: str, purchase_id: str, refund_count: int) -> bool:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            purchase = await q.get_purchase(conn, tenant_id, purchase_id)
+        return purchase is not None and purchase["refund_count"] != refund_count
 
     async def refund(
         self,
@@ -273,15 +359,25 @@ class PayPerView:
             try:
                 receipt = receipt_for(order.row) if receipt_for else None
                 result = await self.ledger.execute(
-                    order.command, claim=claim, receipt=receipt, product=ProductWrite(REFUNDS, order.row), trace_id=trace_id
+                    order.command,
+                    claim=claim,
+                    receipt=receipt,
+                    product=ProductWrite(REFUNDS, order.row),
+                    trace_id=trace_id,
                 )
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != "refunds_purchase_seq":
                     raise
                 continue
+            except InsufficientFunds:
+                # A leg account (the fee's, say) was short because a concurrent refund of this
+                # purchase took its share first, in the same batch: recompute from the new state.
+                if not await self._refunded_since(tenant_id, purchase_id, order.row.seq - 1):
+                    raise
+                continue
             if order.row.revokes:
                 self.cache.invalidate(cache_key(tenant_id, order.row.customer_id, order.row.content_id))
             invariant(not isinstance(result, Applied), "a refund is a multi-leg transaction")
-        assert not isinstance(result, Applied)  # narrowing for mypy
-        return order.row, result
+            assert not isinstance(result, Applied)  # narrowing for mypy
+            return order.row, result
         raise RefundExceedsPurchase("the purchase kept changing under concurrent refunds; retry")

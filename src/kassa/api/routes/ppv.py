@@ -47,18 +47,33 @@ _TAG = "pay-per-view"
 
 def content_out(c: Content) -> ContentOut:
     assert c.created_at is not None and c.updated_at is not None
-    return ContentOut(c.id, c.kind, c.title, c.prices,
-                      [{"customer_id": h.customer_id, "share_bps": h.share_bps} for h in c.rights_holders],
-                      c.platform_fee_bps, c.platform_fee_min, msgspec.json.decode(access_json(c.access)),
-                      to_rfc3339(c.created_at), to_rfc3339(c.updated_at))  # fmt: skip
+    return ContentOut(
+        c.id,
+        c.kind,
+        c.title,
+        c.prices,
+        [{"customer_id": h.customer_id, "share_bps": h.share_bps} for h in c.rights_holders],
+        c.platform_fee_bps,
+        c.platform_fee_min,
+        access_json(c.access),
+        to_rfc3339(c.created_at),
+        to_rfc3339(c.updated_at),
+    )
 
 
 def _content(tenant_id: str, data: ContentCreate, content_id: str) -> Content:
     a = data.access
-    return Content(tenant_id, content_id, data.kind, data.title, dict(data.prices),
-                   tuple(RightsHolder(h.customer_id, h.share_bps) for h in data.rights_holders),
-                   data.platform_fee_bps, data.platform_fee_min,
-                   Access(a.window, a.starts_at, a.ends_at, a.replay_days, a.duration_s))  # fmt: skip
+    return Content(
+        tenant_id,
+        content_id,
+        data.kind,
+        data.title,
+        dict(data.prices),
+        tuple(RightsHolder(h.customer_id, h.share_bps) for h in data.rights_holders),
+        data.platform_fee_bps,
+        data.platform_fee_min,
+        Access(a.window, a.starts_at, a.ends_at, a.replay_days, a.duration_s),
+    )
 
 
 def _legs(legs: Any) -> list[LegOut]:
@@ -66,23 +81,55 @@ def _legs(legs: Any) -> list[LegOut]:
 
 
 def _refund_dict_out(r: dict[str, Any], refunded: int, revoked: bool) -> RefundOut:
-    return RefundOut(r["id"], r["purchase_id"], r["amount"], r["refund_fee"], r["reason"], _legs(r["legs"]),
-                     refunded, revoked, r["transaction_id"], to_rfc3339(r["created_at"]))  # fmt: skip
+    return RefundOut(
+        r["id"],
+        r["purchase_id"],
+        r["amount"],
+        r["refund_fee"],
+        r["reason"],
+        _legs(r["legs"]),
+        refunded,
+        revoked,
+        r["transaction_id"],
+        to_rfc3339(r["created_at"]),
+    )
 
 
 def purchase_out(p: dict[str, Any], refunds: list[dict[str, Any]] | None = None) -> PurchaseOut:
-    return PurchaseOut(p["id"], p["customer_id"], p["content_id"], p["currency"], p["price"], p["platform_fee_bps"],
-                       p["platform_fee_min"], _legs(p["legs"]), p["transaction_id"], p["entitlement_id"],
-                       p["refunded_amount"], to_rfc3339(p["created_at"]),
-                       None if refunds is None else [_refund_dict_out(r, 0, False) for r in refunds])  # fmt: skip
+    return PurchaseOut(
+        p["id"],
+        p["customer_id"],
+        p["content_id"],
+        p["currency"],
+        p["price"],
+        p["platform_fee_bps"],
+        p["platform_fee_min"],
+        _legs(p["legs"]),
+        p["transaction_id"],
+        p["entitlement_id"],
+        p["refunded_amount"],
+        to_rfc3339(p["created_at"]),
+        None if refunds is None else [_refund_dict_out(r, 0, False) for r in refunds],
+    )
 
 
 def _row_out(row: PurchaseRow, outcome: Outcome) -> PurchaseOut:
     transaction = getattr(outcome, "transaction", None)
     assert transaction is not None and transaction.created_at is not None
-    return PurchaseOut(row.id, row.customer_id, row.content_id, row.currency, row.price, row.platform_fee_bps,
-                       row.platform_fee_min, _legs(row.legs), transaction.id, row.entitlement_id, 0,
-                       to_rfc3339(transaction.created_at))  # fmt: skip
+    return PurchaseOut(
+        row.id,
+        row.customer_id,
+        row.content_id,
+        row.currency,
+        row.price,
+        row.platform_fee_bps,
+        row.platform_fee_min,
+        _legs(row.legs),
+        transaction.id,
+        row.entitlement_id,
+        0,
+        to_rfc3339(transaction.created_at),
+    )
 
 
 def _rendered(outcome: Outcome, ok: Any, trace_id: str | None) -> tuple[int, bytes]:
@@ -91,24 +138,45 @@ def _rendered(outcome: Outcome, ok: Any, trace_id: str | None) -> tuple[int, byt
     return 201, _encoder.encode(ok(outcome))
 
 
-@endpoint("POST", "/v1/content", summary="Create content sold pay-per-view", body=ContentCreate,
-          responses={201: ContentOut}, errors=(400, 401, 409), tag=_TAG)  # fmt: skip
+@endpoint(
+    "POST",
+    "/v1/content",
+    summary="Create content sold pay-per-view",
+    body=ContentCreate,
+    responses={201: ContentOut},
+    errors=(400, 401, 409),
+    tag=_TAG,
+)
 async def create_content(ctx: Ctx) -> Response:
     data = ctx.decode(ContentCreate)
     content = await ctx.services.ppv.create_content(_content(ctx.tenant_id, data, data.id or new_id()))
     return json_response(content_out(content), 201)
 
 
-@endpoint("GET", "/v1/content/{id}", summary="Get a content", responses={200: ContentOut}, errors=(401, 404),
-          not_found=ContentNotFound, tag=_TAG)  # fmt: skip
+@endpoint(
+    "GET",
+    "/v1/content/{id}",
+    summary="Get a content",
+    responses={200: ContentOut},
+    errors=(401, 404),
+    not_found=ContentNotFound,
+    tag=_TAG,
+)
 async def get_content(ctx: Ctx) -> Response:
     content = await ctx.services.ppv.get_content(ctx.tenant_id, ctx.path_id(ContentNotFound))
     return json_response(content_out(content))
 
 
-@endpoint("PUT", "/v1/content/{id}", summary="Replace a content (past purchases keep their price and split)",
-          body=ContentCreate, responses={200: ContentOut}, errors=(400, 401, 404), not_found=ContentNotFound,
-          tag=_TAG)  # fmt: skip
+@endpoint(
+    "PUT",
+    "/v1/content/{id}",
+    summary="Replace a content (past purchases keep their price and split)",
+    body=ContentCreate,
+    responses={200: ContentOut},
+    errors=(400, 401, 404),
+    not_found=ContentNotFound,
+    tag=_TAG,
+)
 async def update_content(ctx: Ctx) -> Response:
     content_id = ctx.path_id(ContentNotFound)
     data = ctx.decode(ContentCreate)
@@ -118,8 +186,15 @@ async def update_content(ctx: Ctx) -> Response:
     return json_response(content_out(content))
 
 
-@endpoint("GET", "/v1/content", summary="List content by id", query=PAGE_QUERY, responses={200: ContentPage},
-          errors=(400, 401), tag=_TAG)  # fmt: skip
+@endpoint(
+    "GET",
+    "/v1/content",
+    summary="List content by id",
+    query=PAGE_QUERY,
+    responses={200: ContentPage},
+    errors=(400, 401),
+    tag=_TAG,
+)
 async def list_content(ctx: Ctx) -> Response:
     limit = page_limit(ctx.request)
     found = await ctx.services.ppv.list_content(ctx.tenant_id, decode_id_cursor(ctx.request), limit + 1)
@@ -127,15 +202,25 @@ async def list_content(ctx: Ctx) -> Response:
     return json_response(ContentPage([content_out(c) for c in page], more, cursor))
 
 
-@endpoint("POST", "/v1/purchases", summary="Buy a content from the customer's wallet (one multi-leg transaction)",
-          body=PurchaseCreate, responses={201: PurchaseOut}, errors=(400, 401, 404, 409, 422, 503),
-          idempotent=True, tag=_TAG)  # fmt: skip
+@endpoint(
+    "POST",
+    "/v1/purchases",
+    summary="Buy a content from the customer's wallet (one multi-leg transaction)",
+    body=PurchaseCreate,
+    responses={201: PurchaseOut},
+    errors=(400, 401, 404, 409, 422, 503),
+    idempotent=True,
+    tag=_TAG,
+)
 async def create_purchase(ctx: Ctx) -> Response:
     data = ctx.decode(PurchaseCreate)
     claim = ctx.idempotency_claim(msgspec.json.encode(data, order="sorted"))
     trace_id = trace_id_var.get()
     ppv = ctx.services.ppv
     async with in_flight(ctx, claim):
+        stored = await ppv.stored_replay(claim)
+        if stored is not None:
+            return replay_response(stored.status, stored.body)
         order = await ppv.prepare_purchase(ctx.tenant_id, data.customer_id, data.content_id, data.currency)
 
         def receipt(outcome: Outcome) -> tuple[int, bytes]:
@@ -147,8 +232,15 @@ async def create_purchase(ctx: Ctx) -> Response:
     return encoded_response(201, _encoder.encode(_row_out(order.row, result)))
 
 
-@endpoint("GET", "/v1/purchases/{id}", summary="Get a purchase with its legs and refunds",
-          responses={200: PurchaseOut}, errors=(401, 404), not_found=PurchaseNotFound, tag=_TAG)  # fmt: skip
+@endpoint(
+    "GET",
+    "/v1/purchases/{id}",
+    summary="Get a purchase with its legs and refunds",
+    responses={200: PurchaseOut},
+    errors=(401, 404),
+    not_found=PurchaseNotFound,
+    tag=_TAG,
+)
 async def get_purchase(ctx: Ctx) -> Response:
     found = await ctx.services.ppv.get_purchase(ctx.tenant_id, ctx.path_id(PurchaseNotFound))
     return json_response(purchase_out(found, found["refunds"]))
@@ -164,8 +256,16 @@ def _customer_param(ctx: Ctx) -> str:
 _CUSTOMER_QUERY = (("customer_id", "string", "the customer"), *PAGE_QUERY)
 
 
-@endpoint("GET", "/v1/purchases", summary="A customer's purchases, newest first", query=_CUSTOMER_QUERY,
-          required_query=("customer_id",), responses={200: PurchasePage}, errors=(400, 401), tag=_TAG)  # fmt: skip
+@endpoint(
+    "GET",
+    "/v1/purchases",
+    summary="A customer's purchases, newest first",
+    query=_CUSTOMER_QUERY,
+    required_query=("customer_id",),
+    responses={200: PurchasePage},
+    errors=(400, 401),
+    tag=_TAG,
+)
 async def list_purchases(ctx: Ctx) -> Response:
     limit = page_limit(ctx.request)
     customer = _customer_param(ctx)
@@ -177,13 +277,31 @@ async def list_purchases(ctx: Ctx) -> Response:
 def _refund_out(row: RefundRow, outcome: Outcome) -> RefundOut:
     transaction = getattr(outcome, "transaction", None)
     assert transaction is not None and transaction.created_at is not None
-    return RefundOut(row.id, row.purchase_id, row.amount, row.refund_fee, row.reason, _legs(row.legs),
-                     row.refunded_amount_after, row.revokes, transaction.id, to_rfc3339(transaction.created_at))  # fmt: skip
+    return RefundOut(
+        row.id,
+        row.purchase_id,
+        row.amount,
+        row.refund_fee,
+        row.reason,
+        _legs(row.legs),
+        row.refunded_amount_after,
+        row.revokes,
+        transaction.id,
+        to_rfc3339(transaction.created_at),
+    )
 
 
-@endpoint("POST", "/v1/purchases/{id}/refunds", summary="Refund (part of) a purchase across its legs",
-          body=RefundCreate, responses={201: RefundOut}, errors=(400, 401, 404, 409, 422, 503), idempotent=True,
-          not_found=PurchaseNotFound, tag=_TAG)  # fmt: skip
+@endpoint(
+    "POST",
+    "/v1/purchases/{id}/refunds",
+    summary="Refund (part of) a purchase across its legs",
+    body=RefundCreate,
+    responses={201: RefundOut},
+    errors=(400, 401, 404, 409, 422, 503),
+    idempotent=True,
+    not_found=PurchaseNotFound,
+    tag=_TAG,
+)
 async def create_refund(ctx: Ctx) -> Response:
     purchase_id = ctx.path_id(PurchaseNotFound)
     data = ctx.decode(RefundCreate)
@@ -194,24 +312,47 @@ async def create_refund(ctx: Ctx) -> Response:
         return lambda outcome: _rendered(outcome, lambda o: _refund_out(row, o), trace_id)
 
     async with in_flight(ctx, claim):
-        row, result = await ctx.services.ppv.refund(ctx.tenant_id, purchase_id, data.amount, data.reason,
-                                                    data.refund_fee, claim, receipt_for if claim else None,
-                                                    trace_id)  # fmt: skip
+        stored = await ctx.services.ppv.stored_replay(claim)
+        if stored is not None:
+            return replay_response(stored.status, stored.body)
+        row, result = await ctx.services.ppv.refund(
+            ctx.tenant_id,
+            purchase_id,
+            data.amount,
+            data.reason,
+            data.refund_fee,
+            claim,
+            receipt_for if claim else None,
+            trace_id,
+        )
     if isinstance(result, Replay):
         return replay_response(result.status, result.body)
     return encoded_response(201, _encoder.encode(_refund_out(row, result)))
 
 
 def entitlement_out(e: Entitlement) -> EntitlementOut:
-    return EntitlementOut(e.id, e.customer_id, e.content_id, e.purchase_id, e.status, to_rfc3339(e.starts_at),
-                          to_rfc3339(e.ends_at) if e.ends_at else None,
-                          to_rfc3339(e.first_used_at) if e.first_used_at else None)  # fmt: skip
+    return EntitlementOut(
+        e.id,
+        e.customer_id,
+        e.content_id,
+        e.purchase_id,
+        e.status,
+        to_rfc3339(e.starts_at),
+        to_rfc3339(e.ends_at) if e.ends_at else None,
+        to_rfc3339(e.first_used_at) if e.first_used_at else None,
+    )
 
 
-@endpoint("GET", "/v1/entitlements/check", summary="May this customer watch this content now?",
-          query=(("customer_id", "string", "the customer"), ("content_id", "string", "the content")),
-          required_query=("customer_id", "content_id"), responses={200: EntitlementCheckOut}, errors=(400, 401),
-          tag=_TAG)  # fmt: skip
+@endpoint(
+    "GET",
+    "/v1/entitlements/check",
+    summary="May this customer watch this content now?",
+    query=(("customer_id", "string", "the customer"), ("content_id", "string", "the content")),
+    required_query=("customer_id", "content_id"),
+    responses={200: EntitlementCheckOut},
+    errors=(400, 401),
+    tag=_TAG,
+)
 async def check_entitlement(ctx: Ctx) -> Response:
     customer = _customer_param(ctx)
     content = ctx.request.query_params.get("content_id")
@@ -222,8 +363,16 @@ async def check_entitlement(ctx: Ctx) -> Response:
     return json_response(EntitlementCheckOut(found.allowed, found.reason, expires, found.purchase_id))
 
 
-@endpoint("GET", "/v1/entitlements", summary="A customer's entitlements, newest first", query=_CUSTOMER_QUERY,
-          required_query=("customer_id",), responses={200: EntitlementPage}, errors=(400, 401), tag=_TAG)  # fmt: skip
+@endpoint(
+    "GET",
+    "/v1/entitlements",
+    summary="A customer's entitlements, newest first",
+    query=_CUSTOMER_QUERY,
+    required_query=("customer_id",),
+    responses={200: EntitlementPage},
+    errors=(400, 401),
+    tag=_TAG,
+)
 async def list_entitlements(ctx: Ctx) -> Response:
     limit = page_limit(ctx.request)
     customer = _customer_param(ctx)

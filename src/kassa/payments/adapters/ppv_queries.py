@@ -18,52 +18,64 @@ if TYPE_CHECKING:
 
     from kassa.store.pool import Conn
 
-_json = msgspec.json.Encoder()
-
 
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def access_json(access: Access) -> str:
-    return _json.encode(
-        {
-            "window": access.window,
-            "starts_at": access.starts_at.isoformat() if access.starts_at else None,
-            "ends_at": access.ends_at.isoformat() if access.ends_at else None,
-            "replay_days": access.replay_days,
-            "duration_s": access.duration_s,
-        }
-    ).decode()
+def access_json(access: Access) -> dict[str, Any]:
+    """The access rules as stored (jsonb) and shown (API)."""
+    return {
+        "window": access.window,
+        "starts_at": access.starts_at.isoformat() if access.starts_at else None,
+        "ends_at": access.ends_at.isoformat() if access.ends_at else None,
+        "replay_days": access.replay_days,
+        "duration_s": access.duration_s,
+    }
 
 
 def _content(row: asyncpg.Record) -> Content:
-    access = msgspec.json.decode(row["access"])
+    access = row["access"]
     return Content(
         tenant_id=row["tenant_id"],
         id=row["id"],
         kind=row["kind"],
         title=row["title"],
-        prices=msgspec.json.decode(row["prices"]),
-        rights_holders=tuple(RightsHolder(h["customer_id"], h["share_bps"]) for h in msgspec.json.decode(row["rights_holders"])),
+        prices=row["prices"],
+        rights_holders=tuple(RightsHolder(h["customer_id"], h["share_bps"]) for h in row["rights_holders"]),
         platform_fee_bps=row["platform_fee_bps"],
         platform_fee_min=row["platform_fee_min"],
-        access=Access(access["window"], _dt(access["starts_at"]), _dt(access["ends_at"]), access["replay_days"], access["duration_s"]),
+        access=Access(
+            access["window"],
+            _dt(access["starts_at"]),
+            _dt(access["ends_at"]),
+            access["replay_days"],
+            access["duration_s"],
+        ),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
 
 
 _CONTENT_COLUMNS = (
-    "tenant_id, id, kind, title, prices::text, rights_holders::text, platform_fee_bps, platform_fee_min,"
-    " access::text, created_at, updated_at"
+    "tenant_id, id, kind, title, prices, rights_holders, platform_fee_bps, platform_fee_min, access,"
+    " created_at, updated_at"
 )
 
 
 def _content_args(c: Content) -> list[Any]:
     holders = [{"customer_id": h.customer_id, "share_bps": h.share_bps} for h in c.rights_holders]
-    return [c.tenant_id, c.id, c.kind, c.title, _json.encode(c.prices).decode(), _json.encode(holders).decode(),
-            c.platform_fee_bps, c.platform_fee_min, access_json(c.access)]  # fmt: skip
+    return [
+        c.tenant_id,
+        c.id,
+        c.kind,
+        c.title,
+        c.prices,
+        holders,
+        c.platform_fee_bps,
+        c.platform_fee_min,
+        access_json(c.access),
+    ]
 
 
 async def insert_content(conn: Conn, content: Content) -> Content | None:
@@ -142,7 +154,9 @@ async def get_purchase(conn: Conn, tenant_id: str, purchase_id: str) -> dict[str
     return purchase_dict(row) if row else None
 
 
-async def list_purchases(conn: Conn, tenant_id: str, customer_id: str, before_id: str | None, limit: int) -> list[dict[str, Any]]:
+async def list_purchases(
+    conn: Conn, tenant_id: str, customer_id: str, before_id: str | None, limit: int
+) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         f"SELECT {_PURCHASE_COLUMNS} FROM purchases p LEFT JOIN entitlements e"
         " ON e.tenant_id = p.tenant_id AND e.purchase_id = p.id"
@@ -175,7 +189,9 @@ async def deciding_entitlement(conn: Conn, tenant_id: str, customer_id: str, con
     return _entitlement(row) if row else None
 
 
-async def list_entitlements(conn: Conn, tenant_id: str, customer_id: str, before_id: str | None, limit: int) -> list[Entitlement]:
+async def list_entitlements(
+    conn: Conn, tenant_id: str, customer_id: str, before_id: str | None, limit: int
+) -> list[Entitlement]:
     rows = await conn.fetch(
         f"SELECT {_ENTITLEMENT_COLUMNS} FROM entitlements WHERE tenant_id = $1 AND customer_id = $2"
         " AND ($3::text IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",

@@ -153,7 +153,9 @@ class PurchaseWriter:
         ]
 
 
-def _completed(row: PurchaseRow, transaction_id: str, window: tuple[datetime, datetime | None], now: datetime) -> dict[str, Any]:
+def _completed(
+    row: PurchaseRow, transaction_id: str, window: tuple[datetime, datetime | None], now: datetime
+) -> dict[str, Any]:
     # Ids and amounts only: a customer's name or email never reaches an event.
     return {
         "id": row.id,
