@@ -1,0 +1,69 @@
+"""The entitlement cache of one process is invalidated by another process's purchases and refunds (LISTEN/NOTIFY)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import pytest
+
+from kassa.ledger import Batcher, LedgerService
+from kassa.payments.entitlement_cache import EntitlementCache
+from kassa.payments.ppv import PayPerView
+from support.ppv import live_stream, open_ppv_tenant
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from kassa.payments.domain.entitlements import Check
+    from kassa.store.pool import Pool
+
+pytestmark = pytest.mark.integration
+WAIT_S = 10.0
+
+
+@pytest.fixture
+async def two_processes(app_pool: Pool, app_url: str) -> AsyncIterator[tuple[PayPerView, PayPerView]]:
+    """Two services as two API processes would have them: each its own cache and listener."""
+    batcher = Batcher(app_pool)
+    batcher.start()
+    ledger = LedgerService(app_pool, batcher)
+    services = (PayPerView(app_pool, ledger, EntitlementCache()), PayPerView(app_pool, ledger, EntitlementCache()))
+    for service in services:
+        await service.cache.listen(app_url)
+    try:
+        yield services
+    finally:
+        for service in services:
+            await service.cache.close()
+        await batcher.stop()
+
+
+async def wait_for(service: PayPerView, tenant: str, reason: str) -> Check:
+    """Poll the other process's check until it answers `reason` (delivery is asynchronous)."""
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while True:
+        found = await service.check(tenant, "ann", "final")
+        if found.reason == reason or asyncio.get_running_loop().time() > deadline:
+            return found
+        await asyncio.sleep(0.01)
+
+
+async def test_another_process_sees_a_purchase_and_a_refund_despite_its_cached_answer(
+    pool: Pool, two_processes: tuple[PayPerView, PayPerView]
+) -> None:
+    writer, reader = two_processes
+    tenant = await open_ppv_tenant(pool, {"ann": 1000})
+    await writer.create_content(live_stream(tenant))
+    assert (await reader.check(tenant, "ann", "final")).reason == "no_entitlement"
+    hits = reader.cache.hits
+    assert (await reader.check(tenant, "ann", "final")).reason == "no_entitlement"
+    assert reader.cache.hits == hits + 1  # the answer now comes from the reader's cache
+
+    order = await writer.prepare_purchase(tenant, "ann", "final", "EUR")
+    await writer.purchase(order)
+    assert (await wait_for(reader, tenant, "active")).purchase_id == order.row.id
+
+    await writer.refund(tenant, order.row.id, None, "event_cancelled", True)
+    assert (await writer.check(tenant, "ann", "final")).reason == "revoked"  # its own write: at once
+    assert (await wait_for(reader, tenant, "revoked")).allowed is False
