@@ -33,7 +33,7 @@ from typing import Any
 import asyncpg
 import uvloop
 
-from bench import probes
+from bench import live_event, probes
 from bench.loadgen import LoadResult, run_load
 from bench.stack import HOST, KassaUp, Postgres
 
@@ -85,6 +85,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=True,
         help="also measure the API role alone (kassa up --no-workers), for comparison",
     )
+    live_event.add_arguments(p)
     return p.parse_args(argv)
 
 
@@ -466,6 +467,8 @@ def _summary(result: dict[str, Any]) -> str:
     )
     lines.append(f"  relay kept up (no lag growth, drained after load): {best['relay_kept_up']}")
     lines.append(f"  consumers kept up (no backlog growth during the load): {best['consumers_kept_up']}")
+    if result.get("live_event"):
+        lines.append(live_event.summary(result["live_event"]))
     return "\n".join(lines)
 
 
@@ -566,6 +569,10 @@ async def _bench(args: argparse.Namespace, root: Path, pg: Postgres) -> dict[str
         print("kassa up --no-workers (the API alone) ...", flush=True)
         configs.append(await Config(args, pg, root, 1, with_workers=False).run())
     result["configs"] = configs
+    if args.live_event:
+        print(f"live event: {args.live_customers:,} customers buy one stream (bench/live_event.py) ...", flush=True)
+        single = max((c["single"]["transfers_per_s"] for c in configs if not c.get("api_only")), default=None)
+        result["live_event"] = await live_event.run(args, pg, root, single)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result["loadgen_cpu_s"] = round(usage.ru_utime + usage.ru_stime, 2)
     result["wall_s"] = round(time.perf_counter() - started, 1)

@@ -1,0 +1,371 @@
+"""Live-event scenario of `make bench`: a crowd buys one live stream while everyone keeps checking access.
+
+`--live-customers` customers (20,000 by default) with funded wallets each buy the same live
+stream (three rights holders and a platform fee) once, from `--live-clients` keep-alive clients
+that start within `--live-ramp-s`, while `--live-check-clients` clients send ten entitlement
+checks per purchase (`GET /v1/entitlements/check` for random customers of the crowd, so both
+answers occur). Reported: purchases/s and checks/s with their p99, CPU per purchase by role
+(api, worker, postgres, nats, loadgen), and a verification afterwards: the fee account and each
+holder's payable hold exactly the sum of their legs of all purchases, which is exactly their
+share by the split rules, and every purchase has exactly one entitlement.
+
+Wallets are ledger accounts `wallet:<id>` created over HTTP and funded with batched transfers
+from a bank account; the wallet rows (customer -> account) are written with SQL, which keeps the
+setup of 20,000 wallets within seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from bench import probes
+from bench.loadgen import LoadResult, _read_response, run_load
+from bench.stack import HOST, KassaUp
+from kassa.store import roles
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from bench.stack import Postgres
+
+PRICE = 199
+FEE_BPS, FEE_MIN = 1500, 10
+HOLDERS = (("club", 5000), ("league", 3000), ("broadcaster", 2000))
+CHECKS_PER_PURCHASE = 10
+TARGET_PURCHASE_RATIO = 0.8  # purchases/s / single transfers/s of the same run
+TARGET_CHECKS_PER_S = 10_000.0
+TARGET_CHECK_P99_MS = 20.0
+FUNDING_BATCH = 1000
+WALLETS_SQL = """
+CREATE TABLE IF NOT EXISTS wallets (
+    tenant_id text NOT NULL, id text NOT NULL, customer_id text NOT NULL, currency text NOT NULL,
+    account_id text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, id), UNIQUE (tenant_id, customer_id, currency)
+)
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--live-event", action=argparse.BooleanOptionalAction, default=True, help="run the live-event scenario"
+    )
+    p.add_argument("--live-customers", type=int, default=20_000)
+    p.add_argument("--live-clients", type=int, default=64, help="concurrent purchasing clients")
+    p.add_argument("--live-check-clients", type=int, default=32, help="concurrent entitlement-check clients")
+    p.add_argument("--live-ramp-s", type=float, default=2.0, help="purchasing clients start within this")
+    p.add_argument("--live-workers", type=int, default=2, help="KASSA_HTTP_WORKERS for the scenario")
+
+
+async def _post_client(port: int, key: str, queue: deque[str], delay_s: float, result: LoadResult) -> None:
+    """Purchases on one keep-alive connection, each with its own Idempotency-Key, until every
+    customer has bought."""
+    await asyncio.sleep(delay_s)
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        while queue:
+            customer = queue.popleft()
+            body = json.dumps({"customer_id": customer, "content_id": "live", "currency": "EUR"}).encode()
+            writer.write(
+                f"POST /v1/purchases HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {key}\r\n"
+                f"Idempotency-Key: live-{customer}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            result.sent += 1
+            started = time.perf_counter()
+            status, _ = await _read_response(reader)
+            result.latencies_s.append(time.perf_counter() - started)
+            result.statuses[status] = result.statuses.get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+async def _get_client(
+    port: int,
+    key: str,
+    customers: list[str],
+    deadline: float,
+    done: asyncio.Event,
+    count_max: int,
+    result: LoadResult,
+    seed: int,
+) -> None:
+    """Entitlement checks on one keep-alive connection until the purchases are done."""
+    rng = random.Random(seed)
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        while not done.is_set() and time.perf_counter() < deadline and result.sent < count_max:
+            customer = customers[rng.randrange(len(customers))]
+            writer.write(
+                f"GET /v1/entitlements/check?customer_id={customer}&content_id=live HTTP/1.1\r\nHost: {HOST}\r\n"
+                f"Authorization: Bearer {key}\r\n\r\n".encode()
+            )
+            result.sent += 1
+            started = time.perf_counter()
+            status, _ = await _read_response(reader)
+            result.latencies_s.append(time.perf_counter() - started)
+            result.statuses[status] = result.statuses.get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+class LiveEvent:
+    def __init__(self, args: argparse.Namespace, pg: Postgres, root: Path) -> None:
+        self.args, self.pg = args, pg
+        self.db_name = "kassa_live_event"
+        self.up = KassaUp(
+            root / self.db_name, pg.database_url(self.db_name), args.live_workers, True, pg.role_urls(self.db_name)
+        )
+        self.customers = [f"fan-{i}" for i in range(args.live_customers)]
+        self.key = ""
+        self.tenant_id = ""
+
+    async def run(self, single_transfers_per_s: float | None) -> dict[str, Any]:
+        await self.pg.create_database(self.db_name)
+        await asyncio.to_thread(self.up.start)
+        db = await asyncpg.create_pool(self.pg.database_url(self.db_name), min_size=1, max_size=2)
+        try:
+            started = time.perf_counter()
+            await self._setup()
+            out: dict[str, Any] = {"customers": len(self.customers), "setup_s": round(time.perf_counter() - started, 2)}
+            out.update(await self._measure(db))
+            out["verified"] = await self._verify(db)
+            _targets(out, single_transfers_per_s)
+            return out
+        finally:
+            await db.close()
+            await asyncio.to_thread(self.up.stop)
+
+    def _call(self, method: str, path: str, body: Any, key: str | None = None) -> Any:
+        status, found = self.up.call(method, path, key or self.key, body)
+        if status not in (200, 201):
+            raise RuntimeError(f"{method} {path} failed: {status} {found}")
+        return found
+
+    async def _post_each(self, path: str, bodies: list[dict[str, Any]]) -> None:
+        pending = iter(bodies)
+
+        def make(_rng: Any) -> bytes:
+            return json.dumps(next(pending)).encode()
+
+        res = await run_load(HOST, self.up.port, path, self.key, make, 16, 300, requests_max=len(bodies))
+        if res.statuses.get(201, 0) != len(bodies):
+            raise RuntimeError(f"POST {path} x{len(bodies)} failed: {res.statuses}")
+
+    async def _setup(self) -> None:
+        body = await asyncio.to_thread(self._call, "POST", "/v1/tenants", {"name": "bench-live"}, self.up.admin_key)
+        self.tenant_id, self.key = body["id"], body["api_key"]["secret"]
+        bank = {"id": "bank", "currency": "EUR", "normal_balance": "debit", "allow_negative": True}
+        await self._post_each(
+            "/v1/accounts", [bank] + [{"id": f"wallet:w-{c}", "currency": "EUR"} for c in self.customers]
+        )
+        for start in range(0, len(self.customers), FUNDING_BATCH):
+            chunk = self.customers[start : start + FUNDING_BATCH]
+            transfers = [
+                {"debit_account_id": "bank", "credit_account_id": f"wallet:w-{c}", "amount": PRICE, "currency": "EUR"}
+                for c in chunk
+            ]
+            await asyncio.to_thread(self._call, "POST", "/v1/transfers/batch", {"atomic": True, "transfers": transfers})
+        # As the schema owner: a table it creates gets the application role's grants.
+        conn = await asyncpg.connect(self.pg.role_urls(self.db_name)[roles.OWNER])
+        try:
+            async with conn.transaction():
+                await conn.execute(WALLETS_SQL)  # a no-op where the payments migrations created it
+                await conn.copy_records_to_table(
+                    "wallets",
+                    records=[(self.tenant_id, f"w-{c}", c, "EUR", f"wallet:w-{c}") for c in self.customers],
+                    columns=["tenant_id", "id", "customer_id", "currency", "account_id"],
+                )
+        finally:
+            await conn.close()
+        content = {
+            "id": "live",
+            "kind": "live_stream",
+            "title": "The final, live",
+            "prices": {"EUR": PRICE},
+            "rights_holders": [{"customer_id": c, "share_bps": s} for c, s in HOLDERS],
+            "platform_fee_bps": FEE_BPS,
+            "platform_fee_min": FEE_MIN,
+        }
+        await asyncio.to_thread(self._call, "POST", "/v1/content", content)
+
+    async def _purchases(self, done: asyncio.Event) -> LoadResult:
+        """Every customer buys once; the clients start one after another within the ramp."""
+        a = self.args
+        queue = deque(self.customers)
+        result = LoadResult()
+        clients = min(a.live_clients, len(self.customers))
+        try:
+            await asyncio.gather(
+                *(
+                    _post_client(self.up.port, self.key, queue, a.live_ramp_s * i / clients, result)
+                    for i in range(clients)
+                )
+            )
+        finally:
+            done.set()
+        return result
+
+    async def _measure(self, db: asyncpg.Pool) -> dict[str, Any]:
+        a = self.args
+        await db.execute("CHECKPOINT")
+        done = asyncio.Event()
+        checks = LoadResult()
+        cpu = probes.CpuMeter(self.up.pid, self.pg.postmaster_pid())
+        started = time.perf_counter()
+        deadline = started + 600
+        checks_max = CHECKS_PER_PURCHASE * len(self.customers)
+
+        async def checking() -> float:
+            await asyncio.gather(
+                *(
+                    _get_client(self.up.port, self.key, self.customers, deadline, done, checks_max, checks, i)
+                    for i in range(a.live_check_clients)
+                )
+            )
+            return time.perf_counter() - started
+
+        checkers = asyncio.ensure_future(checking())
+        purchases = await self._purchases(done)
+        checks.elapsed_s = await checkers  # the checks may end first (ten per purchase reached)
+        elapsed_s = time.perf_counter() - started
+        cpu_s = cpu.stop()
+        committed = purchases.statuses.get(201, 0)
+        return {
+            "purchases_per_s": round(committed / elapsed_s, 1),
+            "purchase_statuses": purchases.statuses,
+            "purchase_latency_ms": {"p50": purchases.percentile_ms(0.5), "p99": purchases.percentile_ms(0.99)},
+            "checks_per_s": round(checks.sent / max(checks.elapsed_s, 1e-9), 1),
+            "check_statuses": checks.statuses,
+            "check_latency_ms": {"p50": checks.percentile_ms(0.5), "p99": checks.percentile_ms(0.99)},
+            "checks_per_purchase": round(checks.sent / max(1, committed), 2),
+            "elapsed_s": round(elapsed_s, 2),
+            # Per purchase; the checks' CPU is included (they are part of the event's load).
+            "cpu": probes.cpu_per_transfer(cpu_s, committed, elapsed_s),
+        }
+
+    async def _verify(self, db: asyncpg.Pool) -> dict[str, Any]:
+        """Fee and holder accounts hold exactly their legs, the legs are exactly the split of
+        each price, and every purchase has one entitlement."""
+        async with db.acquire() as conn:
+            legs = await conn.fetch(
+                "SELECT leg->>'account_id' AS account, sum((leg->>'amount')::bigint) AS amount, count(*) AS n"
+                " FROM purchases p, jsonb_array_elements(p.legs) AS leg WHERE p.tenant_id = $1 GROUP BY 1",
+                self.tenant_id,
+            )
+            balances = {
+                r["id"]: r["credits_posted"] - r["debits_posted"]
+                for r in await conn.fetch(
+                    "SELECT id, credits_posted, debits_posted FROM accounts WHERE tenant_id = $1"
+                    " AND (id LIKE 'platform:%' OR id LIKE 'payable:%')",
+                    self.tenant_id,
+                )
+            }
+            purchases = await conn.fetchval("SELECT count(*) FROM purchases WHERE tenant_id = $1", self.tenant_id)
+            one_each = await conn.fetchval(
+                "SELECT count(*) FROM purchases p WHERE p.tenant_id = $1 AND (SELECT count(*) FROM entitlements e"
+                " WHERE e.tenant_id = p.tenant_id AND e.purchase_id = p.id) = 1",
+                self.tenant_id,
+            )
+        fee = max(PRICE * FEE_BPS // 10_000, FEE_MIN)
+        split = _split(PRICE - fee)
+        expected = {"platform:fees:EUR": fee} | {
+            f"payable:{c}:EUR": s for (c, _), s in zip(HOLDERS, split, strict=True)
+        }
+        accounts_exact = all(
+            balances.get(r["account"]) == r["amount"] == expected[r["account"]] * purchases for r in legs
+        ) and {r["account"] for r in legs} == set(expected)
+        return {
+            "purchases": purchases,
+            "accounts_exact": accounts_exact,
+            "every_purchase_one_entitlement": one_each == purchases,
+            "balances": balances,
+        }
+
+
+def _split(remainder: int) -> list[int]:
+    """The holders' shares of one price, by the documented rule (floor, then largest remainder,
+    ties by position), recomputed here independently of the platform's code."""
+    shares = [remainder * s // 10_000 for _, s in HOLDERS]
+    rests = [remainder * s % 10_000 for _, s in HOLDERS]
+    for i in sorted(range(len(HOLDERS)), key=lambda i: (-rests[i], i))[: remainder - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
+def _targets(out: dict[str, Any], single_per_s: float | None) -> None:
+    out["ratio_purchases_to_single"] = round(out["purchases_per_s"] / single_per_s, 3) if single_per_s else None
+    out["purchases_met"] = (
+        out["ratio_purchases_to_single"] >= TARGET_PURCHASE_RATIO if out["ratio_purchases_to_single"] else None
+    )
+    out["checks_met"] = (
+        out["checks_per_s"] >= TARGET_CHECKS_PER_S and out["check_latency_ms"]["p99"] <= TARGET_CHECK_P99_MS
+    )
+
+
+def summary(out: dict[str, Any]) -> str:
+    cpu = out["cpu"]
+    v = out["verified"]
+    ratio = out["ratio_purchases_to_single"]
+    return "\n".join(
+        [
+            f"live event ({out['customers']:,} customers, one stream, {CHECKS_PER_PURCHASE} checks per purchase):",
+            f"  purchases {out['purchases_per_s']:,.0f}/s p99 {out['purchase_latency_ms']['p99']:.1f} ms"
+            f" ({'n/a' if ratio is None else f'{ratio:.2f}x'} of single transfers, target >= {TARGET_PURCHASE_RATIO}x)",
+            f"  checks {out['checks_per_s']:,.0f}/s p99 {out['check_latency_ms']['p99']:.1f} ms"
+            f" (target >= {TARGET_CHECKS_PER_S:,.0f}/s, p99 <= {TARGET_CHECK_P99_MS} ms)"
+            f" {'MET' if out['checks_met'] else 'NOT MET'}",
+            f"  cpu per purchase: api {cpu['api_ms_per_transfer']:.3f} ms, worker {cpu['worker_ms_per_transfer']:.3f},"
+            f" pg {cpu['postgres_ms_per_transfer']:.3f}, nats {cpu['nats_ms_per_transfer']:.3f},"
+            f" loadgen {cpu['loadgen_ms_per_transfer']:.3f}",
+            f"  verified: {v['purchases']:,} purchases, accounts exact {v['accounts_exact']},"
+            f" one entitlement each {v['every_purchase_one_entitlement']}",
+        ]
+    )
+
+
+async def run(args: argparse.Namespace, pg: Postgres, root: Path, single_per_s: float | None) -> dict[str, Any]:
+    return await LiveEvent(args, pg, root).run(single_per_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.live_event --live-customers 200`: this scenario alone (a smoke run)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import uvloop
+
+    from bench.stack import Postgres
+
+    parser = argparse.ArgumentParser(prog="python -m bench.live_event", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="kassa-bench-live-"))
+    root.chmod(0o755)  # the embedded server runs as an unprivileged user when we are root
+    pg = Postgres(root / "pg")
+
+    async def scenario() -> dict[str, Any]:
+        await asyncio.to_thread(pg.start)
+        return await run(args, pg, root, None)
+
+    try:
+        out = uvloop.run(scenario())
+    finally:
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps({k: v for k, v in out.items() if k != "cpu"}, indent=1, default=str))
+    print(summary(out))
+    return 0 if out["verified"]["accounts_exact"] and out["verified"]["every_purchase_one_entitlement"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
