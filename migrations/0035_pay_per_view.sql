@@ -54,6 +54,8 @@ CREATE TABLE entitlements (
     status         text NOT NULL CHECK (status IN ('active', 'expired', 'revoked')),
     starts_at      timestamptz NOT NULL,
     ends_at        timestamptz,
+    -- A from-first-play window: its length, fixed into ends_at at the first play.
+    play_duration_s integer CHECK (play_duration_s > 0),
     first_used_at  timestamptz,
     created_at     timestamptz NOT NULL,
     updated_at     timestamptz NOT NULL,

@@ -32,7 +32,14 @@ from kassa.ledger import (
 )
 from kassa.ledger import Balance as LedgerBalance
 from kassa.payments.adapters import ppv_queries as q
-from kassa.payments.adapters.ppv_rows import PurchaseRow, PurchaseWriter, RefundRow, RefundWriter, cache_key
+from kassa.payments.adapters.ppv_rows import (
+    PurchaseRow,
+    PurchaseWriter,
+    RefundRow,
+    RefundWriter,
+    cache_key,
+    notify,
+)
 from kassa.payments.domain import entitlements as ent
 from kassa.payments.domain.content import Content, check_content
 from kassa.payments.domain.splits import allocate_refund, refundable, split_price
@@ -41,6 +48,8 @@ from kassa.payments.errors import (
     AlreadyEntitled,
     ContentExists,
     ContentNotFound,
+    EntitlementNotActive,
+    EntitlementNotFound,
     PriceNotAvailable,
     PurchaseNotFound,
     RefundExceedsPurchase,
@@ -281,6 +290,24 @@ class PayPerView:
             found = await q.list_entitlements(conn, tenant_id, customer_id, before_id, limit)
         now = utcnow()
         return [replace(e, status=ent.status_at(e, now)) for e in found]
+
+    async def play(self, tenant_id: str, entitlement_id: str) -> ent.Entitlement:
+        """Record a play: the first one sets `first_used_at` and starts a from-first-play
+        window. Raises EntitlementNotFound, EntitlementNotActive."""
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            found = await q.lock_entitlement(conn, tenant_id, entitlement_id)
+            if found is None:
+                raise EntitlementNotFound(f"entitlement '{entitlement_id}' does not exist")
+            now = utcnow()
+            answer = ent.check(found, now)
+            if not answer.allowed:
+                raise EntitlementNotActive(f"entitlement '{entitlement_id}' gives no access now ({answer.reason})")
+            played = ent.first_play(found, now)
+            if played != found:
+                await q.record_play(conn, played)
+                await notify(conn, [cache_key(tenant_id, found.customer_id, found.content_id)])
+        self.cache.invalidate(cache_key(tenant_id, found.customer_id, found.content_id))
+        return played
 
     # Refunds ----------------------------------------------------------------------------
     async def prepare_refund(

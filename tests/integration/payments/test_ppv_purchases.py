@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
 
 from kassa.events.validation import validate_event
 from kassa.ledger import Batcher, InsufficientFunds, LedgerService, TransactionApplied
+from kassa.payments.domain.content import Access
 from kassa.payments.entitlement_cache import EntitlementCache
-from kassa.payments.errors import AlreadyEntitled, ContentNotFound, PriceNotAvailable, WalletNotFound
+from kassa.payments.errors import (
+    AlreadyEntitled,
+    ContentNotFound,
+    EntitlementNotActive,
+    EntitlementNotFound,
+    PriceNotAvailable,
+    WalletNotFound,
+)
 from kassa.payments.ppv import PayPerView, fee_account, payable_account
 from support.ledger import assert_tenant_ledger_consistent, outbox_envelopes
 from support.ppv import HOLDERS, balance, live_stream, open_ppv_tenant
@@ -153,3 +162,21 @@ async def test_a_thousand_concurrent_purchases_of_one_live_stream_all_succeed_an
         )
         await assert_tenant_ledger_consistent(conn, tenant)
     assert per_purchase == 1000
+
+
+async def test_the_first_play_starts_a_from_first_play_window(pool: Pool, ppv: PayPerView) -> None:
+    tenant = await open_ppv_tenant(pool, {"ann": 1000})
+    await ppv.create_content(live_stream(tenant, "replay", access=Access("from_first_play", duration_s=3600)))
+    order = await ppv.prepare_purchase(tenant, "ann", "replay", "EUR")
+    await ppv.purchase(order)
+    before = await ppv.check(tenant, "ann", "replay")
+    assert before.allowed and before.expires_at is None  # the window has not started yet
+    played = await ppv.play(tenant, order.row.entitlement_id)
+    assert played.first_used_at is not None and played.ends_at == played.first_used_at + timedelta(hours=1)
+    assert (await ppv.check(tenant, "ann", "replay")).expires_at == played.ends_at  # the cache followed
+    assert await ppv.play(tenant, order.row.entitlement_id) == played  # later plays change nothing
+    await ppv.refund(tenant, order.row.id, None, "requested_by_customer", True)
+    with pytest.raises(EntitlementNotActive):
+        await ppv.play(tenant, order.row.entitlement_id)
+    with pytest.raises(EntitlementNotFound):
+        await ppv.play(tenant, "no-such-entitlement")

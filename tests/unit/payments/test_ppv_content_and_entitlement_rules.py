@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from kassa.payments.domain.content import Access, Content, RightsHolder, check_content
-from kassa.payments.domain.entitlements import Entitlement, check, first_play_end, status_at, window_for
+from kassa.payments.domain.entitlements import Entitlement, check, first_play, play_duration, status_at, window_for
 from kassa.shared.errors import InvalidRequest
 
 T0 = datetime(2026, 6, 1, 20, 0, tzinfo=UTC)
@@ -80,6 +80,14 @@ def test_a_check_says_not_started_active_expired_or_revoked() -> None:
 
 def test_a_first_play_window_ends_its_duration_after_the_first_play_capped_at_the_fixed_end() -> None:
     access = Access("from_first_play", None, T0 + timedelta(days=1), duration_s=3600)
-    assert first_play_end(access, T0) == T0 + timedelta(hours=1)
-    assert first_play_end(access, T0 + timedelta(hours=23, minutes=30)) == T0 + timedelta(days=1)
-    assert first_play_end(Access("from_first_play", duration_s=60), T0) == T0 + timedelta(seconds=60)
+    assert play_duration(access) == 3600 and play_duration(GOOD.access) is None
+    ent = replace(entitlement(T0, access.fixed_end()), play_duration_s=3600)
+    played = first_play(ent, T0)
+    assert (played.first_used_at, played.ends_at) == (T0, T0 + timedelta(hours=1))
+    assert first_play(played, T0 + timedelta(minutes=5)) == played  # only the first play counts
+    late = first_play(ent, T0 + timedelta(hours=23, minutes=30))
+    assert late.ends_at == T0 + timedelta(days=1)
+    open_ended = first_play(replace(entitlement(T0, None), play_duration_s=60), T0)
+    assert open_ended.ends_at == T0 + timedelta(seconds=60)
+    fixed = first_play(entitlement(T0, T0 + timedelta(hours=2)), T0)
+    assert fixed.ends_at == T0 + timedelta(hours=2) and fixed.first_used_at == T0

@@ -26,10 +26,11 @@ from kassa.api.routes.accounts import PAGE_QUERY
 from kassa.api.routing import Ctx, encoded_response, endpoint, json_response, replay_response
 from kassa.api.submit import in_flight
 from kassa.ledger import Replay
+from kassa.observability import metrics
 from kassa.observability.logging import trace_id_var
 from kassa.payments.adapters.ppv_queries import access_json
 from kassa.payments.domain.content import Access, Content, RightsHolder
-from kassa.payments.errors import ContentNotFound, PurchaseNotFound
+from kassa.payments.errors import ContentNotFound, EntitlementNotFound, PurchaseNotFound
 from kassa.shared.clock import to_rfc3339
 from kassa.shared.errors import InvalidRequest, KassaError
 from kassa.shared.ids import is_client_id, new_id
@@ -226,7 +227,12 @@ async def create_purchase(ctx: Ctx) -> Response:
         def receipt(outcome: Outcome) -> tuple[int, bytes]:
             return _rendered(outcome, lambda o: _row_out(order.row, o), trace_id)
 
-        result = await ppv.purchase(order, claim, receipt if claim else None, trace_id)
+        try:
+            result = await ppv.purchase(order, claim, receipt if claim else None, trace_id)
+        except KassaError as error:
+            metrics.observe_outcome("purchase", error)
+            raise
+    metrics.observe_outcome("purchase", result)
     if isinstance(result, Replay):
         return replay_response(result.status, result.body)
     return encoded_response(201, _encoder.encode(_row_out(order.row, result)))
@@ -315,16 +321,21 @@ async def create_refund(ctx: Ctx) -> Response:
         stored = await ctx.services.ppv.stored_replay(claim)
         if stored is not None:
             return replay_response(stored.status, stored.body)
-        row, result = await ctx.services.ppv.refund(
-            ctx.tenant_id,
-            purchase_id,
-            data.amount,
-            data.reason,
-            data.refund_fee,
-            claim,
-            receipt_for if claim else None,
-            trace_id,
-        )
+        try:
+            row, result = await ctx.services.ppv.refund(
+                ctx.tenant_id,
+                purchase_id,
+                data.amount,
+                data.reason,
+                data.refund_fee,
+                claim,
+                receipt_for if claim else None,
+                trace_id,
+            )
+        except KassaError as error:
+            metrics.observe_outcome("refund", error)
+            raise
+    metrics.observe_outcome("refund", result)
     if isinstance(result, Replay):
         return replay_response(result.status, result.body)
     return encoded_response(201, _encoder.encode(_refund_out(row, result)))
@@ -361,6 +372,20 @@ async def check_entitlement(ctx: Ctx) -> Response:
     found = await ctx.services.ppv.check(ctx.tenant_id, customer, content)
     expires = to_rfc3339(found.expires_at) if found.expires_at else None
     return json_response(EntitlementCheckOut(found.allowed, found.reason, expires, found.purchase_id))
+
+
+@endpoint(
+    "POST",
+    "/v1/entitlements/{id}/plays",
+    summary="Record a play (the first one starts a from-first-play window)",
+    responses={200: EntitlementOut},
+    errors=(401, 404, 409),
+    not_found=EntitlementNotFound,
+    tag=_TAG,
+)
+async def record_play(ctx: Ctx) -> Response:
+    played = await ctx.services.ppv.play(ctx.tenant_id, ctx.path_id(EntitlementNotFound))
+    return json_response(entitlement_out(played))
 
 
 @endpoint(

@@ -170,7 +170,9 @@ async def list_purchases(
     return [purchase_dict(r) for r in rows]
 
 
-_ENTITLEMENT_COLUMNS = "tenant_id, id, customer_id, content_id, purchase_id, status, starts_at, ends_at, first_used_at"
+_ENTITLEMENT_COLUMNS = (
+    "tenant_id, id, customer_id, content_id, purchase_id, status, starts_at, ends_at, first_used_at, play_duration_s"
+)
 
 
 def _entitlement(row: asyncpg.Record) -> Entitlement:
@@ -211,3 +213,22 @@ async def list_refunds(conn: Conn, tenant_id: str, purchase_id: str) -> list[dic
         purchase_id,
     )
     return [{**dict(r), "legs": msgspec.json.decode(r["legs"])} for r in rows]
+
+
+async def lock_entitlement(conn: Conn, tenant_id: str, entitlement_id: str) -> Entitlement | None:
+    row = await conn.fetchrow(
+        f"SELECT {_ENTITLEMENT_COLUMNS} FROM entitlements WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+        tenant_id,
+        entitlement_id,
+    )
+    return _entitlement(row) if row else None
+
+
+async def record_play(conn: Conn, entitlement: Entitlement) -> None:
+    await conn.execute(
+        "UPDATE entitlements SET first_used_at = $3, ends_at = $4, updated_at = now() WHERE tenant_id = $1 AND id = $2",
+        entitlement.tenant_id,
+        entitlement.id,
+        entitlement.first_used_at,
+        entitlement.ends_at,
+    )

@@ -25,7 +25,7 @@ import msgspec
 
 from kassa.events.outbox import NewEvent
 from kassa.ledger import TransactionApplied
-from kassa.payments.domain.entitlements import window_for
+from kassa.payments.domain.entitlements import play_duration, window_for
 from kassa.shared.clock import to_rfc3339
 from kassa.shared.invariants import invariant
 
@@ -78,7 +78,8 @@ class RefundRow:
     revokes: bool  # nothing is left unrefunded: the entitlement ends now
 
 
-async def _notify(conn: Conn, keys: list[str]) -> None:
+async def notify(conn: Conn, keys: list[str]) -> None:
+    """Tell every process (at commit) that these entitlement keys changed."""
     await conn.execute(f"SELECT pg_notify('{ENTITLEMENT_CHANNEL}', k) FROM unnest($1::text[]) AS k", keys)
 
 
@@ -134,9 +135,9 @@ class PurchaseWriter:
         windows = [window_for(r.access, now) for r in rows]
         await conn.execute(
             "INSERT INTO entitlements (tenant_id, id, customer_id, content_id, purchase_id, status, starts_at,"
-            " ends_at, created_at, updated_at) SELECT t, i, c, k, p, 'active', s, e, $8, $8 FROM unnest($1::text[],"
-            " $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])"
-            " AS u(t, i, c, k, p, s, e)",
+            " ends_at, play_duration_s, created_at, updated_at) SELECT t, i, c, k, p, 'active', s, e, d, $9, $9"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],"
+            " $7::timestamptz[], $8::int[]) AS u(t, i, c, k, p, s, e, d)",
             tenants,
             [r.entitlement_id for r in rows],
             customers,
@@ -144,9 +145,10 @@ class PurchaseWriter:
             [r.id for r in rows],
             [w[0] for w in windows],
             [w[1] for w in windows],
+            [play_duration(r.access) for r in rows],
             now,
         )
-        await _notify(conn, [cache_key(r.tenant_id, r.customer_id, r.content_id) for r in rows])
+        await notify(conn, [cache_key(r.tenant_id, r.customer_id, r.content_id) for r in rows])
         return [
             NewEvent(r.tenant_id, "PurchaseCompleted", "purchase", r.id, _completed(r, x, w, now))
             for r, x, w in zip(rows, transaction_ids, windows, strict=True)
@@ -219,7 +221,7 @@ class RefundWriter:
                 [r.purchase_id for r in revoked],
                 now,
             )
-            await _notify(conn, [cache_key(r.tenant_id, r.customer_id, r.content_id) for r in revoked])
+            await notify(conn, [cache_key(r.tenant_id, r.customer_id, r.content_id) for r in revoked])
         return [
             NewEvent(r.tenant_id, "PurchaseRefunded", "purchase", r.purchase_id, _refunded(r, x, now))
             for r, x in zip(rows, transaction_ids, strict=True)

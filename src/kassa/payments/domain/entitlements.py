@@ -9,7 +9,7 @@ fixed end).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
@@ -31,6 +31,7 @@ class Entitlement:
     starts_at: datetime
     ends_at: datetime | None
     first_used_at: datetime | None = None
+    play_duration_s: int | None = None  # a from-first-play window's length, until the first play
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +52,21 @@ def window_for(access: Access, purchased_at: datetime) -> tuple[datetime, dateti
     return starts_at, access.fixed_end()
 
 
-def first_play_end(access: Access, first_used_at: datetime) -> datetime | None:
-    """The end a from-first-play window gets at its first play (a fixed window keeps its own)."""
-    if access.window != "from_first_play" or access.duration_s is None:
-        return access.fixed_end()
-    end = first_used_at + timedelta(seconds=access.duration_s)
-    fixed = access.fixed_end()
-    return min(end, fixed) if fixed is not None else end
+def play_duration(access: Access) -> int | None:
+    """What a purchase stores to fix its window at the first play (None: a fixed window)."""
+    return access.duration_s if access.window == "from_first_play" else None
+
+
+def first_play(entitlement: Entitlement, now: datetime) -> Entitlement:
+    """The entitlement after a play at `now`: the first one records `first_used_at` and, for a
+    from-first-play window, ends it `play_duration_s` later (never past its fixed end)."""
+    if entitlement.first_used_at is not None:
+        return entitlement
+    ends_at = entitlement.ends_at
+    if entitlement.play_duration_s is not None:
+        end = now + timedelta(seconds=entitlement.play_duration_s)
+        ends_at = min(end, ends_at) if ends_at is not None else end
+    return replace(entitlement, first_used_at=now, ends_at=ends_at)
 
 
 def status_at(entitlement: Entitlement, now: datetime) -> EntitlementStatus:
@@ -86,7 +95,8 @@ __all__ = [
     "Entitlement",
     "EntitlementStatus",
     "check",
-    "first_play_end",
+    "first_play",
+    "play_duration",
     "status_at",
     "window_for",
 ]
