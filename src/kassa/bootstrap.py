@@ -13,9 +13,10 @@ from kassa.ledger.service import LedgerService
 from kassa.notifications import count_plaintext_secrets, seal_plaintext_secrets
 from kassa.observability import metrics, process
 from kassa.payments import PaymentsService
-from kassa.store.master_key import load_keyring
-from kassa.payments.entitlement_cache import EntitlementCache
+from kassa.payments.entitlement_cache import Cache, EntitlementCache
+from kassa.payments.entitlement_redis import RedisEntitlementCache
 from kassa.payments.ppv import PayPerView
+from kassa.store.master_key import load_keyring
 from kassa.store.pool import Pool, create_pool
 
 if TYPE_CHECKING:
@@ -68,8 +69,9 @@ async def build_services(settings: Settings, *, sweeper: bool = True) -> Service
     )
     # Revocations from any process reach this one's key cache by LISTEN/NOTIFY (identity.authn).
     identity.start(settings.database_url)
-    cache = EntitlementCache()
-    await cache.listen(settings.database_url)  # other processes' entitlement writes invalidate it
+    # Shared through Redis when configured; else in process, following other processes' writes.
+    cache: Cache = RedisEntitlementCache(settings.redis_url) if settings.redis_url else EntitlementCache()
+    await cache.listen(settings.database_url)
     return Services(
         settings=settings,
         pool=pool,

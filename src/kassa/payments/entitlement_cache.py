@@ -22,7 +22,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import asyncpg
 
@@ -30,9 +30,26 @@ from kassa.payments.adapters.ppv_rows import ENTITLEMENT_CHANNEL
 from kassa.shared.limits import entitlement_cache_entries_max, entitlement_cache_ttl_s
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from kassa.payments.domain.entitlements import Entitlement
 
 log = logging.getLogger("kassa.payments")
+
+
+class Cache(Protocol):
+    """What the service needs of an entitlement cache (in process, or shared through Redis)."""
+
+    hits: int
+    misses: int
+
+    async def fetch(self, key: str, load: Callable[[], Awaitable[Entitlement | None]]) -> Entitlement | None: ...
+
+    async def forget(self, key: str) -> None: ...
+
+    async def listen(self, database_url: str) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +69,21 @@ class EntitlementCache:
         self._listener: asyncpg.Connection | None = None
         self.hits = 0
         self.misses = 0
+
+    async def fetch(self, key: str, load: Callable[[], Awaitable[Entitlement | None]]) -> Entitlement | None:
+        """The deciding row of `key`: from the cache, or loaded (and then cached)."""
+        found, entitlement = self.get(key)
+        if found:
+            return entitlement
+        generation = self.generation(key)
+        entitlement = await load()
+        self.put(key, generation, entitlement)
+        return entitlement
+
+    async def forget(self, key: str) -> None:
+        """After a write that changed `key` committed: drop it here (the other processes learn it
+        from the NOTIFY the write sent)."""
+        self.invalidate(key)
 
     def get(self, key: str) -> tuple[bool, Entitlement | None]:
         """(found, row): found is False when the database must be asked."""

@@ -43,7 +43,7 @@ from kassa.payments.adapters.ppv_rows import (
 from kassa.payments.domain import entitlements as ent
 from kassa.payments.domain.content import Content, check_content
 from kassa.payments.domain.splits import allocate_refund, refundable, split_price
-from kassa.payments.entitlement_cache import EntitlementCache
+from kassa.payments.entitlement_cache import Cache, EntitlementCache
 from kassa.payments.errors import (
     AlreadyEntitled,
     ContentExists,
@@ -99,7 +99,7 @@ def _hash(value: Any) -> bytes:
 
 
 class PayPerView:
-    def __init__(self, pool: Pool, ledger: LedgerService, cache: EntitlementCache | None = None) -> None:
+    def __init__(self, pool: Pool, ledger: LedgerService, cache: Cache | None = None) -> None:
         self.pool = pool
         self.ledger = ledger
         self.cache = cache or EntitlementCache()
@@ -250,7 +250,7 @@ class PayPerView:
             raise AlreadyEntitled(
                 f"customer '{row.customer_id}' already has access to content '{row.content_id}'"
             ) from None
-        self.cache.invalidate(cache_key(row.tenant_id, row.customer_id, row.content_id))
+        await self.cache.forget(cache_key(row.tenant_id, row.customer_id, row.content_id))
         invariant(not isinstance(result, Applied), "a purchase is a multi-leg transaction")
         assert not isinstance(result, Applied)  # narrowing for mypy
         return result
@@ -274,13 +274,12 @@ class PayPerView:
     # Entitlements -----------------------------------------------------------------------
     async def check(self, tenant_id: str, customer_id: str, content_id: str) -> ent.Check:
         """May the customer watch now? Served from the cache when it can be."""
-        key = cache_key(tenant_id, customer_id, content_id)
-        found, entitlement = self.cache.get(key)
-        if not found:
-            generation = self.cache.generation(key)
+
+        async def load() -> ent.Entitlement | None:
             async with tenant_transaction(self.pool, tenant_id) as conn:
-                entitlement = await q.deciding_entitlement(conn, tenant_id, customer_id, content_id)
-            self.cache.put(key, generation, entitlement)
+                return await q.deciding_entitlement(conn, tenant_id, customer_id, content_id)
+
+        entitlement = await self.cache.fetch(cache_key(tenant_id, customer_id, content_id), load)
         return ent.check(entitlement, utcnow())
 
     async def list_entitlements(
@@ -306,7 +305,7 @@ class PayPerView:
             if played != found:
                 await q.record_play(conn, played)
                 await notify(conn, [cache_key(tenant_id, found.customer_id, found.content_id)])
-        self.cache.invalidate(cache_key(tenant_id, found.customer_id, found.content_id))
+        await self.cache.forget(cache_key(tenant_id, found.customer_id, found.content_id))
         return played
 
     # Refunds ----------------------------------------------------------------------------
@@ -403,7 +402,7 @@ class PayPerView:
                     raise
                 continue
             if order.row.revokes:
-                self.cache.invalidate(cache_key(tenant_id, order.row.customer_id, order.row.content_id))
+                await self.cache.forget(cache_key(tenant_id, order.row.customer_id, order.row.content_id))
             invariant(not isinstance(result, Applied), "a refund is a multi-leg transaction")
             assert not isinstance(result, Applied)  # narrowing for mypy
             return order.row, result
