@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import pytest
 
 from kassa.ledger import Batcher, LedgerService
-from kassa.payments.domain.entitlements import Entitlement
 from kassa.payments.entitlement_redis import RedisEntitlementCache
 from kassa.payments.ppv import PayPerView
 from kassa.store.embedded import free_port
@@ -17,6 +16,7 @@ from support.ppv import live_stream, open_ppv_tenant
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from kassa.payments.domain.entitlements import Entitlement
     from kassa.store.pool import Pool
     from support.tools_redis import RedisServer
 
