@@ -64,6 +64,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--live-workers", type=int, default=2, help="KASSA_HTTP_WORKERS for the scenario")
 
 
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes, result: LoadResult
+) -> None:
+    """One request on a keep-alive connection, its status and latency recorded."""
+    writer.write(request)
+    result.sent += 1
+    started = time.perf_counter()
+    status, _ = await _read_response(reader)
+    result.latencies_s.append(time.perf_counter() - started)
+    result.statuses[status] = result.statuses.get(status, 0) + 1
+
+
 async def _post_client(port: int, key: str, queue: deque[str], delay_s: float, result: LoadResult) -> None:
     """Purchases on one keep-alive connection, each with its own Idempotency-Key, until every
     customer has bought."""
@@ -73,17 +85,12 @@ async def _post_client(port: int, key: str, queue: deque[str], delay_s: float, r
         while queue:
             customer = queue.popleft()
             body = json.dumps({"customer_id": customer, "content_id": "live", "currency": "EUR"}).encode()
-            writer.write(
+            head = (
                 f"POST /v1/purchases HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {key}\r\n"
                 f"Idempotency-Key: live-{customer}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n".encode()
-                + body
+                f"Content-Length: {len(body)}\r\n\r\n"
             )
-            result.sent += 1
-            started = time.perf_counter()
-            status, _ = await _read_response(reader)
-            result.latencies_s.append(time.perf_counter() - started)
-            result.statuses[status] = result.statuses.get(status, 0) + 1
+            await _exchange(reader, writer, head.encode() + body, result)
     finally:
         writer.close()
 
@@ -104,15 +111,11 @@ async def _get_client(
     try:
         while not done.is_set() and time.perf_counter() < deadline and result.sent < count_max:
             customer = customers[rng.randrange(len(customers))]
-            writer.write(
+            request = (
                 f"GET /v1/entitlements/check?customer_id={customer}&content_id=live HTTP/1.1\r\nHost: {HOST}\r\n"
-                f"Authorization: Bearer {key}\r\n\r\n".encode()
+                f"Authorization: Bearer {key}\r\n\r\n"
             )
-            result.sent += 1
-            started = time.perf_counter()
-            status, _ = await _read_response(reader)
-            result.latencies_s.append(time.perf_counter() - started)
-            result.statuses[status] = result.statuses.get(status, 0) + 1
+            await _exchange(reader, writer, request.encode(), result)
     finally:
         writer.close()
 

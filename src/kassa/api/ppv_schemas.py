@@ -9,6 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from kassa.api.schemas import Amount, ClientId, Currency, Input
+from kassa.payments.domain.content import AccessWindow, ContentKind  # noqa: TC001 - msgspec reads them at runtime
 from kassa.shared.limits import (
     amount_minor_max,
     content_access_duration_s_max,
@@ -28,7 +29,7 @@ class RightsHolderIn(Input):
 
 
 class AccessIn(Input):
-    window: Literal["fixed", "from_first_play"] = "fixed"
+    window: AccessWindow = "fixed"
     starts_at: datetime | None = None
     ends_at: datetime | None = None
     replay_days: Annotated[int, Meta(ge=0, le=content_replay_days_max)] = 0
@@ -37,7 +38,7 @@ class AccessIn(Input):
 
 class ContentCreate(Input, kw_only=True):
     id: ClientId | None = None
-    kind: Literal["video", "live_stream", "podcast", "article"]
+    kind: ContentKind
     title: Annotated[str, Meta(min_length=1, max_length=content_title_chars_max)]
     prices: Annotated[dict[Currency, Amount], Meta(min_length=1, max_length=content_prices_max)]
     rights_holders: Annotated[list[RightsHolderIn], Meta(min_length=1, max_length=content_rights_holders_max)]

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from kassa.events.validation import validate_event
-from kassa.ledger import Batcher, InsufficientFunds, LedgerService, TransactionApplied
+from kassa.ledger import InsufficientFunds, TransactionApplied
 from kassa.payments.domain.content import Access
-from kassa.payments.entitlement_cache import EntitlementCache
 from kassa.payments.errors import (
     AlreadyEntitled,
     ContentNotFound,
@@ -25,21 +24,9 @@ from support.ledger import assert_tenant_ledger_consistent, outbox_envelopes
 from support.ppv import HOLDERS, balance, live_stream, open_ppv_tenant
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from kassa.store.pool import Pool
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def ppv(app_pool: Pool) -> AsyncIterator[PayPerView]:
-    batcher = Batcher(app_pool)
-    batcher.start()
-    try:
-        yield PayPerView(app_pool, LedgerService(app_pool, batcher), EntitlementCache())
-    finally:
-        await batcher.stop()
 
 
 async def buy(ppv: PayPerView, tenant: str, customer: str, content: str, currency: str = "EUR") -> TransactionApplied:

@@ -7,30 +7,17 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from kassa.ledger import Batcher, CreateTransfer, LedgerService, TransactionApplied
-from kassa.payments.entitlement_cache import EntitlementCache
+from kassa.ledger import CreateTransfer, TransactionApplied
 from kassa.payments.errors import PurchaseNotFound, RefundExceedsPurchase
 from kassa.payments.ppv import PayPerView, fee_account, payable_account
 from support.ledger import assert_tenant_ledger_consistent, outbox_envelopes
 from support.ppv import balance, live_stream, open_ppv_tenant
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from kassa.store.pool import Pool
 
 pytestmark = pytest.mark.integration
 CLUB = payable_account("club", "EUR")
-
-
-@pytest.fixture
-async def ppv(app_pool: Pool) -> AsyncIterator[PayPerView]:
-    batcher = Batcher(app_pool)
-    batcher.start()
-    try:
-        yield PayPerView(app_pool, LedgerService(app_pool, batcher), EntitlementCache())
-    finally:
-        await batcher.stop()
 
 
 async def bought(pool: Pool, ppv: PayPerView, funds: int = 1000, price: int = 199) -> tuple[str, str]:
