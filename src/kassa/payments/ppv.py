@@ -181,9 +181,14 @@ class PayPerView:
             if price is None:
                 raise PriceNotAvailable(f"content '{content_id}' has no price in {currency}")
             wallet = await q.wallet_account(conn, tenant_id, customer_id, currency)
-        if wallet is None:
-            raise WalletNotFound(f"customer '{customer_id}' has no {currency} wallet")
-        if (await self.check(tenant_id, customer_id, content_id)).allowed:
+            if wallet is None:
+                raise WalletNotFound(f"customer '{customer_id}' has no {currency} wallet")
+            # The cached check, loaded (on a miss) in this transaction rather than another one.
+            entitlement = await self.cache.fetch(
+                cache_key(tenant_id, customer_id, content_id),
+                lambda: q.deciding_entitlement(conn, tenant_id, customer_id, content_id),
+            )
+        if ent.check(entitlement, utcnow()).allowed:
             raise AlreadyEntitled(f"customer '{customer_id}' already has access to content '{content_id}'")
         holders = [(h.customer_id, h.share_bps) for h in content.rights_holders]
         legs = split_price(price, content.platform_fee_bps, content.platform_fee_min, holders)
