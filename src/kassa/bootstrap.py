@@ -72,15 +72,17 @@ async def build_services(settings: Settings, *, sweeper: bool = True) -> Service
     # Shared through Redis when configured; else in process, following other processes' writes.
     cache: Cache = RedisEntitlementCache(settings.redis_url) if settings.redis_url else EntitlementCache()
     await cache.listen(settings.database_url)
+    customers = CustomerService(pool, keys)
+    payments = PaymentsService.build(settings, pool, ledger)
     return Services(
         settings=settings,
         pool=pool,
         ledger=ledger,
         identity=identity,
         keys=keys,
-        customers=CustomerService(pool, keys),
-        payments=PaymentsService.build(settings, pool, ledger),
-        ppv=PayPerView(pool, ledger, cache),
+        customers=customers,
+        payments=payments,
+        ppv=PayPerView(pool, ledger, customers, payments.accounts, cache),
     )
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from support.ledger import assert_tenant_ledger_consistent, outbox_envelopes
-from support.ppv import CONTENT_BODY, http_wallets
+from support.ppv import CONTENT_BODY, http_wallets, wallet_balance
 from support.server import balances, new_tenant, tenant_id_of
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ async def shop(platform: Platform, platform_db: Pool) -> AsyncIterator[tuple[htt
     secret = await new_tenant(platform)
     tenant = await tenant_id_of(platform_db, secret)
     async with platform.client(secret) as client:
-        await http_wallets(client, platform_db, tenant, {"ann": 1000, "bob": 199, "cat": 0})
+        await http_wallets(client, {"ann": 1000, "bob": 199, "cat": 0})
         response = await client.post("/v1/content", json=CONTENT_BODY)
         assert response.status_code == 201, response.text
         yield client, tenant
@@ -82,7 +82,7 @@ async def test_a_purchase_returns_its_legs_gives_access_and_replays_its_idempote
     assert replay.status_code == 201 and replay.json() == purchase
     found = await check(client, "ann")
     assert found == {"allowed": True, "reason": "active", "expires_at": None, "purchase_id": purchase["id"]}
-    assert (await balances(client, "wallet:w-ann"))["posted"] == 801
+    assert await wallet_balance(client, "ann") == 801
     assert (await balances(client, "platform:fees:EUR"))["posted"] == 29
     got = (await client.get(f"/v1/purchases/{purchase['id']}")).json()
     assert got["legs"] == purchase["legs"] and got["refunds"] == []
@@ -104,8 +104,8 @@ async def test_refused_purchases_answer_their_codes_and_charge_nothing(shop: tup
     assert (await buy(client, "bob")).status_code == 201
     again = await buy(client, "bob")
     assert again.status_code == 409 and again.json()["code"] == "already_entitled"
-    assert (await balances(client, "wallet:w-bob"))["posted"] == 0
-    assert (await balances(client, "wallet:w-cat"))["posted"] == 0
+    assert await wallet_balance(client, "bob") == 0
+    assert await wallet_balance(client, "cat") == 0
     assert not (await check(client, "cat"))["allowed"]
 
 
@@ -131,7 +131,7 @@ async def test_refunds_partial_then_full_revoke_access_at_once(
             assert (await check(fresh, "ann"))["allowed"] is False
     replay = await client.post(url, json={"reason": "event_cancelled"}, headers={"Idempotency-Key": "r-1"})
     assert replay.status_code == 201 and replay.json() == full.json()
-    assert (await balances(client, "wallet:w-ann"))["posted"] == 1000
+    assert await wallet_balance(client, "ann") == 1000
     got = (await client.get(f"/v1/purchases/{purchase['id']}")).json()
     assert got["refunded_amount"] == 199 and len(got["refunds"]) == 2
 
@@ -146,5 +146,5 @@ async def test_concurrent_refunds_over_http_never_exceed_the_price(shop: tuple[h
     assert (await client.get(f"/v1/purchases/{purchase['id']}")).json()["refunded_amount"] == 160
     fulls = await asyncio.gather(*(client.post(url, json={}) for _ in range(3)))
     assert sorted(r.status_code for r in fulls) == [201, 422, 422]
-    assert (await balances(client, "wallet:w-ann"))["posted"] == 1000
+    assert await wallet_balance(client, "ann") == 1000
     assert not (await check(client, "ann"))["allowed"]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from support.ppv import CONTENT_BODY, http_wallets
+from support.ppv import CONTENT_BODY, http_wallets, wallet_balance
 from support.server import balances, new_tenant, tenant_id_of
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ async def test_a_thousand_concurrent_purchases_of_one_live_stream_all_succeed_an
     fans = [f"fan{n}" for n in range(CROWD)]
     limits = asyncio.Semaphore(IN_FLIGHT_MAX)
     async with platform.client(secret) as client:
-        await http_wallets(client, platform_db, tenant, dict.fromkeys(fans, 199))
+        await http_wallets(client, dict.fromkeys(fans, 199))
         assert (await client.post("/v1/content", json=CONTENT_BODY)).status_code == 201
 
         async def buy(fan: str) -> httpx.Response:
@@ -56,16 +56,13 @@ async def test_a_thousand_concurrent_purchases_of_one_live_stream_all_succeed_an
     assert entitled == CROWD
 
 
-async def test_funds_for_one_purchase_let_exactly_one_of_two_concurrent_purchases_succeed(
-    platform: Platform, platform_db: Pool
-) -> None:
+async def test_funds_for_one_purchase_let_exactly_one_of_two_concurrent_purchases_succeed(platform: Platform) -> None:
     secret = await new_tenant(platform)
-    tenant = await tenant_id_of(platform_db, secret)
     async with platform.client(secret) as client:
-        await http_wallets(client, platform_db, tenant, {"bob": 199})
+        await http_wallets(client, {"bob": 199})
         for content in ("match-a", "match-b"):
             assert (await client.post("/v1/content", json={**CONTENT_BODY, "id": content})).status_code == 201
         responses = await asyncio.gather(purchase(client, "bob", "match-a"), purchase(client, "bob", "match-b"))
         assert sorted(r.status_code for r in responses) == [201, 422]
         assert {r.json().get("code") for r in responses if r.status_code == 422} == {"insufficient_funds"}
-        assert (await balances(client, "wallet:w-bob"))["posted"] == 0
+        assert await wallet_balance(client, "bob") == 0

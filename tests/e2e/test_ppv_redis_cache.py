@@ -56,7 +56,7 @@ async def test_every_worker_answers_from_the_shared_cache_right_after_each_write
     try:
         tenant = await tenant_id_of(owner, secret)
         async with redis_platform.client(secret) as client:
-            await http_wallets(client, owner, tenant, {"ann": 1000})
+            await http_wallets(client, {"ann": 1000})
             assert (await client.post("/v1/content", json=CONTENT_BODY)).status_code == 201
             assert set(await answers(redis_platform, secret)) == {"no_entitlement"}
             redis = aioredis.from_url(redis_server_process.url)

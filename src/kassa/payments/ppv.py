@@ -20,9 +20,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import msgspec
 
-from kassa.ledger import Account as LedgerAccount
 from kassa.ledger import (
-    AccountExists,
     Applied,
     CreateTransaction,
     InsufficientFunds,
@@ -30,8 +28,9 @@ from kassa.ledger import (
     ProductWrite,
     TransactionApplied,
 )
-from kassa.ledger import Balance as LedgerBalance
+from kassa.payments.accounts import fees_account, payable_account
 from kassa.payments.adapters import ppv_queries as q
+from kassa.payments.adapters import wallet_rows
 from kassa.payments.adapters.ppv_rows import (
     PurchaseRow,
     PurchaseWriter,
@@ -56,6 +55,7 @@ from kassa.payments.errors import (
     WalletNotFound,
 )
 from kassa.shared.clock import utcnow
+from kassa.shared.errors import InvalidRequest
 from kassa.shared.ids import new_id
 from kassa.shared.invariants import invariant
 from kassa.shared.limits import refund_retry_max
@@ -65,19 +65,13 @@ from kassa.store.tenancy import scope, tenant_transaction
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from kassa.identity.customers import CustomerService
     from kassa.ledger import IdemClaim, LedgerService, Receipt, Replay
+    from kassa.payments.accounts import PlatformAccounts
     from kassa.store.pool import Pool
 
 PURCHASES = PurchaseWriter()
 REFUNDS = RefundWriter()
-
-
-def fee_account(currency: str) -> str:
-    return f"platform:fees:{currency}"
-
-
-def payable_account(customer_id: str, currency: str) -> str:
-    return f"payable:{customer_id}:{currency}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +93,18 @@ def _hash(value: Any) -> bytes:
 
 
 class PayPerView:
-    def __init__(self, pool: Pool, ledger: LedgerService, cache: Cache | None = None) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        ledger: LedgerService,
+        customers: CustomerService,
+        accounts: PlatformAccounts,
+        cache: Cache | None = None,
+    ) -> None:
         self.pool = pool
         self.ledger = ledger
+        self.customers = customers  # identity: rights holders are its business customers
+        self.accounts = accounts
         self.cache = cache or EntitlementCache()
 
     async def stored_replay(self, claim: IdemClaim | None) -> Replay | None:
@@ -121,25 +124,23 @@ class PayPerView:
                 await transaction.rollback()
 
     # Catalogue --------------------------------------------------------------------------
-    async def _ensure_accounts(self, content: Content) -> None:
-        """The fee account and each holder's payable, per priced currency, created on first use."""
+    async def _check_holders_and_accounts(self, content: Content) -> None:
+        """Every rights holder is a business customer; the fee account and each holder's payable
+        exist in every priced currency (created on first use). Raises CustomerNotFound,
+        InvalidRequest."""
+        for holder in content.rights_holders:
+            customer = await self.customers.get_customer(content.tenant_id, holder.customer_id)
+            if customer.type != "business":
+                raise InvalidRequest(f"rights_holders: customer '{holder.customer_id}' is not a business")
         for currency in content.prices:
-            wanted = [(fee_account(currency), False)] + [
-                (payable_account(h.customer_id, currency), True) for h in content.rights_holders
-            ]
-            for account_id, allow_negative in wanted:
-                account = LedgerAccount(
-                    content.tenant_id, account_id, currency, "credit", allow_negative, LedgerBalance()
-                )
-                try:
-                    await self.ledger.create_account(account)
-                except AccountExists:
-                    pass
+            await self.accounts.ensure(content.tenant_id, fees_account(currency))
+            for holder in content.rights_holders:
+                await self.accounts.ensure(content.tenant_id, payable_account(holder.customer_id, currency))
 
     async def create_content(self, content: Content) -> Content:
-        """Raises InvalidRequest, ContentExists."""
+        """Raises InvalidRequest, CustomerNotFound (a rights holder), ContentExists."""
         check_content(content)
-        await self._ensure_accounts(content)
+        await self._check_holders_and_accounts(content)
         async with tenant_transaction(self.pool, content.tenant_id) as conn:
             created = await q.insert_content(conn, content)
         if created is None:
@@ -148,9 +149,9 @@ class PayPerView:
 
     async def update_content(self, content: Content) -> Content:
         """Replace a content's fields; past purchases keep their own copy. Raises
-        InvalidRequest, ContentNotFound."""
+        InvalidRequest, CustomerNotFound (a rights holder), ContentNotFound."""
         check_content(content)
-        await self._ensure_accounts(content)
+        await self._check_holders_and_accounts(content)
         async with tenant_transaction(self.pool, content.tenant_id) as conn:
             updated = await q.update_content(conn, content)
         if updated is None:
@@ -180,9 +181,10 @@ class PayPerView:
             price = content.prices.get(currency)
             if price is None:
                 raise PriceNotAvailable(f"content '{content_id}' has no price in {currency}")
-            wallet = await q.wallet_account(conn, tenant_id, customer_id, currency)
-            if wallet is None:
+            wallets = await wallet_rows.of_customer(conn, tenant_id, customer_id, currency)
+            if not wallets:
                 raise WalletNotFound(f"customer '{customer_id}' has no {currency} wallet")
+            wallet = wallets[0].account_id
             # The cached check, loaded (on a miss) in this transaction rather than another one.
             entitlement = await self.cache.fetch(
                 cache_key(tenant_id, customer_id, content_id),
@@ -196,9 +198,9 @@ class PayPerView:
             {
                 "role": leg.role,
                 "customer_id": leg.customer_id,
-                "account_id": fee_account(currency)
-                if leg.customer_id is None
-                else payable_account(leg.customer_id, currency),
+                "account_id": (
+                    fees_account(currency) if leg.customer_id is None else payable_account(leg.customer_id, currency)
+                ).id,
                 "amount": leg.amount,
             }
             for leg in legs

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from kassa.ledger import Batcher, LedgerService
-from kassa.payments.entitlement_cache import EntitlementCache
-from kassa.payments.ppv import PayPerView
+from support.ppv import ppv_service
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from kassa.payments.ppv import PayPerView
     from kassa.store.pool import Pool
 
 
@@ -21,6 +21,6 @@ async def ppv(app_pool: Pool) -> AsyncIterator[PayPerView]:
     batcher = Batcher(app_pool)
     batcher.start()
     try:
-        yield PayPerView(app_pool, LedgerService(app_pool, batcher), EntitlementCache())
+        yield ppv_service(app_pool, LedgerService(app_pool, batcher))
     finally:
         await batcher.stop()

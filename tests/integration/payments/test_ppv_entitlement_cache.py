@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from kassa.ledger import Batcher, LedgerService
-from kassa.payments.entitlement_cache import EntitlementCache
-from kassa.payments.ppv import PayPerView
-from support.ppv import live_stream, open_ppv_tenant
+from support.ppv import live_stream, open_ppv_tenant, ppv_service
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from kassa.payments.domain.entitlements import Check
+    from kassa.payments.ppv import PayPerView
     from kassa.store.pool import Pool
 
 pytestmark = pytest.mark.integration
@@ -28,7 +27,7 @@ async def two_processes(app_pool: Pool, app_url: str) -> AsyncIterator[tuple[Pay
     batcher = Batcher(app_pool)
     batcher.start()
     ledger = LedgerService(app_pool, batcher)
-    services = (PayPerView(app_pool, ledger, EntitlementCache()), PayPerView(app_pool, ledger, EntitlementCache()))
+    services = (ppv_service(app_pool, ledger), ppv_service(app_pool, ledger))
     for service in services:
         await service.cache.listen(app_url)
     try:

@@ -9,14 +9,14 @@ import pytest
 
 from kassa.ledger import Batcher, LedgerService
 from kassa.payments.entitlement_redis import RedisEntitlementCache
-from kassa.payments.ppv import PayPerView
 from kassa.store.embedded import free_port
-from support.ppv import live_stream, open_ppv_tenant
+from support.ppv import live_stream, open_ppv_tenant, ppv_service
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from kassa.payments.domain.entitlements import Entitlement
+    from kassa.payments.ppv import PayPerView
     from kassa.store.pool import Pool
     from support.tools_redis import RedisServer
 
@@ -32,7 +32,7 @@ async def two_processes(
     ledger = LedgerService(app_pool, batcher)
     caches = (RedisEntitlementCache(redis_server_process.url), RedisEntitlementCache(redis_server_process.url))
     try:
-        yield PayPerView(app_pool, ledger, caches[0]), PayPerView(app_pool, ledger, caches[1])
+        yield ppv_service(app_pool, ledger, caches[0]), ppv_service(app_pool, ledger, caches[1])
     finally:
         for cache in caches:
             await cache.close()

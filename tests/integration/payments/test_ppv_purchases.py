@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from kassa.events.validation import validate_event
+from kassa.identity.errors import CustomerNotFound
 from kassa.ledger import InsufficientFunds, TransactionApplied
-from kassa.payments.domain.content import Access
+from kassa.payments.accounts import fees_account, payable_account
+from kassa.payments.domain.content import Access, RightsHolder
 from kassa.payments.errors import (
     AlreadyEntitled,
     ContentNotFound,
@@ -19,11 +21,12 @@ from kassa.payments.errors import (
     PriceNotAvailable,
     WalletNotFound,
 )
-from kassa.payments.ppv import PayPerView, fee_account, payable_account
+from kassa.shared.errors import InvalidRequest
 from support.ledger import assert_tenant_ledger_consistent, outbox_envelopes
 from support.ppv import HOLDERS, balance, live_stream, open_ppv_tenant
 
 if TYPE_CHECKING:
+    from kassa.payments.ppv import PayPerView
     from kassa.store.pool import Pool
 
 pytestmark = pytest.mark.integration
@@ -49,9 +52,9 @@ async def test_a_purchase_pays_fee_and_holders_and_writes_purchase_entitlement_a
     # 199: fee max(floor(199 * 15 %), 10) = 29; 170 split 50/30/20 = 85/51/34.
     assert [leg["amount"] for leg in order.row.legs] == [29, 85, 51, 34]
     assert await balance(pool, tenant, "wallet:w-ann") == 301
-    assert await balance(pool, tenant, fee_account("EUR")) == 29
+    assert await balance(pool, tenant, fees_account("EUR").id) == 29
     for (holder, _), amount in zip(HOLDERS, (85, 51, 34), strict=True):
-        assert await balance(pool, tenant, payable_account(holder, "EUR")) == amount
+        assert await balance(pool, tenant, payable_account(holder, "EUR").id) == amount
     check = await ppv.check(tenant, "ann", "final")  # the purchase invalidated the cached "no"
     assert check.allowed and check.reason == "active" and check.purchase_id == order.row.id
     found = await ppv.get_purchase(tenant, order.row.id)
@@ -137,10 +140,10 @@ async def test_a_thousand_concurrent_purchases_of_one_live_stream_all_succeed_an
     results = await asyncio.gather(*(ppv.purchase(o) for o in orders), return_exceptions=True)
     assert [r for r in results if not isinstance(r, TransactionApplied)] == []
     fees = sum(o.row.legs[0]["amount"] for o in orders)
-    assert await balance(pool, tenant, fee_account("EUR")) == fees == 29 * 1000
+    assert await balance(pool, tenant, fees_account("EUR").id) == fees == 29 * 1000
     for index, (holder, _) in enumerate(HOLDERS, start=1):
         expected = sum(o.row.legs[index]["amount"] for o in orders)
-        assert await balance(pool, tenant, payable_account(holder, "EUR")) == expected
+        assert await balance(pool, tenant, payable_account(holder, "EUR").id) == expected
     async with pool.acquire() as conn:
         per_purchase = await conn.fetchval(
             "SELECT count(*) FROM purchases p JOIN entitlements e ON e.tenant_id = p.tenant_id AND e.purchase_id = p.id"
@@ -167,3 +170,13 @@ async def test_the_first_play_starts_a_from_first_play_window(pool: Pool, ppv: P
         await ppv.play(tenant, order.row.entitlement_id)
     with pytest.raises(EntitlementNotFound):
         await ppv.play(tenant, "no-such-entitlement")
+
+
+async def test_rights_holders_must_be_business_customers(pool: Pool, ppv: PayPerView) -> None:
+    tenant = await open_ppv_tenant(pool, {"ann": 0})
+    with pytest.raises(CustomerNotFound):
+        await ppv.create_content(live_stream(tenant, rights_holders=(RightsHolder("stranger", 10_000),)))
+    with pytest.raises(InvalidRequest, match="not a business"):
+        await ppv.create_content(live_stream(tenant, rights_holders=(RightsHolder("ann", 10_000),)))
+    with pytest.raises(ContentNotFound):
+        await ppv.get_content(tenant, "final")

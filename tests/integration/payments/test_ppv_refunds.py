@@ -8,16 +8,17 @@ from typing import TYPE_CHECKING
 import pytest
 
 from kassa.ledger import CreateTransfer, TransactionApplied
+from kassa.payments.accounts import fees_account, payable_account
 from kassa.payments.errors import PurchaseNotFound, RefundExceedsPurchase
-from kassa.payments.ppv import PayPerView, fee_account, payable_account
 from support.ledger import assert_tenant_ledger_consistent, outbox_envelopes
 from support.ppv import balance, live_stream, open_ppv_tenant
 
 if TYPE_CHECKING:
+    from kassa.payments.ppv import PayPerView
     from kassa.store.pool import Pool
 
 pytestmark = pytest.mark.integration
-CLUB = payable_account("club", "EUR")
+CLUB = payable_account("club", "EUR").id
 
 
 async def bought(pool: Pool, ppv: PayPerView, funds: int = 1000, price: int = 199) -> tuple[str, str]:
@@ -37,7 +38,7 @@ async def test_a_full_refund_returns_every_leg_and_revokes_the_entitlement_at_on
     check = await ppv.check(tenant, "ann", "final")
     assert not check.allowed and check.reason == "revoked"
     assert await balance(pool, tenant, "wallet:w-ann") == 1000
-    assert await balance(pool, tenant, fee_account("EUR")) == 0
+    assert await balance(pool, tenant, fees_account("EUR").id) == 0
     assert await balance(pool, tenant, CLUB) == 0
     with pytest.raises(RefundExceedsPurchase):
         await ppv.refund(tenant, purchase, 1, "duplicate", True)
@@ -70,7 +71,7 @@ async def test_a_refund_without_the_fee_leaves_the_platform_its_fee(pool: Pool, 
     tenant, purchase = await bought(pool, ppv)
     row, _ = await ppv.refund(tenant, purchase, None, "requested_by_customer", False)
     assert row.amount == 170 and row.legs[0]["amount"] == 0 and row.revokes is False
-    assert await balance(pool, tenant, fee_account("EUR")) == 29
+    assert await balance(pool, tenant, fees_account("EUR").id) == 29
     with pytest.raises(RefundExceedsPurchase):
         await ppv.refund(tenant, purchase, 1, "requested_by_customer", False)
     with pytest.raises(PurchaseNotFound):

@@ -119,17 +119,6 @@ async def list_content(conn: Conn, tenant_id: str, after_id: str | None, limit: 
     return [_content(r) for r in rows]
 
 
-async def wallet_account(conn: Conn, tenant_id: str, customer_id: str, currency: str) -> str | None:
-    """The ledger account of the customer's wallet in that currency (payments' own table)."""
-    value: str | None = await conn.fetchval(
-        "SELECT account_id FROM wallets WHERE tenant_id = $1 AND customer_id = $2 AND currency = $3",
-        tenant_id,
-        customer_id,
-        currency,
-    )
-    return value
-
-
 _PURCHASE_COLUMNS = (
     "p.tenant_id, p.id, p.customer_id, p.content_id, p.currency, p.price, p.platform_fee_bps, p.platform_fee_min,"
     " p.wallet_account_id, p.legs::text, p.transaction_id, p.refunded_amount, p.refunded_legs::text,"
