@@ -9,9 +9,9 @@ answers occur). Reported: purchases/s and checks/s with their p99, CPU per purch
 holder's payable hold exactly the sum of their legs of all purchases, which is exactly their
 share by the split rules, and every purchase has exactly one entitlement.
 
-Wallets are ledger accounts `wallet:<id>` created over HTTP and funded with batched transfers
-from a bank account; the wallet rows (customer -> account) are written with SQL, which keeps the
-setup of 20,000 wallets within seconds.
+The audience is set up through the API: customers (`POST /v1/customers`), one EUR wallet each
+(`POST /v1/customers/{id}/wallets`), funded with batched transfers from a bank account into the
+wallets' ledger accounts.
 """
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from bench import probes
-from bench.loadgen import LoadResult, _read_response, run_load
+from bench.loadgen import LoadResult, _read_response
 from bench.stack import HOST, KassaUp
-from kassa.store import roles
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -44,13 +43,7 @@ TARGET_PURCHASE_RATIO = 0.8  # purchases/s / single transfers/s of the same run
 TARGET_CHECKS_PER_S = 10_000.0
 TARGET_CHECK_P99_MS = 20.0
 FUNDING_BATCH = 1000
-WALLETS_SQL = """
-CREATE TABLE IF NOT EXISTS wallets (
-    tenant_id text NOT NULL, id text NOT NULL, customer_id text NOT NULL, currency text NOT NULL,
-    account_id text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant_id, id), UNIQUE (tenant_id, customer_id, currency)
-)
-"""
+SETUP_CLIENTS = 4
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,14 +59,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 async def _exchange(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes, result: LoadResult
-) -> None:
-    """One request on a keep-alive connection, its status and latency recorded."""
+) -> bytes:
+    """One request on a keep-alive connection, its status and latency recorded; its body."""
     writer.write(request)
     result.sent += 1
     started = time.perf_counter()
-    status, _ = await _read_response(reader)
+    status, body = await _read_response(reader)
     result.latencies_s.append(time.perf_counter() - started)
     result.statuses[status] = result.statuses.get(status, 0) + 1
+    return body
+
+
+def _post(path: str, key: str, body: Any, headers: str = "") -> bytes:
+    payload = json.dumps(body).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {key}\r\n{headers}"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
+    return head.encode() + payload
 
 
 async def _post_client(port: int, key: str, queue: deque[str], delay_s: float, result: LoadResult) -> None:
@@ -84,13 +87,10 @@ async def _post_client(port: int, key: str, queue: deque[str], delay_s: float, r
     try:
         while queue:
             customer = queue.popleft()
-            body = json.dumps({"customer_id": customer, "content_id": "live", "currency": "EUR"}).encode()
-            head = (
-                f"POST /v1/purchases HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {key}\r\n"
-                f"Idempotency-Key: live-{customer}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n"
+            body = {"customer_id": customer, "content_id": "live", "currency": "EUR"}
+            await _exchange(
+                reader, writer, _post("/v1/purchases", key, body, f"Idempotency-Key: live-{customer}\r\n"), result
             )
-            await _exchange(reader, writer, head.encode() + body, result)
     finally:
         writer.close()
 
@@ -153,42 +153,44 @@ class LiveEvent:
             raise RuntimeError(f"{method} {path} failed: {status} {found}")
         return found
 
-    async def _post_each(self, path: str, bodies: list[dict[str, Any]]) -> None:
-        pending = iter(bodies)
+    async def _post_each(self, requests: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+        """POST each (path, body) from 16 keep-alive clients; the decoded 201 bodies, in order."""
+        queue = deque(enumerate(requests))
+        bodies: list[Any] = [None] * len(requests)
+        result = LoadResult()
 
-        def make(_rng: Any) -> bytes:
-            return json.dumps(next(pending)).encode()
+        async def client() -> None:
+            reader, writer = await asyncio.open_connection(HOST, self.up.port)
+            try:
+                while queue:
+                    index, (path, body) = queue.popleft()
+                    bodies[index] = json.loads(await _exchange(reader, writer, _post(path, self.key, body), result))
+            finally:
+                writer.close()
 
-        res = await run_load(HOST, self.up.port, path, self.key, make, 16, 300, requests_max=len(bodies))
-        if res.statuses.get(201, 0) != len(bodies):
-            raise RuntimeError(f"POST {path} x{len(bodies)} failed: {res.statuses}")
+        await asyncio.gather(*(client() for _ in range(SETUP_CLIENTS)))
+        if result.statuses.get(201, 0) != len(requests):
+            raise RuntimeError(f"setup requests failed: {result.statuses}")
+        return bodies
 
     async def _setup(self) -> None:
+        """Customers and wallets through the API, as a real event's audience would be."""
         body = await asyncio.to_thread(self._call, "POST", "/v1/tenants", {"name": "bench-live"}, self.up.admin_key)
         self.tenant_id, self.key = body["id"], body["api_key"]["secret"]
         bank = {"id": "bank", "currency": "EUR", "normal_balance": "debit", "allow_negative": True}
-        await self._post_each(
-            "/v1/accounts", [bank] + [{"id": f"wallet:w-{c}", "currency": "EUR"} for c in self.customers]
-        )
-        for start in range(0, len(self.customers), FUNDING_BATCH):
-            chunk = self.customers[start : start + FUNDING_BATCH]
+        holders = [{"id": h, "type": "business", "name": f"Holder {h}", "country": "DE"} for h, _ in HOLDERS]
+        people = [{"id": c, "type": "person", "name": f"Fan {c}", "country": "DE"} for c in self.customers]
+        # The first customer alone: it creates the tenant's data key that all the others use.
+        await self._post_each([("/v1/accounts", bank), ("/v1/customers", holders[0])])
+        await self._post_each([("/v1/customers", b) for b in holders[1:] + people])
+        wallets = await self._post_each([(f"/v1/customers/{c}/wallets", {"currency": "EUR"}) for c in self.customers])
+        accounts = [w["account_id"] for w in wallets]
+        for start in range(0, len(accounts), FUNDING_BATCH):
             transfers = [
-                {"debit_account_id": "bank", "credit_account_id": f"wallet:w-{c}", "amount": PRICE, "currency": "EUR"}
-                for c in chunk
+                {"debit_account_id": "bank", "credit_account_id": a, "amount": PRICE, "currency": "EUR"}
+                for a in accounts[start : start + FUNDING_BATCH]
             ]
             await asyncio.to_thread(self._call, "POST", "/v1/transfers/batch", {"atomic": True, "transfers": transfers})
-        # As the schema owner: a table it creates gets the application role's grants.
-        conn = await asyncpg.connect(self.pg.role_urls(self.db_name)[roles.OWNER])
-        try:
-            async with conn.transaction():
-                await conn.execute(WALLETS_SQL)  # a no-op where the payments migrations created it
-                await conn.copy_records_to_table(
-                    "wallets",
-                    records=[(self.tenant_id, f"w-{c}", c, "EUR", f"wallet:w-{c}") for c in self.customers],
-                    columns=["tenant_id", "id", "customer_id", "currency", "account_id"],
-                )
-        finally:
-            await conn.close()
         content = {
             "id": "live",
             "kind": "live_stream",
