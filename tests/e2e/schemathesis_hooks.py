@@ -21,6 +21,7 @@ from kassa.shared.limits import metadata_bytes_max, webhook_url_chars_max
 _RECEIVER = os.environ.get("KASSA_FUZZ_RECEIVER_URL", "")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CURSOR_TEXT = re.compile(r"[A-Za-z0-9_-]+")
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 # Ids from replayed 2xx answers (Idempotent-Replayed: true). Generated Idempotency-Keys are short
 # and collide, and a reused key replays the first 201, possibly of a resource deleted since: that
 # is idempotency working as designed (the first response again), not a resource that vanished.
@@ -51,6 +52,34 @@ def _conform(value: Any) -> Any:
     return value
 
 
+def conform_content(body: dict[str, Any]) -> None:
+    """Pay-per-view content follows rules across fields that JSON Schema cannot state (each is
+    refused with a 400 naming it, as tests/unit/payments/test_ppv_content_and_entitlement_rules.py
+    shows): the holders' shares sum to 10,000 and name each customer once; `duration_s` goes with
+    a from_first_play window only; `ends_at` follows `starts_at`; `replay_days` needs `ends_at`;
+    on PUT a body id names the path's content."""
+    holders = body.get("rights_holders")
+    if isinstance(holders, list) and holders and all(isinstance(h, dict) for h in holders):
+        count = len(holders)
+        for index, holder in enumerate(holders):
+            holder["share_bps"] = 10_000 // count + (1 if index < 10_000 % count else 0)
+            if isinstance(holder.get("customer_id"), str):
+                holder["customer_id"] = f"{holder['customer_id'][:40]}-{index}"
+    access = body.get("access")
+    if isinstance(access, dict):
+        for name in ("starts_at", "ends_at"):  # "date-time" is a format, which JSON Schema only hints
+            if isinstance(access.get(name), str) and not _DATE_TIME.fullmatch(access[name]):
+                access[name] = None
+        if access.get("window", "fixed") == "fixed":
+            access.pop("duration_s", None)
+        elif access.get("duration_s") is None:
+            access["duration_s"] = 3600
+        if access.get("starts_at") is not None and access.get("ends_at") is not None:
+            access.pop("starts_at")  # no ordering to break
+        if access.get("ends_at") is None:
+            access.pop("replay_days", None)
+
+
 def loopback_url(url: str) -> str:
     """Any generated URL becomes the receiver's; a too-long one stays too long (still on loopback),
     and the empty string stays empty. Nothing else can reach kassa, so no generated host is ever
@@ -72,6 +101,10 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         raise RuntimeError("KASSA_FUZZ_RECEIVER_URL is not set: refusing to send generated webhook URLs")
     if isinstance(case.body, dict | list):
         case.body = _conform(case.body)
+    if case.operation.path.startswith("/v1/content") and isinstance(case.body, dict):
+        conform_content(case.body)
+        if (case.path_parameters or {}).get("id") is not None and case.body.get("id") is not None:
+            case.body["id"] = case.path_parameters["id"]  # a body id must name the path's content
     if _is_webhook_registration(case):
         if isinstance(case.body, str | bytes):
             case.body = "{}"  # raw text could still be JSON naming a URL: never send it

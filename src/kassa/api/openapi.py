@@ -59,6 +59,8 @@ _QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
     "limit": {"type": "integer", "minimum": 1, "maximum": page_limit_max, "default": page_limit_default},
     "cursor": {"type": "string", "pattern": "^[A-Za-z0-9_-]*$", "maxLength": query_value_chars_max},
     "account_id": _ID_SCHEMA,
+    "customer_id": _ID_SCHEMA,
+    "content_id": _ID_SCHEMA,
     "as_of": {"type": "string", "format": "date-time"},
     # Audit log filters (api/routes/audit.py checks the same patterns).
     "action": {"type": "string", "pattern": r"^[a-z_]+(\.[a-z_]+)+$", "maxLength": 64},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime  # noqa: TC003 - msgspec resolves annotations at runtime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -52,10 +52,10 @@ class ContentOut(msgspec.Struct):
     kind: str
     title: str
     prices: dict[str, int]
-    rights_holders: list[dict[str, object]]
+    rights_holders: list[dict[str, Any]]
     platform_fee_bps: int
     platform_fee_min: int
-    access: dict[str, object]
+    access: dict[str, Any]
     created_at: str
     updated_at: str
 

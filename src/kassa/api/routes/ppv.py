@@ -145,7 +145,7 @@ def _rendered(outcome: Outcome, ok: Any, trace_id: str | None) -> tuple[int, byt
     summary="Create content sold pay-per-view",
     body=ContentCreate,
     responses={201: ContentOut},
-    errors=(400, 401, 409),
+    errors=(400, 401, 404, 409),
     tag=_TAG,
 )
 async def create_content(ctx: Ctx) -> Response:
@@ -252,10 +252,11 @@ async def get_purchase(ctx: Ctx) -> Response:
     return json_response(purchase_out(found, found["refunds"]))
 
 
-def _customer_param(ctx: Ctx) -> str:
-    value = ctx.request.query_params.get("customer_id")
+def _id_param(ctx: Ctx, name: str) -> str:
+    """A required id in the query (the OpenAPI document states its pattern)."""
+    value = ctx.request.query_params.get(name)
     if value is None or not is_client_id(value):
-        raise InvalidRequest("customer_id is required and must be a valid id")
+        raise InvalidRequest(f"{name} is required and must be 1-64 characters of [A-Za-z0-9_.:-]")
     return value
 
 
@@ -274,8 +275,11 @@ _CUSTOMER_QUERY = (("customer_id", "string", "the customer"), *PAGE_QUERY)
 )
 async def list_purchases(ctx: Ctx) -> Response:
     limit = page_limit(ctx.request)
-    customer = _customer_param(ctx)
-    found = await ctx.services.ppv.list_purchases(ctx.tenant_id, customer, decode_id_cursor(ctx.request), limit + 1)
+    customer = _id_param(ctx, "customer_id")
+    cursor_id = decode_id_cursor(ctx.request)
+    found = (
+        [] if customer is None else await ctx.services.ppv.list_purchases(ctx.tenant_id, customer, cursor_id, limit + 1)
+    )
     page, more, cursor = split_page(found, limit, lambda p: p["id"])
     return json_response(PurchasePage([purchase_out(p) for p in page], more, cursor))
 
@@ -365,10 +369,7 @@ def entitlement_out(e: Entitlement) -> EntitlementOut:
     tag=_TAG,
 )
 async def check_entitlement(ctx: Ctx) -> Response:
-    customer = _customer_param(ctx)
-    content = ctx.request.query_params.get("content_id")
-    if content is None or not is_client_id(content):
-        raise InvalidRequest("content_id is required and must be a valid id")
+    customer, content = _id_param(ctx, "customer_id"), _id_param(ctx, "content_id")
     found = await ctx.services.ppv.check(ctx.tenant_id, customer, content)
     expires = to_rfc3339(found.expires_at) if found.expires_at else None
     return json_response(EntitlementCheckOut(found.allowed, found.reason, expires, found.purchase_id))
@@ -400,7 +401,12 @@ async def record_play(ctx: Ctx) -> Response:
 )
 async def list_entitlements(ctx: Ctx) -> Response:
     limit = page_limit(ctx.request)
-    customer = _customer_param(ctx)
-    found = await ctx.services.ppv.list_entitlements(ctx.tenant_id, customer, decode_id_cursor(ctx.request), limit + 1)
+    customer = _id_param(ctx, "customer_id")
+    cursor_id = decode_id_cursor(ctx.request)
+    found = (
+        []
+        if customer is None
+        else await ctx.services.ppv.list_entitlements(ctx.tenant_id, customer, cursor_id, limit + 1)
+    )
     page, more, cursor = split_page(found, limit, lambda e: e.id)
     return json_response(EntitlementPage([entitlement_out(e) for e in page], more, cursor))
