@@ -142,6 +142,7 @@ def _rendered(outcome: Outcome, ok: Any, trace_id: str | None) -> tuple[int, byt
 @endpoint(
     "POST",
     "/v1/content",
+    scope="payments:write",
     summary="Create content sold pay-per-view",
     body=ContentCreate,
     responses={201: ContentOut},
@@ -157,6 +158,7 @@ async def create_content(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/content/{id}",
+    scope="payments:read",
     summary="Get a content",
     responses={200: ContentOut},
     errors=(401, 404),
@@ -171,6 +173,7 @@ async def get_content(ctx: Ctx) -> Response:
 @endpoint(
     "PUT",
     "/v1/content/{id}",
+    scope="payments:write",
     summary="Replace a content (past purchases keep their price and split)",
     body=ContentCreate,
     responses={200: ContentOut},
@@ -190,6 +193,7 @@ async def update_content(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/content",
+    scope="payments:read",
     summary="List content by id",
     query=PAGE_QUERY,
     responses={200: ContentPage},
@@ -206,6 +210,7 @@ async def list_content(ctx: Ctx) -> Response:
 @endpoint(
     "POST",
     "/v1/purchases",
+    scope="payments:write",
     summary="Buy a content from the customer's wallet (one multi-leg transaction)",
     body=PurchaseCreate,
     responses={201: PurchaseOut},
@@ -241,6 +246,7 @@ async def create_purchase(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/purchases/{id}",
+    scope="payments:read",
     summary="Get a purchase with its legs and refunds",
     responses={200: PurchaseOut},
     errors=(401, 404),
@@ -266,6 +272,7 @@ _CUSTOMER_QUERY = (("customer_id", "string", "the customer"), *PAGE_QUERY)
 @endpoint(
     "GET",
     "/v1/purchases",
+    scope="payments:read",
     summary="A customer's purchases, newest first",
     query=_CUSTOMER_QUERY,
     required_query=("customer_id",),
@@ -304,6 +311,7 @@ def _refund_out(row: RefundRow, outcome: Outcome) -> RefundOut:
 @endpoint(
     "POST",
     "/v1/purchases/{id}/refunds",
+    scope="payments:write",
     summary="Refund (part of) a purchase across its legs",
     body=RefundCreate,
     responses={201: RefundOut},
@@ -361,6 +369,7 @@ def entitlement_out(e: Entitlement) -> EntitlementOut:
 @endpoint(
     "GET",
     "/v1/entitlements/check",
+    scope="payments:read",
     summary="May this customer watch this content now?",
     query=(("customer_id", "string", "the customer"), ("content_id", "string", "the content")),
     required_query=("customer_id", "content_id"),
@@ -378,6 +387,7 @@ async def check_entitlement(ctx: Ctx) -> Response:
 @endpoint(
     "POST",
     "/v1/entitlements/{id}/plays",
+    scope="payments:write",
     summary="Record a play (the first one starts a from-first-play window)",
     responses={200: EntitlementOut},
     errors=(401, 404, 409),
@@ -392,6 +402,7 @@ async def record_play(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/entitlements",
+    scope="payments:read",
     summary="A customer's entitlements, newest first",
     query=_CUSTOMER_QUERY,
     required_query=("customer_id",),
