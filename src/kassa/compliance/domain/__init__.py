@@ -1,0 +1,1 @@
+"""The compliance domain: sanctions matching, KYC states, limits and monitoring rules. Pure."""
