@@ -146,3 +146,10 @@ refund_retry_max: Final = 5  # recomputations when a concurrent refund of the sa
 entitlement_cache_entries_max: Final = 100_000  # in-process entitlement check cache
 entitlement_cache_ttl_s: Final = 30.0  # bound on staleness from writes of other processes without Redis
 entitlement_cache_redis_timeout_s: Final = 0.25  # a slower Redis answer: the check reads the database
+# Compliance
+# A payment held for review stays pending this long; undecided, the ledger expires the hold.
+review_hold_timeout_s: Final = 7 * 24 * 3600
+review_reason_chars_max: Final = 500
+rules_per_tenant_max: Final = 100
+sanctions_list_entries_max: Final = 2_000_000  # rows of one loaded CSV
+sanctions_name_chars_max: Final = 512

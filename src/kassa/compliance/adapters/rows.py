@@ -1,0 +1,119 @@
+"""Reads and writes of the compliance tables (tenant-scoped by the caller's transaction)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from kassa.compliance.domain.kyc import Kyc
+from kassa.compliance.domain.model import Review, Standing
+from kassa.compliance.domain.rules import DEFAULT_RULES, Rule, RuleSet
+
+if TYPE_CHECKING:
+    from datetime import date, datetime
+
+    from kassa.store.pool import Conn
+
+_REVIEW_COLUMNS = (
+    "tenant_id, id, transaction_id, customer_id, direction, amount, currency, status, rule_version,"
+    " rule_ids, created_at, decided_at, reviewer, reason"
+)
+
+
+async def standing(conn: Conn, tenant_id: str, customer_id: str, lock: bool = False) -> Standing | None:
+    row = await conn.fetchrow(
+        "SELECT kyc_status, tier, requested_tier, blocked, blocked_reason, country, customer_since"
+        " FROM compliance_customers WHERE tenant_id = $1 AND customer_id = $2" + (" FOR UPDATE" if lock else ""),
+        tenant_id,
+        customer_id,
+    )
+    if row is None:
+        return None
+    kyc = Kyc(row["kyc_status"], row["tier"], row["requested_tier"], row["blocked"])
+    return Standing(tenant_id, customer_id, kyc, row["blocked_reason"], row["country"], row["customer_since"])
+
+
+async def save_standing(conn: Conn, s: Standing) -> None:
+    await conn.execute(
+        "INSERT INTO compliance_customers (tenant_id, customer_id, kyc_status, tier, requested_tier, blocked,"
+        " blocked_reason, country, customer_since) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET kyc_status = excluded.kyc_status,"
+        " tier = excluded.tier, requested_tier = excluded.requested_tier, blocked = excluded.blocked,"
+        " blocked_reason = excluded.blocked_reason, country = excluded.country, updated_at = now()",
+        s.tenant_id,
+        s.customer_id,
+        s.kyc.status,
+        s.kyc.tier,
+        s.kyc.requested_tier,
+        s.kyc.blocked,
+        s.blocked_reason,
+        s.country,
+        s.customer_since,
+    )
+
+
+async def day_count(conn: Conn, tenant_id: str, customer_id: str, direction: str, currency: str, day: date) -> int:
+    found = await conn.fetchval(
+        "SELECT count_used FROM compliance_limit_usage WHERE tenant_id = $1 AND customer_id = $2"
+        " AND direction = $3 AND currency = $4 AND period = 'day' AND period_start = $5",
+        tenant_id,
+        customer_id,
+        direction,
+        currency,
+        day,
+    )
+    return int(found or 0)
+
+
+def _rule_set(version: int, rules: Any) -> RuleSet:
+    data = json.loads(rules) if isinstance(rules, str) else rules
+    return RuleSet(version, tuple(Rule(r["id"], r["condition"], r["action"]) for r in data))
+
+
+async def rule_set(conn: Conn, tenant_id: str, version: int | None = None) -> RuleSet:
+    """The tenant's latest rule set (or the given version); DEFAULT_RULES before any change."""
+    row = await conn.fetchrow(
+        "SELECT version, rules FROM compliance_rule_sets WHERE tenant_id = $1 AND ($2::integer IS NULL OR version = $2)"
+        " ORDER BY version DESC LIMIT 1",
+        tenant_id,
+        version,
+    )
+    return DEFAULT_RULES if row is None else _rule_set(row["version"], row["rules"])
+
+
+async def insert_rule_set(conn: Conn, tenant_id: str, rules: RuleSet, actor: str, reason: str) -> datetime:
+    data = [{"id": r.id, "condition": r.condition, "action": r.action} for r in rules.rules]
+    created: datetime = await conn.fetchval(
+        "INSERT INTO compliance_rule_sets (tenant_id, version, rules, changed_by, reason)"
+        " VALUES ($1, $2, $3::jsonb, $4, $5) RETURNING created_at",
+        tenant_id,
+        rules.version,
+        json.dumps(data),
+        actor,
+        reason,
+    )
+    return created
+
+
+def _review(row: Any) -> Review:
+    return Review(**{**dict(row), "rule_ids": tuple(row["rule_ids"])})
+
+
+async def review(conn: Conn, tenant_id: str, review_id: str) -> Review | None:
+    row = await conn.fetchrow(
+        f"SELECT {_REVIEW_COLUMNS} FROM compliance_reviews WHERE tenant_id = $1 AND id = $2", tenant_id, review_id
+    )
+    return None if row is None else _review(row)
+
+
+async def reviews(conn: Conn, tenant_id: str, status: str | None, after: str | None, limit: int) -> list[Review]:
+    """Oldest first (a queue), by id after the cursor."""
+    rows = await conn.fetch(
+        f"SELECT {_REVIEW_COLUMNS} FROM compliance_reviews WHERE tenant_id = $1"
+        " AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR id > $3) ORDER BY id LIMIT $4",
+        tenant_id,
+        status,
+        after,
+        limit,
+    )
+    return [_review(r) for r in rows]

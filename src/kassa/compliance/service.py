@@ -1,0 +1,141 @@
+"""The compliance service: what payment products, the API and the CLI call.
+
+Every function is tenant-scoped by its first argument. Payments go through `pay` (limits, rules,
+reviews: payments.py); customers are screened at creation (`register_customer`) and again when
+the operator loads a new list (sanctions.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kassa.compliance import payments, sanctions
+from kassa.compliance.adapters import rows
+from kassa.compliance.domain.kyc import Kyc
+from kassa.compliance.domain.model import Screening, Standing
+from kassa.compliance.domain.rules import Rule, RuleSet, validate_condition
+from kassa.compliance.errors import RuleInvalid
+from kassa.shared.clock import utcnow
+from kassa.shared.ids import is_client_id
+from kassa.shared.limits import rules_per_tenant_max
+from kassa.store.tenancy import tenant_transaction
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
+    from kassa.compliance.domain.model import Review
+    from kassa.ledger import LedgerService
+    from kassa.store.pool import Pool
+
+_ACTIONS = ("allow", "review", "block")
+
+
+class ComplianceService:
+    def __init__(
+        self,
+        pool: Pool,
+        ledger: LedgerService,
+        audit: payments.Audit | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.pool = pool
+        self.ledger = ledger
+        self.audit = audit
+        self.clock = clock
+
+    async def register_customer(
+        self, tenant_id: str, customer_id: str, name: str, country: str | None, created_at: datetime
+    ) -> Screening:
+        """Record a new customer (tier 0, unverified) and screen its name against the list."""
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            found = await rows.standing(conn, tenant_id, customer_id, lock=True)
+            if found is None:
+                await rows.save_standing(conn, Standing(tenant_id, customer_id, Kyc(), None, country, created_at))
+            listed = await sanctions.listed_names(conn)
+        return await sanctions.screen_customer(self.pool, tenant_id, customer_id, name, listed, self.clock())
+
+    async def standing(self, tenant_id: str, customer_id: str) -> tuple[Standing, Screening | None]:
+        """A customer's KYC, block and latest screening (tier 0 and no screening if unknown)."""
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            found = await rows.standing(conn, tenant_id, customer_id)
+            row = await conn.fetchrow(
+                "SELECT list_version, status, matches FROM compliance_screenings WHERE tenant_id = $1 AND customer_id = $2",
+                tenant_id,
+                customer_id,
+            )
+        standing = found or Standing(tenant_id, customer_id, Kyc(), None, None, self.clock())
+        screening = None
+        if row is not None:
+            screening = Screening(customer_id, row["list_version"], row["status"], tuple(_json(row["matches"])))
+        return standing, screening
+
+    async def pay(self, payment: payments.Payment) -> payments.Moved:
+        """See payments.pay. Raises LimitExceeded, BlockedByPolicy and the ledger's errors."""
+        return await payments.pay(self.pool, self.ledger, payment, self.clock())
+
+    async def decide(self, tenant_id: str, review_id: str, approve: bool, reviewer: str, reason: str) -> Review:
+        """See payments.decide. Raises ReviewNotFound, ReviewDecided, TransactionNotPending."""
+        return await payments.decide(
+            self.pool, self.ledger, self.audit, tenant_id, review_id, approve, reviewer, reason
+        )
+
+    async def review(self, tenant_id: str, review_id: str) -> Review | None:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            return await rows.review(conn, tenant_id, review_id)
+
+    async def reviews(self, tenant_id: str, status: str | None, after: str | None, limit: int) -> list[Review]:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            return await rows.reviews(conn, tenant_id, status, after, limit)
+
+    async def rules(self, tenant_id: str, version: int | None = None) -> RuleSet:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            return await rows.rule_set(conn, tenant_id, version)
+
+    async def set_rules(self, tenant_id: str, rules: list[dict[str, Any]], actor: str, reason: str) -> RuleSet:
+        """Store a new version of the tenant's rules (the whole set). Raises RuleInvalid."""
+        parsed = parse_rules(rules)
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('kassa.rules:' || $1))", tenant_id)
+            before = await rows.rule_set(conn, tenant_id)
+            stored = RuleSet(before.version + 1, parsed)
+            await rows.insert_rule_set(conn, tenant_id, stored, actor, reason)
+            if self.audit is not None:
+                await self.audit(
+                    conn,
+                    tenant_id=tenant_id,
+                    actor_key_id=actor,
+                    action="rule.changed",
+                    target_type="rule_set",
+                    target_id=str(stored.version),
+                    before={"version": before.version, "rules": _plain(before)},
+                    after={"version": stored.version, "rules": _plain(stored), "reason": reason},
+                )
+        return stored
+
+
+def parse_rules(rules: list[dict[str, Any]]) -> tuple[Rule, ...]:
+    """Rules from their JSON shape. Raises RuleInvalid."""
+    if not isinstance(rules, list) or len(rules) > rules_per_tenant_max:
+        raise RuleInvalid(f"rules is a list of at most {rules_per_tenant_max} rules")
+    parsed: list[Rule] = []
+    for rule in rules:
+        if not isinstance(rule, dict) or not isinstance(rule.get("id"), str) or not is_client_id(rule["id"]):
+            raise RuleInvalid("each rule has an id (letters, digits, _.:-, at most 64)")
+        if rule.get("action") not in _ACTIONS:
+            raise RuleInvalid(f"rule {rule['id']}: action is one of {', '.join(_ACTIONS)}")
+        validate_condition(rule.get("condition"))
+        parsed.append(Rule(rule["id"], rule["condition"], rule["action"]))
+    if len({r.id for r in parsed}) != len(parsed):
+        raise RuleInvalid("rule ids are unique within the set")
+    return tuple(parsed)
+
+
+def _plain(rules: RuleSet) -> list[dict[str, Any]]:
+    return [{"id": r.id, "condition": r.condition, "action": r.action} for r in rules.rules]
+
+
+def _json(value: Any) -> Any:
+    import json
+
+    return json.loads(value) if isinstance(value, str) else value
