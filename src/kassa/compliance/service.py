@@ -7,6 +7,7 @@ the operator loads a new list (sanctions.py).
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from kassa.compliance import payments, sanctions
@@ -60,7 +61,8 @@ class ComplianceService:
         async with tenant_transaction(self.pool, tenant_id) as conn:
             found = await rows.standing(conn, tenant_id, customer_id)
             row = await conn.fetchrow(
-                "SELECT list_version, status, matches FROM compliance_screenings WHERE tenant_id = $1 AND customer_id = $2",
+                "SELECT list_version, status, matches FROM compliance_screenings"
+                " WHERE tenant_id = $1 AND customer_id = $2",
                 tenant_id,
                 customer_id,
             )
@@ -136,6 +138,4 @@ def _plain(rules: RuleSet) -> list[dict[str, Any]]:
 
 
 def _json(value: Any) -> Any:
-    import json
-
     return json.loads(value) if isinstance(value, str) else value
