@@ -1,0 +1,74 @@
+"""Helpers for compliance tests: a shop whose customers pay through `ComplianceService.pay`."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import TYPE_CHECKING
+
+from kassa.compliance import ComplianceService, Payment
+from kassa.compliance.adapters import rows
+from kassa.compliance.domain.kyc import Kyc
+from kassa.compliance.domain.model import Standing
+from kassa.ledger import CreateTransaction, NewPosting
+from kassa.store.tenancy import tenant_transaction
+from support.product import open_shop
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from kassa.compliance.domain.limits import Direction
+    from kassa.store.pool import Pool
+
+PAYEE = "artist"
+
+
+async def shop_with_customer(pool: Pool, accounts: dict[str, int]) -> str:
+    """A tenant whose accounts (funded as given, in USD) all belong to customer `c1`."""
+    return await open_shop(pool, accounts)
+
+
+async def set_standing(
+    app_pool: Pool, tenant_id: str, customer_id: str, since: datetime, tier: int = 0, country: str | None = "DE"
+) -> None:
+    kyc = Kyc("verified", tier) if tier else Kyc()  # type: ignore[arg-type]
+    async with tenant_transaction(app_pool, tenant_id) as conn:
+        await rows.save_standing(conn, Standing(tenant_id, customer_id, kyc, None, country, since))
+
+
+def payment(
+    tenant_id: str,
+    account: str,
+    amount: int,
+    customer: str = "c1",
+    direction: Direction = "outgoing",
+    payee: str = PAYEE,
+) -> Payment:
+    """`amount` USD from `account` (the customer's) to `payee`, under a fresh transaction id."""
+    tx_id = f"pay-{uuid.uuid4().hex[:16]}"
+    command = CreateTransaction(
+        tenant_id,
+        tx_id,
+        (NewPosting(account, payee, amount, "USD"),),
+        False,
+        None,
+        None,
+        {},
+        hashlib.sha256(tx_id.encode()).digest(),
+    )
+    return Payment(customer, direction, amount, "USD", command)
+
+
+async def balance(pool: Pool, tenant_id: str, account: str) -> tuple[int, int]:
+    """(posted, pending outflow) of a credit-normal account."""
+    async with tenant_transaction(pool, tenant_id) as conn:
+        row = await conn.fetchrow(
+            "SELECT credits_posted - debits_posted AS posted, debits_pending FROM accounts"
+            " WHERE tenant_id = $1 AND id = $2",
+            tenant_id,
+            account,
+        )
+    return int(row["posted"]), int(row["debits_pending"])
+
+
+__all__ = ["ComplianceService", "balance", "payment", "set_standing", "shop_with_customer"]
