@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from kassa.compliance import ComplianceService
 from kassa.identity.customers import CustomerService
 from kassa.identity.ratelimit import build_limiter
 from kassa.identity.service import IdentityService
@@ -36,6 +37,7 @@ class Services:
     customers: CustomerService  # identity: customers, their personal data sealed per tenant
     payments: PaymentsService  # wallets, top-ups, withdrawals, provider callbacks
     ppv: PayPerView  # pay-per-view catalogue, purchases, entitlements, refunds
+    compliance: ComplianceService
     # (scope, Idempotency-Key) of requests running in this process: a concurrent duplicate is a 409.
     inflight_keys: set[tuple[str, str]] = field(default_factory=set)
 
@@ -83,6 +85,7 @@ async def build_services(settings: Settings, *, sweeper: bool = True) -> Service
         customers=customers,
         payments=payments,
         ppv=PayPerView(pool, ledger, customers, payments.accounts, cache),
+        compliance=ComplianceService(pool, ledger),
     )
 
 

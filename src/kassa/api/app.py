@@ -24,6 +24,7 @@ from kassa.api.routes import (
     accounts,
     api_keys,
     audit,
+    compliance,
     customers,
     health,
     ppv,
@@ -48,7 +49,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kassa.access")
 # Importing them registers their endpoints.
-_ROUTE_MODULES = (tenants, accounts, transfers, transactions, webhooks, customers, wallets, api_keys, audit, ppv)
+_ROUTE_MODULES = (
+    tenants,
+    accounts,
+    transfers,
+    transactions,
+    webhooks,
+    customers,
+    wallets,
+    api_keys,
+    audit,
+    ppv,
+    compliance,
+)
 # Checked with fullmatch: a `$` would also accept a value ending in a newline.
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

@@ -20,6 +20,7 @@ _GROUPS = (
     "kassa.cli.up",
     "kassa.cli.db",
     "kassa.cli.tenant",
+    "kassa.cli.sanctions",
     "kassa.cli.api",
     "kassa.cli.worker",
     "kassa.cli.events",

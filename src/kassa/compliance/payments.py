@@ -156,7 +156,7 @@ async def decide(
     if found is None:
         raise ReviewNotFound(f"no review {review_id}")
     if found.status != "open":
-        raise ReviewDecided(f"review {review_id} is {found.status} already", status=found.status)
+        raise ReviewDecided(f"review {review_id} is {found.status} already", review_status=found.status)
     status = "approved" if approve else "rejected"
     command = (
         PostTransaction(tenant_id, found.transaction_id)

@@ -51,7 +51,7 @@ class Kyc:
     def transition(self, to: KycStatus, tier: Tier | None = None) -> Kyc:
         """The state after moving to `to`; raises KycTransitionInvalid for a move the graph lacks."""
         if to not in _TRANSITIONS[self.status]:
-            raise KycTransitionInvalid(f"KYC status {self.status} cannot become {to}", status=self.status)
+            raise KycTransitionInvalid(f"KYC status {self.status} cannot become {to}", kyc_status=self.status)
         if to == "pending":
             if tier is None or tier <= (self.tier if self.status == "verified" else 0):
                 raise KycTransitionInvalid("a verification asks for a tier above the current one", tier=self.tier)

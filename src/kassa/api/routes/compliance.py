@@ -1,0 +1,191 @@
+"""Compliance: the review queue of held payments, monitoring rules, a customer's standing."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kassa.api.compliance_schemas import (
+    CapabilityOut,
+    ReviewDecision,
+    ReviewOut,
+    ReviewPage,
+    RuleOut,
+    RuleSetCreate,
+    RuleSetOut,
+    ScreeningOut,
+    StandingOut,
+)
+from kassa.api.pagination import decode_id_cursor, page_limit, split_page
+from kassa.api.routes.accounts import PAGE_QUERY
+from kassa.api.routing import Ctx, endpoint, json_response
+from kassa.compliance import ReviewNotFound
+from kassa.shared.errors import InvalidRequest, NotFound
+
+if TYPE_CHECKING:
+    from starlette.responses import Response
+
+    from kassa.compliance import Review, RuleSet, Screening, Standing
+
+_STATUSES = ("open", "approved", "rejected")
+
+
+def review_out(review: Review) -> ReviewOut:
+    return ReviewOut(
+        id=review.id,
+        transaction_id=review.transaction_id,
+        customer_id=review.customer_id,
+        direction=review.direction,  # type: ignore[arg-type]
+        amount=review.amount,
+        currency=review.currency,
+        status=review.status,
+        rule_version=review.rule_version,
+        rule_ids=list(review.rule_ids),
+        created_at=review.created_at,
+        decided_at=review.decided_at,
+        reviewer=review.reviewer,
+        reason=review.reason,
+    )
+
+
+def rule_set_out(rules: RuleSet) -> RuleSetOut:
+    return RuleSetOut(
+        version=rules.version, rules=[RuleOut(id=r.id, condition=r.condition, action=r.action) for r in rules.rules]
+    )
+
+
+def standing_out(standing: Standing, screening: Screening | None) -> StandingOut:
+    kyc = standing.kyc
+    return StandingOut(
+        customer_id=standing.customer_id,
+        kyc_status=kyc.status,
+        tier=kyc.tier,
+        requested_tier=kyc.requested_tier,
+        blocked=kyc.blocked,
+        blocked_reason=standing.blocked_reason,
+        capabilities=[
+            CapabilityOut(capability=c.capability, status=c.status, reason=c.reason) for c in kyc.capabilities()
+        ],
+        screening=None
+        if screening is None
+        else ScreeningOut(
+            list_version=screening.list_version, status=screening.status, matches=list(screening.matches)
+        ),
+    )
+
+
+@endpoint(
+    "GET",
+    "/v1/reviews",
+    summary="List reviews of held payments, oldest first (a queue), optionally by status",
+    responses={200: ReviewPage},
+    errors=(400, 401, 403),
+    query=(("status", "string", "open, approved or rejected"), *PAGE_QUERY),
+    tag="compliance",
+)
+async def list_reviews(ctx: Ctx) -> Response:
+    status = ctx.request.query_params.get("status")
+    if status is not None and status not in _STATUSES:
+        raise InvalidRequest(f"status is one of {', '.join(_STATUSES)}")
+    limit = page_limit(ctx.request)
+    found = await ctx.services.compliance.reviews(ctx.tenant_id, status, decode_id_cursor(ctx.request), limit + 1)
+    page, more, cursor = split_page(found, limit, lambda review: review.id)
+    return json_response(ReviewPage(data=[review_out(r) for r in page], has_more=more, next_cursor=cursor))
+
+
+@endpoint(
+    "GET",
+    "/v1/reviews/{id}",
+    not_found=ReviewNotFound,
+    summary="Get a review",
+    responses={200: ReviewOut},
+    errors=(401, 403, 404),
+    tag="compliance",
+)
+async def get_review(ctx: Ctx) -> Response:
+    review_id = ctx.path_id(ReviewNotFound)
+    found = await ctx.services.compliance.review(ctx.tenant_id, review_id)
+    if found is None:
+        raise ReviewNotFound(f"no review {review_id}")
+    return json_response(review_out(found))
+
+
+async def _decide(ctx: Ctx, approve: bool) -> Response:
+    data = ctx.decode(ReviewDecision)
+    principal = ctx.principal
+    assert principal is not None  # tenant endpoints authenticate
+    review = await ctx.services.compliance.decide(
+        ctx.tenant_id, ctx.path_id(ReviewNotFound), approve, principal.key_id, data.reason
+    )
+    return json_response(review_out(review))
+
+
+@endpoint(
+    "POST",
+    "/v1/reviews/{id}/approve",
+    not_found=ReviewNotFound,
+    summary="Approve a held payment: its pending transaction is posted",
+    body=ReviewDecision,
+    responses={200: ReviewOut},
+    errors=(400, 401, 403, 404, 409, 413, 422, 503),
+    tag="compliance",
+)
+async def approve_review(ctx: Ctx) -> Response:
+    return await _decide(ctx, True)
+
+
+@endpoint(
+    "POST",
+    "/v1/reviews/{id}/reject",
+    not_found=ReviewNotFound,
+    summary="Reject a held payment: its pending transaction is voided",
+    body=ReviewDecision,
+    responses={200: ReviewOut},
+    errors=(400, 401, 403, 404, 409, 413, 422, 503),
+    tag="compliance",
+)
+async def reject_review(ctx: Ctx) -> Response:
+    return await _decide(ctx, False)
+
+
+@endpoint(
+    "GET",
+    "/v1/compliance/rules",
+    summary="The tenant's current monitoring rules and their version",
+    responses={200: RuleSetOut},
+    errors=(401, 403),
+    tag="compliance",
+)
+async def get_rules(ctx: Ctx) -> Response:
+    return json_response(rule_set_out(await ctx.services.compliance.rules(ctx.tenant_id)))
+
+
+@endpoint(
+    "POST",
+    "/v1/compliance/rules",
+    summary="Replace the monitoring rules with a new version (the old versions are kept)",
+    body=RuleSetCreate,
+    responses={201: RuleSetOut},
+    errors=(400, 401, 403, 413),
+    tag="compliance",
+)
+async def set_rules(ctx: Ctx) -> Response:
+    data = ctx.decode(RuleSetCreate)
+    principal = ctx.principal
+    assert principal is not None
+    rules = [{"id": r.id, "condition": r.condition, "action": r.action} for r in data.rules]
+    stored = await ctx.services.compliance.set_rules(ctx.tenant_id, rules, principal.key_id, data.reason)
+    return json_response(rule_set_out(stored), 201)
+
+
+@endpoint(
+    "GET",
+    "/v1/compliance/customers/{id}",
+    not_found=NotFound,
+    summary="A customer's KYC status, tier, capabilities, block and latest sanctions screening",
+    responses={200: StandingOut},
+    errors=(401, 403, 404),
+    tag="compliance",
+)
+async def get_standing(ctx: Ctx) -> Response:
+    standing, screening = await ctx.services.compliance.standing(ctx.tenant_id, ctx.path_id(NotFound))
+    return json_response(standing_out(standing, screening))
