@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kassa.compliance import ComplianceService
+from kassa.compliance.adapters.sandbox_kyc import CALLBACK_PATH, SandboxKycProvider
 from kassa.identity.customers import CustomerService
 from kassa.identity.ratelimit import build_limiter
 from kassa.identity.service import IdentityService
@@ -54,6 +55,14 @@ class Services:
         await self.pool.close()
 
 
+def kyc_provider(settings: Settings) -> SandboxKycProvider | None:
+    """The sandbox KYC provider when its callback secret is configured, else none (KYC is 503)."""
+    if settings.kyc_sandbox_secret is None:
+        return None
+    url = settings.kyc_callback_url or f"http://{settings.http_host}:{settings.http_port}{CALLBACK_PATH}"
+    return SandboxKycProvider(url, settings.kyc_sandbox_secret.encode())
+
+
 async def build_services(settings: Settings, *, sweeper: bool = True) -> Services:
     if settings.database_url is None:
         raise RuntimeError("KASSA_DATABASE_URL is not set (kassa up sets it for the embedded database)")
@@ -85,7 +94,7 @@ async def build_services(settings: Settings, *, sweeper: bool = True) -> Service
         customers=customers,
         payments=payments,
         ppv=PayPerView(pool, ledger, customers, payments.accounts, cache),
-        compliance=ComplianceService(pool, ledger),
+        compliance=ComplianceService(pool, ledger, kyc_provider=kyc_provider(settings)),
     )
 
 

@@ -85,6 +85,10 @@ class Settings:
     # The named default rate limit of API keys without their own (token bucket).
     rate_limit_per_s: int = rate_limit_per_s_default
     rate_limit_burst: int = rate_limit_burst_default
+    # The sandbox KYC provider (compliance) is on when its callback secret is set; its results
+    # are posted to the callback URL (default: this API's own /v1/kyc/callbacks/sandbox).
+    kyc_sandbox_secret: str | None = None
+    kyc_callback_url: str | None = None
 
     @property
     def migration_url(self) -> str | None:
@@ -134,4 +138,6 @@ class Settings:
             wal_archive=(os.environ.get("KASSA_WAL_ARCHIVE") or "on").lower() not in ("off", "0", "false", "no"),
             rate_limit_per_s=_int("KASSA_RATE_LIMIT_PER_S", rate_limit_per_s_default),
             rate_limit_burst=_int("KASSA_RATE_LIMIT_BURST", rate_limit_burst_default),
+            kyc_sandbox_secret=os.environ.get("KASSA_KYC_SANDBOX_SECRET") or None,
+            kyc_callback_url=os.environ.get("KASSA_KYC_CALLBACK_URL") or None,
         )

@@ -72,3 +72,27 @@ async def balance(pool: Pool, tenant_id: str, account: str) -> tuple[int, int]:
 
 
 __all__ = ["ComplianceService", "balance", "payment", "set_standing", "shop_with_customer"]
+
+
+class TestVault:
+    """A stand-in for identity's envelope encryption in tests of the KYC flow (NOT encryption:
+    a keyed XOR stream, enough to show no plaintext reaches a column). Opening is offered so
+    tests can check what was sealed."""
+
+    __test__ = False  # not a pytest test class
+
+    async def seal(self, conn: object, tenant_id: str, purpose: str, plaintext: bytes) -> bytes:
+        return b"test:" + _xor(tenant_id + purpose, plaintext)
+
+    def open(self, tenant_id: str, purpose: str, sealed: bytes) -> bytes:
+        return _xor(tenant_id + purpose, sealed.removeprefix(b"test:"))
+
+    async def search_key(self, conn: object, tenant_id: str) -> bytes:
+        return hashlib.sha256(b"search:" + tenant_id.encode()).digest()
+
+
+def _xor(key: str, data: bytes) -> bytes:
+    stream = b""
+    while len(stream) < len(data):
+        stream += hashlib.sha256(key.encode() + len(stream).to_bytes(4, "big")).digest()
+    return bytes(a ^ b for a, b in zip(data, stream, strict=False))

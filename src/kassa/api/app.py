@@ -27,6 +27,7 @@ from kassa.api.routes import (
     compliance,
     customers,
     health,
+    kyc,
     ppv,
     tenants,
     transactions,
@@ -61,6 +62,7 @@ _ROUTE_MODULES = (
     audit,
     ppv,
     compliance,
+    kyc,
 )
 # Checked with fullmatch: a `$` would also accept a value ending in a newline.
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")

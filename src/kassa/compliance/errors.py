@@ -3,14 +3,18 @@
     KassaError
     ├── InvalidRequest
     │   └── RuleInvalid               rule_invalid (400): a monitoring rule is malformed
+    ├── Unauthorized
+    │   └── CallbackSignatureInvalid  callback_signature_invalid (401): a KYC callback not from the provider
     ├── NotFound
-    │   └── ReviewNotFound            review_not_found (404)
+    │   ├── ReviewNotFound            review_not_found (404)
+    │   └── VerificationNotFound      verification_not_found (404)
     ├── Conflict
     │   ├── KycTransitionInvalid      kyc_transition_invalid (409)
     │   └── ReviewDecided             review_decided (409): approved or rejected already
     └── Unprocessable
         ├── BlockedByPolicy           blocked_by_policy (422): a rule or a sanctions hit blocks it
         └── LimitExceeded             limit_exceeded (422): `limit` names the tier limit
+    KycUnavailable                    kyc_unavailable (503): no provider or no encryption configured
 
 Order of precedence for a payment: limits first (`limit_exceeded` needs no rule evaluation and
 is the customer's to fix), then the monitoring rules (`blocked_by_policy`).
@@ -18,7 +22,7 @@ is the customer's to fix), then the monitoring rules (`blocked_by_policy`).
 
 from __future__ import annotations
 
-from kassa.shared.errors import Conflict, InvalidRequest, NotFound, Unprocessable
+from kassa.shared.errors import Conflict, InvalidRequest, KassaError, NotFound, Unauthorized, Unprocessable
 
 
 class RuleInvalid(InvalidRequest):
@@ -51,4 +55,19 @@ class LimitExceeded(Unprocessable):
     title = "The payment exceeds a limit of the customer's verification tier"
 
 
-__all__ = ["BlockedByPolicy", "KycTransitionInvalid", "LimitExceeded", "ReviewDecided", "ReviewNotFound", "RuleInvalid"]
+class VerificationNotFound(NotFound):
+    code = "verification_not_found"
+    title = "KYC verification not found"
+
+
+class KycUnavailable(KassaError):
+    """No KYC provider or no personal-data encryption configured in this process."""
+
+    code = "kyc_unavailable"
+    status = 503
+    title = "KYC verification is not available"
+
+
+class CallbackSignatureInvalid(Unauthorized):
+    code = "callback_signature_invalid"
+    title = "The callback's signature is missing, wrong or too old"

@@ -16,6 +16,7 @@ from kassa.compliance.domain.kyc import Kyc
 from kassa.compliance.domain.model import Screening, Standing
 from kassa.compliance.domain.rules import Rule, RuleSet, validate_condition
 from kassa.compliance.errors import RuleInvalid
+from kassa.compliance.kyc import KycFlow
 from kassa.shared.clock import utcnow
 from kassa.shared.ids import is_client_id
 from kassa.shared.limits import rules_per_tenant_max
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from kassa.compliance.domain.model import Review
+    from kassa.compliance.domain.verification import KycProvider
+    from kassa.compliance.kyc import PersonalDataVault
     from kassa.ledger import LedgerService
     from kassa.store.pool import Pool
 
@@ -39,11 +42,15 @@ class ComplianceService:
         ledger: LedgerService,
         audit: payments.Audit | None = None,
         clock: Callable[[], datetime] = utcnow,
+        vault: PersonalDataVault | None = None,
+        kyc_provider: KycProvider | None = None,
     ) -> None:
         self.pool = pool
         self.ledger = ledger
         self.audit = audit
         self.clock = clock
+        # KYC verifications (kyc.py): off (503 kyc_unavailable) without a vault and a provider.
+        self.kyc = KycFlow(pool, vault, kyc_provider, audit)
 
     async def register_customer(
         self, tenant_id: str, customer_id: str, name: str, country: str | None, created_at: datetime

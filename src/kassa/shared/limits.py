@@ -153,3 +153,6 @@ review_reason_chars_max: Final = 500
 rules_per_tenant_max: Final = 100
 sanctions_list_entries_max: Final = 2_000_000  # rows of one loaded CSV
 sanctions_name_chars_max: Final = 512
+kyc_callback_attempts_max: Final = 5  # the sandbox provider's deliveries of one result
+kyc_callback_timeout_s: Final = 10.0
+kyc_callback_tolerance_s: Final = 300  # a callback signed longer ago (or ahead) is refused
