@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from kassa.compliance import ComplianceService
 from kassa.compliance.adapters.sandbox_kyc import CALLBACK_PATH, SandboxKycProvider
+from kassa.compliance.adapters.vault import TenantVault
 from kassa.identity.customers import CustomerService
 from kassa.identity.ratelimit import build_limiter
 from kassa.identity.service import IdentityService
@@ -94,7 +95,9 @@ async def build_services(settings: Settings, *, sweeper: bool = True) -> Service
         customers=customers,
         payments=payments,
         ppv=PayPerView(pool, ledger, customers, payments.accounts, cache),
-        compliance=ComplianceService(pool, ledger, kyc_provider=kyc_provider(settings)),
+        compliance=ComplianceService(
+            pool, ledger, vault=TenantVault(customers.keys), kyc_provider=kyc_provider(settings)
+        ),
     )
 
 

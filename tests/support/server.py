@@ -64,6 +64,9 @@ def auth(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
+KYC_SANDBOX_SECRET = "e2e-kyc-sandbox-secret"  # noqa: S105 - a test-only shared secret
+
+
 def start_platform(data_dir: Path, port: int, extra_env: dict[str, str] | None = None) -> Platform:
     """Start `kassa up` from the repository root with output in data_dir/kassa.log; wait until it
     prints its banner (it does so only once /readyz answers). Webhooks may go to loopback
@@ -79,6 +82,8 @@ def start_platform(data_dir: Path, port: int, extra_env: dict[str, str] | None =
             "KASSA_LOG_LEVEL": "INFO",
             # The tests' webhook receivers listen on loopback; off by default, so on explicitly.
             "KASSA_WEBHOOK_ALLOW_PRIVATE": "1",
+            # The sandbox KYC provider calls the API back with results signed by this secret.
+            "KASSA_KYC_SANDBOX_SECRET": KYC_SANDBOX_SECRET,
             **(extra_env or {}),
         }
     )

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING
 
 from kassa.cli.runtime import database_url, migration_database_url
 from kassa.compliance import sanctions
+from kassa.identity import CustomerService
 from kassa.settings import Settings
 from kassa.shared.clock import utcnow
 from kassa.shared.errors import InvalidRequest
+from kassa.store.master_key import MasterKeyError, load_keyring
 from kassa.store.pool import create_pool
 
 if TYPE_CHECKING:
@@ -36,11 +38,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     load.set_defaults(func=load_list)
 
 
-def customer_directory(settings: Settings, pool: Pool) -> CustomerDirectory | None:
-    """Where rescreening reads customers' names: identity's customer service (None until the
-    identity context has customers)."""
-    del settings, pool
-    return None
+def customer_directory(settings: Settings, pool: Pool) -> CustomerDirectory:
+    """Where rescreening reads customers' names: identity's customer service (it opens them with
+    the tenants' data keys, hence the master key)."""
+    return CustomerService(pool, load_keyring(settings.master_key_path))  # type: ignore[return-value]
 
 
 def load_list(args: argparse.Namespace) -> int:
@@ -56,8 +57,8 @@ def load_list(args: argparse.Namespace) -> int:
         try:
             version, count = await sanctions.load(owner, args.file)
             result: dict[str, object] = {"list_version": version, "entries": count}
-            directory = customer_directory(settings, app)
-            if not args.no_rescreen and directory is not None:
+            if not args.no_rescreen:
+                directory = customer_directory(settings, app)
                 result.update(await sanctions.rescreen(owner, app, directory, utcnow()))
             return result
         finally:
@@ -66,7 +67,7 @@ def load_list(args: argparse.Namespace) -> int:
 
     try:
         print(json.dumps(asyncio.run(go()), indent=2))  # noqa: T201
-    except (InvalidRequest, OSError) as exc:
+    except (InvalidRequest, MasterKeyError, OSError) as exc:
         print(f"kassa sanctions load: {exc}", file=sys.stderr)  # noqa: T201
         return 1
     return 0

@@ -142,6 +142,11 @@ async def create_customer(ctx: Ctx) -> Response:
     result = await _customers(ctx).create_customer(customer, claim)
     if isinstance(result, Replay):
         return await _replay(ctx, result)
+    # Compliance screens the name against the sanctions list (a hit blocks the customer).
+    assert result.created_at is not None
+    await ctx.services.compliance.register_customer(
+        result.tenant_id, result.id, result.name, result.country, result.created_at
+    )
     return json_response(customer_out(result), status=201)
 
 

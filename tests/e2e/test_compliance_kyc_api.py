@@ -1,0 +1,125 @@
+"""KYC over HTTP: sandbox verification by signed callback, screening at creation, and no personal data anywhere."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from kassa.compliance.adapters.sandbox_kyc import CALLBACK_PATH, SIGNATURE_HEADER
+from kassa.compliance.domain.verification import sign_callback
+from support.server import KASSA, KYC_SANDBOX_SECRET, new_tenant, tenant_id_of
+
+if TYPE_CHECKING:
+    import httpx
+
+    from kassa.store.pool import Pool
+    from support.server import Platform
+
+pytestmark = pytest.mark.e2e
+PERSON = {"date_of_birth": "1979-12-31", "address": "Via Roma 12, 00184 Roma", "document_number": "YA 5512 MQ"}
+NAME = "Giulietta Capuleti-Montecchi"
+EMAIL = "giulietta.capuleti@example.org"
+SECRETS = ("1979-12-31", "Via Roma", "00184", "YA5512MQ", "YA 5512 MQ", "Giulietta", "Capuleti", EMAIL)
+
+
+async def wait_for_status(client: httpx.AsyncClient, verification_id: str, wanted: str) -> dict[str, Any]:
+    async with asyncio.timeout(20):
+        while True:
+            body: dict[str, Any] = (await client.get(f"/v1/compliance/verifications/{verification_id}")).json()
+            if body["status"] == wanted:
+                return body
+            await asyncio.sleep(0.05)
+
+
+async def create_customer(client: httpx.AsyncClient, customer_id: str, name: str, country: str = "IT") -> None:
+    response = await client.post(
+        "/v1/customers", json={"id": customer_id, "type": "person", "name": name, "email": EMAIL, "country": country}
+    )
+    assert response.status_code == 201, response.text
+
+
+async def test_a_customer_is_verified_through_the_sandbox_and_nothing_personal_leaks(
+    platform: Platform, platform_db: Pool
+) -> None:
+    secret = await new_tenant(platform)
+    log_before = len(platform.log_lines())
+    emitted: list[str] = []
+    async with platform.client(secret) as client:
+        await create_customer(client, "juliet", NAME)
+        standing = (await client.get("/v1/compliance/customers/juliet")).json()
+        assert (standing["kyc_status"], standing["tier"], standing["screening"]["status"]) == ("unverified", 0, "clear")
+        started = await client.post("/v1/compliance/customers/juliet/verifications", json={"tier": 2, **PERSON})
+        assert started.status_code == 202, started.text
+        emitted.append(started.text)
+        done = await wait_for_status(client, started.json()["id"], "verified")
+        standing = (await client.get("/v1/compliance/customers/juliet")).json()
+        assert (standing["kyc_status"], standing["tier"]) == ("verified", 2)
+        assert {c["status"] for c in standing["capabilities"]} == {"enabled"}
+        found = await client.post("/v1/compliance/verifications/search", json={"document_number": "ya5512mq"})
+        assert [v["id"] for v in found.json()["data"]] == [done["id"]]
+        # Errors along the way: a second verification, bad personal data, a bad date.
+        for body in (
+            {"tier": 2, **PERSON},
+            {"tier": 1, **PERSON, "address": PERSON["address"] + "\u0000"},
+            {"tier": 1, **PERSON, "date_of_birth": "1979-13-31"},
+            {"tier": 1, **PERSON, "document_number": PERSON["document_number"] + "/"},
+        ):
+            refused = await client.post("/v1/compliance/customers/juliet/verifications", json=body)
+            assert 400 <= refused.status_code < 500
+            emitted.append(refused.text)
+        emitted += [standing.__repr__(), found.text, (await client.get("/v1/customers/juliet")).headers.__repr__()]
+    tenant = await tenant_id_of(platform_db, secret)
+    events = await platform_db.fetch("SELECT type, data FROM outbox WHERE tenant_id = $1", tenant)
+    assert {"CustomerCreated", "KycCompleted"} <= {e["type"] for e in events}
+    emitted += [json.dumps(dict(e), default=str) for e in events]
+    rows = await platform_db.fetch("SELECT * FROM kyc_verifications WHERE tenant_id = $1", tenant)
+    emitted += [repr(dict(r)) for r in rows]
+    emitted += platform.log_lines()[log_before:]
+    everything = "\n".join(emitted)
+    assert [s for s in SECRETS if s in everything] == []
+
+
+async def test_a_sanctioned_name_is_blocked_at_creation_and_visible_to_operators(
+    platform: Platform, tmp_path: Any
+) -> None:
+    csv = tmp_path / "list.csv"
+    csv.write_text("id,schema,name,aliases,countries\nNK-e2e-1,Person,Aleksandr Volkov-Kriegsmann,,ru\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KASSA_")}
+    env["KASSA_DATA_DIR"] = str(platform.data_dir)  # the command finds the databases in runtime.json
+    loaded = subprocess.run(
+        [str(KASSA), "sanctions", "load", str(csv)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert json.loads(loaded.stdout)["entries"] == 1
+    async with platform.client(await new_tenant(platform)) as client:
+        await create_customer(client, "volkov", "Alexander Volkov Kriegsmann", "DE")
+        standing = (await client.get("/v1/compliance/customers/volkov")).json()
+        assert standing["blocked"] and standing["screening"]["status"] == "hit"
+        assert standing["screening"]["matches"][0]["entry_id"] == "NK-e2e-1"
+        assert {c["status"] for c in standing["capabilities"]} == {"disabled"}
+        await create_customer(client, "other", "Alexandra Wolff", "DE")
+        assert (await client.get("/v1/compliance/customers/other")).json()["blocked"] is False
+
+
+async def test_a_callback_without_the_sandbox_signature_is_refused(platform: Platform) -> None:
+    import httpx
+
+    body = json.dumps({"tenant_id": "t", "verification_id": "kyc_x", "outcome": "verified", "reason": "ok"}).encode()
+    async with httpx.AsyncClient(base_url=platform.base_url) as anonymous:
+        for header in (
+            "",
+            "t=1,v1=00",
+            sign_callback(b"wrong", int(time.time()), body),
+            sign_callback(KYC_SANDBOX_SECRET.encode(), int(time.time()) - 3600, body),
+        ):
+            refused = await anonymous.post(CALLBACK_PATH, content=body, headers={SIGNATURE_HEADER: header})
+            assert (refused.status_code, refused.json()["code"]) == (401, "callback_signature_invalid")
+        signed = sign_callback(KYC_SANDBOX_SECRET.encode(), int(time.time()), body)
+        unknown = await anonymous.post(CALLBACK_PATH, content=body, headers={SIGNATURE_HEADER: signed})
+        assert (unknown.status_code, unknown.json()["code"]) == (404, "verification_not_found")
