@@ -220,7 +220,7 @@ BAD: list[tuple[str, str, str, bytes, int, str]] = [
     ),
     ("rules nested deeply", "POST", "/v1/compliance/rules", DEEP, 400, "invalid_request"),
     ("rules reason missing", "POST", "/v1/compliance/rules", b'{"rules":[]}', 400, "invalid_request"),
-    ("standing id with newline", "GET", "/v1/compliance/customers/c1%0A", b"", 404, "not_found"),
+    ("standing id with newline", "GET", "/v1/compliance/customers/c1%0A", b"", 404, "customer_not_found"),
 ]
 
 

@@ -123,3 +123,131 @@ async def test_a_callback_without_the_sandbox_signature_is_refused(platform: Pla
         signed = sign_callback(KYC_SANDBOX_SECRET.encode(), int(time.time()), body)
         unknown = await anonymous.post(CALLBACK_PATH, content=body, headers={SIGNATURE_HEADER: signed})
         assert (unknown.status_code, unknown.json()["code"]) == (404, "verification_not_found")
+
+
+V = "/v1/compliance/customers/{c}/verifications"
+GOOD = {"tier": 1, **PERSON}
+KYC_BAD: list[tuple[str, str, bytes, int, str]] = [
+    ("date of birth far past", V, json.dumps({**GOOD, "date_of_birth": "0001-01-01"}).encode(), 400, "invalid_request"),
+    (
+        "date of birth far future",
+        V,
+        json.dumps({**GOOD, "date_of_birth": "9999-12-31"}).encode(),
+        400,
+        "invalid_request",
+    ),
+    ("date of birth a child", V, json.dumps({**GOOD, "date_of_birth": "2020-01-01"}).encode(), 400, "invalid_request"),
+    (
+        "date of birth a timestamp",
+        V,
+        json.dumps({**GOOD, "date_of_birth": "1980-01-01T00:00:00Z"}).encode(),
+        400,
+        "invalid_request",
+    ),
+    (
+        "date of birth year 10000",
+        V,
+        json.dumps({**GOOD, "date_of_birth": "10000-01-01"}).encode(),
+        400,
+        "invalid_request",
+    ),
+    ("tier huge", V, json.dumps({**GOOD, "tier": 10**30}).encode(), 400, "invalid_request"),
+    ("tier 0", V, json.dumps({**GOOD, "tier": 0}).encode(), 400, "invalid_request"),
+    ("tier as string", V, json.dumps({**GOOD, "tier": "1"}).encode(), 400, "invalid_request"),
+    ("address empty", V, json.dumps({**GOOD, "address": ""}).encode(), 400, "invalid_request"),
+    ("address only spaces", V, json.dumps({**GOOD, "address": "   "}).encode(), 400, "invalid_request"),
+    ("address with NUL", V, json.dumps({**GOOD, "address": "a\u0000b"}).encode(), 400, "invalid_request"),
+    ("address with a line separator", V, json.dumps({**GOOD, "address": "a\u2028b"}).encode(), 400, "invalid_request"),
+    (
+        "address with right-to-left override",
+        V,
+        json.dumps({**GOOD, "address": "a\u202eb"}).encode(),
+        400,
+        "invalid_request",
+    ),
+    ("address too long", V, json.dumps({**GOOD, "address": "a" * 301}).encode(), 400, "invalid_request"),
+    (
+        "document with emoji",
+        V,
+        json.dumps({**GOOD, "document_number": "AB12\U0001f600"}).encode(),
+        400,
+        "invalid_request",
+    ),
+    (
+        "document lone surrogate",
+        V,
+        b'{"tier":1,"date_of_birth":"1979-12-31","address":"x","document_number":"AB\\ud800CD"}',
+        400,
+        "invalid_request",
+    ),
+    ("document too short", V, json.dumps({**GOOD, "document_number": "AB"}).encode(), 400, "invalid_request"),
+    ("unknown field", V, json.dumps({**GOOD, "nationality": "IT"}).encode(), 400, "invalid_request"),
+    ("nested deeply", V, b'{"tier":1,"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "invalid_request"),
+    (
+        "unknown customer",
+        "/v1/compliance/customers/ghost/verifications",
+        json.dumps(GOOD).encode(),
+        404,
+        "customer_not_found",
+    ),
+    (
+        "customer id with NUL",
+        "/v1/compliance/customers/a%00b/verifications",
+        json.dumps(GOOD).encode(),
+        404,
+        "customer_not_found",
+    ),
+    (
+        "search document too short",
+        "/v1/compliance/verifications/search",
+        b'{"document_number":"A"}',
+        400,
+        "invalid_request",
+    ),
+    (
+        "decision outcome review",
+        "/v1/compliance/verifications/kyc_x/decision",
+        b'{"outcome":"review","reason":"x"}',
+        400,
+        "invalid_request",
+    ),
+    (
+        "decision unknown verification",
+        "/v1/compliance/verifications/kyc_x/decision",
+        b'{"outcome":"verified","reason":"x"}',
+        404,
+        "verification_not_found",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+async def kyc_customer(platform: Platform, platform_db: Pool) -> tuple[str, str]:
+    secret = await new_tenant(platform)
+    async with platform.client(secret) as client:
+        await create_customer(client, "romeo", "Romeo Montecchi")
+    return secret, await tenant_id_of(platform_db, secret)
+
+
+@pytest.mark.parametrize("case", KYC_BAD, ids=[c[0] for c in KYC_BAD])
+async def test_bad_input_on_kyc_routes_is_a_clear_4xx_that_changes_nothing(
+    case: tuple[str, str, bytes, int, str], kyc_customer: tuple[str, str], platform: Platform, platform_db: Pool
+) -> None:
+    _, path, body, status, code = case
+    secret, tenant = kyc_customer
+    snapshot = (
+        "SELECT (SELECT count(*) FROM kyc_verifications WHERE tenant_id = $1),"
+        " (SELECT count(*) FROM outbox WHERE tenant_id = $1),"
+        " (SELECT kyc_status FROM compliance_customers WHERE tenant_id = $1 AND customer_id = 'romeo')"
+    )
+    before = tuple(await platform_db.fetchrow(snapshot, tenant))
+    async with platform.client(secret) as client:
+        response = await client.post(
+            path.replace("{c}", "romeo"), content=body, headers={"Content-Type": "application/json"}
+        )
+    assert (response.status_code, response.headers.get("content-type")) == (status, "application/problem+json"), (
+        response.text[:300]
+    )
+    assert response.json()["code"] == code
+    assert not any(s in response.text for s in SECRETS)
+    assert tuple(await platform_db.fetchrow(snapshot, tenant)) == before

@@ -19,7 +19,8 @@ from kassa.api.pagination import decode_id_cursor, page_limit, split_page
 from kassa.api.routes.accounts import PAGE_QUERY
 from kassa.api.routing import Ctx, endpoint, json_response
 from kassa.compliance import ReviewNotFound
-from kassa.shared.errors import InvalidRequest, NotFound
+from kassa.identity import CustomerNotFound
+from kassa.shared.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from starlette.responses import Response
@@ -180,12 +181,14 @@ async def set_rules(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/compliance/customers/{id}",
-    not_found=NotFound,
+    not_found=CustomerNotFound,
     summary="A customer's KYC status, tier, capabilities, block and latest sanctions screening",
     responses={200: StandingOut},
     errors=(401, 403, 404),
     tag="compliance",
 )
 async def get_standing(ctx: Ctx) -> Response:
-    standing, screening = await ctx.services.compliance.standing(ctx.tenant_id, ctx.path_id(NotFound))
+    customer_id = ctx.path_id(CustomerNotFound)
+    await ctx.services.customers.require_customer(ctx.tenant_id, customer_id)
+    standing, screening = await ctx.services.compliance.standing(ctx.tenant_id, customer_id)
     return json_response(standing_out(standing, screening))

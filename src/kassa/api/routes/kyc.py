@@ -18,7 +18,7 @@ from kassa.api.routing import Ctx, endpoint, json_response
 from kassa.compliance.adapters.sandbox_kyc import CALLBACK_PATH, SIGNATURE_HEADER
 from kassa.compliance.domain.verification import KycResult, Submission, callback_signature_valid
 from kassa.compliance.errors import CallbackSignatureInvalid, KycUnavailable, VerificationNotFound
-from kassa.shared.errors import NotFound
+from kassa.identity import CustomerNotFound
 from kassa.shared.limits import kyc_callback_tolerance_s
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def verification_out(v: Verification) -> VerificationOut:
 @endpoint(
     "POST",
     "/v1/compliance/customers/{id}/verifications",
-    not_found=NotFound,
+    not_found=CustomerNotFound,
     summary="Start a KYC verification of a customer for tier 1 or 2 (the result arrives later)",
     body=VerificationCreate,
     responses={202: VerificationOut},
@@ -55,8 +55,10 @@ def verification_out(v: Verification) -> VerificationOut:
 async def start_verification(ctx: Ctx) -> Response:
     data = ctx.decode(VerificationCreate)
     compliance = ctx.services.compliance
+    customer_id = ctx.path_id(CustomerNotFound)
+    await ctx.services.customers.require_customer(ctx.tenant_id, customer_id)
     submission = Submission(data.date_of_birth, data.address, data.document_number)
-    found = await compliance.kyc.start(ctx.tenant_id, ctx.path_id(NotFound), data.tier, submission, compliance.clock())
+    found = await compliance.kyc.start(ctx.tenant_id, customer_id, data.tier, submission, compliance.clock())
     return json_response(verification_out(found), 202)
 
 
