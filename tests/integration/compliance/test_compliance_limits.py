@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from kassa.compliance import ComplianceService, LimitExceeded
+from kassa.compliance import ComplianceService, LimitExceeded, Payment
 from kassa.ledger import Batcher, LedgerService
 from kassa.store.pool import create_pool
 from support.compliance import balance, payment, set_standing, shop_with_customer
+from support.product import Purchase, Purchases, purchase_command, purchase_write
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -173,3 +175,27 @@ async def test_usage_counts_in_utc_days(pool: Pool, app_pool: Pool, app_url: str
         ("month", "2026-03-01", 9_000),
         ("month", "2026-04-01", 9_000),
     ]
+
+
+async def test_a_guarded_payment_carries_its_products_rows_exactly_when_its_money_moves(
+    pool: Pool, app_pool: Pool, services: list[ComplianceService]
+) -> None:
+    # The payments context hands its own ProductWrite; the guard runs it in the same transaction,
+    # so a purchase refused by the day limit inside that transaction leaves no purchase row.
+    tenant = await shop_with_customer(pool, {"c1-a": 100_000})
+    await set_standing(app_pool, tenant, "c1", LONG_AGO)
+    writer = Purchases()
+
+    def guarded(purchase: Purchase) -> Payment:
+        base = payment(tenant, "c1-a", purchase.price)
+        return replace(base, command=purchase_command(purchase), product=purchase_write(writer, purchase))
+
+    assert (await services[0].pay(guarded(Purchase(tenant, "p-ok", "c1-a", 9_000)))).outcome == "posted"
+    await services[1].pay(payment(tenant, "c1-a", 9_000))  # 18,000 of 20,000 used today
+    with pytest.raises(LimitExceeded) as caught:
+        await services[0].pay(guarded(Purchase(tenant, "p-over", "c1-a", 9_000)))
+    assert caught.value.extra["limit"] == "tier0.outgoing.day.amount"
+    rows = await pool.fetch("SELECT id FROM test_purchases WHERE tenant_id = $1", tenant)
+    assert [r["id"] for r in rows] == ["p-ok"]
+    assert await usage(pool, tenant) == {"day": (18_000, 2), "month": (18_000, 2)}
+    assert (await balance(pool, tenant, "c1-a"))[0] == 100_000 - 18_000
