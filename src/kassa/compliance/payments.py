@@ -28,7 +28,7 @@ from kassa.compliance.domain.kyc import Kyc
 from kassa.compliance.domain.limits import Direction, check_payment, period_start
 from kassa.compliance.domain.rules import Facts, evaluate
 from kassa.compliance.errors import BlockedByPolicy, LimitExceeded, ReviewDecided, ReviewNotFound
-from kassa.ledger import PostTransaction, ProductWrite, TransactionApplied, VoidTransaction
+from kassa.ledger import PostTransaction, ProductWrite, TransactionApplied, TransactionNotPending, VoidTransaction
 from kassa.shared.ids import new_id
 from kassa.shared.invariants import invariant
 from kassa.shared.limits import review_hold_timeout_s
@@ -164,7 +164,17 @@ async def decide(
         else VoidTransaction(tenant_id, found.transaction_id)
     )
     decided = Decided(tenant_id, review_id, status, reviewer, reason)
-    await ledger.execute(command, product=ProductWrite(DECISIONS, decided))
+    try:
+        await ledger.execute(command, product=ProductWrite(DECISIONS, decided))
+    except TransactionNotPending:
+        # A concurrent decision won (its post or void committed first), or the hold expired.
+        async with tenant_transaction(pool, tenant_id) as conn:
+            now_found = await rows.review(conn, tenant_id, review_id)
+        if now_found is not None and now_found.status != "open":
+            raise ReviewDecided(
+                f"review {review_id} is {now_found.status} already", review_status=now_found.status
+            ) from None
+        raise
     async with tenant_transaction(pool, tenant_id) as conn:
         after = await rows.review(conn, tenant_id, review_id)
         invariant(after is not None and after.status == status, "the decision committed with its ledger change")

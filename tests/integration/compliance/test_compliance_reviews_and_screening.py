@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -197,3 +198,35 @@ def test_a_csv_without_the_opensanctions_columns_is_refused(tmp_path: Path) -> N
         sanctions.parse_csv(["id,schema,caption\n", "x,Person,Someone\n"])
     with pytest.raises(InvalidRequest, match="row 3"):
         sanctions.parse_csv(["id,schema,name\n", "x,Person,Someone\n", "y,Person,\n"])
+
+
+async def test_racing_approval_and_rejection_of_one_review_let_exactly_one_win(
+    pool: Pool, app_pool: Pool, service: ComplianceService
+) -> None:
+    tenant = await shop_with_customer(pool, {"c1-a": 50_000})
+    await set_standing(app_pool, tenant, "c1", LONG_AGO)
+    await service.set_rules(tenant, REVIEW_LARGE, "key_reviewer", "second look")
+    held_payment = payment(tenant, "c1-a", 6_000)
+    held = await service.pay(held_payment)
+    assert held.review_id is not None
+    results = await asyncio.gather(
+        service.decide(tenant, held.review_id, True, "key_a", "looks fine"),
+        service.decide(tenant, held.review_id, False, "key_b", "looks wrong"),
+        return_exceptions=True,
+    )
+    won = [r for r in results if not isinstance(r, BaseException)]
+    assert len(won) == 1, results
+    lost = next(r for r in results if isinstance(r, BaseException))
+    assert isinstance(lost, ReviewDecided)
+    final = await service.review(tenant, held.review_id)
+    assert final is not None and final.status == won[0].status
+    expected = "posted" if final.status == "approved" else "voided"
+    assert await transaction_status(pool, tenant, held_payment.command.id) == expected
+
+
+async def test_concurrent_rule_changes_get_consecutive_versions(pool: Pool, service: ComplianceService) -> None:
+    tenant = await shop_with_customer(pool, {})
+    stored = await asyncio.gather(
+        *(service.set_rules(tenant, REVIEW_LARGE, f"key_{n}", f"change {n}") for n in range(5))
+    )
+    assert sorted(r.version for r in stored) == [1, 2, 3, 4, 5]
