@@ -21,7 +21,7 @@ from kassa.compliance.errors import (
     ReviewNotFound,
     RuleInvalid,
 )
-from kassa.compliance.payments import Audit, Moved, Payment
+from kassa.compliance.payments import Audit, Checked, Moved, Payment, limit_error
 from kassa.compliance.service import ComplianceService
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "Audit",
     "BlockedByPolicy",
     "CapabilityState",
+    "Checked",
     "ComplianceService",
     "Decision",
     "Kyc",
@@ -46,4 +47,5 @@ __all__ = [
     "RuleSet",
     "Screening",
     "Standing",
+    "limit_error",
 ]

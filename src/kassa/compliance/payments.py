@@ -26,7 +26,7 @@ from kassa.compliance.adapters import rows
 from kassa.compliance.adapters.guard import DECISIONS, GUARD, Decided, Guarded, Hold, limit_name
 from kassa.compliance.domain.kyc import Kyc
 from kassa.compliance.domain.limits import Direction, check_payment, period_start
-from kassa.compliance.domain.rules import Facts, evaluate
+from kassa.compliance.domain.rules import Decision, Facts, evaluate
 from kassa.compliance.errors import BlockedByPolicy, LimitExceeded, ReviewDecided, ReviewNotFound
 from kassa.ledger import PostTransaction, ProductWrite, TransactionApplied, TransactionNotPending, VoidTransaction
 from kassa.shared.ids import new_id
@@ -79,11 +79,22 @@ class Moved:
     review_id: str | None
 
 
-async def pay(pool: Pool, ledger: LedgerService, payment: Payment, now: datetime) -> Moved:
-    """Apply limits and rules, then move (or hold) the money. Raises LimitExceeded,
-    BlockedByPolicy and every error of `kassa.ledger.execute` (InsufficientFunds, ...)."""
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A payment that passed the checks before the ledger: the guard its job must carry (limits
+    are enforced again, atomically, inside the ledger's transaction) and the rules' decision."""
+
+    write: ProductWrite[Guarded]
+    decision: Decision
+
+
+async def check(pool: Pool, payment: Payment, now: datetime, hold: Hold | None = None) -> Checked:
+    """Per-transaction limits and the monitoring rules for a payment. Raises LimitExceeded and
+    BlockedByPolicy. A product whose own flow is already pending (a top-up waiting for its
+    provider) calls this and hands `write` to `ledger.execute`, and `limit_error` in its error
+    handling; `pay` does both for an immediate payment and holds it on a `review`."""
     tenant_id = payment.command.tenant_id
-    invariant(payment.amount > 0 and not payment.command.pending, "guarded payments are positive and immediate")
+    invariant(payment.amount > 0, "guarded payments are positive")
     async with tenant_transaction(pool, tenant_id) as conn:
         standing = await rows.standing(conn, tenant_id, payment.customer_id)
         rules = await rows.rule_set(conn, tenant_id)
@@ -101,7 +112,22 @@ async def pay(pool: Pool, ledger: LedgerService, payment: Payment, now: datetime
             rule_ids=list(decision.rule_ids),
             rule_version=decision.version,
         )
-    command, hold = payment.command, None
+    return Checked(ProductWrite(GUARD, Guarded(tuple(increments), hold, payment.product)), decision)
+
+
+def limit_error(exc: asyncpg.CheckViolationError) -> LimitExceeded | None:
+    """The 422 for the guard's in-transaction refusal, or None for another constraint."""
+    name = limit_name(exc)
+    return None if name is None else LimitExceeded(f"the payment would exceed {name}", limit=name)
+
+
+async def pay(pool: Pool, ledger: LedgerService, payment: Payment, now: datetime) -> Moved:
+    """Apply limits and rules, then move (or hold) the money. Raises LimitExceeded,
+    BlockedByPolicy and every error of `kassa.ledger.execute` (InsufficientFunds, ...)."""
+    invariant(not payment.command.pending, "pay() moves money at once or holds it for review itself")
+    checked = await check(pool, payment, now)
+    command, write, decision = payment.command, checked.write, checked.decision
+    hold = None
     if decision.action == "review":
         hold = Hold(
             "rev_" + new_id().replace("-", ""),
@@ -113,14 +139,14 @@ async def pay(pool: Pool, ledger: LedgerService, payment: Payment, now: datetime
             decision.rule_ids,
         )
         command = replace(command, pending=True, timeout_s=review_hold_timeout_s)
-    guarded = Guarded(tuple(increments), hold, payment.product)
+        write = ProductWrite(GUARD, replace(write.payload, hold=hold))
     try:
-        applied = await ledger.execute(command, product=ProductWrite(GUARD, guarded))
+        applied = await ledger.execute(command, product=write)
     except asyncpg.CheckViolationError as exc:
-        name = limit_name(exc)
-        if name is None:
+        refused = limit_error(exc)
+        if refused is None:
             raise
-        raise LimitExceeded(f"the payment would exceed {name}", limit=name) from None
+        raise refused from None
     invariant(isinstance(applied, TransactionApplied), "a guarded payment is a ledger transaction")
     assert isinstance(applied, TransactionApplied)  # for mypy: invariant() does not narrow
     return Moved("held" if hold else "posted", applied, hold.review_id if hold else None)

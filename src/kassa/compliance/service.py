@@ -83,6 +83,11 @@ class ComplianceService:
         """See payments.pay. Raises LimitExceeded, BlockedByPolicy and the ledger's errors."""
         return await payments.pay(self.pool, self.ledger, payment, self.clock())
 
+    async def check(self, payment: payments.Payment) -> payments.Checked:
+        """See payments.check (for products whose flow holds the money itself). Raises
+        LimitExceeded, BlockedByPolicy."""
+        return await payments.check(self.pool, payment, self.clock())
+
     async def decide(self, tenant_id: str, review_id: str, approve: bool, reviewer: str, reason: str) -> Review:
         """See payments.decide. Raises ReviewNotFound, ReviewDecided, TransactionNotPending."""
         return await payments.decide(

@@ -7,9 +7,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import pytest
 
-from kassa.compliance import ComplianceService, LimitExceeded, Payment
+from kassa.compliance import ComplianceService, LimitExceeded, Payment, limit_error
 from kassa.ledger import Batcher, LedgerService
 from kassa.store.pool import create_pool
 from support.compliance import balance, payment, set_standing, shop_with_customer
@@ -199,3 +200,27 @@ async def test_a_guarded_payment_carries_its_products_rows_exactly_when_its_mone
     assert [r["id"] for r in rows] == ["p-ok"]
     assert await usage(pool, tenant) == {"day": (18_000, 2), "month": (18_000, 2)}
     assert (await balance(pool, tenant, "c1-a"))[0] == 100_000 - 18_000
+
+
+async def test_a_product_that_holds_money_itself_carries_the_guard_and_maps_its_refusal(
+    pool: Pool, app_pool: Pool, services: list[ComplianceService]
+) -> None:
+    # A top-up-like flow: the product creates the pending transaction itself; the guard counts
+    # it inside that transaction, and the product turns the refusal into limit_exceeded.
+    tenant = await shop_with_customer(pool, {"c1-a": 100_000})
+    await set_standing(app_pool, tenant, "c1", LONG_AGO)
+    service = services[0]
+    for n, expect_refusal in ((0, False), (1, False), (2, True)):  # 3 x 9,000 > 20,000
+        held = payment(tenant, "c1-a", 9_000)
+        held = replace(held, command=replace(held.command, pending=True, timeout_s=600))
+        checked = await service.check(held)
+        try:
+            await service.ledger.execute(held.command, product=checked.write)
+        except asyncpg.CheckViolationError as exc:
+            refused = limit_error(exc)
+            assert expect_refusal and refused is not None, n
+            assert refused.extra["limit"] == "tier0.outgoing.day.amount"
+        else:
+            assert not expect_refusal, n
+    assert await usage(pool, tenant) == {"day": (18_000, 2), "month": (18_000, 2)}
+    assert await balance(pool, tenant, "c1-a") == (100_000, 18_000)
