@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
 from kassa.compliance import ComplianceService
@@ -15,10 +13,12 @@ from kassa.ledger import Batcher, LedgerService
 from kassa.shared.limits import request_body_bytes_max, review_reason_chars_max
 from kassa.store.pool import create_pool
 from support.compliance import payment, set_standing
-from support.server import create_accounts, fund, new_tenant, tenant_id_of
+from support.server import create_accounts, fund, new_tenant, send_head_only, tenant_id_of
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    import httpx
 
     from kassa.store.pool import Pool
     from support.server import Platform
@@ -257,21 +257,14 @@ async def test_bad_input_on_compliance_routes_is_a_clear_4xx_that_changes_nothin
 async def test_an_oversized_decision_is_refused_with_413_and_the_review_stays_open(
     platform: Platform, shop: tuple[httpx.AsyncClient, str, ComplianceService], platform_db: Pool
 ) -> None:
-    """Sent over a raw socket, as the ledger's test does: the body is never written."""
     client, tenant, _ = shop
     review_id, _ = await held(shop)
     before = await state(platform_db, tenant)
-    url = httpx.URL(platform.base_url)
-    reader, writer = await asyncio.open_connection(url.host, url.port)
-    head = (
-        f"POST /v1/reviews/{review_id}/approve HTTP/1.1\r\nHost: {url.host}\r\n"
-        f"Authorization: {client.headers['authorization']}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {request_body_bytes_max + 1}\r\n\r\n"
-    )
-    writer.write(head.encode())
-    await writer.drain()
-    status_line = await reader.readline()
-    writer.close()
-    await writer.wait_closed()
-    assert status_line.split()[1] == b"413"
+    head = {
+        "Authorization": client.headers["authorization"],
+        "Content-Type": "application/json",
+        "Content-Length": str(request_body_bytes_max + 1),
+    }
+    status, _, _ = await send_head_only(platform, "POST", f"/v1/reviews/{review_id}/approve", head)
+    assert status == 413
     assert await state(platform_db, tenant) == before
