@@ -168,7 +168,7 @@ BAD: list[tuple[str, str, str, bytes, int, str]] = [
         + b"0" * 40
         + b"}}]}",
         400,
-        "rule_invalid",
+        "invalid_request",
     ),
     (
         "rule amount negative",
@@ -176,7 +176,7 @@ BAD: list[tuple[str, str, str, bytes, int, str]] = [
         "/v1/compliance/rules",
         b'{"reason":"x","rules":[{"id":"h","action":"block","condition":{"kind":"large_amount","amount_min":-1}}]}',
         400,
-        "rule_invalid",
+        "invalid_request",
     ),
     (
         "rule kind unknown",
@@ -184,7 +184,7 @@ BAD: list[tuple[str, str, str, bytes, int, str]] = [
         "/v1/compliance/rules",
         b'{"reason":"x","rules":[{"id":"h","action":"block","condition":{"kind":"__import__"}}]}',
         400,
-        "rule_invalid",
+        "invalid_request",
     ),
     (
         "rule action unknown",

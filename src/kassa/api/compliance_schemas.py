@@ -42,12 +42,61 @@ class ReviewPage(msgspec.Struct, kw_only=True):
     next_cursor: str | None
 
 
+# Conditions as a tagged union on `kind`: the spec says exactly what a rule may contain. The API
+# allows two levels of combination (all/any of leaves or of all/any of leaves); the domain
+# checks again (validate_condition) and would allow a little more.
+NonNegative = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}\Z")]
+
+
+class Leaf(Input, kw_only=True, tag_field="kind"):
+    pass
+
+
+class LargeAmount(Leaf, tag="large_amount"):
+    amount_min: NonNegative
+
+
+class Velocity(Leaf, tag="velocity"):
+    count_min: NonNegative
+
+
+class NewAccount(Leaf, tag="new_account"):
+    age_s_max: NonNegative
+    amount_min: NonNegative
+
+
+class HighRiskCountry(Leaf, tag="high_risk_country"):
+    countries: Annotated[list[Country], Meta(max_length=300)]
+
+
+class BlockedCustomer(Leaf, tag="blocked_customer"):
+    pass
+
+
+LeafCondition = LargeAmount | Velocity | NewAccount | HighRiskCountry | BlockedCustomer
+Members = Annotated[list[LeafCondition], Meta(min_length=1, max_length=20)]
+
+
+class InnerAll(Leaf, tag="all"):
+    conditions: Members
+
+
+class InnerAny(Leaf, tag="any"):
+    conditions: Members
+
+
+class AllOf(Leaf, tag="all"):
+    conditions: Annotated[list[LeafCondition | InnerAny], Meta(min_length=1, max_length=20)]
+
+
+class AnyOf(Leaf, tag="any"):
+    conditions: Annotated[list[LeafCondition | InnerAll], Meta(min_length=1, max_length=20)]
+
+
 class RuleIn(Input, kw_only=True):
     id: ClientId
-    condition: Annotated[
-        dict[str, Any],
-        Meta(description="large_amount, velocity, new_account, high_risk_country, blocked_customer, all, any"),
-    ]
+    condition: LeafCondition | AllOf | AnyOf
     action: Literal["allow", "review", "block"]
 
 

@@ -66,6 +66,7 @@ _QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
     "action": {"type": "string", "pattern": r"^[a-z_]+(\.[a-z_]+)+$", "maxLength": 64},
     "target_id": {"type": "string", "pattern": r"^[!-~]{1,128}$"},
     "grace_s": {"type": "integer", "minimum": 0, "maximum": webhook_secret_rotation_grace_s},
+    "status": {"type": "string", "enum": ["open", "approved", "rejected"]},  # of reviews (compliance)
 }
 
 

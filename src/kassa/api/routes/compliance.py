@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from kassa.api.compliance_schemas import (
     CapabilityOut,
     ReviewDecision,
@@ -173,7 +175,7 @@ async def set_rules(ctx: Ctx) -> Response:
     data = ctx.decode(RuleSetCreate)
     principal = ctx.principal
     assert principal is not None
-    rules = [{"id": r.id, "condition": r.condition, "action": r.action} for r in data.rules]
+    rules = [{"id": r.id, "condition": msgspec.to_builtins(r.condition), "action": r.action} for r in data.rules]
     stored = await ctx.services.compliance.set_rules(ctx.tenant_id, rules, principal.key_id, data.reason)
     return json_response(rule_set_out(stored), 201)
 
