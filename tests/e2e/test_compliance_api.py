@@ -215,7 +215,7 @@ BAD: list[tuple[str, str, str, bytes, int, str]] = [
         "POST",
         "/v1/compliance/rules",
         b'{"reason":"x","rules":[{"id":"h","action":"block","condition":{"kind":"blocked_customer"}},{"id":"h","action":"review","condition":{"kind":"blocked_customer"}}]}',
-        400,
+        422,
         "rule_invalid",
     ),
     ("rules nested deeply", "POST", "/v1/compliance/rules", DEEP, 400, "invalid_request"),

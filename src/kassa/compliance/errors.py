@@ -1,8 +1,6 @@
 """Typed failures of the compliance context.
 
     KassaError
-    ├── InvalidRequest
-    │   └── RuleInvalid               rule_invalid (400): a monitoring rule is malformed
     ├── Unauthorized
     │   └── CallbackSignatureInvalid  callback_signature_invalid (401): a KYC callback not from the provider
     ├── NotFound
@@ -12,6 +10,7 @@
     │   ├── KycTransitionInvalid      kyc_transition_invalid (409)
     │   └── ReviewDecided             review_decided (409): approved or rejected already
     └── Unprocessable
+        ├── RuleInvalid               rule_invalid (422): a rule set the schema admits but the rules refuse
         ├── BlockedByPolicy           blocked_by_policy (422): a rule or a sanctions hit blocks it
         └── LimitExceeded             limit_exceeded (422): `limit` names the tier limit
     KycUnavailable                    kyc_unavailable (503): no provider or no encryption configured
@@ -22,10 +21,13 @@ is the customer's to fix), then the monitoring rules (`blocked_by_policy`).
 
 from __future__ import annotations
 
-from kassa.shared.errors import Conflict, InvalidRequest, KassaError, NotFound, Unauthorized, Unprocessable
+from kassa.shared.errors import Conflict, KassaError, NotFound, Unauthorized, Unprocessable
 
 
-class RuleInvalid(InvalidRequest):
+class RuleInvalid(Unprocessable):
+    """422, not 400: the API's schema checks the shape; what is left (repeated ids, nesting the
+    domain refuses) is a rule of the rule set, as `posting_amounts_mismatch` is of the ledger."""
+
     code = "rule_invalid"
     title = "A monitoring rule is malformed"
 

@@ -168,7 +168,7 @@ async def get_rules(ctx: Ctx) -> Response:
     summary="Replace the monitoring rules with a new version (the old versions are kept)",
     body=RuleSetCreate,
     responses={201: RuleSetOut},
-    errors=(400, 401, 403, 413),
+    errors=(400, 401, 403, 413, 422),
     tag="compliance",
 )
 async def set_rules(ctx: Ctx) -> Response:
