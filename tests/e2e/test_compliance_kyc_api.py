@@ -105,6 +105,8 @@ async def test_a_sanctioned_name_is_blocked_at_creation_and_visible_to_operators
         assert {c["status"] for c in standing["capabilities"]} == {"disabled"}
         await create_customer(client, "other", "Alexandra Wolff", "DE")
         assert (await client.get("/v1/compliance/customers/other")).json()["blocked"] is False
+        hits = (await client.get("/v1/compliance/sanctions-hits")).json()
+        assert [(h["customer_id"], h["matches"][0]["entry_id"]) for h in hits["data"]] == [("volkov", "NK-e2e-1")]
 
 
 async def test_a_callback_without_the_sandbox_signature_is_refused(platform: Platform) -> None:

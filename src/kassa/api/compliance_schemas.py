@@ -128,6 +128,18 @@ class ScreeningOut(msgspec.Struct, kw_only=True):
     matches: list[dict[str, Any]]
 
 
+class HitOut(msgspec.Struct, kw_only=True):
+    customer_id: str
+    list_version: int
+    matches: list[dict[str, Any]]
+
+
+class HitPage(msgspec.Struct, kw_only=True):
+    data: list[HitOut]
+    has_more: bool
+    next_cursor: str | None
+
+
 class StandingOut(msgspec.Struct, kw_only=True):
     customer_id: str
     kyc_status: Literal["unverified", "pending", "verified", "rejected"]

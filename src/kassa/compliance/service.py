@@ -79,6 +79,19 @@ class ComplianceService:
             screening = Screening(customer_id, row["list_version"], row["status"], tuple(_json(row["matches"])))
         return standing, screening
 
+    async def hits(self, tenant_id: str, after: str | None, limit: int) -> list[Screening]:
+        """Customers whose latest screening is a sanctions hit, by customer id after the cursor."""
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            found = await conn.fetch(
+                "SELECT customer_id, list_version, status, matches FROM compliance_screenings"
+                " WHERE tenant_id = $1 AND status = 'hit' AND ($2::text IS NULL OR customer_id > $2)"
+                " ORDER BY customer_id LIMIT $3",
+                tenant_id,
+                after,
+                limit,
+            )
+        return [Screening(r["customer_id"], r["list_version"], r["status"], tuple(_json(r["matches"]))) for r in found]
+
     async def pay(self, payment: payments.Payment) -> payments.Moved:
         """See payments.pay. Raises LimitExceeded, BlockedByPolicy and the ledger's errors."""
         return await payments.pay(self.pool, self.ledger, payment, self.clock())

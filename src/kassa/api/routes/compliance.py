@@ -8,6 +8,8 @@ import msgspec
 
 from kassa.api.compliance_schemas import (
     CapabilityOut,
+    HitOut,
+    HitPage,
     ReviewDecision,
     ReviewOut,
     ReviewPage,
@@ -194,3 +196,20 @@ async def get_standing(ctx: Ctx) -> Response:
     await ctx.services.customers.require_customer(ctx.tenant_id, customer_id)
     standing, screening = await ctx.services.compliance.standing(ctx.tenant_id, customer_id)
     return json_response(standing_out(standing, screening))
+
+
+@endpoint(
+    "GET",
+    "/v1/compliance/sanctions-hits",
+    summary="Customers whose latest sanctions screening is a hit (they are blocked), by customer id",
+    responses={200: HitPage},
+    errors=(400, 401, 403),
+    query=PAGE_QUERY,
+    tag="compliance",
+)
+async def list_hits(ctx: Ctx) -> Response:
+    limit = page_limit(ctx.request)
+    found = await ctx.services.compliance.hits(ctx.tenant_id, decode_id_cursor(ctx.request), limit + 1)
+    page, more, cursor = split_page(found, limit, lambda hit: hit.customer_id)
+    data = [HitOut(customer_id=h.customer_id, list_version=h.list_version, matches=list(h.matches)) for h in page]
+    return json_response(HitPage(data=data, has_more=more, next_cursor=cursor))
