@@ -78,21 +78,37 @@ class Match:
     score: float
 
 
+@dataclass(frozen=True, slots=True)
+class SanctionsIndex:
+    """A list's names with their distinctive keys computed once (normalising a long list per
+    screening would cost more than the matching)."""
+
+    names: tuple[ListedName, ...]
+    keys: tuple[str, ...]
+
+    @classmethod
+    def build(cls, names: list[ListedName]) -> SanctionsIndex:
+        return cls(tuple(names), tuple(distinctive(item.name) for item in names))
+
+    def screen(self, candidate: str, threshold: float = MATCH_THRESHOLD) -> list[Match]:
+        """Every listed name scoring at least `threshold` against `candidate`, best first; one
+        match per entry (its best alias). A prefilter in C (rapidfuzz.process) keeps long lists fast."""
+        query = distinctive(candidate)
+        if query:
+            # token_set_ratio >= both scores used by `score`: nothing the exact scorer keeps is lost.
+            found = process.extract(query, self.keys, scorer=fuzz.token_set_ratio, score_cutoff=threshold, limit=None)
+            indexes = [index for _, _, index in found]
+        else:
+            indexes = [i for i, key in enumerate(self.keys) if not key]
+        best: dict[str, Match] = {}
+        for index in indexes:
+            item = self.names[index]
+            value = score(candidate, item.name)
+            if value >= threshold and (item.entry_id not in best or best[item.entry_id].score < value):
+                best[item.entry_id] = Match(item.entry_id, item.name, value)
+        return sorted(best.values(), key=lambda m: (-m.score, m.entry_id))
+
+
 def screen(candidate: str, listed: list[ListedName], threshold: float = MATCH_THRESHOLD) -> list[Match]:
-    """Every listed name scoring at least `threshold` against `candidate`, best first; one
-    match per entry (its best alias). A prefilter in C (rapidfuzz.process) keeps long lists fast."""
-    query = distinctive(candidate)
-    keys = [distinctive(item.name) for item in listed]
-    if query:
-        # token_set_ratio >= both scores used by `score`, so nothing the exact scorer would keep is lost.
-        found = process.extract(query, keys, scorer=fuzz.token_set_ratio, score_cutoff=threshold, limit=None)
-        indexes = [index for _, _, index in found]
-    else:
-        indexes = [i for i, key in enumerate(keys) if not key]
-    best: dict[str, Match] = {}
-    for index in indexes:
-        item = listed[index]
-        value = score(candidate, item.name)
-        if value >= threshold and (item.entry_id not in best or best[item.entry_id].score < value):
-            best[item.entry_id] = Match(item.entry_id, item.name, value)
-    return sorted(best.values(), key=lambda m: (-m.score, m.entry_id))
+    """`SanctionsIndex.screen` over a list built for one call."""
+    return SanctionsIndex.build(listed).screen(candidate, threshold)

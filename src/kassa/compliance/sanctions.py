@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 from kassa.compliance.adapters import rows
 from kassa.compliance.domain.kyc import Kyc
 from kassa.compliance.domain.model import Screening, Standing
-from kassa.compliance.matching import ListedName, screen
+from kassa.compliance.matching import ListedName, SanctionsIndex
 from kassa.shared.errors import InvalidRequest
 from kassa.shared.limits import page_limit_max, sanctions_list_entries_max, sanctions_name_chars_max
 from kassa.store.tenancy import tenant_transaction
@@ -110,23 +110,32 @@ async def load(pool: Pool, path: Path) -> tuple[int, int]:
     return version, len(entries)
 
 
-async def listed_names(conn: Conn) -> tuple[int, list[ListedName]]:
-    """The current list version and every name and alias on it (version 0: no list loaded)."""
+# The current list's index, per process: loaded once per list version (a version never changes).
+_INDEX: dict[int, SanctionsIndex] = {}
+
+
+async def listed_names(conn: Conn) -> tuple[int, SanctionsIndex]:
+    """The current list version and the index of every name and alias on it (version 0: none)."""
     version = int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM sanctions_lists"))
-    found = await conn.fetch(
-        "SELECT entry_id, name, aliases FROM sanctions_entries WHERE list_version = $1 ORDER BY entry_id", version
-    )
-    return version, [ListedName(r["entry_id"], n) for r in found for n in (r["name"], *r["aliases"])]
+    index = _INDEX.get(version)
+    if index is None:
+        found = await conn.fetch(
+            "SELECT entry_id, name, aliases FROM sanctions_entries WHERE list_version = $1 ORDER BY entry_id", version
+        )
+        index = SanctionsIndex.build([ListedName(r["entry_id"], n) for r in found for n in (r["name"], *r["aliases"])])
+        _INDEX.clear()
+        _INDEX[version] = index
+    return version, index
 
 
 async def screen_customer(
-    pool: Pool, tenant_id: str, customer_id: str, name: str, listed: tuple[int, list[ListedName]], now: datetime
+    pool: Pool, tenant_id: str, customer_id: str, name: str, listed: tuple[int, SanctionsIndex], now: datetime
 ) -> Screening:
     """Screen one name; store the result; block the customer on a hit. The name is compared in
     memory and stored nowhere here."""
-    version, names = listed
+    version, index = listed
     matches = tuple(
-        {"entry_id": m.entry_id, "listed_name": m.listed_name, "score": round(m.score, 1)} for m in screen(name, names)
+        {"entry_id": m.entry_id, "listed_name": m.listed_name, "score": round(m.score, 1)} for m in index.screen(name)
     )
     result = Screening(customer_id, version, "hit" if matches else "clear", matches)
     async with tenant_transaction(pool, tenant_id) as conn:
