@@ -96,7 +96,11 @@ async def build_services(settings: Settings, *, sweeper: bool = True) -> Service
         payments=payments,
         ppv=PayPerView(pool, ledger, customers, payments.accounts, cache),
         compliance=ComplianceService(
-            pool, ledger, vault=TenantVault(customers.keys), kyc_provider=kyc_provider(settings)
+            pool,
+            ledger,
+            vault=TenantVault(customers.keys),
+            kyc_provider=kyc_provider(settings),
+            customers=customers,
         ),
     )
 

@@ -8,7 +8,7 @@ the operator loads a new list (sanctions.py).
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kassa.compliance import payments, sanctions
 from kassa.compliance.adapters import rows
@@ -35,6 +35,23 @@ if TYPE_CHECKING:
 _ACTIONS = ("allow", "review", "block")
 
 
+class CustomerLike(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def country(self) -> str: ...
+    @property
+    def created_at(self) -> datetime | None: ...
+
+
+class CustomerReader(Protocol):
+    """Identity's CustomerService, as compliance reads it."""
+
+    async def get_customer(self, tenant_id: str, customer_id: str) -> CustomerLike: ...
+
+
 class ComplianceService:
     def __init__(
         self,
@@ -44,11 +61,15 @@ class ComplianceService:
         clock: Callable[[], datetime] = utcnow,
         vault: PersonalDataVault | None = None,
         kyc_provider: KycProvider | None = None,
+        customers: CustomerReader | None = None,
     ) -> None:
         self.pool = pool
         self.ledger = ledger
         self.audit = audit
         self.clock = clock
+        # Identity's customers: a customer compliance has never seen (its screening at creation
+        # failed, or it predates compliance) is screened before its first payment.
+        self.customers = customers
         # KYC verifications (kyc.py): off (503 kyc_unavailable) without a vault and a provider.
         self.kyc = KycFlow(pool, vault, kyc_provider, audit)
 
@@ -94,12 +115,26 @@ class ComplianceService:
 
     async def pay(self, payment: payments.Payment) -> payments.Moved:
         """See payments.pay. Raises LimitExceeded, BlockedByPolicy and the ledger's errors."""
+        await self._screened(payment.command.tenant_id, payment.customer_id)
         return await payments.pay(self.pool, self.ledger, payment, self.clock())
 
     async def check(self, payment: payments.Payment) -> payments.Checked:
         """See payments.check (for products whose flow holds the money itself). Raises
         LimitExceeded, BlockedByPolicy."""
+        await self._screened(payment.command.tenant_id, payment.customer_id)
         return await payments.check(self.pool, payment, self.clock())
+
+    async def _screened(self, tenant_id: str, customer_id: str) -> None:
+        if self.customers is None:
+            return
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            known = await conn.fetchval(
+                "SELECT 1 FROM compliance_screenings WHERE tenant_id = $1 AND customer_id = $2", tenant_id, customer_id
+            )
+        if not known:
+            customer = await self.customers.get_customer(tenant_id, customer_id)  # CustomerNotFound
+            assert customer.created_at is not None
+            await self.register_customer(tenant_id, customer.id, customer.name, customer.country, customer.created_at)
 
     async def decide(self, tenant_id: str, review_id: str, approve: bool, reviewer: str, reason: str) -> Review:
         """See payments.decide. Raises ReviewNotFound, ReviewDecided, TransactionNotPending."""

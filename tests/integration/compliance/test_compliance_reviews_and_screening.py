@@ -230,3 +230,38 @@ async def test_concurrent_rule_changes_get_consecutive_versions(pool: Pool, serv
         *(service.set_rules(tenant, REVIEW_LARGE, f"key_{n}", f"change {n}") for n in range(5))
     )
     assert sorted(r.version for r in stored) == [1, 2, 3, 4, 5]
+
+
+@dataclass(frozen=True)
+class KnownCustomer:
+    id: str
+    name: str
+    country: str
+    created_at: datetime
+
+
+class Customers:
+    def __init__(self, *known: KnownCustomer) -> None:
+        self.known = {c.id: c for c in known}
+
+    async def get_customer(self, tenant_id: str, customer_id: str) -> KnownCustomer:
+        return self.known[customer_id]
+
+
+async def test_a_customer_compliance_never_saw_is_screened_before_its_first_payment(
+    pool: Pool, app_pool: Pool, service: ComplianceService
+) -> None:
+    await sanctions.load(pool, FIXTURES / "sanctions_small.csv")
+    tenant = await shop_with_customer(pool, {"c1-a": 50_000, "c2-a": 50_000})
+    guarded = ComplianceService(
+        app_pool,
+        service.ledger,
+        customers=Customers(
+            KnownCustomer("c1", "Viktor Bout", "DE", LONG_AGO), KnownCustomer("c2", "Anna Berg", "DE", LONG_AGO)
+        ),
+    )
+    with pytest.raises(BlockedByPolicy):
+        await guarded.pay(payment(tenant, "c1-a", 100))
+    assert (await guarded.standing(tenant, "c1"))[0].kyc.blocked
+    assert (await guarded.pay(payment(tenant, "c2-a", 100, customer="c2"))).outcome == "posted"
+    assert (await guarded.standing(tenant, "c2"))[1] is not None
