@@ -130,15 +130,21 @@ async def test_a_callback_without_the_sandbox_signature_is_refused(platform: Pla
 V = "/v1/compliance/customers/{c}/verifications"
 GOOD = {"tier": 1, **PERSON}
 KYC_BAD: list[tuple[str, str, bytes, int, str]] = [
-    ("date of birth far past", V, json.dumps({**GOOD, "date_of_birth": "0001-01-01"}).encode(), 400, "invalid_request"),
+    (
+        "date of birth far past",
+        V,
+        json.dumps({**GOOD, "date_of_birth": "0001-01-01"}).encode(),
+        422,
+        "kyc_data_refused",
+    ),
     (
         "date of birth far future",
         V,
         json.dumps({**GOOD, "date_of_birth": "9999-12-31"}).encode(),
-        400,
-        "invalid_request",
+        422,
+        "kyc_data_refused",
     ),
-    ("date of birth a child", V, json.dumps({**GOOD, "date_of_birth": "2020-01-01"}).encode(), 400, "invalid_request"),
+    ("date of birth a child", V, json.dumps({**GOOD, "date_of_birth": "2020-01-01"}).encode(), 422, "kyc_data_refused"),
     (
         "date of birth a timestamp",
         V,

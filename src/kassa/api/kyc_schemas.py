@@ -10,17 +10,18 @@ from msgspec import Meta
 
 from kassa.api.compliance_schemas import Reason  # noqa: TC001 - msgspec resolves annotations at runtime
 from kassa.api.schemas import Input
+from kassa.compliance.domain.verification import ADDRESS_PATTERN, DOCUMENT_PATTERN
 
 
 class VerificationCreate(Input, kw_only=True):
     tier: Literal[1, 2]
     date_of_birth: date
-    address: Annotated[str, Meta(min_length=1, max_length=300)]
-    document_number: Annotated[str, Meta(min_length=4, max_length=64)]
+    address: Annotated[str, Meta(min_length=1, max_length=300, pattern=ADDRESS_PATTERN)]
+    document_number: Annotated[str, Meta(min_length=4, max_length=64, pattern=DOCUMENT_PATTERN)]
 
 
 class DocumentSearch(Input, kw_only=True):
-    document_number: Annotated[str, Meta(min_length=4, max_length=64)]
+    document_number: Annotated[str, Meta(min_length=4, max_length=64, pattern=DOCUMENT_PATTERN)]
 
 
 class VerificationDecision(Input, kw_only=True):

@@ -10,6 +10,7 @@
     │   ├── KycTransitionInvalid      kyc_transition_invalid (409)
     │   └── ReviewDecided             review_decided (409): approved or rejected already
     └── Unprocessable
+        ├── KycDataRefused            kyc_data_refused (422): well-formed but unverifiable (age)
         ├── RuleInvalid               rule_invalid (422): a rule set the schema admits but the rules refuse
         ├── BlockedByPolicy           blocked_by_policy (422): a rule or a sanctions hit blocks it
         └── LimitExceeded             limit_exceeded (422): `limit` names the tier limit
@@ -73,3 +74,10 @@ class KycUnavailable(KassaError):
 class CallbackSignatureInvalid(Unauthorized):
     code = "callback_signature_invalid"
     title = "The callback's signature is missing, wrong or too old"
+
+
+class KycDataRefused(Unprocessable):
+    """Well-formed personal data that a verification cannot accept (an age outside 18-130)."""
+
+    code = "kyc_data_refused"
+    title = "The personal data cannot be verified"

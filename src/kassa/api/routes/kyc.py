@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from kassa.compliance.kyc import Verification
 
-_ERRORS = (400, 401, 403, 404, 409, 413, 503)
+_ERRORS = (400, 401, 403, 404, 409, 413, 422, 503)
 
 
 def verification_out(v: Verification) -> VerificationOut:

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from kassa.compliance.errors import KycDataRefused
 from kassa.shared.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -27,6 +28,12 @@ if TYPE_CHECKING:
 Outcome = Literal["verified", "rejected", "review"]
 _DOCUMENT = re.compile(r"[A-Z0-9]{4,32}")
 _ADDRESS_CHARS_MAX = 300
+# The API's schema states these too (api/kyc_schemas.py), so a schema-valid request passes them:
+# a document number is 4-32 letters and digits with spaces and dashes between; an address has
+# no control, line-separator or bidirectional-override characters and is not blank.
+DOCUMENT_PATTERN = r"^[ -]*([A-Za-z0-9][ -]*){4,32}$"
+_BAD = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+ADDRESS_PATTERN = f"^[^{_BAD}]*[^ {_BAD}][^{_BAD}]*$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,16 +57,16 @@ def check_submission(submission: Submission, today: date) -> Submission:
     document = normalise_document(submission.document_number)
     if not _DOCUMENT.fullmatch(document):
         raise InvalidRequest("document_number: 4-32 letters and digits (spaces and dashes are ignored)")
-    if not 0 < len(submission.address.strip()) <= _ADDRESS_CHARS_MAX or not submission.address.isprintable():
-        raise InvalidRequest(f"address: 1-{_ADDRESS_CHARS_MAX} printable characters")
+    if not 0 < len(submission.address) <= _ADDRESS_CHARS_MAX or not re.fullmatch(ADDRESS_PATTERN, submission.address):
+        raise InvalidRequest(f"address: 1-{_ADDRESS_CHARS_MAX} characters, not blank, no control characters")
     age_years = (
         today.year
         - submission.birth_date.year
         - ((today.month, today.day) < (submission.birth_date.month, submission.birth_date.day))
     )
     if not 18 <= age_years <= 130:
-        raise InvalidRequest("date_of_birth: the customer must be between 18 and 130 years old")
-    return Submission(submission.birth_date, submission.address.strip(), document)
+        raise KycDataRefused("date_of_birth: the customer must be between 18 and 130 years old")
+    return Submission(submission.birth_date, submission.address.strip(" "), document)
 
 
 def document_hash(search_key: bytes, document_number: str) -> bytes:
