@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from kassa.compliance import ComplianceService
 from kassa.compliance.adapters.sandbox_kyc import CALLBACK_PATH, SandboxKycProvider
 from kassa.compliance.adapters.vault import TenantVault
+from kassa.identity import record_audit
 from kassa.identity.customers import CustomerService
 from kassa.identity.ratelimit import build_limiter
 from kassa.identity.service import IdentityService
@@ -98,6 +99,7 @@ async def build_services(settings: Settings, *, sweeper: bool = True) -> Service
         compliance=ComplianceService(
             pool,
             ledger,
+            audit=record_audit,  # rule changes, review decisions, KYC overrides: the admin audit log
             vault=TenantVault(customers.keys),
             kyc_provider=kyc_provider(settings),
             customers=customers,

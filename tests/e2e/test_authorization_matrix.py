@@ -14,7 +14,11 @@ import pytest
 
 import kassa.api.app  # noqa: F401 - registers every route
 from kassa.api.routing import REGISTRY, Endpoint
+from kassa.compliance import ComplianceService
 from kassa.identity.domain import scopes
+from kassa.ledger import Batcher, LedgerService
+from kassa.store.pool import create_pool
+from support.compliance import payment
 from support.server import create_accounts, new_tenant, tenant_id_of
 
 if TYPE_CHECKING:
@@ -103,7 +107,28 @@ MATRIX: dict[tuple[str, str], Callable[[World], Call]] = {
     ("DELETE", "/v1/api-keys/{id}"): lambda w: Call(id=w.ids["key_revoke"]),
     ("POST", "/v1/api-keys/{id}/rotate"): lambda w: Call(id=w.ids["key_rotate"], json={"overlap_s": 0}),
     ("GET", "/v1/audit-log"): lambda w: Call(),
+    ("GET", "/v1/reviews"): lambda w: Call(),
+    ("GET", "/v1/reviews/{id}"): lambda w: Call(id=w.ids["review"]),
+    ("POST", "/v1/reviews/{id}/approve"): lambda w: Call(id=w.ids["review_approve"], json={"reason": "matrix"}),
+    ("POST", "/v1/reviews/{id}/reject"): lambda w: Call(id=w.ids["review_reject"], json={"reason": "matrix"}),
+    ("GET", "/v1/compliance/rules"): lambda w: Call(),
+    ("POST", "/v1/compliance/rules"): lambda w: Call(json={"reason": "matrix", "rules": REVIEW_RULES}),
+    ("GET", "/v1/compliance/customers/{id}"): lambda w: Call(id=w.ids["customer"]),
+    ("GET", "/v1/compliance/sanctions-hits"): lambda w: Call(),
+    ("POST", "/v1/compliance/customers/{id}/verifications"): lambda w: Call(
+        id=w.ids["customer_new"],
+        json={"tier": 1, "date_of_birth": "1980-01-01", "address": "Matrix 1", "document_number": "MATRIX01"},
+    ),
+    ("GET", "/v1/compliance/verifications/{id}"): lambda w: Call(id=w.ids["verification"]),
+    ("POST", "/v1/compliance/verifications/search"): lambda w: Call(json={"document_number": "REVIEW01"}),
+    ("POST", "/v1/compliance/verifications/{id}/decision"): lambda w: Call(
+        id=w.ids["verification"], json={"outcome": "verified", "reason": "matrix"}
+    ),
+    ("POST", "/v1/kyc/callbacks/sandbox"): lambda w: Call(
+        json={"tenant_id": w.tenant_a, "verification_id": w.ids["verification"], "outcome": "verified", "reason": "x"}
+    ),
 }
+REVIEW_RULES = [{"id": "large", "condition": {"kind": "large_amount", "amount_min": 5_000}, "action": "review"}]
 
 
 def test_every_route_has_a_matrix_entry() -> None:
@@ -155,7 +180,36 @@ async def world(platform: Platform, platform_db: Pool) -> AsyncIterator[World]:
             key = await a.post("/v1/api-keys", json={"scopes": ["accounts:read"], "name": name})
             assert key.status_code == 201, key.text
             w.ids[name] = key.json()["id"]
+        verification = await a.post(
+            f"/v1/compliance/customers/{w.ids['customer']}/verifications",
+            json={"tier": 1, "date_of_birth": "1980-01-01", "address": "Matrix 2", "document_number": "REVIEW01"},
+        )
+        assert verification.status_code == 202, verification.text
+        w.ids["verification"] = verification.json()["id"]
+    w.ids.update(await held_reviews(platform, w))
     yield w
+
+
+async def held_reviews(platform: Platform, w: World) -> dict[str, str]:
+    """Three payments of tenant A held for review, made by a compliance service of this process
+    on the platform's database (no public route moves a customer's money yet)."""
+    pool = await create_pool(platform.app_database_url, size_max=2)
+    batcher = Batcher(pool)
+    batcher.start()
+    try:
+        service = ComplianceService(pool, LedgerService(pool, batcher))
+        await service.set_rules(w.tenant_a, REVIEW_RULES, "key_matrix", "matrix")
+        found = {}
+        for name in ("review", "review_approve", "review_reject"):
+            moved = await service.pay(
+                payment(w.tenant_a, w.ids["bank"], 6_000, payee=w.ids["wallet"], direction="incoming")
+            )
+            assert moved.review_id is not None
+            found[name] = moved.review_id
+        return found
+    finally:
+        await batcher.stop()
+        await pool.close()
 
 
 async def key_with(platform: Platform, w: World, held: tuple[str, ...]) -> str:
@@ -193,6 +247,12 @@ async def test_route_authorization(platform: Platform, world: World, ep: Endpoin
     if entry is None:
         pytest.fail(f"{ep.method} {ep.path} has no authorization matrix entry")
     call = entry(world)
+    if ep.auth == "none":
+        # Unauthenticated by design (a provider's callback): it must prove itself another way.
+        unsigned = await send(platform, ep, call, world.secret_a)
+        assert unsigned.status_code == 401 and unsigned.json()["code"] == "callback_signature_invalid", unsigned.text
+        assert_no_leak(unsigned, world, call)
+        return
     assert ep.scope is not None
 
     anonymous = await send(platform, ep, call, None)

@@ -81,6 +81,7 @@ def standing_out(standing: Standing, screening: Screening | None) -> StandingOut
 @endpoint(
     "GET",
     "/v1/reviews",
+    scope="compliance:review",
     summary="List reviews of held payments, oldest first (a queue), optionally by status",
     responses={200: ReviewPage},
     errors=(400, 401, 403),
@@ -100,6 +101,7 @@ async def list_reviews(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/reviews/{id}",
+    scope="compliance:review",
     not_found=ReviewNotFound,
     summary="Get a review",
     responses={200: ReviewOut},
@@ -127,6 +129,7 @@ async def _decide(ctx: Ctx, approve: bool) -> Response:
 @endpoint(
     "POST",
     "/v1/reviews/{id}/approve",
+    scope="compliance:review",
     not_found=ReviewNotFound,
     summary="Approve a held payment: its pending transaction is posted",
     body=ReviewDecision,
@@ -141,6 +144,7 @@ async def approve_review(ctx: Ctx) -> Response:
 @endpoint(
     "POST",
     "/v1/reviews/{id}/reject",
+    scope="compliance:review",
     not_found=ReviewNotFound,
     summary="Reject a held payment: its pending transaction is voided",
     body=ReviewDecision,
@@ -155,6 +159,7 @@ async def reject_review(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/compliance/rules",
+    scope="compliance:read",
     summary="The tenant's current monitoring rules and their version",
     responses={200: RuleSetOut},
     errors=(401, 403),
@@ -167,6 +172,7 @@ async def get_rules(ctx: Ctx) -> Response:
 @endpoint(
     "POST",
     "/v1/compliance/rules",
+    scope="compliance:write",
     summary="Replace the monitoring rules with a new version (the old versions are kept)",
     body=RuleSetCreate,
     responses={201: RuleSetOut},
@@ -185,6 +191,7 @@ async def set_rules(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/compliance/customers/{id}",
+    scope="compliance:read",
     not_found=CustomerNotFound,
     summary="A customer's KYC status, tier, capabilities, block and latest sanctions screening",
     responses={200: StandingOut},
@@ -201,6 +208,7 @@ async def get_standing(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/compliance/sanctions-hits",
+    scope="compliance:read",
     summary="Customers whose latest sanctions screening is a hit (they are blocked), by customer id",
     responses={200: HitPage},
     errors=(400, 401, 403),

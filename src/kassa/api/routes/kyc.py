@@ -45,6 +45,7 @@ def verification_out(v: Verification) -> VerificationOut:
 @endpoint(
     "POST",
     "/v1/compliance/customers/{id}/verifications",
+    scope="customers:write",
     not_found=CustomerNotFound,
     summary="Start a KYC verification of a customer for tier 1 or 2 (the result arrives later)",
     body=VerificationCreate,
@@ -65,6 +66,7 @@ async def start_verification(ctx: Ctx) -> Response:
 @endpoint(
     "GET",
     "/v1/compliance/verifications/{id}",
+    scope="compliance:read",
     not_found=VerificationNotFound,
     summary="Get a KYC verification (its status and reason; never the personal data)",
     responses={200: VerificationOut},
@@ -79,6 +81,7 @@ async def get_verification(ctx: Ctx) -> Response:
 @endpoint(
     "POST",
     "/v1/compliance/verifications/search",
+    scope="compliance:read",
     summary="Verifications made with a document number (by keyed hash; the number is in the body, not the URL)",
     body=DocumentSearch,
     responses={200: VerificationList},
@@ -94,6 +97,7 @@ async def search_verifications(ctx: Ctx) -> Response:
 @endpoint(
     "POST",
     "/v1/compliance/verifications/{id}/decision",
+    scope="compliance:review",
     not_found=VerificationNotFound,
     summary="An operator's decision on a verification the provider left for review (audited)",
     body=VerificationDecision,
@@ -113,6 +117,7 @@ async def decide_verification(ctx: Ctx) -> Response:
 @endpoint(
     "POST",
     CALLBACK_PATH,
+    scope=None,
     auth="none",
     summary="The sandbox KYC provider's result (signed with the sandbox secret)",
     body=KycCallback,
