@@ -28,6 +28,7 @@ _GROUPS = (
     "kassa.cli.backup",
     "kassa.cli.dr",
     "kassa.cli.capacity",
+    "kassa.cli.provider",
 )
 
 
