@@ -76,6 +76,10 @@ class Settings:
     # The key file that seals secrets at rest (see kassa.store.master_key); None means
     # KASSA_DATA_DIR/master_key.
     master_key_file: Path | None = None
+    # The sandbox payment provider's URL (`kassa up` starts it and sets this) and the file of the
+    # secret that signs its callbacks; None means KASSA_DATA_DIR/sandbox_secret.
+    sandbox_url: str | None = None
+    sandbox_secret_file: Path | None = None
     # Webhooks may go to loopback and private addresses (tests, local development); never to
     # link-local or metadata addresses, whatever this says.
     webhook_allow_private: bool = False
@@ -105,6 +109,10 @@ class Settings:
         return self.master_key_file or self.data_dir / "master_key"
 
     @property
+    def sandbox_secret_path(self) -> Path:
+        return self.sandbox_secret_file or self.data_dir / "sandbox_secret"
+
+    @property
     def event_bus(self) -> str:
         """Which stream adapter is configured: Kafka only when asked for, NATS otherwise."""
         return "kafka" if self.kafka_bootstrap else "nats"
@@ -113,6 +121,7 @@ class Settings:
     def from_env(cls) -> Settings:
         data_dir = Path(os.environ.get("KASSA_DATA_DIR") or ".kassa").resolve()
         key_file = os.environ.get("KASSA_MASTER_KEY_FILE")
+        sandbox_secret = os.environ.get("KASSA_SANDBOX_SECRET_FILE")
         return cls(
             database_url=os.environ.get("KASSA_DATABASE_URL") or None,
             nats_url=os.environ.get("KASSA_NATS_URL") or None,
@@ -133,6 +142,8 @@ class Settings:
             nats_token=os.environ.get("KASSA_NATS_TOKEN") or None,
             nats_creds=os.environ.get("KASSA_NATS_CREDS") or None,
             master_key_file=Path(key_file).resolve() if key_file else None,
+            sandbox_url=os.environ.get("KASSA_SANDBOX_URL") or None,
+            sandbox_secret_file=Path(sandbox_secret).resolve() if sandbox_secret else None,
             webhook_allow_private=_bool("KASSA_WEBHOOK_ALLOW_PRIVATE"),
             backup_dir=Path(os.environ.get("KASSA_BACKUP_DIR") or data_dir / "backups").resolve(),
             wal_archive=(os.environ.get("KASSA_WAL_ARCHIVE") or "on").lower() not in ("off", "0", "false", "no"),

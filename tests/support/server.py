@@ -49,6 +49,7 @@ class Platform:
     data_dir: Path
     log_path: Path
     process: subprocess.Popen[bytes]
+    sandbox_url: str | None = None  # the sandbox payment provider `kassa up` started
 
     def log_lines(self) -> list[str]:
         return self.log_path.read_text(errors="replace").splitlines()
@@ -115,6 +116,7 @@ def start_platform(data_dir: Path, port: int, extra_env: dict[str, str] | None =
         data_dir,
         log_path,
         process,
+        runtime.get("sandbox_url"),
     )
 
 

@@ -28,6 +28,7 @@ from kassa.api.routes import (
     customers,
     health,
     kyc,
+    payments,
     ppv,
     tenants,
     transactions,
@@ -63,6 +64,7 @@ _ROUTE_MODULES = (
     ppv,
     compliance,
     kyc,
+    payments,
 )
 # Checked with fullmatch: a `$` would also accept a value ending in a newline.
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")

@@ -188,6 +188,28 @@ class Platform:
             return issued.secret
         return f"in {key_file} (generated on an earlier start)" if key_file.exists() else None
 
+    def start_sandbox_provider(self) -> None:
+        """The sandbox payment provider as a supervised child on a free port, unless
+        KASSA_SANDBOX_URL names one already; it calls back this platform's API, signing with a
+        secret generated once under KASSA_DATA_DIR (mode 0600)."""
+        s = self.settings
+        if s.sandbox_url is not None:
+            return
+        from kassa.notifications import new_secret
+        from kassa.store.master_key import create_private_file
+
+        if s.sandbox_secret_file is None and create_private_file(s.sandbox_secret_path, new_secret() + "\n"):
+            _say(f"sandbox provider secret generated: {s.sandbox_secret_path}")
+        port = free_port(s.http_host)
+        self.env["KASSA_SANDBOX_URL"] = f"http://{s.http_host}:{port}"
+        self.env["KASSA_SANDBOX_SECRET_FILE"] = str(s.sandbox_secret_path)
+        callback = f"http://{s.http_host}:{self.port}/v1/providers/sandbox/callbacks"
+        self.spawn(
+            "sandbox-provider",
+            *("provider", "sandbox", "--host", s.http_host, "--port", str(port)),
+            *("--callback-url", callback, "--secret-file", str(s.sandbox_secret_path)),
+        )
+
     def spawn(self, name: str, *role: str) -> None:
         cmd = [sys.executable, "-m", "kassa.cli.main", *role]
         self.supervisor.add(ChildProcess(name, cmd, self.env))
@@ -255,6 +277,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         platform.start_stores()
         admin_key = asyncio.run(platform.prepare_database())
+        platform.start_sandbox_provider()
         platform.spawn("api", "api")
         if not args.no_workers:
             platform.spawn("worker", "worker", "all")
@@ -268,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
                 **platform.db_urls,
                 "nats_url": platform.env.get("KASSA_NATS_URL"),
                 "api_url": base,
+                "sandbox_url": platform.env.get("KASSA_SANDBOX_URL"),
             },
         )
         _say(

@@ -10,10 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kassa.payments.accounts import PlatformAccounts
+from kassa.payments.callbacks import Outcome, handle_callback
+from kassa.payments.movements import MovementService
 from kassa.payments.wallets import WalletService
 
 if TYPE_CHECKING:
     from kassa.ledger import LedgerService
+    from kassa.payments.domain.providers import PaymentProvider
     from kassa.payments.domain.wallets import Wallet
     from kassa.settings import Settings
     from kassa.store.pool import Pool
@@ -22,18 +25,33 @@ __all__ = ["PaymentsService"]
 
 
 class PaymentsService:
-    def __init__(self, pool: Pool, ledger: LedgerService) -> None:
+    def __init__(self, pool: Pool, ledger: LedgerService, providers: dict[str, PaymentProvider] | None = None) -> None:
         self.pool = pool
         self.ledger = ledger
         self.wallets = WalletService(pool, ledger)
         self.accounts = PlatformAccounts(ledger)
+        self.providers = providers or {}
+        self.movements = MovementService(pool, ledger, self.wallets, self.accounts, self.providers)
 
     @classmethod
     def build(cls, settings: Settings, pool: Pool, ledger: LedgerService) -> PaymentsService:
-        return cls(pool, ledger)
+        """With the sandbox provider when KASSA_SANDBOX_URL is set (`kassa up` sets it)."""
+        providers: dict[str, PaymentProvider] = {}
+        if settings.sandbox_url:
+            from kassa.payments.adapters.sandbox_client import SandboxProvider
+
+            secret = settings.sandbox_secret_path.read_text().strip()
+            providers["sandbox"] = SandboxProvider(settings.sandbox_url, secret)
+        return cls(pool, ledger, providers)
 
     async def close(self) -> None:
-        """Release what the service holds (provider clients); the pool is the caller's."""
+        """Release the provider clients; the pool is the caller's."""
+        for provider in self.providers.values():
+            await provider.close()
+
+    async def handle_callback(self, provider: str, body: bytes, signature: str | None) -> Outcome:
+        """See `kassa.payments.callbacks.handle_callback` for the checks and errors."""
+        return await handle_callback(self.movements, provider, body, signature)
 
     async def get_wallet(self, tenant_id: str, wallet_id: str) -> Wallet:
         """Raises WalletNotFound."""

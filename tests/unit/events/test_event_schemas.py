@@ -57,6 +57,15 @@ def test_each_ledger_event_type_has_a_versioned_schema() -> None:
         "TransactionPosted",
         "TransactionVoided",
         "TransactionExpired",
+        # identity and payments (issue 8)
+        "CustomerCreated",
+        "WalletCreated",
+        "TopupSucceeded",
+        "TopupFailed",
+        "WithdrawalSucceeded",
+        "WithdrawalFailed",
+        "WithdrawalReturned",
+        "PaymentExceptionRecorded",
     }
     # Other contexts (identity, payments, compliance) add schemas of their own beside these.
     assert {f"{t}.v1" for t in expected} | {"envelope.v1"} <= set(schema_names())

@@ -1,0 +1,252 @@
+"""Rows of top-ups, withdrawals, provider callbacks and payment exceptions.
+
+The writers are `ProductWriter`s: the ledger calls them inside its coalesced transaction with
+the jobs whose postings were applied, so a top-up row exists exactly when its pending
+transaction does, and its status changes exactly when that transaction is posted or voided.
+Each writes set-based: one statement per table for the whole batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kassa.events.outbox import NewEvent
+from kassa.payments.domain.movements import Topup, Withdrawal, movement_data
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    from asyncpg import Record
+
+    from kassa.ledger import Applied, TransactionApplied
+    from kassa.payments.domain.providers import ProviderEvent
+    from kassa.store.pool import Conn
+
+_TOPUP_COLUMNS = (
+    "tenant_id, id, wallet_id, amount, currency, provider, transaction_id, card_last4, status, failure_code,"
+    " provider_object_id, created_at, updated_at"
+)
+_WITHDRAWAL_COLUMNS = (
+    "tenant_id, id, wallet_id, amount, currency, provider, transaction_id, return_transaction_id,"
+    " destination_last4, status, failure_code, provider_object_id, created_at, updated_at"
+)
+_EVENT_TYPES = {
+    ("topup", "succeeded"): "TopupSucceeded",
+    ("topup", "failed"): "TopupFailed",
+    ("withdrawal", "succeeded"): "WithdrawalSucceeded",
+    ("withdrawal", "failed"): "WithdrawalFailed",
+    ("withdrawal", "returned"): "WithdrawalReturned",
+}
+
+
+class TopupInserts:
+    """Writes the pending top-up rows of a batch."""
+
+    async def write(
+        self, conn: Conn, applied: Sequence[tuple[Topup, Applied | TransactionApplied]], now: datetime
+    ) -> Sequence[NewEvent]:
+        rows = [t for t, _ in applied]
+        await conn.execute(
+            f"INSERT INTO topups ({_TOPUP_COLUMNS})"
+            " SELECT t, i, w, a, c, p, x, l, 'pending', NULL, NULL, $9, $9"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],"
+            " $8::text[]) AS u(t, i, w, a, c, p, x, l)",
+            [t.tenant_id for t in rows],
+            [t.id for t in rows],
+            [t.wallet_id for t in rows],
+            [t.amount for t in rows],
+            [t.currency for t in rows],
+            [t.provider for t in rows],
+            [t.transaction_id for t in rows],
+            [t.card_last4 for t in rows],
+            now,
+        )
+        return []
+
+
+class WithdrawalInserts:
+    """Writes the pending withdrawal rows of a batch."""
+
+    async def write(
+        self, conn: Conn, applied: Sequence[tuple[Withdrawal, Applied | TransactionApplied]], now: datetime
+    ) -> Sequence[NewEvent]:
+        rows = [w for w, _ in applied]
+        await conn.execute(
+            f"INSERT INTO withdrawals ({_WITHDRAWAL_COLUMNS})"
+            " SELECT t, i, w, a, c, p, x, NULL, l, 'pending', NULL, NULL, $9, $9"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],"
+            " $8::text[]) AS u(t, i, w, a, c, p, x, l)",
+            [w.tenant_id for w in rows],
+            [w.id for w in rows],
+            [w.wallet_id for w in rows],
+            [w.amount for w in rows],
+            [w.currency for w in rows],
+            [w.provider for w in rows],
+            [w.transaction_id for w in rows],
+            [w.destination_last4 for w in rows],
+            now,
+        )
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """A status change of a top-up or withdrawal, made by the callback `event` (None when kassa
+    itself gave up, e.g. the provider never took the request)."""
+
+    item: Topup | Withdrawal
+    status: str
+    failure_code: str | None
+    event: ProviderEvent | None
+    return_transaction_id: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "topup" if isinstance(self.item, Topup) else "withdrawal"
+
+
+class Settlements:
+    """Applies the status changes of a batch, records their callbacks, returns their events."""
+
+    async def write(
+        self, conn: Conn, applied: Sequence[tuple[Settlement, Applied | TransactionApplied]], now: datetime
+    ) -> Sequence[NewEvent]:
+        items = [s for s, _ in applied]
+        for table, kind in (("topups", "topup"), ("withdrawals", "withdrawal")):
+            mine = [s for s in items if s.kind == kind]
+            if not mine:
+                continue
+            extra = ", return_transaction_id = COALESCE(u.r, x.return_transaction_id)" if kind == "withdrawal" else ""
+            await conn.execute(
+                f"UPDATE {table} x SET status = u.s, failure_code = u.f, updated_at = $6{extra}"
+                " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(t, i, s, f, r)"
+                " WHERE x.tenant_id = u.t AND x.id = u.i",
+                [s.item.tenant_id for s in mine],
+                [s.item.id for s in mine],
+                [s.status for s in mine],
+                [s.failure_code for s in mine],
+                [s.return_transaction_id for s in mine],
+                now,
+            )
+        await record_callbacks(
+            conn, [(s.item.tenant_id, s.item.provider, s.event) for s in items if s.event], "applied"
+        )
+        return [
+            NewEvent(
+                s.item.tenant_id,
+                _EVENT_TYPES[(s.kind, s.status)],
+                s.kind,
+                s.item.id,
+                movement_data(s.item, s.status, s.failure_code, now),
+            )
+            for s in items
+        ]
+
+
+async def record_callbacks(conn: Conn, callbacks: list[tuple[str, str, ProviderEvent]], outcome: str) -> int:
+    """Record callback deliveries; returns how many were new (0 for a replayed delivery)."""
+    if not callbacks:
+        return 0
+    inserted = await conn.fetch(
+        "INSERT INTO provider_callbacks (tenant_id, provider, event_id, signed_at, type, reference, outcome)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[])"
+        " ON CONFLICT DO NOTHING RETURNING event_id",
+        [t for t, _, _ in callbacks],
+        [p for _, p, _ in callbacks],
+        [e.id for _, _, e in callbacks],
+        [e.signed_at for _, _, e in callbacks],
+        [e.type for _, _, e in callbacks],
+        [e.reference for _, _, e in callbacks],
+        [outcome] * len(callbacks),
+    )
+    return len(inserted)
+
+
+async def seen_delivery(conn: Conn, tenant_id: str, provider: str, event: ProviderEvent) -> bool:
+    """Whether this exact delivery (event id and signature timestamp) was handled before."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM provider_callbacks WHERE tenant_id = $1 AND provider = $2 AND event_id = $3 AND signed_at = $4",
+        tenant_id,
+        provider,
+        event.id,
+        event.signed_at,
+    )
+    return found is not None
+
+
+def _topup(row: Record) -> Topup:
+    return Topup(**{k: row[k] for k in row.keys()})
+
+
+def _withdrawal(row: Record) -> Withdrawal:
+    return Withdrawal(**{k: row[k] for k in row.keys()})
+
+
+async def get_topup(conn: Conn, tenant_id: str, topup_id: str) -> Topup | None:
+    row = await conn.fetchrow(
+        f"SELECT {_TOPUP_COLUMNS} FROM topups WHERE tenant_id = $1 AND id = $2", tenant_id, topup_id
+    )
+    return None if row is None else _topup(row)
+
+
+async def get_withdrawal(conn: Conn, tenant_id: str, withdrawal_id: str) -> Withdrawal | None:
+    row = await conn.fetchrow(
+        f"SELECT {_WITHDRAWAL_COLUMNS} FROM withdrawals WHERE tenant_id = $1 AND id = $2", tenant_id, withdrawal_id
+    )
+    return None if row is None else _withdrawal(row)
+
+
+async def set_provider_object(conn: Conn, table: str, tenant_id: str, item_id: str, object_id: str) -> None:
+    assert table in ("topups", "withdrawals")
+    await conn.execute(
+        f"UPDATE {table} SET provider_object_id = $3 WHERE tenant_id = $1 AND id = $2 AND provider_object_id IS NULL",
+        tenant_id,
+        item_id,
+        object_id,
+    )
+
+
+async def record_exception(
+    conn: Conn, exception_id: str, kind: str, item: Topup | Withdrawal, event: ProviderEvent
+) -> dict[str, Any]:
+    """An event that contradicts what was applied, kept for an operator; returns its event data."""
+    row = await conn.fetchrow(
+        "INSERT INTO payment_exceptions (tenant_id, id, provider, object_type, object_id, event_id, event_type,"
+        " status_at_arrival, failure_code) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING created_at",
+        item.tenant_id,
+        exception_id,
+        item.provider,
+        kind,
+        item.id,
+        event.id,
+        event.type,
+        item.status,
+        event.failure_code,
+    )
+    assert row is not None  # INSERT ... RETURNING
+    return {
+        "id": exception_id,
+        "provider": item.provider,
+        "object_type": kind,
+        "object_id": item.id,
+        "event_id": event.id,
+        "event_type": event.type,
+        "status_at_arrival": item.status,
+        "failure_code": event.failure_code,
+        "created_at": row["created_at"],
+    }
+
+
+async def list_exceptions(conn: Conn, tenant_id: str, before_seq: int | None, limit: int) -> list[Record]:
+    return list(
+        await conn.fetch(
+            "SELECT seq, id, provider, object_type, object_id, event_id, event_type, status_at_arrival, failure_code,"
+            " created_at FROM payment_exceptions WHERE tenant_id = $1 AND ($2::bigint IS NULL OR seq < $2)"
+            " ORDER BY seq DESC LIMIT $3",
+            tenant_id,
+            before_seq,
+            limit,
+        )
+    )

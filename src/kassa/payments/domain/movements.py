@@ -1,0 +1,86 @@
+"""Top-ups (money in by a card charge) and withdrawals (money out by a payout). Pure.
+
+A top-up is a pending ledger transaction from `provider:<name>:clearing:<CUR>` to the wallet,
+posted when the provider reports success and voided on a failure. A withdrawal is a pending
+transaction from the wallet to the clearing account (a hold: the money is no longer available),
+posted when the payout is posted and voided when it fails or is returned before that; a return
+after the post credits the wallet back with a transaction of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from kassa.payments.domain.lifecycle import TopupStatus, WithdrawalStatus
+
+TOPUP_ID_PREFIX = "top_"
+WITHDRAWAL_ID_PREFIX = "wd_"
+
+
+def topup_transaction_id(topup_id: str) -> str:
+    return f"topup:{topup_id}"
+
+
+def withdrawal_transaction_id(withdrawal_id: str) -> str:
+    return f"withdrawal:{withdrawal_id}"
+
+
+def withdrawal_return_transaction_id(withdrawal_id: str) -> str:
+    return f"withdrawal-return:{withdrawal_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Topup:
+    tenant_id: str
+    id: str
+    wallet_id: str
+    amount: int
+    currency: str
+    provider: str
+    transaction_id: str
+    card_last4: str
+    status: TopupStatus
+    failure_code: str | None
+    provider_object_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    tenant_id: str
+    id: str
+    wallet_id: str
+    amount: int
+    currency: str
+    provider: str
+    transaction_id: str
+    return_transaction_id: str | None
+    destination_last4: str
+    status: WithdrawalStatus
+    failure_code: str | None
+    provider_object_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def movement_data(
+    item: Topup | Withdrawal, status: str, failure_code: str | None, updated_at: datetime
+) -> dict[str, Any]:
+    """Event data of a top-up or withdrawal outcome: ids and amounts, no card or account digits."""
+    return {
+        "id": item.id,
+        "wallet_id": item.wallet_id,
+        "amount": item.amount,
+        "currency": item.currency,
+        "provider": item.provider,
+        "status": status,
+        "failure_code": failure_code,
+        "transaction_id": item.transaction_id,
+        "created_at": item.created_at,
+        "updated_at": updated_at,
+    }

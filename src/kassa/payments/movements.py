@@ -1,0 +1,208 @@
+"""Top-ups and withdrawals: a pending ledger transaction written together with its row (one
+ProductWrite in the ledger's coalesced transaction), then the request handed to the provider.
+
+The provider answers later through a callback (`kassa.payments.callbacks`). If the provider
+cannot be reached at hand-over (after `provider_request_attempts_max` tries with the same
+idempotency key), the transaction is voided and the row marked failed with
+`provider_unavailable`: no money is held for a request the provider may never have seen. Should
+the provider have taken it after all, its success callback is then recorded as an exception for
+an operator, never applied silently.
+
+A replayed Idempotency-Key returns the stored receipt (the id): the API reads the current row.
+The card number goes to the provider and nowhere else; only its last four digits are stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import TYPE_CHECKING
+
+import uuid_utils
+
+from kassa.ledger import CreateTransaction, CurrencyMismatch, NewPosting, ProductWrite, Replay, VoidTransaction
+from kassa.payments.accounts import clearing_account
+from kassa.payments.adapters import movement_rows
+from kassa.payments.adapters.movement_rows import Settlement, Settlements, TopupInserts, WithdrawalInserts
+from kassa.payments.domain.instruments import check_account_number, check_card
+from kassa.payments.domain.movements import (
+    TOPUP_ID_PREFIX,
+    WITHDRAWAL_ID_PREFIX,
+    Topup,
+    Withdrawal,
+    topup_transaction_id,
+    withdrawal_transaction_id,
+)
+from kassa.payments.domain.providers import ChargeRequest, PayoutRequest
+from kassa.payments.errors import ProviderNotFound, ProviderUnavailable, TopupNotFound, WithdrawalNotFound
+from kassa.shared.clock import utcnow
+from kassa.shared.limits import pending_topup_timeout_s, pending_withdrawal_timeout_s
+from kassa.store.tenancy import tenant_transaction
+
+if TYPE_CHECKING:
+    from asyncpg import Record
+
+    from kassa.ledger import LedgerService, Receipt
+    from kassa.payments.accounts import PlatformAccounts
+    from kassa.payments.domain.providers import PaymentProvider
+    from kassa.payments.wallets import WalletService
+    from kassa.store.idempotency import IdemClaim
+    from kassa.store.pool import Pool
+
+log = logging.getLogger("kassa.payments")
+TOPUP_INSERTS = TopupInserts()
+WITHDRAWAL_INSERTS = WithdrawalInserts()
+SETTLEMENTS = Settlements()
+DEFAULT_PROVIDER = "sandbox"
+
+
+class MovementService:
+    def __init__(
+        self,
+        pool: Pool,
+        ledger: LedgerService,
+        wallets: WalletService,
+        accounts: PlatformAccounts,
+        providers: dict[str, PaymentProvider],
+    ) -> None:
+        self.pool = pool
+        self.ledger = ledger
+        self.wallets = wallets
+        self.accounts = accounts
+        self.providers = providers
+
+    def provider(self, name: str) -> PaymentProvider:
+        """Raises ProviderNotFound."""
+        found = self.providers.get(name)
+        if found is None:
+            raise ProviderNotFound(f"payment provider '{name}' is not configured")
+        return found
+
+    async def create_topup(
+        self,
+        tenant_id: str,
+        wallet_id: str,
+        amount: int,
+        currency: str,
+        card_number: str,
+        claim: IdemClaim | None = None,
+        receipt: Receipt | None = None,
+    ) -> Topup | Replay:
+        """Hold a top-up as pending and charge the card. Raises InvalidPaymentMethod,
+        WalletNotFound, CurrencyMismatch, ProviderNotFound, IdempotencyKeyReused,
+        IdempotencyKeyInFlight, ServiceUnavailable."""
+        last4 = check_card(card_number)
+        wallet = await self.wallets.get_wallet(tenant_id, wallet_id)
+        if wallet.currency != currency:
+            raise CurrencyMismatch(f"wallet '{wallet_id}' is in {wallet.currency}, not {currency}")
+        provider = self.provider(DEFAULT_PROVIDER)
+        clearing = await self.accounts.ensure(tenant_id, clearing_account(provider.name, currency))
+        topup_id = TOPUP_ID_PREFIX + uuid_utils.uuid7().hex
+        now = utcnow()
+        topup = Topup(
+            tenant_id, topup_id, wallet.id, amount, currency, provider.name, topup_transaction_id(topup_id), last4,
+            "pending", None, None, now, now,
+        )  # fmt: skip
+        command = CreateTransaction(
+            tenant_id=tenant_id,
+            id=topup.transaction_id,
+            postings=(NewPosting(clearing, wallet.account_id, amount, currency),),
+            pending=True,
+            timeout_s=pending_topup_timeout_s,
+            reference=topup_id,
+            metadata={"topup_id": topup_id, "wallet_id": wallet.id},
+            request_hash=hashlib.sha256(topup.transaction_id.encode()).digest(),
+            generated_id=True,
+        )
+        done = await self.ledger.execute(
+            command, claim=claim, receipt=receipt, product=ProductWrite(TOPUP_INSERTS, topup)
+        )
+        if isinstance(done, Replay):
+            return done  # an earlier request with this key: its receipt
+        try:
+            object_id = await provider.charge(ChargeRequest(tenant_id, topup_id, amount, currency, card_number))
+        except ProviderUnavailable:
+            await self._give_up(topup)
+        else:
+            await self._note_object("topups", tenant_id, topup_id, object_id)
+        return await self.get_topup(tenant_id, topup_id)
+
+    async def create_withdrawal(
+        self,
+        tenant_id: str,
+        wallet_id: str,
+        amount: int,
+        account_number: str,
+        claim: IdemClaim | None = None,
+        receipt: Receipt | None = None,
+    ) -> Withdrawal | Replay:
+        """Hold the amount on the wallet and request a payout. Raises InvalidDestination,
+        WalletNotFound, InsufficientFunds, ProviderNotFound, IdempotencyKeyReused,
+        IdempotencyKeyInFlight, ServiceUnavailable."""
+        last4 = check_account_number(account_number)
+        wallet = await self.wallets.get_wallet(tenant_id, wallet_id)
+        provider = self.provider(DEFAULT_PROVIDER)
+        clearing = await self.accounts.ensure(tenant_id, clearing_account(provider.name, wallet.currency))
+        withdrawal_id = WITHDRAWAL_ID_PREFIX + uuid_utils.uuid7().hex
+        now = utcnow()
+        withdrawal = Withdrawal(
+            tenant_id, withdrawal_id, wallet.id, amount, wallet.currency, provider.name,
+            withdrawal_transaction_id(withdrawal_id), None, last4, "pending", None, None, now, now,
+        )  # fmt: skip
+        command = CreateTransaction(
+            tenant_id=tenant_id,
+            id=withdrawal.transaction_id,
+            postings=(NewPosting(wallet.account_id, clearing, amount, wallet.currency),),
+            pending=True,
+            timeout_s=pending_withdrawal_timeout_s,
+            reference=withdrawal_id,
+            metadata={"withdrawal_id": withdrawal_id, "wallet_id": wallet.id},
+            request_hash=hashlib.sha256(withdrawal.transaction_id.encode()).digest(),
+            generated_id=True,
+        )
+        done = await self.ledger.execute(
+            command, claim=claim, receipt=receipt, product=ProductWrite(WITHDRAWAL_INSERTS, withdrawal)
+        )
+        if isinstance(done, Replay):
+            return done
+        request = PayoutRequest(tenant_id, withdrawal_id, amount, wallet.currency, account_number)
+        try:
+            object_id = await provider.payout(request)
+        except ProviderUnavailable:
+            await self._give_up(withdrawal)
+        else:
+            await self._note_object("withdrawals", tenant_id, withdrawal_id, object_id)
+        return await self.get_withdrawal(tenant_id, withdrawal_id)
+
+    async def _give_up(self, item: Topup | Withdrawal) -> None:
+        """The provider never took the request: release the hold, mark the row failed."""
+        log.warning("payment provider unreachable; request failed", extra={"id": item.id, "provider": item.provider})
+        settlement = Settlement(item, "failed", "provider_unavailable", None)
+        await self.ledger.execute(
+            VoidTransaction(item.tenant_id, item.transaction_id), product=ProductWrite(SETTLEMENTS, settlement)
+        )
+
+    async def _note_object(self, table: str, tenant_id: str, item_id: str, object_id: str) -> None:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            await movement_rows.set_provider_object(conn, table, tenant_id, item_id, object_id)
+
+    async def get_topup(self, tenant_id: str, topup_id: str) -> Topup:
+        """Raises TopupNotFound."""
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            found = await movement_rows.get_topup(conn, tenant_id, topup_id)
+        if found is None:
+            raise TopupNotFound(f"top-up '{topup_id}' does not exist")
+        return found
+
+    async def get_withdrawal(self, tenant_id: str, withdrawal_id: str) -> Withdrawal:
+        """Raises WithdrawalNotFound."""
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            found = await movement_rows.get_withdrawal(conn, tenant_id, withdrawal_id)
+        if found is None:
+            raise WithdrawalNotFound(f"withdrawal '{withdrawal_id}' does not exist")
+        return found
+
+    async def list_exceptions(self, tenant_id: str, before_seq: int | None, limit: int) -> list[Record]:
+        """Payment exceptions newest first, each row with its `seq` (the cursor)."""
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            return await movement_rows.list_exceptions(conn, tenant_id, before_seq, limit)
