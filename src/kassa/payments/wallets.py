@@ -1,10 +1,11 @@
 """Wallet service: one wallet per customer and currency, each a ledger account `wallet:<id>`.
 
 A wallet is created in two steps: its ledger account (through the ledger's API, which owns
-accounts), then its row and `WalletCreated` event in one tenant-scoped transaction that also
-holds the request's Idempotency-Key. If two requests race for the same customer and currency
-without a key, the loser's 409 leaves behind an empty, unused ledger account; it holds no money
-and names its wallet in its metadata, so it is harmless and recognisable.
+accounts), then its row and `WalletCreated` event, both inside one tenant-scoped transaction
+that holds the request's Idempotency-Key and a row lock on the customer. The lock serializes
+wallet creations per customer, so a racing second request waits, then sees the first wallet
+and answers 409 without creating a ledger account. Only a crash between the two steps can
+leave an empty ledger account behind; it holds no money and names its wallet in its metadata.
 """
 
 from __future__ import annotations
@@ -57,9 +58,9 @@ class WalletService:
             if found is not None:
                 return found
             result: Wallet | KassaError
-            # FOR KEY SHARE: the customer cannot disappear under the new wallet.
+            # The customer's row lock serializes wallet creations per customer (see above).
             if not await conn.fetchval(
-                "SELECT 1 FROM customers WHERE tenant_id = $1 AND id = $2 FOR KEY SHARE", tenant_id, customer_id
+                "SELECT 1 FROM customers WHERE tenant_id = $1 AND id = $2 FOR NO KEY UPDATE", tenant_id, customer_id
             ):
                 result = CustomerNotFound(f"customer '{customer_id}' does not exist")
             elif await wallet_rows.of_customer(conn, tenant_id, customer_id, currency):
