@@ -69,7 +69,7 @@ async def test_no_personal_data_or_instrument_number_in_logs_events_or_stored_ro
                 "payment_method": card | {"number": CARD[:-1] + "2"},
             },
         )
-        assert invalid.status_code == 400
+        assert invalid.status_code == 422
         withdrawal = await client.post(
             "/v1/withdrawals",
             json={"wallet_id": wallet["id"], "amount": 400, "destination": {"account_number": BANK}},

@@ -147,7 +147,7 @@ async def test_a_declined_card_fails_the_top_up_and_releases_its_hold(shop: Shop
 
 async def test_a_bad_card_or_a_wallet_in_another_currency_is_refused_before_anything_moves(shop: Shop) -> None:
     bad = await shop.topup(100, "4242424242424241")
-    assert bad.status_code == 400 and bad.json()["code"] == "invalid_payment_method"
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_payment_method"
     assert "4242424242424241" not in bad.text
     body = {"wallet_id": shop.wallet["id"], "amount": 100, "currency": "USD"}
     other = await shop.client.post("/v1/topups", json=body | {"payment_method": {"type": "card", "number": CARD_OK}})

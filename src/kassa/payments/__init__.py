@@ -14,6 +14,7 @@ from kassa.payments.accounts import (
     refunds_account,
     wallet_account,
 )
+from kassa.payments.domain.movements import Topup, Withdrawal
 from kassa.payments.domain.wallets import Wallet
 from kassa.payments.errors import WalletExists, WalletNotFound
 from kassa.payments.service import PaymentsService
@@ -23,10 +24,12 @@ __all__ = [
     "AccountSpec",
     "PaymentsService",
     "PlatformAccounts",
+    "Topup",
     "Wallet",
     "WalletExists",
     "WalletNotFound",
     "WalletService",
+    "Withdrawal",
     "clearing_account",
     "fees_account",
     "payable_account",

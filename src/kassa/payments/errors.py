@@ -2,7 +2,6 @@
 
     KassaError
     ├── InvalidRequest
-    │   ├── InvalidPaymentMethod            invalid_payment_method
     │   ├── InvalidDestination              invalid_destination
     │   └── ProviderCallbackInvalid         provider_callback_invalid      (unsigned, malformed)
     │       ├── ProviderSignatureMismatch   provider_signature_mismatch
@@ -22,6 +21,7 @@
     │   ├── AlreadyEntitled                 already_entitled               (active entitlement; no charge)
     │   └── EntitlementNotActive            entitlement_not_active         (a play without access now)
     ├── Unprocessable
+    │   ├── InvalidPaymentMethod            invalid_payment_method         (e.g. fails its Luhn check)
     │   ├── CurrencyMismatch (ledger's)     currency_mismatch              (wallet in another currency)
     │   ├── InsufficientFunds (ledger's)    insufficient_funds             (withdrawal or purchase above available)
     │   ├── PriceNotAvailable               price_not_available            (no price in that currency)
@@ -43,7 +43,10 @@ from __future__ import annotations
 from kassa.shared.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable, Unprocessable
 
 
-class InvalidPaymentMethod(InvalidRequest):
+class InvalidPaymentMethod(Unprocessable):
+    """A well-formed card number that cannot be a card (check digit): a business refusal, like
+    Stripe's `incorrect_number`, so 422 rather than 400."""
+
     code = "invalid_payment_method"
     title = "Invalid payment method"
 

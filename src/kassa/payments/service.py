@@ -40,7 +40,13 @@ class PaymentsService:
         if settings.sandbox_url:
             from kassa.payments.adapters.sandbox_client import SandboxProvider
 
-            secret = settings.sandbox_secret_path.read_text().strip()
+            try:
+                secret = settings.sandbox_secret_path.read_text().strip()
+            except OSError as exc:
+                raise RuntimeError(
+                    f"KASSA_SANDBOX_URL is set but the sandbox secret file {settings.sandbox_secret_path} cannot be"
+                    f" read ({exc.strerror}); set KASSA_SANDBOX_SECRET_FILE"
+                ) from None
             providers["sandbox"] = SandboxProvider(settings.sandbox_url, secret)
         return cls(pool, ledger, providers)
 

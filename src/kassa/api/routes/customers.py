@@ -16,7 +16,7 @@ from kassa.api import problems
 from kassa.api.pagination import decode_id_cursor, page_limit, split_page
 from kassa.api.routing import Ctx, endpoint, json_response
 from kassa.api.schemas import Input, Metadata
-from kassa.identity.domain.customers import CUSTOMER_ID_PATTERN, Customer
+from kassa.identity.domain.customers import CUSTOMER_ID_PATTERN, EMAIL_PATTERN, NAME_PATTERN, Customer
 from kassa.identity.errors import CustomerExists, CustomerNotFound
 from kassa.shared.clock import to_rfc3339
 from kassa.shared.countries import COUNTRIES
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     from kassa.identity.customers import CustomerService
 
 _TAG = "customers"
-_TEXT = r"[^\x00-\x1f\x7f-\x9f]"  # any character but a C0 or C1 control
-_ADDR = r"[^@\s\x00-\x1f\x7f-\x9f]"  # a character of an email address part
 PAGE_QUERY = (("limit", "integer", "page size (bounded)"), ("cursor", "string", "next_cursor of the previous page"))
 CustomerId = Annotated[
     str,
@@ -55,8 +53,8 @@ class CustomerCreate(Input, kw_only=True):
         Meta(
             min_length=1,
             max_length=customer_name_chars_max,
-            description="personal data",
-            extra_json_schema={"pattern": rf"^{_TEXT}*[^\s\x00-\x1f\x7f-\x9f]{_TEXT}*$"},
+            description="personal data: not only spaces, no control characters",
+            extra_json_schema={"pattern": NAME_PATTERN},
         ),
     ]
     email: (
@@ -65,7 +63,7 @@ class CustomerCreate(Input, kw_only=True):
             Meta(
                 max_length=customer_email_chars_max,
                 description="personal data",
-                extra_json_schema={"pattern": rf"^{_ADDR}{{1,64}}@{_ADDR}+\.{_ADDR}+$"},
+                extra_json_schema={"pattern": EMAIL_PATTERN},
             ),
         ]
         | None
@@ -76,7 +74,7 @@ class CustomerCreate(Input, kw_only=True):
         str,
         Meta(
             pattern=r"^[A-Z]{2}\Z",
-            description="ISO 3166-1 alpha-2 code, e.g. DE",
+            description="assigned ISO 3166-1 alpha-2 code, e.g. DE",
             extra_json_schema={"enum": sorted(COUNTRIES)},
         ),
     ]

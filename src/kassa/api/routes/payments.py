@@ -8,7 +8,7 @@ brute-forced back to a card number).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -40,12 +40,19 @@ WalletId = Annotated[str, Meta(pattern=CLIENT_ID_PATTERN, min_length=1, max_leng
 
 class CardIn(Input, kw_only=True):
     type: Literal["card"]
-    number: Annotated[str, Meta(min_length=12, max_length=19, pattern=r"^[0-9]{12,19}\Z", description="never stored")]
+    number: Annotated[
+        str,
+        Meta(
+            min_length=12, max_length=19, pattern=r"^[0-9]{12,19}\Z", description="Luhn-valid (else 422); never stored"
+        ),
+    ]
 
 
 class BankAccountIn(Input, kw_only=True):
     type: Literal["bank_account"] = "bank_account"
-    account_number: Annotated[str, Meta(min_length=4, max_length=34, description="IBAN or local number; never stored")]
+    account_number: Annotated[
+        str, Meta(pattern=r"^[A-Za-z0-9]{4,34}\Z", description="IBAN or local number; never stored")
+    ]
 
 
 class TopupCreate(Input, kw_only=True):
@@ -264,7 +271,7 @@ class ProviderEventIn(msgspec.Struct):
     id: str
     type: str
     account: str
-    data: dict[str, object]
+    data: dict[str, Any]
 
 
 @endpoint(

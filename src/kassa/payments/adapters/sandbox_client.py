@@ -24,6 +24,7 @@ from kassa.payments.errors import (
     ProviderSignatureMismatch,
     ProviderUnavailable,
 )
+from kassa.shared.ids import is_client_id
 from kassa.shared.limits import (
     provider_callback_tolerance_s,
     provider_request_attempts_max,
@@ -112,6 +113,9 @@ class SandboxProvider:
             raise ProviderCallbackInvalid("the callback body is not a sandbox event") from None
         if event.type not in EVENT_TYPES:
             raise ProviderCallbackInvalid(f"unknown callback type {event.type[:64]!r}")
+        if not (is_client_id(event.account) and is_client_id(event.data.reference)):
+            # Signed, so only the provider could send it; still, neither may reach SQL unchecked.
+            raise ProviderCallbackInvalid("the callback's account or reference is not a valid id")
         return ProviderEvent(
             id=event.id,
             type=event.type,  # narrowed to EventType by the check against EVENT_TYPES above
