@@ -22,7 +22,7 @@ from kassa.payments.errors import ProviderNotFound, TopupNotFound, WithdrawalNot
 from kassa.shared.clock import to_rfc3339
 from kassa.shared.errors import KassaError, PayloadTooLarge
 from kassa.shared.ids import CLIENT_ID_PATTERN
-from kassa.shared.limits import provider_callback_body_bytes_max
+from kassa.shared.limits import provider_callback_body_bytes_max, topup_amount_minor_max
 from kassa.store.idempotency import Replay
 
 if TYPE_CHECKING:
@@ -36,6 +36,15 @@ if TYPE_CHECKING:
 _TAG = "payments"
 PAGE_QUERY = (("limit", "integer", "page size (bounded)"), ("cursor", "string", "next_cursor of the previous page"))
 WalletId = Annotated[str, Meta(pattern=CLIENT_ID_PATTERN, min_length=1, max_length=64)]
+TopupAmount = Annotated[
+    int,
+    Meta(
+        gt=0,
+        le=topup_amount_minor_max,
+        description=f"positive integer count of minor units, at most {topup_amount_minor_max} per top-up",
+        extra_json_schema={"format": "int64"},
+    ),
+]
 
 
 class CardIn(Input, kw_only=True):
@@ -57,7 +66,7 @@ class BankAccountIn(Input, kw_only=True):
 
 class TopupCreate(Input, kw_only=True):
     wallet_id: WalletId
-    amount: Amount
+    amount: TopupAmount
     currency: Currency
     payment_method: CardIn
 
