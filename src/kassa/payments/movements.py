@@ -23,7 +23,7 @@ import uuid_utils
 from kassa.ledger import CreateTransaction, CurrencyMismatch, NewPosting, ProductWrite, Replay, VoidTransaction
 from kassa.payments.accounts import clearing_account
 from kassa.payments.adapters import movement_rows
-from kassa.payments.adapters.movement_rows import Settlement, Settlements, TopupInserts, WithdrawalInserts
+from kassa.payments.adapters.movement_rows import PendingInserts, Settlement, Settlements
 from kassa.payments.domain.instruments import check_account_number, check_card
 from kassa.payments.domain.movements import (
     TOPUP_ID_PREFIX,
@@ -40,6 +40,8 @@ from kassa.shared.limits import pending_topup_timeout_s, pending_withdrawal_time
 from kassa.store.tenancy import tenant_transaction
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from asyncpg import Record
 
     from kassa.ledger import LedgerService, Receipt
@@ -50,8 +52,8 @@ if TYPE_CHECKING:
     from kassa.store.pool import Pool
 
 log = logging.getLogger("kassa.payments")
-TOPUP_INSERTS = TopupInserts()
-WITHDRAWAL_INSERTS = WithdrawalInserts()
+TOPUP_INSERTS = PendingInserts("topups")
+WITHDRAWAL_INSERTS = PendingInserts("withdrawals")
 SETTLEMENTS = Settlements()
 DEFAULT_PROVIDER = "sandbox"
 
@@ -103,28 +105,11 @@ class MovementService:
             tenant_id, topup_id, wallet.id, amount, currency, provider.name, topup_transaction_id(topup_id), last4,
             "pending", None, None, now, now,
         )  # fmt: skip
-        command = CreateTransaction(
-            tenant_id=tenant_id,
-            id=topup.transaction_id,
-            postings=(NewPosting(clearing, wallet.account_id, amount, currency),),
-            pending=True,
-            timeout_s=pending_topup_timeout_s,
-            reference=topup_id,
-            metadata={"topup_id": topup_id, "wallet_id": wallet.id},
-            request_hash=hashlib.sha256(topup.transaction_id.encode()).digest(),
-            generated_id=True,
-        )
-        done = await self.ledger.execute(
-            command, claim=claim, receipt=receipt, product=ProductWrite(TOPUP_INSERTS, topup)
-        )
-        if isinstance(done, Replay):
-            return done  # an earlier request with this key: its receipt
-        try:
-            object_id = await provider.charge(ChargeRequest(tenant_id, topup_id, amount, currency, card_number))
-        except ProviderUnavailable:
-            await self._give_up(topup)
-        else:
-            await self._note_object("topups", tenant_id, topup_id, object_id)
+        posting = NewPosting(clearing, wallet.account_id, amount, currency)
+        replay = await self._hold(topup, posting, pending_topup_timeout_s, claim, receipt)
+        if replay is not None:
+            return replay  # an earlier request with this key: its receipt
+        await self._hand_over(topup, provider.charge(ChargeRequest(tenant_id, topup_id, amount, currency, card_number)))
         return await self.get_topup(tenant_id, topup_id)
 
     async def create_withdrawal(
@@ -149,30 +134,48 @@ class MovementService:
             tenant_id, withdrawal_id, wallet.id, amount, wallet.currency, provider.name,
             withdrawal_transaction_id(withdrawal_id), None, last4, "pending", None, None, now, now,
         )  # fmt: skip
+        posting = NewPosting(wallet.account_id, clearing, amount, wallet.currency)
+        replay = await self._hold(withdrawal, posting, pending_withdrawal_timeout_s, claim, receipt)
+        if replay is not None:
+            return replay
+        request = PayoutRequest(tenant_id, withdrawal_id, amount, wallet.currency, account_number)
+        await self._hand_over(withdrawal, provider.payout(request))
+        return await self.get_withdrawal(tenant_id, withdrawal_id)
+
+    async def _hold(
+        self,
+        item: Topup | Withdrawal,
+        posting: NewPosting,
+        timeout_s: int,
+        claim: IdemClaim | None,
+        receipt: Receipt | None,
+    ) -> Replay | None:
+        """The pending transaction and the item's row, in one ledger transaction; the receipt of
+        an earlier request instead when the Idempotency-Key was used."""
+        kind, writer = ("topup", TOPUP_INSERTS) if isinstance(item, Topup) else ("withdrawal", WITHDRAWAL_INSERTS)
         command = CreateTransaction(
-            tenant_id=tenant_id,
-            id=withdrawal.transaction_id,
-            postings=(NewPosting(wallet.account_id, clearing, amount, wallet.currency),),
+            tenant_id=item.tenant_id,
+            id=item.transaction_id,
+            postings=(posting,),
             pending=True,
-            timeout_s=pending_withdrawal_timeout_s,
-            reference=withdrawal_id,
-            metadata={"withdrawal_id": withdrawal_id, "wallet_id": wallet.id},
-            request_hash=hashlib.sha256(withdrawal.transaction_id.encode()).digest(),
+            timeout_s=timeout_s,
+            reference=item.id,
+            metadata={f"{kind}_id": item.id, "wallet_id": item.wallet_id},
+            request_hash=hashlib.sha256(item.transaction_id.encode()).digest(),
             generated_id=True,
         )
-        done = await self.ledger.execute(
-            command, claim=claim, receipt=receipt, product=ProductWrite(WITHDRAWAL_INSERTS, withdrawal)
-        )
-        if isinstance(done, Replay):
-            return done
-        request = PayoutRequest(tenant_id, withdrawal_id, amount, wallet.currency, account_number)
+        done = await self.ledger.execute(command, claim=claim, receipt=receipt, product=ProductWrite(writer, item))
+        return done if isinstance(done, Replay) else None
+
+    async def _hand_over(self, item: Topup | Withdrawal, call: Awaitable[str]) -> None:
+        """Await the provider call; note its object id, or give up when it cannot be reached."""
         try:
-            object_id = await provider.payout(request)
+            object_id = await call
         except ProviderUnavailable:
-            await self._give_up(withdrawal)
+            await self._give_up(item)
         else:
-            await self._note_object("withdrawals", tenant_id, withdrawal_id, object_id)
-        return await self.get_withdrawal(tenant_id, withdrawal_id)
+            table = "topups" if isinstance(item, Topup) else "withdrawals"
+            await self._note_object(table, item.tenant_id, item.id, object_id)
 
     async def _give_up(self, item: Topup | Withdrawal) -> None:
         """The provider never took the request: release the hold, mark the row failed."""

@@ -11,6 +11,7 @@ import pytest
 from kassa.events.envelope import Envelope
 from kassa.events.errors import SchemaIncompatible
 from kassa.events.validation import schema_names, validate_event
+from support.payments import PAYMENTS_EVENT_TYPES
 
 NOW = "2026-11-22T04:00:00Z"
 TRANSFER: dict[str, Any] = {
@@ -57,15 +58,7 @@ def test_each_ledger_event_type_has_a_versioned_schema() -> None:
         "TransactionPosted",
         "TransactionVoided",
         "TransactionExpired",
-        # identity and payments (issue 8)
-        "CustomerCreated",
-        "WalletCreated",
-        "TopupSucceeded",
-        "TopupFailed",
-        "WithdrawalSucceeded",
-        "WithdrawalFailed",
-        "WithdrawalReturned",
-        "PaymentExceptionRecorded",
+        *PAYMENTS_EVENT_TYPES,  # identity and payments (issue 8)
     }
     # Other contexts (identity, payments, compliance) add schemas of their own beside these.
     assert {f"{t}.v1" for t in expected} | {"envelope.v1"} <= set(schema_names())

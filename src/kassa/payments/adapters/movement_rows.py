@@ -41,51 +41,33 @@ _EVENT_TYPES = {
 }
 
 
-class TopupInserts:
-    """Writes the pending top-up rows of a batch."""
+class PendingInserts:
+    """Writes the pending top-up or withdrawal rows of a batch (one writer per table)."""
+
+    def __init__(self, table: str) -> None:
+        assert table in ("topups", "withdrawals")
+        self.table = table
 
     async def write(
-        self, conn: Conn, applied: Sequence[tuple[Topup, Applied | TransactionApplied]], now: datetime
+        self, conn: Conn, applied: Sequence[tuple[Topup | Withdrawal, Applied | TransactionApplied]], now: datetime
     ) -> Sequence[NewEvent]:
-        rows = [t for t, _ in applied]
+        rows = [item for item, _ in applied]
+        if self.table == "topups":
+            columns, values = _TOPUP_COLUMNS, "t, i, w, a, c, p, x, l, 'pending', NULL, NULL, $9, $9"
+        else:
+            columns, values = _WITHDRAWAL_COLUMNS, "t, i, w, a, c, p, x, NULL, l, 'pending', NULL, NULL, $9, $9"
         await conn.execute(
-            f"INSERT INTO topups ({_TOPUP_COLUMNS})"
-            " SELECT t, i, w, a, c, p, x, l, 'pending', NULL, NULL, $9, $9"
+            f"INSERT INTO {self.table} ({columns}) SELECT {values}"
             " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],"
             " $8::text[]) AS u(t, i, w, a, c, p, x, l)",
-            [t.tenant_id for t in rows],
-            [t.id for t in rows],
-            [t.wallet_id for t in rows],
-            [t.amount for t in rows],
-            [t.currency for t in rows],
-            [t.provider for t in rows],
-            [t.transaction_id for t in rows],
-            [t.card_last4 for t in rows],
-            now,
-        )
-        return []
-
-
-class WithdrawalInserts:
-    """Writes the pending withdrawal rows of a batch."""
-
-    async def write(
-        self, conn: Conn, applied: Sequence[tuple[Withdrawal, Applied | TransactionApplied]], now: datetime
-    ) -> Sequence[NewEvent]:
-        rows = [w for w, _ in applied]
-        await conn.execute(
-            f"INSERT INTO withdrawals ({_WITHDRAWAL_COLUMNS})"
-            " SELECT t, i, w, a, c, p, x, NULL, l, 'pending', NULL, NULL, $9, $9"
-            " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],"
-            " $8::text[]) AS u(t, i, w, a, c, p, x, l)",
-            [w.tenant_id for w in rows],
-            [w.id for w in rows],
-            [w.wallet_id for w in rows],
-            [w.amount for w in rows],
-            [w.currency for w in rows],
-            [w.provider for w in rows],
-            [w.transaction_id for w in rows],
-            [w.destination_last4 for w in rows],
+            [r.tenant_id for r in rows],
+            [r.id for r in rows],
+            [r.wallet_id for r in rows],
+            [r.amount for r in rows],
+            [r.currency for r in rows],
+            [r.provider for r in rows],
+            [r.transaction_id for r in rows],
+            [r.card_last4 if isinstance(r, Topup) else r.destination_last4 for r in rows],
             now,
         )
         return []
