@@ -14,7 +14,7 @@ small HTTP service). A real provider (Stripe, Adyen) is one more adapter of this
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 EventType = Literal[
     "charge.pending",
@@ -25,15 +25,7 @@ EventType = Literal[
     "payout.failed",
     "payout.returned",
 ]
-EVENT_TYPES: tuple[EventType, ...] = (
-    "charge.pending",
-    "charge.succeeded",
-    "charge.failed",
-    "payout.processing",
-    "payout.posted",
-    "payout.failed",
-    "payout.returned",
-)
+EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
 
 @dataclass(frozen=True, slots=True)
