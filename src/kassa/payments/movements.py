@@ -142,6 +142,22 @@ class MovementService:
         await self._hand_over(withdrawal, provider.payout(request))
         return await self.get_withdrawal(tenant_id, withdrawal_id)
 
+    async def resume_topup(self, tenant_id: str, topup_id: str, card_number: str) -> None:
+        """After an Idempotency-Key replay: hand a top-up to the provider again if it is still
+        pending and the provider never confirmed taking it (the first request died between its
+        commit and the call). Safe to repeat: the provider is idempotent by the top-up id."""
+        topup = await self.get_topup(tenant_id, topup_id)
+        if topup.status == "pending" and topup.provider_object_id is None:
+            request = ChargeRequest(tenant_id, topup.id, topup.amount, topup.currency, card_number)
+            await self._hand_over(topup, self.provider(topup.provider).charge(request))
+
+    async def resume_withdrawal(self, tenant_id: str, withdrawal_id: str, account_number: str) -> None:
+        """As `resume_topup`, for a withdrawal's payout."""
+        withdrawal = await self.get_withdrawal(tenant_id, withdrawal_id)
+        if withdrawal.status == "pending" and withdrawal.provider_object_id is None:
+            request = PayoutRequest(tenant_id, withdrawal.id, withdrawal.amount, withdrawal.currency, account_number)
+            await self._hand_over(withdrawal, self.provider(withdrawal.provider).payout(request))
+
     async def _hold(
         self,
         item: Topup | Withdrawal,

@@ -210,6 +210,8 @@ async def create_topup(ctx: Ctx) -> Response:
         ctx.tenant_id, data.wallet_id, data.amount, data.currency, data.payment_method.number, claim, _id_receipt
     )
     if isinstance(result, Replay):
+        if result.status == 201:
+            await movements.resume_topup(ctx.tenant_id, result.body.decode(), data.payment_method.number)
         return await _replayed(result, lambda i: _topup_response(ctx, i))
     return json_response(topup_out(result), status=201)
 
@@ -252,6 +254,8 @@ async def create_withdrawal(ctx: Ctx) -> Response:
         ctx.tenant_id, data.wallet_id, data.amount, data.destination.account_number, claim, _id_receipt
     )
     if isinstance(result, Replay):
+        if result.status == 201:
+            await movements.resume_withdrawal(ctx.tenant_id, result.body.decode(), data.destination.account_number)
         return await _replayed(result, lambda i: _withdrawal_response(ctx, i))
     return json_response(withdrawal_out(result), status=201)
 
