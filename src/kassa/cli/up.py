@@ -296,7 +296,8 @@ def run(args: argparse.Namespace) -> int:
         )
         _say(
             f"\nkassa is up\n  API:      {base}/v1\n  OpenAPI:  {base}/openapi.json\n"
-            f"  Metrics:  {base}/metrics\n  Admin API key: {admin_key or '(set KASSA_ADMIN_KEY)'}\n"
+            f"  Metrics:  {base}/metrics\n  Sandbox payment provider: {platform.env.get('KASSA_SANDBOX_URL')}\n"
+            f"  Admin API key: {admin_key or '(set KASSA_ADMIN_KEY)'}\n"
             f"  Data dir: {settings.data_dir}\nPress Ctrl-C to stop."
         )
         while not stopping:
