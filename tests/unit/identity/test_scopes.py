@@ -33,7 +33,9 @@ def test_platform_scope_is_never_grantable_to_a_tenant_key() -> None:
     assert set(scopes.DESCRIPTIONS) == set(scopes.ALL_SCOPES)
 
 
-@pytest.mark.parametrize("ep", REGISTRY, ids=lambda ep: f"{ep.method} {ep.path}")
+# The routes without an API key (a provider's signed callback) have no scope, by construction
+# of endpoint(); the authorization matrix names them one by one.
+@pytest.mark.parametrize("ep", [ep for ep in REGISTRY if ep.auth != "none"], ids=lambda ep: f"{ep.method} {ep.path}")
 def test_every_registered_route_names_a_known_scope(ep: object) -> None:
     scope = getattr(ep, "scope")  # noqa: B009 - the dataclass field, read the same way for every route
     if getattr(ep, "auth") == "none":  # noqa: B009 - an unauthenticated route (a signed provider callback)

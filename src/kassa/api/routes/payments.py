@@ -198,6 +198,7 @@ def _masked(number: str) -> str:
     errors=(400, 401, 404, 409, 413, 422, 503),
     idempotent=True,
     tag=_TAG,
+    scope="payments:write",
 )
 async def create_topup(ctx: Ctx) -> Response:
     data = ctx.decode(TopupCreate)
@@ -228,6 +229,7 @@ async def _topup_response(ctx: Ctx, topup_id: str) -> Response:
     responses={200: TopupOut},
     errors=(401, 404),
     tag=_TAG,
+    scope="payments:read",
 )
 async def get_topup(ctx: Ctx) -> Response:
     return await _topup_response(ctx, ctx.path_id(TopupNotFound))
@@ -242,6 +244,7 @@ async def get_topup(ctx: Ctx) -> Response:
     errors=(400, 401, 404, 409, 413, 422, 503),
     idempotent=True,
     tag=_TAG,
+    scope="payments:write",
 )
 async def create_withdrawal(ctx: Ctx) -> Response:
     data = ctx.decode(WithdrawalCreate)
@@ -273,6 +276,7 @@ async def _withdrawal_response(ctx: Ctx, withdrawal_id: str) -> Response:
     responses={200: WithdrawalOut},
     errors=(401, 404),
     tag=_TAG,
+    scope="payments:read",
 )
 async def get_withdrawal(ctx: Ctx) -> Response:
     return await _withdrawal_response(ctx, ctx.path_id(WithdrawalNotFound))
@@ -297,6 +301,7 @@ class ProviderEventIn(msgspec.Struct):
     responses={200: CallbackOut},
     errors=(400, 404, 409, 413),
     tag=_TAG,
+    scope=None,
 )
 async def provider_callback(ctx: Ctx) -> Response:
     if len(ctx.body) > provider_callback_body_bytes_max:
@@ -314,6 +319,7 @@ async def provider_callback(ctx: Ctx) -> Response:
     errors=(400, 401),
     query=PAGE_QUERY,
     tag=_TAG,
+    scope="payments:read",
 )
 async def list_payment_exceptions(ctx: Ctx) -> Response:
     limit = page_limit(ctx.request)
