@@ -135,10 +135,36 @@ MATRIX: dict[tuple[str, str], Callable[[World], Call]] = {
     ),
     ("GET", "/v1/withdrawals/{id}"): lambda w: Call(id=w.ids["withdrawal"]),
     ("GET", "/v1/payment-exceptions"): lambda w: Call(),
+    ("POST", "/v1/content"): lambda w: Call(json=_content(w, f"content-new-{w.tag}")),
+    ("GET", "/v1/content"): lambda w: Call(),
+    ("GET", "/v1/content/{id}"): lambda w: Call(id=w.ids["content"]),
+    ("PUT", "/v1/content/{id}"): lambda w: Call(id=w.ids["content"], json=_content(w, w.ids["content"])),
+    ("POST", "/v1/purchases"): lambda w: Call(
+        json={"customer_id": w.ids["customer"], "content_id": w.ids["content_to_buy"], "currency": "USD"}
+    ),
+    ("GET", "/v1/purchases"): lambda w: Call(params={"customer_id": w.ids["customer"]}),
+    ("GET", "/v1/purchases/{id}"): lambda w: Call(id=w.ids["purchase"]),
+    ("POST", "/v1/purchases/{id}/refunds"): lambda w: Call(id=w.ids["purchase"], json={"amount": 1, "reason": "other"}),
+    ("GET", "/v1/entitlements"): lambda w: Call(params={"customer_id": w.ids["customer"]}),
+    ("GET", "/v1/entitlements/check"): lambda w: Call(
+        params={"customer_id": w.ids["customer"], "content_id": w.ids["content"]}
+    ),
+    ("POST", "/v1/entitlements/{id}/plays"): lambda w: Call(id=w.ids["entitlement"]),
 }
 REVIEW_RULES = [{"id": "large", "condition": {"kind": "large_amount", "amount_min": 5_000}, "action": "review"}]
 # Authenticated by the provider's signature, not by an API key (tests/e2e/test_payments_*.py).
 UNAUTHENTICATED = {("POST", "/v1/providers/{id}/callbacks")}
+
+
+def _content(w: World, content_id: str) -> dict[str, Any]:
+    return {
+        "id": content_id,
+        "kind": "video",
+        "title": "Matrix video",
+        "prices": {"USD": 10},
+        "rights_holders": [{"customer_id": w.ids["holder"], "share_bps": 10_000}],
+        "platform_fee_bps": 1000,
+    }
 
 
 def _topup(w: World) -> dict[str, Any]:
@@ -206,6 +232,20 @@ async def world(platform: Platform, platform_db: Pool) -> AsyncIterator[World]:
         )
         assert withdrawal.status_code == 201, withdrawal.text
         w.ids["withdrawal"] = withdrawal.json()["id"]
+        # Pay-per-view: a rights holder, two videos, and one purchase of the first (the wallet was
+        # topped up above).
+        w.ids["holder"] = f"holder-{w.tag}"
+        holder = {"id": w.ids["holder"], "type": "business", "name": "A Studio", "country": "DE"}
+        assert (await a.post("/v1/customers", json=holder)).status_code == 201
+        for name in ("content", "content_to_buy"):
+            w.ids[name] = f"{name}-{w.tag}"
+            made = await a.post("/v1/content", json=_content(w, w.ids[name]))
+            assert made.status_code == 201, made.text
+        bought = await a.post(
+            "/v1/purchases", json={"customer_id": w.ids["customer"], "content_id": w.ids["content"], "currency": "USD"}
+        )
+        assert bought.status_code == 201, bought.text
+        w.ids["purchase"], w.ids["entitlement"] = bought.json()["id"], bought.json()["entitlement_id"]
         for name in ("hook", "hook_delete"):
             hook = await a.post("/v1/webhook-endpoints", json={"url": "https://example.com/h", "event_types": ["*"]})
             assert hook.status_code == 201, hook.text
@@ -276,7 +316,9 @@ def assert_no_leak(response: httpx.Response, w: World, call: Call) -> None:
 
 
 @pytest.mark.parametrize(
-    "ep", [ep for ep in REGISTRY if (ep.method, ep.path) not in UNAUTHENTICATED], ids=lambda ep: f"{ep.method} {ep.path}"
+    "ep",
+    [ep for ep in REGISTRY if (ep.method, ep.path) not in UNAUTHENTICATED],
+    ids=lambda ep: f"{ep.method} {ep.path}",
 )
 async def test_route_authorization(platform: Platform, world: World, ep: Endpoint) -> None:
     entry = MATRIX.get((ep.method, ep.path))
