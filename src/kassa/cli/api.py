@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings
 
-    from kassa.shared.limits import http_header_read_timeout_s
+    from kassa.shared.limits import http_header_read_timeout_s, http_worker_stop_timeout_s
 
     settings = Settings.from_env()
     if settings.http_workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
         # A worker that dies is replaced by granian at once (a crash loop still ends the role,
         # and `kassa up` restarts it with backoff).
         respawn_failed_workers=True,
+        # A worker that does not finish its graceful stop in time is killed: a stuck shutdown
+        # (say, a flush to an unreachable exporter) must not keep the port after its parent died.
+        workers_kill_timeout=http_worker_stop_timeout_s,
     )
     server.serve()
     return 0

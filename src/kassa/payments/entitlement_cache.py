@@ -17,6 +17,7 @@ generation it saw before reading the database is still current.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from kassa.payments.domain.entitlements import Entitlement
 
 log = logging.getLogger("kassa.payments")
+_PING_S = 5.0  # the LISTEN connection is pinged this often (and must answer within it)
+_RETRY_S_MIN = 0.1
+_RETRY_S_MAX = 5.0  # reconnect backoff cap while the database is away
 
 
 class Cache(Protocol):
@@ -67,6 +71,10 @@ class EntitlementCache:
         self._entries_max = entries_max
         self._ttl_s = ttl_s
         self._listener: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        # Only while LISTEN is up may rows be served from or stored in the cache. A cache made
+        # without `listen` (one process, tests) follows its own writes only and is always usable.
+        self._listening = True
         self.hits = 0
         self.misses = 0
 
@@ -87,7 +95,7 @@ class EntitlementCache:
 
     def get(self, key: str) -> tuple[bool, Entitlement | None]:
         """(found, row): found is False when the database must be asked."""
-        entry = self._entries.get(key)
+        entry = self._entries.get(key) if self._listening else None
         if entry is None or time.monotonic() - entry.stored_at > self._ttl_s:
             self.misses += 1
             return False, None
@@ -100,7 +108,7 @@ class EntitlementCache:
 
     def put(self, key: str, generation: int, entitlement: Entitlement | None) -> None:
         """Store a row read after `generation` was seen, unless a write invalidated it since."""
-        if self._generations.get(key, 0) != generation:
+        if not self._listening or self._generations.get(key, 0) != generation:
             return
         self._entries[key] = _Entry(entitlement, time.monotonic())
         self._entries.move_to_end(key)
@@ -121,17 +129,46 @@ class EntitlementCache:
         self._generations.clear()
 
     async def listen(self, database_url: str) -> None:
-        """Follow invalidations from other processes; a lost connection empties the cache
-        (what was missed is unknown) and is reopened by the next `listen` call."""
-        self._listener = await asyncpg.connect(database_url)
-        self._listener.add_termination_listener(lambda _conn: self.clear())
-        await self._listener.add_listener(ENTITLEMENT_CHANNEL, self._on_notify)
+        """Follow invalidations from other processes, in the background: the process starts even
+        while the database is down (a worker respawned during an outage must not fail its
+        startup). Until the LISTEN connection is up, and whenever it is lost, nothing is served
+        from or stored in the cache: what another process wrote meanwhile is unknown."""
+        self._listening = False
+        self._task = asyncio.create_task(self._follow(database_url), name="entitlement-cache-listener")
+
+    async def _follow(self, database_url: str) -> None:
+        delay_s = _RETRY_S_MIN
+        while True:
+            try:
+                conn = await asyncpg.connect(database_url)
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                log.warning("entitlement cache listener cannot connect (%s); cache bypassed", type(exc).__name__)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, _RETRY_S_MAX)
+                continue
+            self._listener = conn
+            try:
+                await conn.add_listener(ENTITLEMENT_CHANNEL, self._on_notify)
+                self.clear()
+                self._listening, delay_s = True, _RETRY_S_MIN
+                while True:  # a ping notices a silently dead connection
+                    await asyncio.sleep(_PING_S)
+                    await conn.fetchval("SELECT 1", timeout=_PING_S)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                log.warning("entitlement cache listener lost (%s); cache bypassed", type(exc).__name__)
+            finally:
+                self._listening = False
+                self.clear()
+                self._listener = None
+                with contextlib.suppress(Exception):
+                    conn.terminate()
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         self.invalidate(str(payload))
 
     async def close(self) -> None:
-        if self._listener is not None:
-            with contextlib.suppress(asyncpg.PostgresError, OSError):
-                await self._listener.close()
-            self._listener = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
