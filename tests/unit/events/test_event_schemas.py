@@ -59,9 +59,13 @@ def test_each_ledger_event_type_has_a_versioned_schema() -> None:
         "TransactionVoided",
         "TransactionExpired",
         *PAYMENTS_EVENT_TYPES,  # identity and payments (issue 8)
+        "PurchaseCompleted",  # pay-per-view (issue 8)
+        "PurchaseRefunded",
+        "KycCompleted",  # compliance (issue 11)
+        "KycRejected",
     }
-    # Other contexts (identity, payments, compliance) add schemas of their own beside these.
-    assert {f"{t}.v1" for t in expected} | {"envelope.v1"} <= set(schema_names())
+    # Exactly these: a schema without a known event type is as wrong as an event without one.
+    assert {f"{t}.v1" for t in expected} | {"envelope.v1"} == set(schema_names())
 
 
 def test_a_well_formed_transfer_event_validates() -> None:
