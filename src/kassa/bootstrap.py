@@ -19,6 +19,8 @@ from kassa.observability import metrics, process
 from kassa.payments import PaymentsService
 from kassa.payments.entitlement_cache import Cache, EntitlementCache
 from kassa.payments.entitlement_redis import RedisEntitlementCache
+from kassa.payments.held_purchases import PurchaseCompliance
+from kassa.payments.movement_reviews import MovementCompliance
 from kassa.payments.ppv import PayPerView
 from kassa.store.master_key import load_keyring
 from kassa.store.pool import Pool, create_pool
@@ -87,6 +89,20 @@ async def build_services(settings: Settings, *, sweeper: bool = True) -> Service
     await cache.listen(settings.database_url)
     customers = CustomerService(pool, keys)
     payments = PaymentsService.build(settings, pool, ledger)
+    ppv = PayPerView(pool, ledger, customers, payments.accounts, cache)
+    vault = TenantVault(customers.keys)
+    compliance = ComplianceService(
+        pool,
+        ledger,
+        audit=record_audit,  # rule changes, review decisions, KYC overrides: the admin audit log
+        vault=vault,
+        kyc_provider=kyc_provider(settings),
+        customers=customers,
+    )
+    # Top-ups, withdrawals and purchases move money through the compliance guard (capabilities,
+    # limits, rules, reviews), and a review decision completes or fails the product it holds.
+    MovementCompliance(payments.movements, compliance, vault)
+    PurchaseCompliance(ppv, compliance)
     return Services(
         settings=settings,
         pool=pool,
@@ -95,15 +111,8 @@ async def build_services(settings: Settings, *, sweeper: bool = True) -> Service
         keys=keys,
         customers=customers,
         payments=payments,
-        ppv=PayPerView(pool, ledger, customers, payments.accounts, cache),
-        compliance=ComplianceService(
-            pool,
-            ledger,
-            audit=record_audit,  # rule changes, review decisions, KYC overrides: the admin audit log
-            vault=TenantVault(customers.keys),
-            kyc_provider=kyc_provider(settings),
-            customers=customers,
-        ),
+        ppv=ppv,
+        compliance=compliance,
     )
 
 

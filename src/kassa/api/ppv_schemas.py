@@ -106,6 +106,11 @@ class PurchaseOut(msgspec.Struct):
     refunded_amount: int
     created_at: str
     refunds: list[RefundOut] | None = None
+    # completed, or held by compliance: pending_review until a reviewer approves (completed) or
+    # rejects it (failed, failure_code review_rejected); entitlement_id is null until completed.
+    status: str = "completed"
+    review_id: str | None = None
+    failure_code: str | None = None
 
 
 class PurchasePage(msgspec.Struct):

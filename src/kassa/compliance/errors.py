@@ -12,12 +12,16 @@
     └── Unprocessable
         ├── KycDataRefused            kyc_data_refused (422): well-formed but unverifiable (age)
         ├── RuleInvalid               rule_invalid (422): a rule set the schema admits but the rules refuse
+        ├── CapabilityDisabled        capability_disabled (422): the customer's KYC does not enable
+        │                             this kind of payment (`capability`, `capability_status`, `reason`)
         ├── BlockedByPolicy           blocked_by_policy (422): a rule or a sanctions hit blocks it
         └── LimitExceeded             limit_exceeded (422): `limit` names the tier limit
     KycUnavailable                    kyc_unavailable (503): no provider or no encryption configured
 
-Order of precedence for a payment: limits first (`limit_exceeded` needs no rule evaluation and
-is the customer's to fix), then the monitoring rules (`blocked_by_policy`).
+Order of precedence for a payment: the capability first (a customer who may not make this kind
+of payment at all learns that before any amount is looked at), then limits (`limit_exceeded`
+needs no rule evaluation and is the customer's to fix), then the monitoring rules
+(`blocked_by_policy`).
 """
 
 from __future__ import annotations
@@ -56,6 +60,14 @@ class BlockedByPolicy(Unprocessable):
 class LimitExceeded(Unprocessable):
     code = "limit_exceeded"
     title = "The payment exceeds a limit of the customer's verification tier"
+
+
+class CapabilityDisabled(Unprocessable):
+    """422, not 403: 403 `forbidden` is about the API key's scopes; this is about the customer
+    (its KYC tier or a block), which the same key may well be allowed to pay for tomorrow."""
+
+    code = "capability_disabled"
+    title = "The customer's verification does not enable this payment"
 
 
 class VerificationNotFound(NotFound):

@@ -11,8 +11,11 @@
 
 A reviewer's approval posts the held transaction, a rejection voids it; either marks the review
 decided (reviewer, reason; the rule version is the one recorded when it was held) in the same
-transaction as the post or void. Usage counted for a held payment stays counted when it is
-rejected: the limits err on the side of the customer having moved the money.
+transaction as the post or void. A review that names its product (a top-up, withdrawal or
+purchase: `Payment.product_ref`) is decided by that product's `HeldProduct`, which completes
+or fails the product together with the review (docs/compliance.md, "Payments held for
+review"). Usage counted for a held payment stays counted when it is rejected: the limits err
+on the side of the customer having moved the money.
 """
 
 from __future__ import annotations
@@ -26,8 +29,14 @@ from kassa.compliance.adapters import rows
 from kassa.compliance.adapters.guard import DECISIONS, GUARD, Decided, Guarded, Hold, limit_name
 from kassa.compliance.domain.kyc import Kyc
 from kassa.compliance.domain.limits import Direction, check_payment, period_start
-from kassa.compliance.domain.rules import Decision, Facts, evaluate
-from kassa.compliance.errors import BlockedByPolicy, LimitExceeded, ReviewDecided, ReviewNotFound
+from kassa.compliance.domain.rules import Decision, Facts, RuleSet, evaluate
+from kassa.compliance.errors import (
+    BlockedByPolicy,
+    CapabilityDisabled,
+    LimitExceeded,
+    ReviewDecided,
+    ReviewNotFound,
+)
 from kassa.ledger import PostTransaction, ProductWrite, TransactionApplied, TransactionNotPending, VoidTransaction
 from kassa.shared.ids import new_id
 from kassa.shared.invariants import invariant
@@ -35,8 +44,10 @@ from kassa.shared.limits import review_hold_timeout_s
 from kassa.store.tenancy import tenant_transaction
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from datetime import datetime
 
+    from kassa.compliance.domain.kyc import Capability, CapabilityState
     from kassa.compliance.domain.model import Review, Standing
     from kassa.ledger import CreateTransaction, LedgerService
     from kassa.store.pool import Conn, Pool
@@ -70,6 +81,18 @@ class Payment:
     currency: str
     command: CreateTransaction
     product: ProductWrite[Any] | None = None
+    capability: Capability | None = None  # the customer's capability this payment needs
+    product_ref: tuple[str, str] | None = None  # (kind, id) of the product a review would hold
+
+
+class HeldProduct(Protocol):
+    """A product whose payments can be held for review decides what approval and rejection do
+    to it. It marks the review decided (`decided`, through the ledger job carrying
+    `ProductWrite(DECISIONS, decided)` or `guard.mark_decided` in its own transaction) together
+    with the product's change. Raises ReviewDecided (decided concurrently), TransactionNotPending
+    (the hold ended: expired or failed at the provider), and the product's own errors."""
+
+    async def decide(self, review: Review, decided: Decided) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,22 +109,36 @@ class Checked:
 
     write: ProductWrite[Guarded]
     decision: Decision
+    payment: Payment
+
+    @property
+    def hold(self) -> Hold | None:
+        """The review a `review` decision opens (None otherwise)."""
+        return self.write.payload.hold
 
 
-async def check(pool: Pool, payment: Payment, now: datetime, hold: Hold | None = None) -> Checked:
-    """Per-transaction limits and the monitoring rules for a payment. Raises LimitExceeded and
-    BlockedByPolicy. A product whose own flow is already pending (a top-up waiting for its
-    provider) calls this and hands `write` to `ledger.execute`, and `limit_error` in its error
-    handling; `pay` does both for an immediate payment and holds it on a `review`."""
+async def read_facts(pool: Pool, payment: Payment, now: datetime) -> tuple[Standing | None, RuleSet, int, bool]:
+    """(standing, rule set, payments today, screened) in one tenant transaction."""
+    tenant_id = payment.command.tenant_id
+    day = period_start("day", now)
+    async with tenant_transaction(pool, tenant_id) as conn:
+        return await rows.payment_facts(conn, tenant_id, payment.customer_id, payment.direction, payment.currency, day)
+
+
+def check_facts(payment: Payment, standing: Standing | None, rules: RuleSet, today: int, now: datetime) -> Checked:
+    """The capability, per-transaction limits and the monitoring rules for a payment. Raises
+    CapabilityDisabled, LimitExceeded and BlockedByPolicy. A `review` decision carries the Hold
+    its ledger job opens: a product hands `write` to `ledger.execute` (with the command made
+    pending when it was not, see `held_command`) and `limit_error` in its error handling; `pay`
+    does all of it for a plain payment."""
     tenant_id = payment.command.tenant_id
     invariant(payment.amount > 0, "guarded payments are positive")
-    async with tenant_transaction(pool, tenant_id) as conn:
-        standing = await rows.standing(conn, tenant_id, payment.customer_id)
-        rules = await rows.rule_set(conn, tenant_id)
-        today = await rows.day_count(
-            conn, tenant_id, payment.customer_id, payment.direction, payment.currency, period_start("day", now)
-        )
     kyc = standing.kyc if standing is not None else Kyc()
+    # A blocked customer has every capability disabled, but the rules speak first so that the
+    # refusal records the rule (and its version) that blocks it.
+    state = kyc.capability(payment.capability) if payment.capability is not None else None
+    if state is not None and state.status != "enabled" and not kyc.blocked:
+        raise _disabled(state)
     increments = check_payment(
         tenant_id, payment.customer_id, kyc.tier, payment.direction, payment.currency, payment.amount, now
     )
@@ -112,23 +149,11 @@ async def check(pool: Pool, payment: Payment, now: datetime, hold: Hold | None =
             rule_ids=list(decision.rule_ids),
             rule_version=decision.version,
         )
-    return Checked(ProductWrite(GUARD, Guarded(tuple(increments), hold, payment.product)), decision)
-
-
-def limit_error(exc: asyncpg.CheckViolationError) -> LimitExceeded | None:
-    """The 422 for the guard's in-transaction refusal, or None for another constraint."""
-    name = limit_name(exc)
-    return None if name is None else LimitExceeded(f"the payment would exceed {name}", limit=name)
-
-
-async def pay(pool: Pool, ledger: LedgerService, payment: Payment, now: datetime) -> Moved:
-    """Apply limits and rules, then move (or hold) the money. Raises LimitExceeded,
-    BlockedByPolicy and every error of `kassa.ledger.execute` (InsufficientFunds, ...)."""
-    invariant(not payment.command.pending, "pay() moves money at once or holds it for review itself")
-    checked = await check(pool, payment, now)
-    command, write, decision = payment.command, checked.write, checked.decision
+    if state is not None and state.status != "enabled":
+        raise _disabled(state)
     hold = None
     if decision.action == "review":
+        kind, product_id = payment.product_ref or (None, None)
         hold = Hold(
             "rev_" + new_id().replace("-", ""),
             payment.customer_id,
@@ -137,11 +162,47 @@ async def pay(pool: Pool, ledger: LedgerService, payment: Payment, now: datetime
             payment.currency,
             decision.version,
             decision.rule_ids,
+            kind,
+            product_id,
         )
-        command = replace(command, pending=True, timeout_s=review_hold_timeout_s)
-        write = ProductWrite(GUARD, replace(write.payload, hold=hold))
+    return Checked(ProductWrite(GUARD, Guarded(tuple(increments), hold, payment.product)), decision, payment)
+
+
+def _disabled(state: CapabilityState) -> CapabilityDisabled:
+    return CapabilityDisabled(
+        f"the customer's {state.capability} capability is {state.status} ({state.reason})",
+        capability=state.capability,
+        capability_status=state.status,
+        reason=state.reason,
+    )
+
+
+def held_command(checked: Checked) -> CreateTransaction:
+    """The payment's command, pending for the review's time when a review holds an immediate one."""
+    command = checked.payment.command
+    if checked.hold is None or command.pending:
+        return command
+    return replace(command, pending=True, timeout_s=review_hold_timeout_s)
+
+
+def with_product(checked: Checked, product: ProductWrite[Any] | None) -> ProductWrite[Guarded]:
+    """The guard's write carrying another product write (a held product writes other rows)."""
+    return ProductWrite(GUARD, replace(checked.write.payload, inner=product))
+
+
+def limit_error(exc: asyncpg.CheckViolationError) -> LimitExceeded | None:
+    """The 422 for the guard's in-transaction refusal, or None for another constraint."""
+    name = limit_name(exc)
+    return None if name is None else LimitExceeded(f"the payment would exceed {name}", limit=name)
+
+
+async def pay(ledger: LedgerService, checked: Checked) -> Moved:
+    """Move (or hold, on a review) the money of a checked payment. Raises LimitExceeded and every
+    error of `kassa.ledger.execute` (InsufficientFunds, ...)."""
+    invariant(not checked.payment.command.pending, "pay() moves money at once or holds it for review itself")
+    hold = checked.hold
     try:
-        applied = await ledger.execute(command, product=write)
+        applied = await ledger.execute(held_command(checked), product=checked.write)
     except asyncpg.CheckViolationError as exc:
         refused = limit_error(exc)
         if refused is None:
@@ -174,9 +235,11 @@ async def decide(
     approve: bool,
     reviewer: str,
     reason: str,
+    products: Mapping[str, HeldProduct],
 ) -> Review:
-    """Approve (post) or reject (void) a held payment. Raises ReviewNotFound, ReviewDecided and
-    the ledger's TransactionNotPending when the hold expired before the decision."""
+    """Approve (post) or reject (void) a held payment, or let its product decide (`products`).
+    Raises ReviewNotFound, ReviewDecided, the ledger's TransactionNotPending when the hold
+    ended before the decision, and the product's errors."""
     async with tenant_transaction(pool, tenant_id) as conn:
         found = await rows.review(conn, tenant_id, review_id)
     if found is None:
@@ -190,8 +253,13 @@ async def decide(
         else VoidTransaction(tenant_id, found.transaction_id)
     )
     decided = Decided(tenant_id, review_id, status, reviewer, reason)
+    product = products.get(found.product) if found.product else None
+    invariant(found.product is None or product is not None, "every held product kind has its decider")
     try:
-        await ledger.execute(command, product=ProductWrite(DECISIONS, decided))
+        if product is not None:
+            await product.decide(found, decided)
+        else:
+            await ledger.execute(command, product=ProductWrite(DECISIONS, decided))
     except TransactionNotPending:
         # A concurrent decision won (its post or void committed first), or the hold expired.
         async with tenant_transaction(pool, tenant_id) as conn:

@@ -72,6 +72,8 @@ class ComplianceService:
         self.customers = customers
         # KYC verifications (kyc.py): off (503 kyc_unavailable) without a vault and a provider.
         self.kyc = KycFlow(pool, vault, kyc_provider, audit)
+        # What a review decision does to the product it holds, by kind (held_product).
+        self.products: dict[str, payments.HeldProduct] = {}
 
     async def register_customer(
         self, tenant_id: str, customer_id: str, name: str, country: str | None, created_at: datetime
@@ -114,32 +116,38 @@ class ComplianceService:
         return [Screening(r["customer_id"], r["list_version"], r["status"], tuple(_json(r["matches"]))) for r in found]
 
     async def pay(self, payment: payments.Payment) -> payments.Moved:
-        """See payments.pay. Raises LimitExceeded, BlockedByPolicy and the ledger's errors."""
-        await self._screened(payment.command.tenant_id, payment.customer_id)
-        return await payments.pay(self.pool, self.ledger, payment, self.clock())
+        """See payments.pay. Raises CapabilityDisabled, LimitExceeded, BlockedByPolicy and the
+        ledger's errors."""
+        return await payments.pay(self.ledger, await self.check(payment))
 
     async def check(self, payment: payments.Payment) -> payments.Checked:
-        """See payments.check (for products whose flow holds the money itself). Raises
-        LimitExceeded, BlockedByPolicy."""
-        await self._screened(payment.command.tenant_id, payment.customer_id)
-        return await payments.check(self.pool, payment, self.clock())
+        """See payments.check_facts (for products that write their own ledger job). Raises
+        CapabilityDisabled, LimitExceeded, BlockedByPolicy, CustomerNotFound (a customer
+        compliance never saw and identity does not know)."""
+        now = self.clock()
+        facts = await payments.read_facts(self.pool, payment, now)
+        if not facts[3] and self.customers is not None:
+            # Never screened (its screening at creation failed, or it predates compliance):
+            # screen it before its first payment, then read again.
+            await self._screen(payment.command.tenant_id, payment.customer_id)
+            facts = await payments.read_facts(self.pool, payment, now)
+        return payments.check_facts(payment, *facts[:3], now)
 
-    async def _screened(self, tenant_id: str, customer_id: str) -> None:
-        if self.customers is None:
-            return
-        async with tenant_transaction(self.pool, tenant_id) as conn:
-            known = await conn.fetchval(
-                "SELECT 1 FROM compliance_screenings WHERE tenant_id = $1 AND customer_id = $2", tenant_id, customer_id
-            )
-        if not known:
-            customer = await self.customers.get_customer(tenant_id, customer_id)  # CustomerNotFound
-            assert customer.created_at is not None
-            await self.register_customer(tenant_id, customer.id, customer.name, customer.country, customer.created_at)
+    def held_product(self, kind: str, product: payments.HeldProduct) -> None:
+        """Register what a review decision does to a product of this kind (payments' top-ups,
+        withdrawals and purchases register themselves at bootstrap)."""
+        self.products[kind] = product
+
+    async def _screen(self, tenant_id: str, customer_id: str) -> None:
+        assert self.customers is not None
+        customer = await self.customers.get_customer(tenant_id, customer_id)  # CustomerNotFound
+        assert customer.created_at is not None
+        await self.register_customer(tenant_id, customer.id, customer.name, customer.country, customer.created_at)
 
     async def decide(self, tenant_id: str, review_id: str, approve: bool, reviewer: str, reason: str) -> Review:
         """See payments.decide. Raises ReviewNotFound, ReviewDecided, TransactionNotPending."""
         return await payments.decide(
-            self.pool, self.ledger, self.audit, tenant_id, review_id, approve, reviewer, reason
+            self.pool, self.ledger, self.audit, tenant_id, review_id, approve, reviewer, reason, self.products
         )
 
     async def review(self, tenant_id: str, review_id: str) -> Review | None:

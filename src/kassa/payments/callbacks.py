@@ -74,6 +74,10 @@ async def handle_callback(
         action = _action(item, event)
         if action in ("duplicate", "stale", "exception"):
             return await _record_only(movements, item, event, action)
+        if action == "post" and isinstance(item, Topup) and item.review_status == "open" and movements.compliance:
+            # Held for review: the charge is noted, the wallet credited on approval (movement_reviews.py).
+            if await movements.compliance.held_charge(item, event):
+                return "applied"
         try:
             done = await movements.ledger.execute(_command(item, event, action), product=_settle(item, event, action))
         except TransactionNotPending:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uuid_utils
 
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from kassa.ledger import LedgerService, Receipt
     from kassa.payments.accounts import PlatformAccounts
     from kassa.payments.domain.providers import PaymentProvider
+    from kassa.payments.movement_reviews import MovementCompliance
     from kassa.payments.wallets import WalletService
     from kassa.store.idempotency import IdemClaim
     from kassa.store.pool import Pool
@@ -72,6 +73,8 @@ class MovementService:
         self.wallets = wallets
         self.accounts = accounts
         self.providers = providers
+        # The compliance step (movement_reviews.py), wired by bootstrap; None runs without it.
+        self.compliance: MovementCompliance | None = None
 
     def provider(self, name: str) -> PaymentProvider:
         """Raises ProviderNotFound."""
@@ -106,9 +109,11 @@ class MovementService:
             "pending", None, None, now, now,
         )  # fmt: skip
         posting = NewPosting(clearing, wallet.account_id, amount, currency)
-        replay = await self._hold(topup, posting, pending_topup_timeout_s, claim, receipt)
+        replay = await self._hold(topup, posting, pending_topup_timeout_s, claim, receipt, wallet.customer_id, None)
         if replay is not None:
             return replay  # an earlier request with this key: its receipt
+        # Charged at once even when held for review: the card number is not kept, and the wallet
+        # is credited only once both the charge and the approval happened (movement_reviews.py).
         await self._hand_over(topup, provider.charge(ChargeRequest(tenant_id, topup_id, amount, currency, card_number)))
         return await self.get_topup(tenant_id, topup_id)
 
@@ -135,12 +140,23 @@ class MovementService:
             withdrawal_transaction_id(withdrawal_id), None, last4, "pending", None, None, now, now,
         )  # fmt: skip
         posting = NewPosting(wallet.account_id, clearing, amount, wallet.currency)
-        replay = await self._hold(withdrawal, posting, pending_withdrawal_timeout_s, claim, receipt)
+        replay = await self._hold(
+            withdrawal, posting, pending_withdrawal_timeout_s, claim, receipt, wallet.customer_id, account_number
+        )
         if replay is not None:
             return replay
-        request = PayoutRequest(tenant_id, withdrawal_id, amount, wallet.currency, account_number)
-        await self._hand_over(withdrawal, provider.payout(request))
+        held = await self.get_withdrawal(tenant_id, withdrawal_id)
+        if held.review_status == "open":
+            return held  # the payout is requested when a reviewer approves (movement_reviews.py)
+        await self.pay_out(held, account_number)
         return await self.get_withdrawal(tenant_id, withdrawal_id)
+
+    async def pay_out(self, withdrawal: Withdrawal, account_number: str) -> None:
+        """Hand a held withdrawal's payout to its provider."""
+        request = PayoutRequest(
+            withdrawal.tenant_id, withdrawal.id, withdrawal.amount, withdrawal.currency, account_number
+        )
+        await self._hand_over(withdrawal, self.provider(withdrawal.provider).payout(request))
 
     async def resume_topup(self, tenant_id: str, topup_id: str, card_number: str) -> None:
         """After an Idempotency-Key replay: hand a top-up to the provider again if it is still
@@ -154,7 +170,8 @@ class MovementService:
     async def resume_withdrawal(self, tenant_id: str, withdrawal_id: str, account_number: str) -> None:
         """As `resume_topup`, for a withdrawal's payout."""
         withdrawal = await self.get_withdrawal(tenant_id, withdrawal_id)
-        if withdrawal.status == "pending" and withdrawal.provider_object_id is None:
+        held = withdrawal.review_status == "open"  # its payout waits for the reviewer
+        if withdrawal.status == "pending" and withdrawal.provider_object_id is None and not held:
             request = PayoutRequest(tenant_id, withdrawal.id, withdrawal.amount, withdrawal.currency, account_number)
             await self._hand_over(withdrawal, self.provider(withdrawal.provider).payout(request))
 
@@ -165,9 +182,13 @@ class MovementService:
         timeout_s: int,
         claim: IdemClaim | None,
         receipt: Receipt | None,
+        customer_id: str,
+        destination: str | None,
     ) -> Replay | None:
-        """The pending transaction and the item's row, in one ledger transaction; the receipt of
-        an earlier request instead when the Idempotency-Key was used."""
+        """The pending transaction and the item's row, in one ledger transaction, through the
+        compliance guard when it is wired (capability, limits, rules, a review hold); the receipt
+        of an earlier request instead when the Idempotency-Key was used. Raises
+        CapabilityDisabled, LimitExceeded, BlockedByPolicy besides the ledger's errors."""
         kind, writer = ("topup", TOPUP_INSERTS) if isinstance(item, Topup) else ("withdrawal", WITHDRAWAL_INSERTS)
         command = CreateTransaction(
             tenant_id=item.tenant_id,
@@ -180,7 +201,11 @@ class MovementService:
             request_hash=hashlib.sha256(item.transaction_id.encode()).digest(),
             generated_id=True,
         )
-        done = await self.ledger.execute(command, claim=claim, receipt=receipt, product=ProductWrite(writer, item))
+        if self.compliance is None:
+            product: ProductWrite[Any] = ProductWrite(writer, item)
+            done = await self.ledger.execute(command, claim=claim, receipt=receipt, product=product)
+        else:
+            done = await self.compliance.hold(item, customer_id, command, writer, destination, claim, receipt)
         return done if isinstance(done, Replay) else None
 
     async def _hand_over(self, item: Topup | Withdrawal, call: Awaitable[str]) -> None:

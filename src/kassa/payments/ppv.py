@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from kassa.identity.customers import CustomerService
     from kassa.ledger import IdemClaim, LedgerService, Receipt, Replay
     from kassa.payments.accounts import PlatformAccounts
+    from kassa.payments.held_purchases import PurchaseCompliance
     from kassa.store.pool import Pool
 
 PURCHASES = PurchaseWriter()
@@ -106,6 +107,8 @@ class PayPerView:
         self.customers = customers  # identity: rights holders are its business customers
         self.accounts = accounts
         self.cache = cache or EntitlementCache()
+        # The compliance step of purchases (held_purchases.py), wired by bootstrap; None: without.
+        self.compliance: PurchaseCompliance | None = None
 
     async def stored_replay(self, claim: IdemClaim | None) -> Replay | None:
         """The stored response of an Idempotency-Key already used, looked up before anything is
@@ -247,9 +250,10 @@ class PayPerView:
         AlreadyEntitled (a concurrent purchase of the same content won), InsufficientFunds and
         the ledger's other errors, IdempotencyKeyReused, IdempotencyKeyInFlight."""
         row = order.row
+        command, product = await self._compliance_step(order)
         try:
             result = await self.ledger.execute(
-                order.command, claim=claim, receipt=receipt, product=ProductWrite(PURCHASES, row), trace_id=trace_id
+                command, claim=claim, receipt=receipt, product=product, trace_id=trace_id
             )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "entitlements_one_active":
@@ -257,10 +261,21 @@ class PayPerView:
             raise AlreadyEntitled(
                 f"customer '{row.customer_id}' already has access to content '{row.content_id}'"
             ) from None
+        except asyncpg.CheckViolationError as exc:
+            if self.compliance is None:
+                raise
+            raise self.compliance.refused(exc) from None
         await self.cache.forget(cache_key(row.tenant_id, row.customer_id, row.content_id))
         invariant(not isinstance(result, Applied), "a purchase is a multi-leg transaction")
         assert not isinstance(result, Applied)  # narrowing for mypy
         return result
+
+    async def _compliance_step(self, order: PurchaseOrder) -> tuple[CreateTransaction, ProductWrite[Any]]:
+        """Capability, limits and rules (422s), and the guard the ledger job carries; a purchase
+        held for review is a pending transaction with no purchase row yet (held_purchases.py)."""
+        if self.compliance is None:
+            return order.command, ProductWrite(PURCHASES, order.row)
+        return await self.compliance.guard(order)
 
     async def get_purchase(self, tenant_id: str, purchase_id: str) -> dict[str, Any]:
         """Raises PurchaseNotFound."""
@@ -268,6 +283,8 @@ class PayPerView:
             found = await q.get_purchase(conn, tenant_id, purchase_id)
             if found is not None:
                 found["refunds"] = await q.list_refunds(conn, tenant_id, purchase_id)
+        if found is None and self.compliance is not None:
+            found = await self.compliance.held(tenant_id, purchase_id)  # held for review, or rejected
         if found is None:
             raise PurchaseNotFound(f"purchase '{purchase_id}' does not exist")
         return found

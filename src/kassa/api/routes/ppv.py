@@ -111,12 +111,16 @@ def purchase_out(p: dict[str, Any], refunds: list[dict[str, Any]] | None = None)
         p["refunded_amount"],
         to_rfc3339(p["created_at"]),
         None if refunds is None else [_refund_dict_out(r, 0, False) for r in refunds],
+        p.get("status", "completed"),
+        p.get("review_id"),
+        p.get("failure_code"),
     )
 
 
 def _row_out(row: PurchaseRow, outcome: Outcome) -> PurchaseOut:
     transaction = getattr(outcome, "transaction", None)
     assert transaction is not None and transaction.created_at is not None
+    held = transaction.status == "pending"  # held for review by compliance (held_purchases.py)
     return PurchaseOut(
         row.id,
         row.customer_id,
@@ -127,9 +131,11 @@ def _row_out(row: PurchaseRow, outcome: Outcome) -> PurchaseOut:
         row.platform_fee_min,
         _legs(row.legs),
         transaction.id,
-        row.entitlement_id,
+        None if held else row.entitlement_id,
         0,
         to_rfc3339(transaction.created_at),
+        status="pending_review" if held else "completed",
+        review_id=transaction.metadata.get("review_id") if held else None,
     )
 
 

@@ -53,6 +53,8 @@ class Hold:
     currency: str
     rule_version: int
     rule_ids: tuple[str, ...]
+    product: str | None = None
+    product_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ class Decided:
     status: str  # approved | rejected
     reviewer: str
     reason: str
+    inner: ProductWrite[Any] | None = None  # the held product's completion or failure
 
 
 def limit_name(exc: BaseException) -> str | None:
@@ -100,19 +103,28 @@ class Decisions:
         self, conn: Conn, applied: Sequence[tuple[Decided, Applied | TransactionApplied]], now: datetime
     ) -> Sequence[NewEvent]:
         for decided, _ in applied:
-            done = await conn.fetchval(
-                "UPDATE compliance_reviews SET status = $3, reviewer = $4, reason = $5, decided_at = $6"
-                " WHERE tenant_id = $1 AND id = $2 AND status = 'open' RETURNING id",
-                decided.tenant_id,
-                decided.review_id,
-                decided.status,
-                decided.reviewer,
-                decided.reason,
-                now,
-            )
+            done = await mark_decided(conn, decided, now)
             # The ledger post or void succeeded, so the transaction was pending: its review is open.
-            invariant(done is not None, "a pending held transaction has an open review")
-        return []
+            invariant(done, "a pending held transaction has an open review")
+        inner = [(d.inner, a) for d, a in applied if d.inner is not None]
+        return await run_product_writes(conn, inner, now) if inner else []
+
+
+async def mark_decided(conn: Conn, decided: Decided, now: datetime) -> bool:
+    """Mark an open review decided; False if it was not open. For a product whose decision moves
+    no money at once (a top-up approved before the provider charged the card), called in the
+    product's own transaction instead of through the ledger."""
+    done = await conn.fetchval(
+        "UPDATE compliance_reviews SET status = $3, reviewer = $4, reason = $5, decided_at = $6"
+        " WHERE tenant_id = $1 AND id = $2 AND status = 'open' RETURNING id",
+        decided.tenant_id,
+        decided.review_id,
+        decided.status,
+        decided.reviewer,
+        decided.reason,
+        now,
+    )
+    return done is not None
 
 
 GUARD = Guard()
@@ -168,9 +180,13 @@ async def _open_reviews(conn: Conn, holds: list[tuple[Hold, Applied | Transactio
     invariant(len(rows) == len(holds), "a held payment is a pending transaction")
     await conn.executemany(
         "INSERT INTO compliance_reviews (tenant_id, id, transaction_id, customer_id, direction, amount,"
-        " currency, rule_version, rule_ids, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        " currency, rule_version, rule_ids, created_at, product, product_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         [
-            (t, h.review_id, x, h.customer_id, h.direction, h.amount, h.currency, h.rule_version, list(h.rule_ids), now)
+            (
+                *(t, h.review_id, x, h.customer_id, h.direction, h.amount, h.currency, h.rule_version),
+                *(list(h.rule_ids), now, h.product, h.product_id),
+            )
             for t, h, x in rows
         ],
     )

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 _REVIEW_COLUMNS = (
     "tenant_id, id, transaction_id, customer_id, direction, amount, currency, status, rule_version,"
-    " rule_ids, created_at, decided_at, reviewer, reason"
+    " rule_ids, created_at, decided_at, reviewer, reason, product, product_id"
 )
 
 
@@ -63,6 +63,37 @@ async def day_count(conn: Conn, tenant_id: str, customer_id: str, direction: str
         day,
     )
     return int(found or 0)
+
+
+async def payment_facts(
+    conn: Conn, tenant_id: str, customer_id: str, direction: str, currency: str, day: date
+) -> tuple[Standing | None, RuleSet, int, bool]:
+    """Everything a payment's checks read, in one statement: the customer's standing, the
+    tenant's latest rule set, its payments today in this direction and currency, and whether
+    it was ever screened."""
+    row = await conn.fetchrow(
+        "SELECT c.kyc_status, c.tier, c.requested_tier, c.blocked, c.blocked_reason, c.country, c.customer_since,"
+        " r.version, r.rules,"
+        " (SELECT count_used FROM compliance_limit_usage WHERE tenant_id = $1 AND customer_id = $2"
+        "  AND direction = $3 AND currency = $4 AND period = 'day' AND period_start = $5) AS today,"
+        " EXISTS (SELECT 1 FROM compliance_screenings WHERE tenant_id = $1 AND customer_id = $2) AS screened"
+        " FROM (SELECT 1) AS one"
+        " LEFT JOIN compliance_customers c ON c.tenant_id = $1 AND c.customer_id = $2"
+        " LEFT JOIN LATERAL (SELECT version, rules FROM compliance_rule_sets WHERE tenant_id = $1"
+        "  ORDER BY version DESC LIMIT 1) r ON true",
+        tenant_id,
+        customer_id,
+        direction,
+        currency,
+        day,
+    )
+    assert row is not None  # one row from (SELECT 1)
+    found = None
+    if row["kyc_status"] is not None:
+        kyc = Kyc(row["kyc_status"], row["tier"], row["requested_tier"], row["blocked"])
+        found = Standing(tenant_id, customer_id, kyc, row["blocked_reason"], row["country"], row["customer_since"])
+    rules = DEFAULT_RULES if row["version"] is None else _rule_set(row["version"], row["rules"])
+    return found, rules, int(row["today"] or 0), bool(row["screened"])
 
 
 def _rule_set(version: int, rules: Any) -> RuleSet:

@@ -41,6 +41,8 @@ class Review:
     decided_at: datetime | None
     reviewer: str | None
     reason: str | None
+    product: str | None = None  # topup | withdrawal | purchase: what the decision completes or fails
+    product_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,11 +26,11 @@ if TYPE_CHECKING:
 
 _TOPUP_COLUMNS = (
     "tenant_id, id, wallet_id, amount, currency, provider, transaction_id, card_last4, status, failure_code,"
-    " provider_object_id, created_at, updated_at"
+    " provider_object_id, created_at, updated_at, review_id, review_status, charged"
 )
 _WITHDRAWAL_COLUMNS = (
     "tenant_id, id, wallet_id, amount, currency, provider, transaction_id, return_transaction_id,"
-    " destination_last4, status, failure_code, provider_object_id, created_at, updated_at"
+    " destination_last4, status, failure_code, provider_object_id, created_at, updated_at, review_id, review_status"
 )
 _EVENT_TYPES = {
     ("topup", "succeeded"): "TopupSucceeded",
@@ -53,13 +53,16 @@ class PendingInserts:
     ) -> Sequence[NewEvent]:
         rows = [item for item, _ in applied]
         if self.table == "topups":
-            columns, values = _TOPUP_COLUMNS, "t, i, w, a, c, p, x, l, 'pending', NULL, NULL, $9, $9"
+            columns = "tenant_id, id, wallet_id, amount, currency, provider, transaction_id, card_last4"
+            extra = ""
         else:
-            columns, values = _WITHDRAWAL_COLUMNS, "t, i, w, a, c, p, x, NULL, l, 'pending', NULL, NULL, $9, $9"
+            columns = "tenant_id, id, wallet_id, amount, currency, provider, transaction_id, destination_last4"
+            extra = ", destination_sealed"
         await conn.execute(
-            f"INSERT INTO {self.table} ({columns}) SELECT {values}"
+            f"INSERT INTO {self.table} ({columns}, status, created_at, updated_at, review_id, review_status{extra})"
+            f" SELECT t, i, w, a, c, p, x, l, 'pending', $9, $9, r, rs{', s' if extra else ''}"
             " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],"
-            " $8::text[]) AS u(t, i, w, a, c, p, x, l)",
+            " $8::text[], $10::text[], $11::text[], $12::bytea[]) AS u(t, i, w, a, c, p, x, l, r, rs, s)",
             [r.tenant_id for r in rows],
             [r.id for r in rows],
             [r.wallet_id for r in rows],
@@ -69,6 +72,9 @@ class PendingInserts:
             [r.transaction_id for r in rows],
             [r.card_last4 if isinstance(r, Topup) else r.destination_last4 for r in rows],
             now,
+            [r.review_id for r in rows],
+            [r.review_status for r in rows],
+            [None if isinstance(r, Topup) else r.destination_sealed for r in rows],
         )
         return []
 
@@ -83,6 +89,7 @@ class Settlement:
     failure_code: str | None
     event: ProviderEvent | None
     return_transaction_id: str | None = None
+    review_status: str | None = None  # a review decision's change (None: the review is untouched)
 
     @property
     def kind(self) -> str:
@@ -100,17 +107,24 @@ class Settlements:
             mine = [s for s in items if s.kind == kind]
             if not mine:
                 continue
-            extra = ", return_transaction_id = COALESCE(u.r, x.return_transaction_id)" if kind == "withdrawal" else ""
+            extra = (
+                ", return_transaction_id = COALESCE(u.r, x.return_transaction_id), destination_sealed ="
+                " CASE WHEN u.rs IS NULL THEN x.destination_sealed END"
+                if kind == "withdrawal"
+                else ""
+            )
             await conn.execute(
-                f"UPDATE {table} x SET status = u.s, failure_code = u.f, updated_at = $6{extra}"
-                " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(t, i, s, f, r)"
-                " WHERE x.tenant_id = u.t AND x.id = u.i",
+                f"UPDATE {table} x SET status = u.s, failure_code = u.f, updated_at = $6,"
+                f" review_status = COALESCE(u.rs, x.review_status){extra}"
+                " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $7::text[])"
+                " AS u(t, i, s, f, r, rs) WHERE x.tenant_id = u.t AND x.id = u.i",
                 [s.item.tenant_id for s in mine],
                 [s.item.id for s in mine],
                 [s.status for s in mine],
                 [s.failure_code for s in mine],
                 [s.return_transaction_id for s in mine],
                 now,
+                [s.review_status for s in mine],
             )
         await record_callbacks(
             conn, [(s.item.tenant_id, s.item.provider, s.event) for s in items if s.event], "applied"

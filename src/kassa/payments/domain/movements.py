@@ -48,6 +48,9 @@ class Topup:
     provider_object_id: str | None
     created_at: datetime
     updated_at: datetime
+    review_id: str | None = None  # held for review (docs/compliance.md): credited on approval
+    review_status: str | None = None  # open | approved | rejected
+    charged: bool = False  # the provider charged the card while the review was open
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,9 @@ class Withdrawal:
     provider_object_id: str | None
     created_at: datetime
     updated_at: datetime
+    review_id: str | None = None  # held for review: the payout is requested on approval
+    review_status: str | None = None  # open | approved | rejected
+    destination_sealed: bytes | None = None  # only while held, and never read back into this type
 
 
 def movement_data(

@@ -1,0 +1,253 @@
+"""The compliance step of top-ups and withdrawals, and what a review decision does to them.
+
+Every top-up (`incoming`, capability `wallet.topup`) and withdrawal (`outgoing`, capability
+`withdrawals`) goes through `ComplianceService.check` before its pending ledger transaction is
+written, and its ledger job carries the compliance guard, so the day and month limits are used
+in the same database transaction that holds the money (kassa.compliance.adapters.guard).
+Refusals (`capability_disabled`, `limit_exceeded`, `blocked_by_policy`: 422) change nothing.
+
+A `review` decision holds the product (docs/compliance.md, "Payments held for review"):
+
+Top-up (the card is charged at once: its number is never kept, so it cannot be charged later):
+    pending, review open ── provider success ──▶ pending, charged (the wallet is NOT credited)
+    pending, review open ── approve ──▶ pending, approved (the success callback then posts it)
+    pending, charged     ── approve ──▶ succeeded (posted: the wallet is credited now)
+    pending (charged or not) ── reject ──▶ failed `review_rejected` (voided; a charge that
+        arrives later is recorded as a payment exception for an operator, as any success after a
+        failure; a charge that arrived before is left for the operator: `charged` is true)
+    provider failure ──▶ failed (voided as usual); a rejection then only closes the review
+
+Withdrawal (the money is held on the wallet; the payout is not requested while held):
+    pending, review open ── approve ──▶ pending, approved: the payout is requested, then the
+        provider's callbacks post, fail or return it as for any withdrawal
+    pending, review open ── reject ──▶ failed `review_rejected` (voided: the wallet has it back)
+The destination account number is kept sealed under the tenant's data key only while the review
+is open, and erased by the decision.
+
+Each decision first locks the product row and records its side of the decision
+(`review_status`), so a decision and a provider callback on the same top-up serialize: of an
+approval and a success, exactly one of them posts. The review row is marked decided in the
+transaction that posts or voids the money (or, when no money moves yet, with `review_status`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import asyncpg
+
+from kassa.compliance import Payment, ReviewDecided, limit_error
+from kassa.compliance.adapters.guard import DECISIONS, mark_decided
+from kassa.compliance.payments import with_product
+from kassa.ledger import PostTransaction, ProductWrite, TransactionNotPending, VoidTransaction
+from kassa.payments.adapters import movement_rows
+from kassa.payments.adapters.movement_rows import Settlement
+from kassa.payments.domain.movements import Topup, Withdrawal
+from kassa.payments.errors import ProviderCallbackReplayed
+from kassa.payments.movements import SETTLEMENTS
+from kassa.shared.clock import utcnow
+from kassa.shared.invariants import invariant
+from kassa.store.tenancy import tenant_transaction
+
+if TYPE_CHECKING:
+    from kassa.compliance import Checked, Review
+    from kassa.compliance.adapters.guard import Decided
+    from kassa.compliance.payments import HeldProduct
+    from kassa.ledger import Applied, CreateTransaction, IdemClaim, ProductWriter, Receipt, Replay, TransactionApplied
+    from kassa.payments.domain.providers import ProviderEvent
+    from kassa.payments.movements import MovementService
+    from kassa.store.pool import Conn
+
+REVIEW_REJECTED = "review_rejected"
+
+
+class Checks(Protocol):
+    """The compliance service, as top-ups and withdrawals use it."""
+
+    async def check(self, payment: Payment) -> Checked: ...
+
+    def held_product(self, kind: str, product: HeldProduct) -> None: ...
+
+
+class Vault(Protocol):
+    async def seal(self, conn: Conn, tenant_id: str, purpose: str, plaintext: bytes) -> bytes: ...
+
+    async def open(self, conn: Conn, tenant_id: str, purpose: str, sealed: bytes) -> bytes: ...
+
+
+def _purpose(withdrawal_id: str) -> str:
+    return f"withdrawal:{withdrawal_id}:destination"
+
+
+class MovementCompliance:
+    """Wires compliance into a MovementService (bootstrap builds one)."""
+
+    def __init__(self, movements: MovementService, compliance: Checks, vault: Vault) -> None:
+        self.movements = movements
+        self.compliance = compliance
+        self.vault = vault
+        movements.compliance = self
+        compliance.held_product("topup", _TopupReviews(self))
+        compliance.held_product("withdrawal", _WithdrawalReviews(self))
+
+    async def hold(
+        self,
+        item: Topup | Withdrawal,
+        customer_id: str,
+        command: CreateTransaction,
+        writer: ProductWriter[Any],
+        destination: str | None,
+        claim: IdemClaim | None,
+        receipt: Receipt | None,
+    ) -> Applied | TransactionApplied | Replay:
+        """The pending transaction and the item's row through the guard. Raises
+        CapabilityDisabled, LimitExceeded, BlockedByPolicy and the ledger's errors."""
+        topup = isinstance(item, Topup)
+        payment = Payment(
+            customer_id,
+            "incoming" if topup else "outgoing",
+            item.amount,
+            item.currency,
+            command,
+            capability="wallet.topup" if topup else "withdrawals",
+            product_ref=("topup" if topup else "withdrawal", item.id),
+        )
+        checked = await self.compliance.check(payment)
+        if checked.hold is not None:
+            item = replace(item, review_id=checked.hold.review_id, review_status="open")
+            if isinstance(item, Withdrawal):
+                assert destination is not None
+                async with tenant_transaction(self.movements.pool, item.tenant_id) as conn:
+                    sealed = await self.vault.seal(conn, item.tenant_id, _purpose(item.id), destination.encode())
+                item = replace(item, destination_sealed=sealed)
+        product = with_product(checked, ProductWrite(writer, item))
+        try:
+            return await self.movements.ledger.execute(command, claim=claim, receipt=receipt, product=product)
+        except asyncpg.CheckViolationError as exc:
+            refused = limit_error(exc)
+            if refused is None:
+                raise
+            raise refused from None
+
+    async def held_charge(self, topup: Topup, event: ProviderEvent) -> bool:
+        """A provider's success for a top-up whose review is open: note the charge, credit
+        nothing. False when the review is not open (any more): the success applies as usual."""
+        async with tenant_transaction(self.movements.pool, topup.tenant_id) as conn:
+            held = await conn.fetchval(
+                "UPDATE topups SET charged = true, updated_at = now() WHERE tenant_id = $1 AND id = $2"
+                " AND review_status = 'open' AND status = 'pending' RETURNING id",
+                topup.tenant_id,
+                topup.id,
+            )
+            if held is None:
+                return False
+            if not await movement_rows.record_callbacks(conn, [(topup.tenant_id, topup.provider, event)], "applied"):
+                raise ProviderCallbackReplayed(f"callback {event.id} was already delivered with this signature")
+        return True
+
+
+async def _claim(conn: Conn, table: str, review: Review, target: Literal["approved", "rejected"]) -> asyncpg.Record:
+    """Lock the held product's row and record its side of the decision. A decision interrupted
+    after this step may be repeated (the same target passes). Raises ReviewDecided."""
+    assert table in ("topups", "withdrawals")
+    row = await conn.fetchrow(
+        f"SELECT * FROM {table} WHERE tenant_id = $1 AND id = $2 FOR UPDATE", review.tenant_id, review.product_id
+    )
+    invariant(row is not None and row["review_id"] == review.id, "a review names its held product")
+    assert row is not None
+    if row["review_status"] not in ("open", target):
+        raise ReviewDecided(f"review {review.id} is {row['review_status']} already", review_status=row["review_status"])
+    # A withdrawal's sealed destination goes with the decision (the row read above still has it).
+    erase = ", destination_sealed = NULL" if table == "withdrawals" else ""
+    await conn.execute(
+        f"UPDATE {table} SET review_status = $3, updated_at = now(){erase} WHERE tenant_id = $1 AND id = $2",
+        review.tenant_id,
+        review.product_id,
+        target,
+    )
+    return row  # type: ignore[no-any-return]
+
+
+async def _close(movements: MovementService, decided: Decided) -> None:
+    """Mark the review decided where no money moves with the decision."""
+    async with tenant_transaction(movements.pool, decided.tenant_id) as conn:
+        if not await mark_decided(conn, decided, utcnow()):
+            raise ReviewDecided(f"review {decided.review_id} was decided concurrently")
+
+
+async def _settle(
+    movements: MovementService, item: Topup | Withdrawal, decided: Decided, settlement: Settlement
+) -> None:
+    """Post (approval) or void (rejection) the held transaction with the item's new status and
+    the review's decision. A transaction a provider callback settled first the same way only
+    closes the review."""
+    approve = decided.status == "approved"
+    command = (
+        PostTransaction(item.tenant_id, item.transaction_id)
+        if approve
+        else VoidTransaction(item.tenant_id, item.transaction_id)
+    )
+    write = ProductWrite(DECISIONS, replace(decided, inner=ProductWrite(SETTLEMENTS, settlement)))
+    try:
+        await movements.ledger.execute(command, product=write)
+    except TransactionNotPending:
+        async with tenant_transaction(movements.pool, item.tenant_id) as conn:
+            table = "topups" if isinstance(item, Topup) else "withdrawals"
+            status = await conn.fetchval(
+                f"SELECT status FROM {table} WHERE tenant_id = $1 AND id = $2", item.tenant_id, item.id
+            )
+        if status != ("succeeded" if approve else "failed"):
+            raise
+        await _close(movements, decided)
+
+
+class _TopupReviews:
+    def __init__(self, owner: MovementCompliance) -> None:
+        self.movements = owner.movements
+
+    async def decide(self, review: Review, decided: Decided) -> None:
+        approve = decided.status == "approved"
+        async with tenant_transaction(self.movements.pool, review.tenant_id) as conn:
+            row = await _claim(conn, "topups", review, "approved" if approve else "rejected")
+            if row["status"] != "pending" and not (row["status"] == "failed" and not approve):
+                raise TransactionNotPending(f"top-up {review.product_id} is {row['status']}")
+            if (approve and not row["charged"]) or row["status"] == "failed":
+                # Nothing to move now: the success callback posts an approved top-up; a failed
+                # one was voided by its provider's failure.
+                if not await mark_decided(conn, decided, utcnow()):
+                    raise ReviewDecided(f"review {review.id} was decided concurrently")
+                return
+        topup = await self.movements.get_topup(review.tenant_id, str(review.product_id))
+        settlement = (
+            Settlement(topup, "succeeded", None, None, review_status="approved")
+            if approve
+            else Settlement(topup, "failed", REVIEW_REJECTED, None, review_status="rejected")
+        )
+        await _settle(self.movements, topup, decided, settlement)
+
+
+class _WithdrawalReviews:
+    def __init__(self, owner: MovementCompliance) -> None:
+        self.movements = owner.movements
+        self.vault = owner.vault
+
+    async def decide(self, review: Review, decided: Decided) -> None:
+        approve = decided.status == "approved"
+        tenant_id, withdrawal_id = review.tenant_id, str(review.product_id)
+        async with tenant_transaction(self.movements.pool, tenant_id) as conn:
+            row = await _claim(conn, "withdrawals", review, "approved" if approve else "rejected")
+            if row["status"] != "pending":
+                raise TransactionNotPending(f"withdrawal {withdrawal_id} is {row['status']}")
+            if approve:
+                sealed = row["destination_sealed"]
+                invariant(sealed is not None, "a withdrawal held for review keeps its destination sealed")
+                account = (await self.vault.open(conn, tenant_id, _purpose(withdrawal_id), sealed)).decode()
+                if not await mark_decided(conn, decided, utcnow()):
+                    raise ReviewDecided(f"review {review.id} was decided concurrently")
+        withdrawal = await self.movements.get_withdrawal(tenant_id, withdrawal_id)
+        if approve:
+            await self.movements.pay_out(withdrawal, account)
+            return
+        settlement = Settlement(withdrawal, "failed", REVIEW_REJECTED, None, review_status="rejected")
+        await _settle(self.movements, withdrawal, decided, settlement)
