@@ -19,7 +19,7 @@ from kassa.compliance import ComplianceService
 from kassa.identity.domain import scopes
 from kassa.ledger import Batcher, LedgerService
 from kassa.store.pool import create_pool
-from support.compliance import payment
+from support.compliance import payment, verify_customer
 from support.server import create_accounts, new_tenant, tenant_id_of
 
 if TYPE_CHECKING:
@@ -213,6 +213,7 @@ async def world(platform: Platform, platform_db: Pool) -> AsyncIterator[World]:
                 "/v1/customers", json={"id": w.ids[name], "type": "person", "name": "A Person", "country": "DE"}
             )
             assert made.status_code == 201, made.text
+        await verify_customer(platform_db, w.tenant_a, w.ids["customer"])  # withdrawals need KYC tier 1
         wallet = await a.post(f"/v1/customers/{w.ids['customer']}/wallets", json={"currency": "USD"})
         assert wallet.status_code == 201, wallet.text
         w.ids["wallet_of_customer"] = wallet.json()["id"]
@@ -256,7 +257,7 @@ async def world(platform: Platform, platform_db: Pool) -> AsyncIterator[World]:
             w.ids[name] = key.json()["id"]
         verification = await a.post(
             f"/v1/compliance/customers/{w.ids['customer']}/verifications",
-            json={"tier": 1, "date_of_birth": "1980-01-01", "address": "Matrix 2", "document_number": "REVIEW01"},
+            json={"tier": 2, "date_of_birth": "1980-01-01", "address": "Matrix 2", "document_number": "REVIEW01"},
         )
         assert verification.status_code == 202, verification.text
         w.ids["verification"] = verification.json()["id"]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from kassa.events.validation import validate_event
+from support.compliance import verify_customer
 from support.ledger import assert_tenant_ledger_consistent, outbox_envelopes
 from support.server import new_tenant, tenant_id_of
 
@@ -53,6 +54,7 @@ async def test_no_personal_data_or_instrument_number_in_logs_events_or_stored_ro
         ).status_code == 400
         assert (await client.get(f"/v1/customers/{customer_id}")).json()["email"] == email
         wallet = (await client.post(f"/v1/customers/{customer_id}/wallets", json={"currency": "EUR"})).json()
+        await verify_customer(platform_db, await tenant_id_of(platform_db, secret), customer_id)  # withdrawals: tier 1
         card = {"type": "card", "number": CARD}
         topup = await client.post(
             "/v1/topups",

@@ -15,6 +15,7 @@ import msgspec
 import pytest
 
 from kassa.notifications import new_secret, sign
+from support.compliance import verify_customer
 from support.sandbox import Sandbox
 from support.server import new_tenant, tenant_id_of
 
@@ -94,7 +95,10 @@ async def shop(platform: Platform, platform_db: Pool) -> AsyncIterator[Shop]:
         assert created.status_code == 201, created.text
         wallet = await client.post(f"/v1/customers/{created.json()['id']}/wallets", json={"currency": "EUR"})
         assert wallet.status_code == 201, wallet.text
-        yield Shop(client, await tenant_id_of(platform_db, secret), wallet.json(), Sandbox(platform.sandbox_url))
+        tenant = await tenant_id_of(platform_db, secret)
+        # Withdrawals need KYC tier 1 (tests/e2e/test_compliance_payment_routes.py covers tier 0).
+        await verify_customer(platform_db, tenant, created.json()["id"], tier=1)
+        yield Shop(client, tenant, wallet.json(), Sandbox(platform.sandbox_url))
 
 
 async def _clearing(shop: Shop) -> dict[str, int]:

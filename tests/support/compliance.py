@@ -96,3 +96,17 @@ def _xor(key: str, data: bytes) -> bytes:
     while len(stream) < len(data):
         stream += hashlib.sha256(key.encode() + len(stream).to_bytes(4, "big")).digest()
     return bytes(a ^ b for a, b in zip(data, stream, strict=False))
+
+
+async def verify_customer(pool: Pool, tenant_id: str, customer_id: str, tier: int = 1) -> None:
+    """Make a customer created over HTTP KYC-verified at `tier` (test setup: what the KYC
+    provider's approval does), so that withdrawals (tier 1) and larger amounts are enabled."""
+    async with tenant_transaction(pool, tenant_id) as conn:
+        updated = await conn.fetchval(
+            "UPDATE compliance_customers SET kyc_status = 'verified', tier = $3, requested_tier = NULL"
+            " WHERE tenant_id = $1 AND customer_id = $2 RETURNING customer_id",
+            tenant_id,
+            customer_id,
+            tier,
+        )
+    assert updated is not None, "the customer was registered with compliance at creation"

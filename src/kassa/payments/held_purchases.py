@@ -24,6 +24,7 @@ review stays open for the reviewer to reject).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
@@ -33,13 +34,14 @@ from kassa.compliance import Payment, limit_error
 from kassa.compliance.adapters.guard import DECISIONS
 from kassa.compliance.payments import held_command, with_product
 from kassa.ledger import PostTransaction, ProductWrite, VoidTransaction
+from kassa.payments.adapters.ppv_queries import access_json
 from kassa.payments.adapters.ppv_rows import PurchaseRow, cache_key
+from kassa.payments.domain.content import Access
 from kassa.payments.errors import AlreadyEntitled
 from kassa.store.tenancy import tenant_transaction
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from datetime import datetime
 
     from kassa.compliance import Checked, Review
     from kassa.compliance.adapters.guard import Decided
@@ -51,7 +53,6 @@ if TYPE_CHECKING:
 
 REVIEW_REJECTED = "review_rejected"
 _encode = msgspec.json.Encoder().encode
-_decode_row = msgspec.json.Decoder(PurchaseRow).decode
 
 
 class Checks(Protocol):
@@ -92,7 +93,7 @@ class HeldPurchaseWriter:
             [h.row.content_id for h in rows],
             [_transaction_id(h.row) for h in rows],
             [h.review_id for h in rows],
-            [_encode(h.row).decode() for h in rows],
+            [_stored(h.row) for h in rows],
             now,
         )
         return []
@@ -124,8 +125,21 @@ HELD = HeldPurchaseWriter()
 RELEASES = ReleaseWriter()
 
 
+def _stored(row: PurchaseRow) -> str:
+    """The purchase row as held_purchases keeps it (its fields, access as the catalogue stores it)."""
+    fields = {f: getattr(row, f) for f in row.__dataclass_fields__ if f != "access"}
+    return _encode({**fields, "access": access_json(row.access)}).decode()
+
+
 def _row(stored: Any) -> PurchaseRow:
-    return _decode_row(stored if isinstance(stored, str | bytes) else msgspec.json.encode(stored))
+    data = msgspec.json.decode(stored) if isinstance(stored, str | bytes) else dict(stored)
+    a = data.pop("access")
+    access = Access(a["window"], _time(a["starts_at"]), _time(a["ends_at"]), a["replay_days"], a["duration_s"])
+    return PurchaseRow(**{**data, "legs": tuple(data["legs"]), "access": access})
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
 
 
 def _transaction_id(row: PurchaseRow) -> str:
