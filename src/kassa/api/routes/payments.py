@@ -94,6 +94,11 @@ class TopupOut(msgspec.Struct):
     transaction_id: str
     created_at: str
     updated_at: str
+    # Held by compliance (docs/compliance.md): the wallet is credited once the provider charged
+    # the card (`charged`) and a reviewer approved; a rejection fails it (`review_rejected`).
+    review_id: str | None = None
+    review_status: str | None = None
+    charged: bool = False
 
 
 class WithdrawalOut(msgspec.Struct):
@@ -109,6 +114,9 @@ class WithdrawalOut(msgspec.Struct):
     return_transaction_id: str | None
     created_at: str
     updated_at: str
+    # Held by compliance: the payout is requested on approval; a rejection releases the money.
+    review_id: str | None = None
+    review_status: str | None = None
 
 
 class CallbackOut(msgspec.Struct):
@@ -146,6 +154,9 @@ def topup_out(t: Topup) -> TopupOut:
         transaction_id=t.transaction_id,
         created_at=to_rfc3339(t.created_at),
         updated_at=to_rfc3339(t.updated_at),
+        review_id=t.review_id,
+        review_status=t.review_status,
+        charged=t.charged,
     )
 
 
@@ -163,6 +174,8 @@ def withdrawal_out(w: Withdrawal) -> WithdrawalOut:
         return_transaction_id=w.return_transaction_id,
         created_at=to_rfc3339(w.created_at),
         updated_at=to_rfc3339(w.updated_at),
+        review_id=w.review_id,
+        review_status=w.review_status,
     )
 
 
@@ -192,7 +205,11 @@ def _masked(number: str) -> str:
 @endpoint(
     "POST",
     "/v1/topups",
-    summary="Top up a wallet by card: pending until the provider's callback posts or voids it",
+    summary=(
+        "Top up a wallet by card: pending until the provider's callback posts or voids it. Compliance:"
+        " 422 capability_disabled (wallet.topup), limit_exceeded (names the limit), blocked_by_policy;"
+        " a review holds it (review_id) until approved"
+    ),
     body=TopupCreate,
     responses={201: TopupOut},
     errors=(400, 401, 404, 409, 413, 422, 503),
@@ -238,7 +255,11 @@ async def get_topup(ctx: Ctx) -> Response:
 @endpoint(
     "POST",
     "/v1/withdrawals",
-    summary="Withdraw from a wallet to a bank account: held, then posted, or released on failure or return",
+    summary=(
+        "Withdraw from a wallet to a bank account: held, then posted, or released on failure or return."
+        " Compliance: 422 capability_disabled (withdrawals: KYC tier 1), limit_exceeded, blocked_by_policy;"
+        " a review holds it (no payout) until approved"
+    ),
     body=WithdrawalCreate,
     responses={201: WithdrawalOut},
     errors=(400, 401, 404, 409, 413, 422, 503),

@@ -217,7 +217,11 @@ async def list_content(ctx: Ctx) -> Response:
     "POST",
     "/v1/purchases",
     scope="payments:write",
-    summary="Buy a content from the customer's wallet (one multi-leg transaction)",
+    summary=(
+        "Buy a content from the customer's wallet (one multi-leg transaction). Compliance: 422"
+        " capability_disabled (purchases), limit_exceeded (names the limit), blocked_by_policy; a review"
+        " holds it (status pending_review, no entitlement) until approved"
+    ),
     body=PurchaseCreate,
     responses={201: PurchaseOut},
     errors=(400, 401, 404, 409, 422, 503),
