@@ -182,8 +182,8 @@ class MovementService:
         timeout_s: int,
         claim: IdemClaim | None,
         receipt: Receipt | None,
-        customer_id: str,
-        destination: str | None,
+        customer_id: str | None = None,
+        destination: str | None = None,
     ) -> Replay | None:
         """The pending transaction and the item's row, in one ledger transaction, through the
         compliance guard when it is wired (capability, limits, rules, a review hold); the receipt
@@ -205,6 +205,7 @@ class MovementService:
             product: ProductWrite[Any] = ProductWrite(writer, item)
             done = await self.ledger.execute(command, claim=claim, receipt=receipt, product=product)
         else:
+            assert customer_id is not None  # the wallet's owner: whose limits and rules apply
             done = await self.compliance.hold(item, customer_id, command, writer, destination, claim, receipt)
         return done if isinstance(done, Replay) else None
 
