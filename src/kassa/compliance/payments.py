@@ -117,12 +117,22 @@ class Checked:
         return self.write.payload.hold
 
 
-async def read_facts(pool: Pool, payment: Payment, now: datetime) -> tuple[Standing | None, RuleSet, int, bool]:
+PaymentFacts = tuple["Standing | None", RuleSet, int, bool]  # standing, rules, payments today, screened
+
+
+async def read_facts(pool: Pool, payment: Payment, now: datetime) -> PaymentFacts:
     """(standing, rule set, payments today, screened) in one tenant transaction."""
     tenant_id = payment.command.tenant_id
-    day = period_start("day", now)
     async with tenant_transaction(pool, tenant_id) as conn:
-        return await rows.payment_facts(conn, tenant_id, payment.customer_id, payment.direction, payment.currency, day)
+        return await facts_in(conn, tenant_id, payment.customer_id, payment.direction, payment.currency, now)
+
+
+async def facts_in(
+    conn: Conn, tenant_id: str, customer_id: str, direction: Direction, currency: str, now: datetime
+) -> PaymentFacts:
+    """The same, in the caller's tenant transaction (a product's own read, saving one)."""
+    day = period_start("day", now)
+    return await rows.payment_facts(conn, tenant_id, customer_id, direction, currency, day)
 
 
 def check_facts(payment: Payment, standing: Standing | None, rules: RuleSet, today: int, now: datetime) -> Checked:

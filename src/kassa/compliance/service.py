@@ -26,11 +26,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
+    from kassa.compliance.domain.limits import Direction
     from kassa.compliance.domain.model import Review
     from kassa.compliance.domain.verification import KycProvider
     from kassa.compliance.kyc import PersonalDataVault
     from kassa.ledger import LedgerService
-    from kassa.store.pool import Pool
+    from kassa.store.pool import Conn, Pool
 
 _ACTIONS = ("allow", "review", "block")
 
@@ -120,12 +121,20 @@ class ComplianceService:
         ledger's errors."""
         return await payments.pay(self.ledger, await self.check(payment))
 
-    async def check(self, payment: payments.Payment) -> payments.Checked:
-        """See payments.check_facts (for products that write their own ledger job). Raises
-        CapabilityDisabled, LimitExceeded, BlockedByPolicy, CustomerNotFound (a customer
-        compliance never saw and identity does not know)."""
+    async def facts(
+        self, conn: Conn, tenant_id: str, customer_id: str, direction: Direction, currency: str
+    ) -> payments.PaymentFacts:
+        """What `check` reads, read in the caller's tenant transaction ahead of time."""
+        return await payments.facts_in(conn, tenant_id, customer_id, direction, currency, self.clock())
+
+    async def check(self, payment: payments.Payment, facts: payments.PaymentFacts | None = None) -> payments.Checked:
+        """See payments.check_facts (for products that write their own ledger job), on `facts`
+        when the product read them already (`facts`). Raises CapabilityDisabled, LimitExceeded,
+        BlockedByPolicy, CustomerNotFound (a customer compliance never saw and identity does
+        not know)."""
         now = self.clock()
-        facts = await payments.read_facts(self.pool, payment, now)
+        if facts is None:
+            facts = await payments.read_facts(self.pool, payment, now)
         if not facts[3] and self.customers is not None:
             # Never screened (its screening at creation failed, or it predates compliance):
             # screen it before its first payment, then read again.

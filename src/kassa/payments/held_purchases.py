@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     from kassa.compliance import Checked, Review
     from kassa.compliance.adapters.guard import Decided
+    from kassa.compliance.domain.limits import Direction
     from kassa.compliance.payments import HeldProduct
     from kassa.events.outbox import NewEvent
     from kassa.ledger import Applied, CreateTransaction, TransactionApplied
@@ -56,7 +57,9 @@ _encode = msgspec.json.Encoder().encode
 
 
 class Checks(Protocol):
-    async def check(self, payment: Payment) -> Checked: ...
+    async def facts(self, conn: Conn, tenant_id: str, customer_id: str, direction: Direction, currency: str) -> Any: ...
+
+    async def check(self, payment: Payment, facts: Any = None) -> Checked: ...
 
     def held_product(self, kind: str, product: HeldProduct) -> None: ...
 
@@ -170,7 +173,7 @@ class PurchaseCompliance:
             capability="purchases",
             product_ref=("purchase", row.id),
         )
-        checked = await self.compliance.check(payment)
+        checked = await self.compliance.check(payment, order.compliance)
         if checked.hold is None:
             return order.command, with_product(checked, ProductWrite(PURCHASES, row))
         command = held_command(checked)
@@ -181,6 +184,10 @@ class PurchaseCompliance:
     def refused(exc: asyncpg.CheckViolationError) -> Exception:
         """The 422 `limit_exceeded` for the guard's in-transaction refusal; else the error itself."""
         return limit_error(exc) or exc
+
+    async def facts(self, conn: Conn, tenant_id: str, customer_id: str, currency: str) -> Any:
+        """The compliance reads of a purchase, in the purchase's own read transaction."""
+        return await self.compliance.facts(conn, tenant_id, customer_id, "outgoing", currency)
 
     async def held(self, tenant_id: str, purchase_id: str) -> dict[str, Any] | None:
         """A held (or decided) purchase in the shape of `ppv.get_purchase`, or None."""

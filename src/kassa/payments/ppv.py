@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from kassa.ledger import IdemClaim, LedgerService, Receipt, Replay
     from kassa.payments.accounts import PlatformAccounts
     from kassa.payments.held_purchases import PurchaseCompliance
-    from kassa.store.pool import Pool
+    from kassa.store.pool import Conn, Pool
 
 PURCHASES = PurchaseWriter()
 REFUNDS = RefundWriter()
@@ -81,6 +81,7 @@ class PurchaseOrder:
 
     row: PurchaseRow
     command: CreateTransaction
+    compliance: Any = None  # what the compliance step read in the same transaction (held_purchases.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +194,7 @@ class PayPerView:
                 cache_key(tenant_id, customer_id, content_id),
                 lambda: q.deciding_entitlement(conn, tenant_id, customer_id, content_id),
             )
+            facts = await self._compliance_facts(conn, tenant_id, customer_id, currency)
         if ent.check(entitlement, utcnow()).allowed:
             raise AlreadyEntitled(f"customer '{customer_id}' already has access to content '{content_id}'")
         holders = [(h.customer_id, h.share_bps) for h in content.rights_holders]
@@ -237,7 +239,7 @@ class PayPerView:
             _hash([purchase_id, leg_rows]),
             generated_id=True,
         )
-        return PurchaseOrder(row, command)
+        return PurchaseOrder(row, command, facts)
 
     async def purchase(
         self,
@@ -269,6 +271,12 @@ class PayPerView:
         invariant(not isinstance(result, Applied), "a purchase is a multi-leg transaction")
         assert not isinstance(result, Applied)  # narrowing for mypy
         return result
+
+    async def _compliance_facts(self, conn: Conn, tenant_id: str, customer_id: str, currency: str) -> Any:
+        """What the compliance step reads, in the purchase's own read transaction (no other)."""
+        if self.compliance is None:
+            return None
+        return await self.compliance.facts(conn, tenant_id, customer_id, currency)
 
     async def _compliance_step(self, order: PurchaseOrder) -> tuple[CreateTransaction, ProductWrite[Any]]:
         """Capability, limits and rules (422s), and the guard the ledger job carries; a purchase
