@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 
+# An override equal to its default: changes nothing for the other routes' calls.
+SAME_LIMIT = {"tier": 2, "direction": "incoming", "window": "transaction", "metric": "amount", "max": 1_000_000}
+
 
 @dataclass
 class World:
@@ -114,6 +117,8 @@ MATRIX: dict[tuple[str, str], Callable[[World], Call]] = {
     ("POST", "/v1/reviews/{id}/reject"): lambda w: Call(id=w.ids["review_reject"], json={"reason": "matrix"}),
     ("GET", "/v1/compliance/rules"): lambda w: Call(),
     ("POST", "/v1/compliance/rules"): lambda w: Call(json={"reason": "matrix", "rules": REVIEW_RULES}),
+    ("GET", "/v1/compliance/limits"): lambda w: Call(),
+    ("PUT", "/v1/compliance/limits"): lambda w: Call(json={"reason": "matrix", "limits": [SAME_LIMIT]}),
     ("GET", "/v1/compliance/customers/{id}"): lambda w: Call(id=w.ids["customer"]),
     ("GET", "/v1/compliance/sanctions-hits"): lambda w: Call(),
     ("POST", "/v1/compliance/customers/{id}/verifications"): lambda w: Call(

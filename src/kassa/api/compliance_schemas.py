@@ -34,6 +34,9 @@ class ReviewOut(msgspec.Struct, kw_only=True):
     decided_at: datetime | None
     reviewer: str | None
     reason: str | None
+    # The product the review holds (completed or failed by the decision); null for a plain payment.
+    product: Literal["topup", "withdrawal", "purchase"] | None = None
+    product_id: str | None = None
 
 
 class ReviewPage(msgspec.Struct, kw_only=True):
@@ -149,3 +152,41 @@ class StandingOut(msgspec.Struct, kw_only=True):
     blocked_reason: str | None
     capabilities: list[CapabilityOut]
     screening: ScreeningOut | None
+
+
+_LIMIT_OVERRIDES_MAX = 30  # every default limit once: 3 tiers x 2 directions x 5
+
+
+class LimitIn(Input, kw_only=True):
+    tier: Annotated[int, Meta(ge=0, le=2)]
+    direction: Literal["incoming", "outgoing"]
+    window: Literal["transaction", "day", "month"]
+    metric: Literal["amount", "count"]
+    max: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=2**62,
+            description="minor units of any currency for amounts; a number of payments for counts (0: none)",
+        ),
+    ]
+
+
+class LimitSetReplace(Input, kw_only=True):
+    limits: Annotated[list[LimitIn], Meta(max_length=_LIMIT_OVERRIDES_MAX)]
+    reason: Reason
+
+
+class LimitOut(msgspec.Struct, kw_only=True):
+    name: str  # tier<T>.<direction>.<window>.<metric>, what limit_exceeded names
+    tier: int
+    direction: str
+    window: str
+    metric: str
+    max: int
+    source: Literal["default", "tenant"]
+
+
+class LimitSetOut(msgspec.Struct, kw_only=True):
+    version: int  # 0: the defaults, never changed
+    limits: list[LimitOut]

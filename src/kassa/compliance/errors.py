@@ -12,6 +12,7 @@
     └── Unprocessable
         ├── KycDataRefused            kyc_data_refused (422): well-formed but unverifiable (age)
         ├── RuleInvalid               rule_invalid (422): a rule set the schema admits but the rules refuse
+        ├── LimitsInvalid             limits_invalid (422): a limit override naming no limit, or twice
         ├── CapabilityDisabled        capability_disabled (422): the customer's KYC does not enable
         │                             this kind of payment (`capability`, `capability_status`, `reason`)
         ├── BlockedByPolicy           blocked_by_policy (422): a rule or a sanctions hit blocks it
@@ -35,6 +36,11 @@ class RuleInvalid(Unprocessable):
 
     code = "rule_invalid"
     title = "A monitoring rule is malformed"
+
+
+class LimitsInvalid(Unprocessable):
+    code = "limits_invalid"
+    title = "A limit override is malformed"
 
 
 class ReviewNotFound(NotFound):

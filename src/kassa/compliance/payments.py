@@ -28,7 +28,7 @@ import asyncpg
 from kassa.compliance.adapters import rows
 from kassa.compliance.adapters.guard import DECISIONS, GUARD, Decided, Guarded, Hold, limit_name
 from kassa.compliance.domain.kyc import Kyc
-from kassa.compliance.domain.limits import Direction, check_payment, period_start
+from kassa.compliance.domain.limits import DEFAULT_LIMIT_SET, Direction, LimitSet, check_payment, period_start
 from kassa.compliance.domain.rules import Decision, Facts, RuleSet, evaluate
 from kassa.compliance.errors import (
     BlockedByPolicy,
@@ -117,7 +117,8 @@ class Checked:
         return self.write.payload.hold
 
 
-PaymentFacts = tuple["Standing | None", RuleSet, int, bool]  # standing, rules, payments today, screened
+# standing, rules, payments today, screened, the tenant's limits
+PaymentFacts = tuple["Standing | None", RuleSet, int, bool, LimitSet]
 
 
 async def read_facts(pool: Pool, payment: Payment, now: datetime) -> PaymentFacts:
@@ -135,7 +136,14 @@ async def facts_in(
     return await rows.payment_facts(conn, tenant_id, customer_id, direction, currency, day)
 
 
-def check_facts(payment: Payment, standing: Standing | None, rules: RuleSet, today: int, now: datetime) -> Checked:
+def check_facts(
+    payment: Payment,
+    standing: Standing | None,
+    rules: RuleSet,
+    today: int,
+    now: datetime,
+    limits: LimitSet = DEFAULT_LIMIT_SET,
+) -> Checked:
     """The capability, per-transaction limits and the monitoring rules for a payment. Raises
     CapabilityDisabled, LimitExceeded and BlockedByPolicy. A `review` decision carries the Hold
     its ledger job opens: a product hands `write` to `ledger.execute` (with the command made
@@ -150,7 +158,7 @@ def check_facts(payment: Payment, standing: Standing | None, rules: RuleSet, tod
     if state is not None and state.status != "enabled" and not kyc.blocked:
         raise _disabled(state)
     increments = check_payment(
-        tenant_id, payment.customer_id, kyc.tier, payment.direction, payment.currency, payment.amount, now
+        tenant_id, payment.customer_id, kyc.tier, payment.direction, payment.currency, payment.amount, now, limits.table
     )
     decision = evaluate(rules, _facts(payment, standing, today, now))
     if decision.action == "block":

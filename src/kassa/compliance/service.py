@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kassa.compliance import payments, sanctions
 from kassa.compliance.adapters import rows
 from kassa.compliance.domain.kyc import Kyc
+from kassa.compliance.domain.limits import Limit, LimitSet, check_overrides
 from kassa.compliance.domain.model import Screening, Standing
 from kassa.compliance.domain.rules import Rule, RuleSet, validate_condition
 from kassa.compliance.errors import RuleInvalid
@@ -140,7 +141,8 @@ class ComplianceService:
             # screen it before its first payment, then read again.
             await self._screen(payment.command.tenant_id, payment.customer_id)
             facts = await payments.read_facts(self.pool, payment, now)
-        return payments.check_facts(payment, *facts[:3], now)
+        standing, rules, today, _, limits = facts
+        return payments.check_facts(payment, standing, rules, today, now, limits)
 
     def held_product(self, kind: str, product: payments.HeldProduct) -> None:
         """Register what a review decision does to a product of this kind (payments' top-ups,
@@ -170,6 +172,33 @@ class ComplianceService:
     async def rules(self, tenant_id: str, version: int | None = None) -> RuleSet:
         async with tenant_transaction(self.pool, tenant_id) as conn:
             return await rows.rule_set(conn, tenant_id, version)
+
+    async def limits(self, tenant_id: str) -> LimitSet:
+        """The tenant's limit overrides and their version (version 0: the defaults)."""
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            return await rows.limit_set(conn, tenant_id)
+
+    async def set_limits(self, tenant_id: str, overrides: tuple[Limit, ...], actor: str, reason: str) -> LimitSet:
+        """Store a new version of the tenant's limit overrides (the whole set: a limit left out
+        goes back to its default). Audited as `limits.changed`. Raises LimitsInvalid."""
+        check_overrides(overrides)
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('kassa.limits:' || $1))", tenant_id)
+            before = await rows.limit_set(conn, tenant_id)
+            stored = LimitSet(before.version + 1, overrides)
+            await rows.insert_limit_set(conn, tenant_id, stored, actor, reason)
+            if self.audit is not None:
+                await self.audit(
+                    conn,
+                    tenant_id=tenant_id,
+                    actor_key_id=actor,
+                    action="limits.changed",
+                    target_type="limit_set",
+                    target_id=str(stored.version),
+                    before={"version": before.version, "limits": rows.plain_limits(before.overrides)},
+                    after={"version": stored.version, "limits": rows.plain_limits(overrides), "reason": reason},
+                )
+        return stored
 
     async def set_rules(self, tenant_id: str, rules: list[dict[str, Any]], actor: str, reason: str) -> RuleSet:
         """Store a new version of the tenant's rules (the whole set). Raises RuleInvalid."""

@@ -10,6 +10,9 @@ from kassa.api.compliance_schemas import (
     CapabilityOut,
     HitOut,
     HitPage,
+    LimitOut,
+    LimitSetOut,
+    LimitSetReplace,
     ReviewDecision,
     ReviewOut,
     ReviewPage,
@@ -22,7 +25,7 @@ from kassa.api.compliance_schemas import (
 from kassa.api.pagination import decode_id_cursor, page_limit, split_page
 from kassa.api.routes.accounts import PAGE_QUERY
 from kassa.api.routing import Ctx, endpoint, json_response
-from kassa.compliance import ReviewNotFound
+from kassa.compliance import Limit, ReviewNotFound
 from kassa.identity import CustomerNotFound
 from kassa.shared.errors import InvalidRequest
 
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from kassa.compliance import Review, RuleSet, Screening, Standing
+    from kassa.compliance.domain.limits import LimitSet
 
 _STATUSES = ("open", "approved", "rejected")
 
@@ -49,6 +53,8 @@ def review_out(review: Review) -> ReviewOut:
         decided_at=review.decided_at,
         reviewer=review.reviewer,
         reason=review.reason,
+        product=review.product,  # type: ignore[arg-type]
+        product_id=review.product_id,
     )
 
 
@@ -186,6 +192,61 @@ async def set_rules(ctx: Ctx) -> Response:
     rules = [{"id": r.id, "condition": msgspec.to_builtins(r.condition), "action": r.action} for r in data.rules]
     stored = await ctx.services.compliance.set_rules(ctx.tenant_id, rules, principal.key_id, data.reason)
     return json_response(rule_set_out(stored), 201)
+
+
+def limit_set_out(limits: LimitSet) -> LimitSetOut:
+    mine = {limit.name for limit in limits.overrides}
+    return LimitSetOut(
+        version=limits.version,
+        limits=[
+            LimitOut(
+                name=x.name,
+                tier=x.tier,
+                direction=x.direction,
+                window=x.window,
+                metric=x.metric,
+                max=x.max,
+                source="tenant" if x.name in mine else "default",
+            )
+            for x in limits.table
+        ],
+    )
+
+
+@endpoint(
+    "GET",
+    "/v1/compliance/limits",
+    scope="compliance:read",
+    summary="The tenant's limits by KYC tier (every limit, the tenant's own or the default) and their version",
+    responses={200: LimitSetOut},
+    errors=(401, 403),
+    tag="compliance",
+)
+async def get_limits(ctx: Ctx) -> Response:
+    return json_response(limit_set_out(await ctx.services.compliance.limits(ctx.tenant_id)))
+
+
+@endpoint(
+    "PUT",
+    "/v1/compliance/limits",
+    scope="compliance:write",
+    summary=(
+        "Replace the tenant's limit overrides with a new version (limits left out go back to their"
+        " default; old versions are kept; audited as limits.changed). 422 limits_invalid for a limit"
+        " given twice"
+    ),
+    body=LimitSetReplace,
+    responses={200: LimitSetOut},
+    errors=(400, 401, 403, 413, 422),
+    tag="compliance",
+)
+async def set_limits(ctx: Ctx) -> Response:
+    data = ctx.decode(LimitSetReplace)
+    principal = ctx.principal
+    assert principal is not None
+    overrides = tuple(Limit(x.tier, x.direction, x.window, x.metric, x.max) for x in data.limits)
+    stored = await ctx.services.compliance.set_limits(ctx.tenant_id, overrides, principal.key_id, data.reason)
+    return json_response(limit_set_out(stored))
 
 
 @endpoint(

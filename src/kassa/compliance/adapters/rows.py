@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from kassa.compliance.domain.kyc import Kyc
+from kassa.compliance.domain.limits import DEFAULT_LIMIT_SET, Limit, LimitSet
 from kassa.compliance.domain.model import Review, Standing
 from kassa.compliance.domain.rules import DEFAULT_RULES, Rule, RuleSet
 
@@ -67,20 +68,22 @@ async def day_count(conn: Conn, tenant_id: str, customer_id: str, direction: str
 
 async def payment_facts(
     conn: Conn, tenant_id: str, customer_id: str, direction: str, currency: str, day: date
-) -> tuple[Standing | None, RuleSet, int, bool]:
+) -> tuple[Standing | None, RuleSet, int, bool, LimitSet]:
     """Everything a payment's checks read, in one statement: the customer's standing, the
-    tenant's latest rule set, its payments today in this direction and currency, and whether
-    it was ever screened."""
+    tenant's latest rule set, its payments today in this direction and currency, whether it was
+    ever screened, and the tenant's latest limits."""
     row = await conn.fetchrow(
         "SELECT c.kyc_status, c.tier, c.requested_tier, c.blocked, c.blocked_reason, c.country, c.customer_since,"
-        " r.version, r.rules,"
+        " r.version, r.rules, l.version AS limits_version, l.limits,"
         " (SELECT count_used FROM compliance_limit_usage WHERE tenant_id = $1 AND customer_id = $2"
         "  AND direction = $3 AND currency = $4 AND period = 'day' AND period_start = $5) AS today,"
         " EXISTS (SELECT 1 FROM compliance_screenings WHERE tenant_id = $1 AND customer_id = $2) AS screened"
         " FROM (SELECT 1) AS one"
         " LEFT JOIN compliance_customers c ON c.tenant_id = $1 AND c.customer_id = $2"
         " LEFT JOIN LATERAL (SELECT version, rules FROM compliance_rule_sets WHERE tenant_id = $1"
-        "  ORDER BY version DESC LIMIT 1) r ON true",
+        "  ORDER BY version DESC LIMIT 1) r ON true"
+        " LEFT JOIN LATERAL (SELECT version, limits FROM compliance_limit_sets WHERE tenant_id = $1"
+        "  ORDER BY version DESC LIMIT 1) l ON true",
         tenant_id,
         customer_id,
         direction,
@@ -93,7 +96,40 @@ async def payment_facts(
         kyc = Kyc(row["kyc_status"], row["tier"], row["requested_tier"], row["blocked"])
         found = Standing(tenant_id, customer_id, kyc, row["blocked_reason"], row["country"], row["customer_since"])
     rules = DEFAULT_RULES if row["version"] is None else _rule_set(row["version"], row["rules"])
-    return found, rules, int(row["today"] or 0), bool(row["screened"])
+    limits = DEFAULT_LIMIT_SET if row["limits_version"] is None else _limit_set(row["limits_version"], row["limits"])
+    return found, rules, int(row["today"] or 0), bool(row["screened"]), limits
+
+
+def _limit_set(version: int, limits: Any) -> LimitSet:
+    data = json.loads(limits) if isinstance(limits, str) else limits
+    return LimitSet(version, tuple(Limit(d["tier"], d["direction"], d["window"], d["metric"], d["max"]) for d in data))
+
+
+async def limit_set(conn: Conn, tenant_id: str) -> LimitSet:
+    """The tenant's latest limit overrides (DEFAULT_LIMIT_SET before any change)."""
+    row = await conn.fetchrow(
+        "SELECT version, limits FROM compliance_limit_sets WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1",
+        tenant_id,
+    )
+    return DEFAULT_LIMIT_SET if row is None else _limit_set(row["version"], row["limits"])
+
+
+def plain_limits(limits: tuple[Limit, ...]) -> list[dict[str, Any]]:
+    return [
+        {"tier": x.tier, "direction": x.direction, "window": x.window, "metric": x.metric, "max": x.max} for x in limits
+    ]
+
+
+async def insert_limit_set(conn: Conn, tenant_id: str, limits: LimitSet, actor: str, reason: str) -> None:
+    await conn.execute(
+        "INSERT INTO compliance_limit_sets (tenant_id, version, limits, changed_by, reason)"
+        " VALUES ($1, $2, $3::jsonb, $4, $5)",
+        tenant_id,
+        limits.version,
+        json.dumps(plain_limits(limits.overrides)),
+        actor,
+        reason,
+    )
 
 
 def _rule_set(version: int, rules: Any) -> RuleSet:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Literal
 
-from kassa.compliance.errors import LimitExceeded
+from kassa.compliance.errors import LimitExceeded, LimitsInvalid
 from kassa.shared.invariants import invariant
 
 Direction = Literal["incoming", "outgoing"]
@@ -55,6 +55,43 @@ DEFAULT_LIMITS: tuple[Limit, ...] = (
     *_tier(1, 100_000, 500_000, 2_000_000, 100, 1_000),
     *_tier(2, 1_000_000, 5_000_000, 20_000_000, 1_000, 10_000),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSet:
+    """A tenant's limits: version 0 is the defaults; each stored version overrides some of them."""
+
+    version: int
+    overrides: tuple[Limit, ...]
+
+    @property
+    def table(self) -> tuple[Limit, ...]:
+        return effective_limits(self.overrides)
+
+
+DEFAULT_LIMIT_SET = LimitSet(0, ())
+
+
+def effective_limits(overrides: tuple[Limit, ...]) -> tuple[Limit, ...]:
+    """DEFAULT_LIMITS with each limit a tenant overrides (same tier, direction, window, metric)
+    replaced by its own maximum."""
+    if not overrides:
+        return DEFAULT_LIMITS
+    mine = {limit.name: limit for limit in overrides}
+    return tuple(mine.get(limit.name, limit) for limit in DEFAULT_LIMITS)
+
+
+def check_overrides(overrides: tuple[Limit, ...]) -> None:
+    """Raises LimitsInvalid for an override of no default limit or one given twice."""
+    known = {limit.name for limit in DEFAULT_LIMITS}
+    names = [limit.name for limit in overrides]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise LimitsInvalid(f"no such limit: {unknown[0]}", limit=unknown[0])
+    if len(set(names)) != len(names):
+        raise LimitsInvalid("each limit is given at most once")
+    if any(limit.max < 0 for limit in overrides):
+        raise LimitsInvalid("a maximum is a non-negative integer")
 
 
 def limits_for(tier: int, direction: Direction, table: tuple[Limit, ...] = DEFAULT_LIMITS) -> list[Limit]:
