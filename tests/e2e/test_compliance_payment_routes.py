@@ -106,6 +106,7 @@ class Shop:
                 " (SELECT coalesce(sum(amount_used), 0) FROM compliance_limit_usage WHERE tenant_id = $1) AS used",
                 self.tenant,
             )
+        assert counts is not None
         return {**dict(counts), "balances": await self.balances()}
 
 
@@ -261,6 +262,7 @@ async def test_a_withdrawal_held_for_review_is_paid_out_only_after_approval(shop
             shop.tenant,
             withdrawal["id"],
         )
+    assert row is not None
     assert row["provider_object_id"] is None  # no payout requested while held
     assert row["destination_sealed"] is not None and BANK.encode() not in row["destination_sealed"]
     await shop.decide(withdrawal["review_id"], "approve")
@@ -295,6 +297,7 @@ async def test_a_withdrawal_rejected_in_review_releases_the_money_and_pays_nothi
             shop.tenant,
             withdrawal["id"],
         )
+    assert row is not None
     assert (row["provider_object_id"], row["destination_sealed"]) == (None, None)
 
 
