@@ -65,7 +65,8 @@ async def test_tenant_limits_are_versioned_audited_and_applied_by_the_payment_ro
         assert bought.json()["status"] == "completed"
 
         # Refund it, then go back to the defaults: the same purchase is refused again.
-        refund = await client.post(f"/v1/purchases/{bought.json()['id']}/refunds", json={"reason": "requested_by_customer"})
+        refund_body = {"reason": "requested_by_customer"}
+        refund = await client.post(f"/v1/purchases/{bought.json()['id']}/refunds", json=refund_body)
         assert refund.status_code == 201, refund.text
         back = await _put(client, [], reason="back to the defaults")
         assert (back.status_code, back.json()["version"]) == (200, 2)
