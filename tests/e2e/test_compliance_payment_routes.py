@@ -246,6 +246,21 @@ async def test_a_top_up_rejected_in_review_fails_and_credits_nothing(shop: Shop)
         (topup["id"], "charge.succeeded", "failed")
     ]
     assert await shop.balances() == start
+    # Charged first, rejected second: the exception is recorded with the rejection.
+    charged = (await shop.topup(7_000)).json()
+    await shop.sandbox.helper("charges", charged["id"], "succeed")
+    await shop.until(f"/v1/topups/{charged['id']}", charged=True)
+    await shop.decide(charged["review_id"], "reject")
+    failed = await shop.get(f"/v1/topups/{charged['id']}")
+    assert (failed["status"], failed["failure_code"], failed["charged"]) == ("failed", "review_rejected", True)
+    newest = (await shop.get("/v1/payment-exceptions"))["data"][0]
+    assert (newest["object_id"], newest["event_id"], newest["event_type"], newest["failure_code"]) == (
+        charged["id"],
+        charged["review_id"],
+        "review.rejected",
+        "review_rejected",
+    )
+    assert await shop.balances() == start
 
 
 async def test_a_withdrawal_held_for_review_is_paid_out_only_after_approval(shop: Shop) -> None:

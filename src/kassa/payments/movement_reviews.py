@@ -12,9 +12,10 @@ Top-up (the card is charged at once: its number is never kept, so it cannot be c
     pending, review open ── provider success ──▶ pending, charged (the wallet is NOT credited)
     pending, review open ── approve ──▶ pending, approved (the success callback then posts it)
     pending, charged     ── approve ──▶ succeeded (posted: the wallet is credited now)
-    pending (charged or not) ── reject ──▶ failed `review_rejected` (voided; a charge that
-        arrives later is recorded as a payment exception for an operator, as any success after a
-        failure; a charge that arrived before is left for the operator: `charged` is true)
+    pending (charged or not) ── reject ──▶ failed `review_rejected` (voided). The card was or
+        will be charged with nothing credited: the operator refunds it. Either way a payment
+        exception says so: one recorded with the rejection when the charge came first (event
+        type `review.rejected`), or the usual one for a success after a failure when it comes later
     provider failure ──▶ failed (voided as usual); a rejection then only closes the review
 
 Withdrawal (the money is held on the wallet; the payout is not requested while held):
@@ -36,11 +37,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import asyncpg
+import uuid_utils
 
 from kassa.compliance import Payment, ReviewDecided, limit_error
 from kassa.compliance.adapters.guard import DECISIONS, mark_decided
 from kassa.compliance.payments import with_product
+from kassa.events.outbox import NewEvent
 from kassa.ledger import PostTransaction, ProductWrite, TransactionNotPending, VoidTransaction
+from kassa.ledger.products import run_product_writes
 from kassa.payments.adapters import movement_rows
 from kassa.payments.adapters.movement_rows import Settlement
 from kassa.payments.domain.movements import Topup, Withdrawal
@@ -51,6 +55,9 @@ from kassa.shared.invariants import invariant
 from kassa.store.tenancy import tenant_transaction
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
     from kassa.compliance import Checked, Review
     from kassa.compliance.adapters.guard import Decided
     from kassa.compliance.payments import HeldProduct
@@ -60,6 +67,7 @@ if TYPE_CHECKING:
     from kassa.store.pool import Conn
 
 REVIEW_REJECTED = "review_rejected"
+REJECTED_AFTER_CHARGE = "review.rejected"  # a payment exception's event type: charged, then rejected
 
 
 class Checks(Protocol):
@@ -177,7 +185,11 @@ async def _close(movements: MovementService, decided: Decided) -> None:
 
 
 async def _settle(
-    movements: MovementService, item: Topup | Withdrawal, decided: Decided, settlement: Settlement
+    movements: MovementService,
+    item: Topup | Withdrawal,
+    decided: Decided,
+    settlement: Settlement,
+    extra: ProductWrite[Any] | None = None,
 ) -> None:
     """Post (approval) or void (rejection) the held transaction with the item's new status and
     the review's decision. A transaction a provider callback settled first the same way only
@@ -188,7 +200,10 @@ async def _settle(
         if approve
         else VoidTransaction(item.tenant_id, item.transaction_id)
     )
-    write = ProductWrite(DECISIONS, replace(decided, inner=ProductWrite(SETTLEMENTS, settlement)))
+    inner: ProductWrite[Any] = ProductWrite(SETTLEMENTS, settlement)
+    if extra is not None:
+        inner = ProductWrite(BOTH, (inner, extra))
+    write = ProductWrite(DECISIONS, replace(decided, inner=inner))
     try:
         await movements.ledger.execute(command, product=write)
     except TransactionNotPending:
@@ -200,6 +215,63 @@ async def _settle(
         if status != ("succeeded" if approve else "failed"):
             raise
         await _close(movements, decided)
+
+
+class _Both:
+    """Two product writes in one job (a settlement and its payment exception)."""
+
+    async def write(
+        self,
+        conn: Conn,
+        applied: Sequence[tuple[tuple[ProductWrite[Any], ...], Applied | TransactionApplied]],
+        now: datetime,
+    ) -> Sequence[NewEvent]:
+        return await run_product_writes(conn, [(w, a) for writes, a in applied for w in writes], now)
+
+
+BOTH = _Both()
+
+
+class _ChargedRejections:
+    """A top-up rejected after the provider charged the card: a payment exception for an operator
+    (the card must be refunded), written with the void."""
+
+    async def write(
+        self, conn: Conn, applied: Sequence[tuple[Topup, Applied | TransactionApplied]], now: datetime
+    ) -> Sequence[NewEvent]:
+        events = []
+        for topup, _ in applied:
+            exception_id = "pex_" + uuid_utils.uuid7().hex
+            assert topup.review_id is not None
+            await conn.execute(
+                "INSERT INTO payment_exceptions (tenant_id, id, provider, object_type, object_id, event_id, event_type,"
+                " status_at_arrival, failure_code, created_at) VALUES ($1, $2, $3, 'topup', $4, $5, $6, 'pending', $7,"
+                " $8)",
+                topup.tenant_id,
+                exception_id,
+                topup.provider,
+                topup.id,
+                topup.review_id,
+                REJECTED_AFTER_CHARGE,
+                REVIEW_REJECTED,
+                now,
+            )
+            data = {
+                "id": exception_id,
+                "provider": topup.provider,
+                "object_type": "topup",
+                "object_id": topup.id,
+                "event_id": topup.review_id,
+                "event_type": REJECTED_AFTER_CHARGE,
+                "status_at_arrival": "pending",
+                "failure_code": REVIEW_REJECTED,
+                "created_at": now,
+            }
+            events.append(NewEvent(topup.tenant_id, "PaymentExceptionRecorded", "topup", topup.id, data))
+        return events
+
+
+CHARGED_REJECTIONS = _ChargedRejections()
 
 
 class _TopupReviews:
@@ -224,7 +296,8 @@ class _TopupReviews:
             if approve
             else Settlement(topup, "failed", REVIEW_REJECTED, None, review_status="rejected")
         )
-        await _settle(self.movements, topup, decided, settlement)
+        extra = ProductWrite(CHARGED_REJECTIONS, topup) if not approve and topup.charged else None
+        await _settle(self.movements, topup, decided, settlement, extra)
 
 
 class _WithdrawalReviews:
