@@ -187,18 +187,42 @@ class ComplianceService:
             before = await rows.limit_set(conn, tenant_id)
             stored = LimitSet(before.version + 1, overrides)
             await rows.insert_limit_set(conn, tenant_id, stored, actor, reason)
-            if self.audit is not None:
-                await self.audit(
-                    conn,
-                    tenant_id=tenant_id,
-                    actor_key_id=actor,
-                    action="limits.changed",
-                    target_type="limit_set",
-                    target_id=str(stored.version),
-                    before={"version": before.version, "limits": rows.plain_limits(before.overrides)},
-                    after={"version": stored.version, "limits": rows.plain_limits(overrides), "reason": reason},
-                )
+            await self._audit_version(
+                conn,
+                tenant_id,
+                actor,
+                ("limits.changed", "limit_set", "limits"),
+                (before.version, rows.plain_limits(before.overrides)),
+                (stored.version, rows.plain_limits(overrides)),
+                reason,
+            )
         return stored
+
+    async def _audit_version(
+        self,
+        conn: Conn,
+        tenant_id: str,
+        actor: str,
+        what: tuple[str, str, str],
+        before: tuple[int, Any],
+        after: tuple[int, Any],
+        reason: str,
+    ) -> None:
+        """Record a new version of rules or limits in the audit log: `what` is (action, target
+        type, the key of the versioned items), before and after are (version, items)."""
+        if self.audit is None:
+            return
+        action, target_type, key = what
+        await self.audit(
+            conn,
+            tenant_id=tenant_id,
+            actor_key_id=actor,
+            action=action,
+            target_type=target_type,
+            target_id=str(after[0]),
+            before={"version": before[0], key: before[1]},
+            after={"version": after[0], key: after[1], "reason": reason},
+        )
 
     async def set_rules(self, tenant_id: str, rules: list[dict[str, Any]], actor: str, reason: str) -> RuleSet:
         """Store a new version of the tenant's rules (the whole set). Raises RuleInvalid."""
@@ -208,17 +232,15 @@ class ComplianceService:
             before = await rows.rule_set(conn, tenant_id)
             stored = RuleSet(before.version + 1, parsed)
             await rows.insert_rule_set(conn, tenant_id, stored, actor, reason)
-            if self.audit is not None:
-                await self.audit(
-                    conn,
-                    tenant_id=tenant_id,
-                    actor_key_id=actor,
-                    action="rule.changed",
-                    target_type="rule_set",
-                    target_id=str(stored.version),
-                    before={"version": before.version, "rules": _plain(before)},
-                    after={"version": stored.version, "rules": _plain(stored), "reason": reason},
-                )
+            await self._audit_version(
+                conn,
+                tenant_id,
+                actor,
+                ("rule.changed", "rule_set", "rules"),
+                (before.version, _plain(before)),
+                (stored.version, _plain(stored)),
+                reason,
+            )
         return stored
 
 
