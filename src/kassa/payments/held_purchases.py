@@ -30,9 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import asyncpg
 import msgspec
 
-from kassa.compliance import Payment, limit_error
-from kassa.compliance.adapters.guard import DECISIONS
-from kassa.compliance.payments import held_command, with_product
+from kassa.compliance import DECISIONS, Payment, held_command, limit_error, with_product
 from kassa.ledger import PostTransaction, ProductWrite, VoidTransaction
 from kassa.payments.adapters.ppv_queries import access_json
 from kassa.payments.adapters.ppv_rows import PurchaseRow, cache_key
@@ -43,10 +41,8 @@ from kassa.store.tenancy import tenant_transaction
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from kassa.compliance import Checked, Review
-    from kassa.compliance.adapters.guard import Decided
+    from kassa.compliance import Checked, Decided, HeldProduct, Review
     from kassa.compliance.domain.limits import Direction
-    from kassa.compliance.payments import HeldProduct
     from kassa.events.outbox import NewEvent
     from kassa.ledger import Applied, CreateTransaction, TransactionApplied
     from kassa.payments.ppv import PayPerView, PurchaseOrder

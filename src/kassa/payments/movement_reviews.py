@@ -39,9 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import asyncpg
 import uuid_utils
 
-from kassa.compliance import Payment, ReviewDecided, limit_error
-from kassa.compliance.adapters.guard import DECISIONS, mark_decided
-from kassa.compliance.payments import with_product
+from kassa.compliance import DECISIONS, Payment, ReviewDecided, limit_error, mark_decided, with_product
 from kassa.events.outbox import NewEvent
 from kassa.ledger import PostTransaction, ProductWrite, TransactionNotPending, VoidTransaction
 from kassa.ledger.products import run_product_writes
@@ -58,9 +56,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
-    from kassa.compliance import Checked, Review
-    from kassa.compliance.adapters.guard import Decided
-    from kassa.compliance.payments import HeldProduct
+    from kassa.compliance import Checked, Decided, HeldProduct, Review
     from kassa.ledger import Applied, CreateTransaction, IdemClaim, ProductWriter, Receipt, Replay, TransactionApplied
     from kassa.payments.domain.providers import ProviderEvent
     from kassa.payments.movements import MovementService
