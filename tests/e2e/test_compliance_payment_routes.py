@@ -393,3 +393,15 @@ async def test_two_concurrent_purchases_that_only_fit_the_day_limit_one_at_a_tim
         "day": (15_000, 2),
         "month": (15_000, 2),
     }
+
+
+async def test_a_retry_with_the_same_idempotency_key_replays_its_answer_whatever_the_rules_say_now(shop: Shop) -> None:
+    await verify_customer(shop.db, shop.tenant, "fan", tier=1)
+    body = {"wallet_id": shop.wallet["id"], "amount": 6_000, "destination": {"account_number": BANK}}
+    first = await shop.client.post("/v1/withdrawals", json=body, headers={"Idempotency-Key": "wd-replay"})
+    assert first.status_code == 201, first.text
+    await shop.rules(BLOCK_LARGE)
+    again = await shop.client.post("/v1/withdrawals", json=body, headers={"Idempotency-Key": "wd-replay"})
+    assert (again.status_code, again.headers.get("idempotent-replayed")) == (201, "true")
+    assert again.json()["id"] == first.json()["id"]
+    assert _problem(await shop.withdraw(6_000), 422, "blocked_by_policy")["rule_ids"] == ["large"]
