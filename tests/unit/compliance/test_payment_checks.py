@@ -102,3 +102,6 @@ def test_overrides_name_each_default_limit_at_most_once() -> None:
         check_overrides((Limit(3, "incoming", "day", "amount", 1),))
     with pytest.raises(LimitsInvalid):
         check_overrides((Limit(0, "incoming", "day", "amount", -1),))
+    check_overrides((Limit(0, "incoming", "day", "amount", 2**40),))
+    with pytest.raises(LimitsInvalid):
+        check_overrides((Limit(0, "incoming", "day", "count", 2**31),))

@@ -21,6 +21,7 @@ Direction = Literal["incoming", "outgoing"]
 Window = Literal["transaction", "day", "month"]
 Metric = Literal["amount", "count"]
 PERIODS: tuple[Literal["day", "month"], ...] = ("day", "month")
+COUNT_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,9 @@ def check_overrides(overrides: tuple[Limit, ...]) -> None:
         raise LimitsInvalid("each limit is given at most once")
     if any(limit.max < 0 for limit in overrides):
         raise LimitsInvalid("a maximum is a non-negative integer")
+    # The usage counters keep counts in a 32-bit column.
+    if any(limit.metric == "count" and limit.max > COUNT_MAX for limit in overrides):
+        raise LimitsInvalid(f"a count limit is at most {COUNT_MAX}")
 
 
 def limits_for(tier: int, direction: Direction, table: tuple[Limit, ...] = DEFAULT_LIMITS) -> list[Limit]:
