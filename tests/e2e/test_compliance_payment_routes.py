@@ -405,3 +405,20 @@ async def test_a_retry_with_the_same_idempotency_key_replays_its_answer_whatever
     assert (again.status_code, again.headers.get("idempotent-replayed")) == (201, "true")
     assert again.json()["id"] == first.json()["id"]
     assert _problem(await shop.withdraw(6_000), 422, "blocked_by_policy")["rule_ids"] == ["large"]
+
+
+async def test_approving_a_held_purchase_of_content_the_customer_bought_meanwhile_is_refused(shop: Shop) -> None:
+    await shop.rules(REVIEW_LARGE)
+    held = (await shop.buy("big")).json()
+    await shop.rules([])
+    bought = (await shop.buy("big")).json()  # no review now: completed at once
+    assert bought["status"] == "completed"
+    start = await shop.balances()
+    refused = await shop.client.post(f"/v1/reviews/{held['review_id']}/approve", json={"reason": "late"})
+    assert (refused.status_code, refused.json()["code"]) == (409, "already_entitled")
+    assert (await shop.get(f"/v1/reviews/{held['review_id']}"))["status"] == "open"
+    assert (await shop.get(f"/v1/purchases/{held['id']}"))["status"] == "pending_review"
+    assert await shop.balances() == start
+    await shop.decide(held["review_id"], "reject")
+    after = await shop.balances()
+    assert (after["posted"], after["available"]) == (start["posted"], start["available"] + 6_000)
