@@ -48,10 +48,10 @@ from kassa.payments.adapters.movement_rows import Settlement
 from kassa.payments.domain.movements import Topup, Withdrawal
 from kassa.payments.errors import ProviderCallbackReplayed
 from kassa.payments.movements import SETTLEMENTS
+from kassa.payments.replays import stored_replay
 from kassa.shared.clock import utcnow
 from kassa.shared.invariants import invariant
-from kassa.store import idempotency
-from kassa.store.tenancy import scope, tenant_transaction
+from kassa.store.tenancy import tenant_transaction
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from kassa.ledger import Applied, CreateTransaction, IdemClaim, ProductWriter, Receipt, Replay, TransactionApplied
     from kassa.payments.domain.providers import ProviderEvent
     from kassa.payments.movements import MovementService
-    from kassa.store.pool import Conn, Pool
+    from kassa.store.pool import Conn
 
 REVIEW_REJECTED = "review_rejected"
 REJECTED_AFTER_CHARGE = "review.rejected"  # a payment exception's event type: charged, then rejected
@@ -108,7 +108,7 @@ class MovementCompliance:
     ) -> Applied | TransactionApplied | Replay:
         """The pending transaction and the item's row through the guard. Raises
         CapabilityDisabled, LimitExceeded, BlockedByPolicy and the ledger's errors."""
-        stored = await _stored_replay(self.movements.pool, claim)
+        stored = await stored_replay(self.movements.pool, claim)
         if stored is not None:
             return stored  # a retry replays its first answer, whatever compliance says now
         topup = isinstance(item, Topup)
@@ -153,22 +153,6 @@ class MovementCompliance:
             if not await movement_rows.record_callbacks(conn, [(topup.tenant_id, topup.provider, event)], "applied"):
                 raise ProviderCallbackReplayed(f"callback {event.id} was already delivered with this signature")
         return True
-
-
-async def _stored_replay(pool: Pool, claim: IdemClaim | None) -> Replay | None:
-    """The stored answer of an Idempotency-Key used before, looked up without keeping the key
-    (the ledger claims it in the transaction of the effect). Raises IdempotencyKeyReused,
-    IdempotencyKeyInFlight."""
-    if claim is None:
-        return None
-    async with pool.acquire() as conn:
-        transaction = conn.transaction()
-        await transaction.start()
-        try:
-            await scope(conn, [claim.tenant_id])
-            return await idempotency.claim_one(conn, claim)
-        finally:
-            await transaction.rollback()
 
 
 async def _claim(conn: Conn, table: str, review: Review, target: Literal["approved", "rejected"]) -> asyncpg.Record:

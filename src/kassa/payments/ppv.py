@@ -54,13 +54,13 @@ from kassa.payments.errors import (
     RefundExceedsPurchase,
     WalletNotFound,
 )
+from kassa.payments.replays import stored_replay
 from kassa.shared.clock import utcnow
 from kassa.shared.errors import InvalidRequest
 from kassa.shared.ids import new_id
 from kassa.shared.invariants import invariant
 from kassa.shared.limits import refund_retry_max
-from kassa.store import idempotency
-from kassa.store.tenancy import scope, tenant_transaction
+from kassa.store.tenancy import tenant_transaction
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -116,16 +116,7 @@ class PayPerView:
         prepared (a retry of a purchase must replay it, not answer already_entitled). The key is
         not kept: the ledger claims it again in the transaction of the effect. Raises
         IdempotencyKeyReused, IdempotencyKeyInFlight."""
-        if claim is None:
-            return None
-        async with self.pool.acquire() as conn:
-            transaction = conn.transaction()
-            await transaction.start()
-            try:
-                await scope(conn, [claim.tenant_id])
-                return await idempotency.claim_one(conn, claim)
-            finally:
-                await transaction.rollback()
+        return await stored_replay(self.pool, claim)
 
     # Catalogue --------------------------------------------------------------------------
     async def _check_holders_and_accounts(self, content: Content) -> None:
