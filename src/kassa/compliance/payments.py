@@ -205,7 +205,8 @@ def held_command(checked: Checked) -> CreateTransaction:
 
 def with_product(checked: Checked, product: ProductWrite[Any] | None) -> ProductWrite[Guarded]:
     """The guard's write carrying another product write (a held product writes other rows)."""
-    return ProductWrite(GUARD, replace(checked.write.payload, inner=product))
+    guarded = checked.write.payload  # built directly: dataclasses.replace costs more than the checks
+    return ProductWrite(GUARD, Guarded(guarded.increments, guarded.hold, product))
 
 
 def limit_error(exc: asyncpg.CheckViolationError) -> LimitExceeded | None:
