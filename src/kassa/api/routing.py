@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kassa.api import problems
+from kassa.api.dispatch import PathEndpoint
 from kassa.identity.errors import RateLimited, ScopeMissing
 from kassa.observability import metrics
 from kassa.shared.errors import (
@@ -266,6 +267,15 @@ def rate_limit_headers(decision: Decision) -> dict[str, str]:
     }
 
 
+def _rate_limit_raw(decision: Decision) -> list[tuple[bytes, bytes]]:
+    """`rate_limit_headers` as raw (lower-case) ASGI header pairs."""
+    return [
+        (b"ratelimit-limit", str(decision.limit).encode()),
+        (b"ratelimit-remaining", str(decision.remaining).encode()),
+        (b"ratelimit-reset", str(decision.reset_s).encode()),
+    ]
+
+
 def _error_headers(error: KassaError) -> dict[str, str] | None:
     if error.status == 401:
         return {"WWW-Authenticate": "Bearer"}
@@ -284,8 +294,11 @@ async def _authorize(ep: Endpoint, services: Services, request: Request) -> tupl
     assert ep.scope is not None  # endpoint() guarantees it for authenticated routes
     if ep.auth == "tenant" and principal.tenant_id is None:
         raise Forbidden("this endpoint needs a tenant API key")
-    request.state.tenant_id = principal.tenant_id
-    request.state.key_id = principal.key_id
+    # The access log reads who acted from the request's state (the scope's dict, written directly:
+    # `request.state` builds a wrapper object on every access).
+    state = request.scope.setdefault("state", {})
+    state["tenant_id"] = principal.tenant_id
+    state["key_id"] = principal.key_id
     # A platform route's scope (tenants:write) is held by the platform's admin key only.
     if ep.scope not in principal.scopes or (ep.auth == "admin" and principal.role != "admin"):
         raise ScopeMissing(ep.scope)
@@ -311,7 +324,9 @@ def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
                 body = await read_body(request, timeout_s=services.settings.http_body_read_timeout_s)
             response = await ep.handler(Ctx(request, services, principal, body))
             if decision is not None:
-                response.headers.update(rate_limit_headers(decision))
+                # No handler sets these fields, so appending equals `headers.update`, without
+                # parsing the response's header list again.
+                response.raw_headers += _rate_limit_raw(decision)
             return response
         except KassaError as error:
             extra = {"scope": error.scope} if isinstance(error, ScopeMissing) else {}
@@ -347,14 +362,8 @@ def path_routes(registry: list[Endpoint]) -> list[Route]:
     for path, handlers in sorted(by_path.items(), key=lambda item: item[0].count("{")):
         if "GET" in handlers:
             handlers.setdefault("HEAD", handlers["GET"])
-
-        async def dispatch(
-            request: Request, handlers: dict[str, Callable[[Request], Awaitable[Response]]] = handlers
-        ) -> Response:
-            return await handlers[request.method](request)
-
-        dispatch.__name__ = "_".join(sorted(h.__name__ for m, h in handlers.items() if m != "HEAD"))
-        routes.append(Route(path, dispatch, methods=sorted(handlers)))
+        name = "_".join(sorted(h.__name__ for m, h in handlers.items() if m != "HEAD"))
+        routes.append(Route(path, PathEndpoint(name, handlers), methods=sorted(handlers), name=name))
     return routes
 
 

@@ -1,0 +1,130 @@
+"""Request dispatch that costs little per request: an indexed router and a lean endpoint adapter.
+
+Starlette's router tries each route's regular expression in turn. With about sixty routes, a
+request for one of the last paths paid for some fifty failed matches (most of the CPU of a
+`/healthz`, a third of an entitlement check's share of the app). `IndexedRouter` first narrows
+the routes to those whose literal path segments can match the request's path (a dict lookup on
+the segment count and the first two segments), keeping their order, then matches exactly as
+Starlette does: first full match wins, else the first partial match (a 405), else the default.
+A path outside the index (an unknown first segment, a 404) is matched against every route.
+
+`PathEndpoint` is the ASGI app of one path: it dispatches on the method to the handler that
+`routing.wrap` built, without Starlette's `request_response` adapter, whose second layer of
+exception handling repeats what the application's `ExceptionMiddleware` does one step out.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette._utils import get_route_path
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Match, Route, Router
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from starlette.responses import Response
+    from starlette.types import Receive, Scope, Send
+
+__all__ = ["IndexedRouter", "PathEndpoint"]
+
+_Key = tuple[int, str, str]
+
+
+class PathEndpoint:
+    """One path's handlers by method (HEAD served by GET's), called with a Starlette Request."""
+
+    __slots__ = ("__name__", "handlers")
+
+    def __init__(self, name: str, handlers: dict[str, Callable[[Request], Awaitable[Response]]]) -> None:
+        self.__name__ = name
+        self.handlers = handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The route has already answered 405 for a method it does not serve.
+        request = Request(scope, receive, send)
+        response = await self.handlers[scope["method"]](request)
+        await response(scope, receive, send)
+
+
+def _key(path: str) -> _Key:
+    segments = path.split("/", 3)
+    return (
+        path.count("/"),
+        segments[1] if len(segments) > 1 else "",
+        segments[2] if len(segments) > 2 else "",
+    )
+
+
+def _literal_segments(route: BaseRoute) -> list[str | None] | None:
+    """The route's path segments, None for a `{param}` one; None for a route that may match
+    paths of another shape (a mount, a `{param:path}` convertor), which is always a candidate."""
+    if type(route) is not Route or ":" in route.path:
+        return None
+    return [None if "{" in part else part for part in route.path.split("/")]
+
+
+def _may_match(segments: list[str | None] | None, key: _Key) -> bool:
+    if segments is None:
+        return True
+    count, first, second = key
+    return (
+        len(segments) - 1 == count
+        and segments[1] in (None, first)
+        and (len(segments) < 3 or segments[2] in (None, second))
+    )
+
+
+def build_index(routes: Sequence[BaseRoute]) -> dict[_Key, list[BaseRoute]]:
+    """For each (segment count, first, second segment) that the routes' literals can form, the
+    routes that may match such a path, in their order."""
+    shapes = [_literal_segments(route) for route in routes]
+    keys: set[_Key] = set()
+    for segments in shapes:
+        if segments is None:
+            continue
+        first = segments[1] if len(segments) > 1 else ""
+        second = segments[2] if len(segments) > 2 else ""
+        if first is not None and second is not None:
+            keys.add((len(segments) - 1, first, second))
+    return {key: [r for r, s in zip(routes, shapes, strict=True) if _may_match(s, key)] for key in keys}
+
+
+class IndexedRouter(Router):
+    """Starlette's Router with the candidate routes of a path looked up instead of scanned."""
+
+    def __init__(self, routes: Sequence[BaseRoute], **kwargs: Any) -> None:
+        super().__init__(routes, **kwargs)
+        self._index: dict[_Key, list[BaseRoute]] | None = None
+        self._indexed_count = -1
+
+    def candidates(self, path: str) -> Sequence[BaseRoute]:
+        if self._indexed_count != len(self.routes):  # routes added after construction
+            self._index = build_index(self.routes)
+            self._indexed_count = len(self.routes)
+        assert self._index is not None
+        return self._index.get(_key(path), self.routes)
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.redirect_slashes:
+            await super().app(scope, receive, send)
+            return
+        if "router" not in scope:
+            scope["router"] = self
+        partial: tuple[BaseRoute, Scope] | None = None
+        for route in self.candidates(get_route_path(scope)):
+            match, child_scope = route.matches(scope)
+            if match is Match.FULL:
+                scope["route"] = route
+                scope.update(child_scope)
+                await route.handle(scope, receive, send)
+                return
+            if match is Match.PARTIAL and partial is None:
+                partial = (route, child_scope)
+        if partial is not None:  # the path exists, not for this method: a 405 naming the others
+            scope["route"] = partial[0]
+            scope.update(partial[1])
+            await partial[0].handle(scope, receive, send)
+            return
+        await self.default(scope, receive, send)
