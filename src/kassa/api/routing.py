@@ -99,8 +99,11 @@ class Ctx:
             raise InvalidRequest(f"Idempotency-Key must be 1-{idempotency_key_chars_max} visible ASCII characters")
         principal = self.principal
         assert principal is not None  # idempotent endpoints always authenticate
+        # The scope's path is what `request.url.path` would give (that builds and splits a whole
+        # URL): a matched route's path is its literals and ids checked by `check_params`, none of
+        # the characters the URL escapes.
         digest = hashlib.sha256(
-            self.request.method.encode() + b" " + self.request.url.path.encode() + b"\n" + canonical
+            self.request.method.encode() + b" " + self.request.scope["path"].encode() + b"\n" + canonical
         ).digest()
         return IdemClaim(principal.scope, key, digest)
 
