@@ -1,0 +1,66 @@
+"""The indexed router picks exactly the route Starlette's linear scan picks, for any path and method."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.routing import BaseRoute, Match, Route
+
+from kassa.api import app as _app  # noqa: F401 - importing it registers every endpoint
+from kassa.api.dispatch import IndexedRouter, build_index
+from kassa.api.routing import REGISTRY, path_routes
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from starlette.types import Scope
+
+ROUTES: list[BaseRoute] = [
+    *path_routes(REGISTRY),
+    *(Route(p, lambda request: None, methods=["GET"]) for p in ("/healthz", "/readyz", "/metrics", "/openapi.json")),
+    # Parameters where the index keys on literals, and another shape that is always a candidate.
+    Route("/v1/{id}", lambda request: None, methods=["DELETE"]),
+    Route("/{name}/about", lambda request: None, methods=["GET"]),
+    Route("/files/{rest:path}", lambda request: None, methods=["GET"]),
+]
+ROUTER = IndexedRouter(ROUTES, redirect_slashes=False)
+LITERALS = sorted({part for route in ROUTES for part in getattr(route, "path", "").split("/") if "{" not in part})
+SEGMENT = st.one_of(st.sampled_from(LITERALS), st.sampled_from(["acc-1", "x", "%00", "a.b", "..", "batch", ""]))
+METHODS = st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"])
+
+
+def resolve(routes: Sequence[BaseRoute], path: str, method: str) -> tuple[str, BaseRoute | None, Scope]:
+    """What Starlette's Router.app does with the routes: first full match, else first partial."""
+    scope = {"type": "http", "path": path, "root_path": "", "method": method}
+    partial: tuple[BaseRoute, Scope] | None = None
+    for route in routes:
+        match, child = route.matches(scope)
+        if match is Match.FULL:
+            return "full", route, child
+        if match is Match.PARTIAL and partial is None:
+            partial = (route, child)
+    return ("partial", *partial) if partial else ("none", None, {})
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(SEGMENT, min_size=0, max_size=5), METHODS, st.booleans())
+def test_the_candidates_of_a_path_resolve_it_as_the_full_route_list_does(
+    segments: list[str], method: str, trailing_slash: bool
+) -> None:
+    path = "/" + "/".join(segments) + ("/" if trailing_slash and segments else "")
+    assert resolve(ROUTER.candidates(path), path, method) == resolve(ROUTES, path, method)
+
+
+def test_every_route_is_found_through_the_index_and_unknown_paths_fall_back_to_all_routes() -> None:
+    for route in ROUTES:
+        path = (
+            getattr(route, "path", "").replace("{id}", "some-id").replace("{name}", "n").replace("{rest:path}", "a/b")
+        )
+        kind, found, _ = resolve(ROUTER.candidates(path), path, min(getattr(route, "methods", None) or {"GET"}))
+        assert (kind, found) == ("full", route), path
+    expected = [r for r in ROUTES if getattr(r, "path", "") in ("/v1/transfers", "/v1/{id}", "/files/{rest:path}")]
+    assert ROUTER.candidates("/v1/transfers") == expected
+    assert ROUTER.candidates("/nowhere/at/all") is ROUTER.routes
+    assert len(build_index(ROUTES)) > 10  # the index really narrows: not one bucket of everything
