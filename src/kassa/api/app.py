@@ -181,6 +181,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await app.state.services.close()
             tracing.shutdown()  # flush spans: granian's workers exit without running atexit
+            jsonlog.flush()  # and log lines, for the same reason
 
     routes: list[Any] = path_routes(REGISTRY)
     routes += [
