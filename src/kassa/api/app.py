@@ -74,11 +74,9 @@ _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 def _random_hex(bits: int) -> str:
     # Correlation ids, not secrets: the Mersenne Twister costs no system call per request (the
-    # OpenTelemetry SDK draws its trace ids the same way).
-    return f"{_rng.getrandbits(bits):0{bits // 4}x}"
-
-
-_rng = random.Random()  # noqa: S311 - ids for correlation, never for security
+    # OpenTelemetry SDK draws its trace ids the same way). The module's generator, because Python
+    # reseeds it in a forked child: each HTTP worker process draws its own ids.
+    return f"{random.getrandbits(bits):0{bits // 4}x}"
 
 
 class AccessMiddleware:
