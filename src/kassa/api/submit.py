@@ -50,8 +50,14 @@ async def submit(ctx: Ctx, command: Command, canonical: bytes, created_status: i
     # this request's trace id so that a replay repeats the first response byte for byte.
     trace_id = trace_id_var.get()
 
+    # The receipt is the live response too: rendered once, kept for the outcome it was made
+    # of (a batch retried job by job renders a new outcome, and only the last one is returned).
+    rendered: list[tuple[Outcome, tuple[int, bytes]]] = []
+
     def receipt(outcome: Outcome) -> tuple[int, bytes]:
-        return outcome_response(outcome, created_status, trace_id)
+        response = outcome_response(outcome, created_status, trace_id)
+        rendered[:] = [(outcome, response)]
+        return response
 
     try:
         async with in_flight(ctx, claim):
@@ -65,6 +71,8 @@ async def submit(ctx: Ctx, command: Command, canonical: bytes, created_status: i
         _count(product, result, "replayed")
         return replay_response(result.status, result.body)
     _count(product, result, "ok")
+    if rendered and rendered[0][0] is result:
+        return encoded_response(*rendered[0][1])
     return encoded_response(*outcome_response(result, created_status, trace_id))
 
 

@@ -1,5 +1,16 @@
 """Idempotency-Key records, claimed and completed inside the transaction of the effect.
 
+Two ways to use a key, with the same outcomes (go ahead, replay, 409 in flight, 422 reused):
+- `claim()` then `complete()`: an insert when the key is claimed, an update with the response.
+  Every path with one key per transaction uses it.
+- `reserve()` then one insert of the finished record (`record_rows()` in the caller's write
+  statement, or `record()`): the ledger's coalesced batches, the single-transfer hot path. The
+  reservation writes nothing: it takes the key's lock and reads any committed record; the row
+  is written once, with its response, in the batch's one write statement. A record committed
+  by another transaction between the reservation's snapshot and its lock (a retry racing the
+  first request's commit) makes that insert fail on the primary key, which rolls the whole
+  batch back; the batcher then retries each job alone, and the retry replays the record.
+
 `claim()` takes a transaction-scoped advisory lock per key and inserts one row per key with
 `ON CONFLICT DO NOTHING`. A key committed by an earlier request is found and either replayed
 (same request fingerprint) or refused as reused. A key whose lock is held by another running
@@ -17,7 +28,7 @@ response rotates the secret instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kassa.shared.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, KassaError
 from kassa.shared.invariants import invariant
@@ -56,32 +67,79 @@ SELECT t, k, h FROM locked WHERE got
 ON CONFLICT DO NOTHING
 RETURNING tenant_id, key
 """
+# `i.key = ANY($2)` repeats the join condition on purpose: the row-level security policy gives
+# the planner only `tenant_id = ANY(<the scope>)` as an index condition, and with stale
+# statistics (a table that grows fast, or one big tenant among many small ones) it prefers a
+# hash join over a scan of all the tenant's keys, which costs a few ms per statement once a
+# tenant has some thousands of keys. With the keys in the index condition every plan probes
+# exactly the rows asked for.
 _FIND = """
 SELECT i.tenant_id, i.key, i.request_hash, i.response_status, i.response_body
 FROM idempotency_keys i JOIN unnest($1::text[], $2::text[]) AS u(t, k) ON i.tenant_id = u.t AND i.key = u.k
+WHERE i.key = ANY($2::text[])
 """
 _COMPLETE = """
 UPDATE idempotency_keys i SET response_status = u.s, response_body = u.b
 FROM unnest($1::text[], $2::text[], $3::int[], $4::bytea[]) AS u(t, k, s, b)
-WHERE i.tenant_id = u.t AND i.key = u.k
+WHERE i.tenant_id = u.t AND i.key = u.k AND i.key = ANY($2::text[])
+"""
+# The reservation: each key's lock (never waiting), and its committed record if there is one.
+_RESERVE = """
+SELECT u.t AS tenant_id, u.k AS key, pg_try_advisory_xact_lock(hashtextextended(u.t || chr(31) || u.k, 0)) AS got,
+       i.request_hash, i.response_status, i.response_body
+FROM unnest($1::text[], $2::text[]) AS u(t, k)
+LEFT JOIN idempotency_keys i ON i.tenant_id = u.t AND i.key = u.k AND i.key = ANY($2::text[])
 """
 
 
-async def claim(conn: Conn, claims: list[IdemClaim | None]) -> list[Replay | KassaError | None]:
-    """Claim each key; per position: None (claimed, go ahead), a Replay, or a typed error."""
-    invariant(conn.is_in_transaction(), "keys are claimed in the transaction of the effect")
-    results: list[Replay | KassaError | None] = [None] * len(claims)
-    seen: set[tuple[str, str]] = set()
+def _record_sql(first_param: int) -> str:
+    p = [f"${first_param + n}" for n in range(5)]
+    return f"""INSERT INTO idempotency_keys (tenant_id, key, request_hash, response_status, response_body)
+    SELECT * FROM unnest({p[0]}::text[], {p[1]}::text[], {p[2]}::bytea[], {p[3]}::int[], {p[4]}::bytea[])
+    RETURNING 1"""
+
+
+_RECORD = _record_sql(1)
+
+
+def record_cte(name: str, first_param: int) -> str:
+    """The insert of `record_rows()`'s five arrays as a CTE `name` of a caller's write statement,
+    its arrays at `$first_param` onwards. No ON CONFLICT: see the module docstring."""
+    return f" {name} AS (\n    {_record_sql(first_param)})"
+
+
+Resolution = Replay | KassaError | None
+
+
+def _distinct(claims: list[IdemClaim | None]) -> tuple[list[Resolution], dict[tuple[str, str], int]]:
+    """Per position None, or in flight for a key already earlier in this batch; and the
+    position of each distinct key."""
+    results: list[Resolution] = [None] * len(claims)
     todo: dict[tuple[str, str], int] = {}
     for index, item in enumerate(claims):
         if item is None:
             continue
         ident = (item.tenant_id, item.key)
-        if ident in seen:
+        if ident in todo:
             results[index] = IdempotencyKeyInFlight("the same Idempotency-Key is already in this batch")
             continue
-        seen.add(ident)
         todo[ident] = index
+    return results, todo
+
+
+def _committed(row: Any, claim: IdemClaim) -> Resolution:
+    """What a committed record means for a request with this claim."""
+    if bytes(row["request_hash"]) != claim.request_hash:
+        return IdempotencyKeyReused("this Idempotency-Key was used with a different request")
+    if row["response_status"] is None:
+        return IdempotencyKeyInFlight("the first request with this key is still running")
+    return Replay(row["response_status"], bytes(row["response_body"]))
+
+
+async def claim(conn: Conn, claims: list[IdemClaim | None]) -> list[Resolution]:
+    """Claim each key; per position: None (claimed, go ahead), a Replay, or a typed error."""
+    invariant(conn.is_in_transaction(), "keys are claimed in the transaction of the effect")
+    results, todo = _distinct(claims)
     if not todo:
         return results
     keys = sorted(todo)
@@ -95,13 +153,48 @@ async def claim(conn: Conn, claims: list[IdemClaim | None]) -> list[Replay | Kas
             results[todo[ident]] = IdempotencyKeyInFlight("the first request with this key is still running")
         for row in rows:
             index = todo[(row["tenant_id"], row["key"])]
-            if bytes(row["request_hash"]) != _claim_at(claims, index).request_hash:
-                results[index] = IdempotencyKeyReused("this Idempotency-Key was used with a different request")
-            elif row["response_status"] is None:
-                results[index] = IdempotencyKeyInFlight("the first request with this key is still running")
-            else:
-                results[index] = Replay(row["response_status"], bytes(row["response_body"]))
+            results[index] = _committed(row, _claim_at(claims, index))
     return results
+
+
+async def reserve(conn: Conn, claims: list[IdemClaim | None]) -> list[Resolution]:
+    """Reserve each key without writing; per position: None (reserved: the caller writes its
+    record in this transaction, `record_rows()`), a Replay, or a typed error. One statement."""
+    invariant(conn.is_in_transaction(), "keys are reserved in the transaction of the effect")
+    results, todo = _distinct(claims)
+    if not todo:
+        return results
+    keys = sorted(todo)
+    rows = await conn.fetch(_RESERVE, [k[0] for k in keys], [k[1] for k in keys])
+    invariant(len(rows) == len(keys), "one reservation row per distinct key")
+    for row in rows:
+        index = todo[(row["tenant_id"], row["key"])]
+        if row["request_hash"] is not None:  # a committed record, whoever holds the lock now
+            results[index] = _committed(row, _claim_at(claims, index))
+        elif not row["got"]:
+            results[index] = IdempotencyKeyInFlight("the first request with this key is still running")
+    return results
+
+
+def record_rows(done: list[tuple[IdemClaim, int | None, bytes | None]]) -> list[list[Any]]:
+    """The five arrays (tenants, keys, request hashes, statuses, bodies) of `record_cte()` for
+    keys reserved in this transaction. A None status stores a key without a replayable response
+    (a retry of it is refused as in flight, as with a claim never completed)."""
+    return [
+        [c.tenant_id for c, _, _ in done],
+        [c.key for c, _, _ in done],
+        [c.request_hash for c, _, _ in done],
+        [s for _, s, _ in done],
+        [b for _, _, b in done],
+    ]
+
+
+async def record(conn: Conn, done: list[tuple[IdemClaim, int | None, bytes | None]]) -> None:
+    """Write the records of keys reserved in this transaction, when the caller has no write
+    statement of its own to carry them. Raises asyncpg.UniqueViolationError for a lost race."""
+    if done:
+        inserted = await conn.fetch(_RECORD, *record_rows(done))
+        invariant(len(inserted) == len(done), "every reserved key got its record")
 
 
 async def claim_one(conn: Conn, item: IdemClaim | None) -> Replay | None:

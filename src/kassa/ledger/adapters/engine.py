@@ -1,13 +1,16 @@
 """Applies a batch of ledger commands in one PostgreSQL transaction with set-based SQL.
 
 Order inside the transaction (each step one statement for the whole batch):
-  1. claim Idempotency-Keys (sorted), resolving replays and reuses;
+  1. reserve Idempotency-Keys (their locks, and any committed record: replays and reuses);
   2. lock the transfers, then the transactions the batch names, then the accounts it touches,
      each in (tenant, id) order, so two batches can never deadlock;
   3. apply every command in order against the locked balances (pure domain);
   4. write balances, new and changed transfers and transactions, journal entries, outbox
-     events (`statements.py`), then each product's rows for the jobs whose postings were
-     applied (`kassa.ledger.products`), then the stored idempotent receipts.
+     events and the reserved keys' records with their receipts (`statements.py`), then each
+     product's rows for the jobs whose postings were applied (`kassa.ledger.products`).
+An Idempotency-Key thus costs a coalesced batch one read and one row insert, in statements it
+runs anyway (`store.idempotency.reserve`). A client batch (`run_client_batch`, one key for the
+whole batch) claims and completes its key instead.
 
 The ledger never renders a response: a job's `receipt` (supplied by the caller, e.g. the HTTP
 API) turns its outcome into the opaque (status, body) stored with its Idempotency-Key.
@@ -128,7 +131,7 @@ def batch_tenants(jobs: list[Job], claim: IdemClaim | None = None) -> set[str]:
 
 
 async def _run(conn: Conn, jobs: list[Job], atomic: bool) -> list[JobResult]:
-    results: list[JobResult | None] = list(await idempotency.claim(conn, [j.claim for j in jobs]))
+    results: list[JobResult | None] = list(await idempotency.reserve(conn, [j.claim for j in jobs]))
     live = [i for i, r in enumerate(results) if r is None]
     if atomic and len(live) != len(jobs):
         raise _AtomicAbort(_atomic_failure(results))
@@ -141,9 +144,8 @@ async def _run(conn: Conn, jobs: list[Job], atomic: bool) -> list[JobResult]:
         results[i] = posting.apply(jobs[i].command)
     if atomic and any(isinstance(r, KassaError) for r in results):
         raise _AtomicAbort(_atomic_failure(results))
-    await _write(conn, posting, jobs, now)
+    await _write(conn, posting, jobs, now, _records([(jobs[i], results[i]) for i in live]))
     await _write_products(conn, [(jobs[i], results[i]) for i in live], now)
-    await _complete_claims(conn, [(jobs[i], results[i]) for i in live])
     final: list[JobResult] = []
     for result in results:
         invariant(result is not None, "every job has a result")
@@ -227,19 +229,23 @@ async def _lock_accounts(
     return {(r["tenant_id"], r["id"]): account_from_row(r) for r in rows}, now
 
 
-async def _complete_claims(conn: Conn, claimed: list[tuple[Job, JobResult | None]]) -> None:
-    """Store the receipt of every key this transaction claimed. Only those: a job refused at
-    claim time (in flight, reused) must never overwrite the record of the request that owns it."""
-    done = []
+_Record = tuple[IdemClaim, int | None, bytes | None]
+
+
+def _records(claimed: list[tuple[Job, JobResult | None]]) -> list[_Record]:
+    """The record of every key this transaction reserved, with its receipt. Only those: a job
+    refused at reservation (in flight, reused) must never touch the record of the request that
+    owns the key. A key without a receipt is recorded without a response, as a claim that is
+    never completed was: a retry is refused, never run twice."""
+    done: list[_Record] = []
     for job, result in claimed:
-        if (
-            job.claim is not None
-            and job.receipt is not None
-            and isinstance(result, Applied | TransactionApplied | KassaError)
-        ):
-            status, body = job.receipt(result)
-            done.append((job.claim, status, body))
-    await idempotency.complete(conn, done)
+        if job.claim is None:
+            continue
+        if job.receipt is not None and isinstance(result, Applied | TransactionApplied | KassaError):
+            done.append((job.claim, *job.receipt(result)))
+        else:
+            done.append((job.claim, None, None))
+    return done
 
 
 async def _write_products(conn: Conn, done: list[tuple[Job, JobResult | None]], now: datetime) -> None:
@@ -268,15 +274,22 @@ def _json(rows: list[dict[str, Any]]) -> str:
     return _ENCODER.encode(rows).decode()
 
 
-async def _write(conn: Conn, posting: Posting, jobs: list[Job], now: datetime) -> None:
+def _write_statement(multileg: bool, keyed: bool) -> str:
+    if multileg:
+        return statements.WRITE_ALL_KEYED if keyed else statements.WRITE_ALL
+    return statements.WRITE_TRANSFERS_KEYED if keyed else statements.WRITE_TRANSFERS
+
+
+async def _write(conn: Conn, posting: Posting, jobs: list[Job], now: datetime, records: list[_Record]) -> None:
     fx = posting.effects
     trace_ids = {(is_transaction(j.command), command_transfer_key(j.command)): j.trace_id for j in jobs}
     events = [_event(item, trace_ids) for item in fx.events]
     touched = [posting.accounts[k] for k in sorted(fx.touched)]
     if not (touched or events):
+        await idempotency.record(conn, records)  # every job failed or was a retry by id
         return
     multileg = bool(fx.new_transactions or fx.changed_transactions)
-    args = [
+    args: list[Any] = [
         _json(
             [
                 {
@@ -322,7 +335,13 @@ async def _write(conn: Conn, posting: Posting, jobs: list[Job], now: datetime) -
     ]
     if multileg:
         args += _transaction_args(posting)
-    counts = await conn.fetchrow(statements.WRITE_ALL if multileg else statements.WRITE_TRANSFERS, *args)
+    invariant(
+        len(args) == (statements.WRITE_ARGS_ALL if multileg else statements.WRITE_ARGS_TRANSFERS),
+        "the keys' arrays follow exactly the arguments of the statement without keys",
+    )
+    if records:
+        args += idempotency.record_rows(records)
+    counts = await conn.fetchrow(_write_statement(multileg, bool(records)), *args)
     # Check after the write: every effect the engine computed reached its table.
     invariant(
         counts is not None
@@ -331,7 +350,8 @@ async def _write(conn: Conn, posting: Posting, jobs: list[Job], now: datetime) -
         and counts["changed_transfers"] == len(fx.changed_transfers)
         and counts["journal"] == len(fx.entries)
         and counts["events"] == len(events)
-        and (not multileg or _transaction_counts_match(counts, posting)),
+        and (not multileg or _transaction_counts_match(counts, posting))
+        and (not records or counts["idempotency_keys"] == len(records)),
         "the batch write touched exactly the rows the posting engine produced",
     )
 

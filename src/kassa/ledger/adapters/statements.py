@@ -5,13 +5,15 @@ single JSON document. Sibling CTEs cannot see each other's rows; the posting eng
 them to (a transfer or transaction created and changed in one batch is inserted in its final
 state), except that new postings read their transaction's `seq` from the insert's RETURNING.
 A batch without multi-leg transactions uses the statement without their CTEs, so the transfer
-path plans and runs exactly the statement it always did.
+path plans and runs exactly the statement it always did; a batch with Idempotency-Keys adds the
+insert of their records (with their responses) to the same statement.
 """
 
 from __future__ import annotations
 
 from kassa.events.outbox import OUTBOX_INSERT
 from kassa.ledger.adapters.rows import ACCOUNT_COLUMNS, TRANSACTION_COLUMNS, TRANSFER_COLUMNS
+from kassa.store import idempotency
 
 LOCK_TRANSFERS = f"""
 SELECT {TRANSFER_COLUMNS} FROM transfers t
@@ -95,18 +97,41 @@ _TRANSACTIONS = """ new_transactions AS (
                                           at timestamptz)
     RETURNING 1
 ),"""
-_EVENTS = (
-    """ events AS ("""
-    + OUTBOX_INSERT.replace("$OUTBOX", "$5")
-    + """ RETURNING 1)
+_EVENTS = """ events AS (""" + OUTBOX_INSERT.replace("$OUTBOX", "$5") + """ RETURNING 1)"""
+_COUNTS = """
 SELECT (SELECT count(*) FROM balances) AS balances, (SELECT count(*) FROM new_transfers) AS new_transfers,
        (SELECT count(*) FROM changed_transfers) AS changed_transfers, (SELECT count(*) FROM journal) AS journal,
        (SELECT count(*) FROM events) AS events"""
-)
 _TRANSACTION_COUNTS = """, (SELECT count(*) FROM new_transactions) AS new_transactions,
        (SELECT count(*) FROM new_postings) AS new_postings,
        (SELECT count(*) FROM changed_transactions) AS changed_transactions,
        (SELECT count(*) FROM changed_postings) AS changed_postings"""
 
-WRITE_TRANSFERS = _BALANCES + _TRANSFER_JOURNAL + _EVENTS
-WRITE_ALL = _BALANCES + _TRANSACTIONS + _EVENTS + _TRANSACTION_COUNTS
+WRITE_TRANSFERS = _BALANCES + _TRANSFER_JOURNAL + _EVENTS + _COUNTS
+WRITE_ALL = _BALANCES + _TRANSACTIONS + _EVENTS + _COUNTS + _TRANSACTION_COUNTS
+
+# The same statements for a batch with Idempotency-Keys: each reserved key's record, with its
+# stored response, is inserted here once (`store.idempotency.reserve`), after the arguments
+# above. A batch without keys keeps running exactly the statements above.
+WRITE_ARGS_TRANSFERS = 5
+WRITE_ARGS_ALL = 9
+_KEY_COUNT = ", (SELECT count(*) FROM idempotency) AS idempotency_keys"
+WRITE_TRANSFERS_KEYED = (
+    _BALANCES
+    + _TRANSFER_JOURNAL
+    + _EVENTS
+    + ","
+    + idempotency.record_cte("idempotency", WRITE_ARGS_TRANSFERS + 1)
+    + _COUNTS
+    + _KEY_COUNT
+)
+WRITE_ALL_KEYED = (
+    _BALANCES
+    + _TRANSACTIONS
+    + _EVENTS
+    + ","
+    + idempotency.record_cte("idempotency", WRITE_ARGS_ALL + 1)
+    + _COUNTS
+    + _TRANSACTION_COUNTS
+    + _KEY_COUNT
+)
