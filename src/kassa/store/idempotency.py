@@ -67,17 +67,21 @@ SELECT t, k, h FROM locked WHERE got
 ON CONFLICT DO NOTHING
 RETURNING tenant_id, key
 """
-# `i.key = ANY($2)` repeats the join condition on purpose: the row-level security policy gives
-# the planner only `tenant_id = ANY(<the scope>)` as an index condition, and with stale
-# statistics (a table that grows fast, or one big tenant among many small ones) it prefers a
-# hash join over a scan of all the tenant's keys, which costs a few ms per statement once a
-# tenant has some thousands of keys. With the keys in the index condition every plan probes
-# exactly the rows asked for.
+# Lookups probe each key on its own (a LATERAL subquery with LIMIT is never flattened into a
+# join). A join would leave the plan to statistics, and row-level security gives the planner
+# only `tenant_id = ANY(<the scope>)` to estimate with: with stale statistics (a fast-growing
+# table, one big tenant among many small ones) it picked, in the benchmark, a hash join over a
+# scan of every key of the tenant, a few ms per statement once a tenant had some thousands.
 _FIND = """
-SELECT i.tenant_id, i.key, i.request_hash, i.response_status, i.response_body
-FROM idempotency_keys i JOIN unnest($1::text[], $2::text[]) AS u(t, k) ON i.tenant_id = u.t AND i.key = u.k
-WHERE i.key = ANY($2::text[])
+SELECT u.t AS tenant_id, u.k AS key, f.request_hash, f.response_status, f.response_body
+FROM unnest($1::text[], $2::text[]) AS u(t, k)
+CROSS JOIN LATERAL (
+    SELECT i.request_hash, i.response_status, i.response_body FROM idempotency_keys i
+    WHERE i.tenant_id = u.t AND i.key = u.k LIMIT 1
+) f
 """
+# The update cannot probe through LATERAL; repeating the keys as `key = ANY($2)` puts them in
+# the index condition of any plan. (Its callers complete one key at a time.)
 _COMPLETE = """
 UPDATE idempotency_keys i SET response_status = u.s, response_body = u.b
 FROM unnest($1::text[], $2::text[], $3::int[], $4::bytea[]) AS u(t, k, s, b)
@@ -86,9 +90,12 @@ WHERE i.tenant_id = u.t AND i.key = u.k AND i.key = ANY($2::text[])
 # The reservation: each key's lock (never waiting), and its committed record if there is one.
 _RESERVE = """
 SELECT u.t AS tenant_id, u.k AS key, pg_try_advisory_xact_lock(hashtextextended(u.t || chr(31) || u.k, 0)) AS got,
-       i.request_hash, i.response_status, i.response_body
+       f.request_hash, f.response_status, f.response_body
 FROM unnest($1::text[], $2::text[]) AS u(t, k)
-LEFT JOIN idempotency_keys i ON i.tenant_id = u.t AND i.key = u.k AND i.key = ANY($2::text[])
+LEFT JOIN LATERAL (
+    SELECT i.request_hash, i.response_status, i.response_body FROM idempotency_keys i
+    WHERE i.tenant_id = u.t AND i.key = u.k LIMIT 1
+) f ON true
 """
 
 

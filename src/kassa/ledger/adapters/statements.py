@@ -15,24 +15,33 @@ from kassa.events.outbox import OUTBOX_INSERT
 from kassa.ledger.adapters.rows import ACCOUNT_COLUMNS, TRANSACTION_COLUMNS, TRANSFER_COLUMNS
 from kassa.store import idempotency
 
+# Each lock query probes its rows one by one, in the order given (callers pass keys sorted by
+# (tenant, id), so that two batches always lock in the same order and never deadlock): a
+# LATERAL subquery with FOR UPDATE is never flattened into a join. A join would leave the plan
+# to statistics, and row-level security gives the planner only `tenant_id = ANY(<the scope>)`
+# to estimate with: with stale statistics (a fresh or fast-growing table, one big tenant among
+# many small ones) it picks a hash join over a scan of every row of the tenant, as the
+# benchmark's plans showed (all 1,000 accounts read per batch; 5 ms per batch for a tenant of
+# 30,000 accounts instead of 0.1 ms).
 LOCK_TRANSFERS = f"""
-SELECT {TRANSFER_COLUMNS} FROM transfers t
-JOIN unnest($1::text[], $2::text[]) AS k(tn, i) ON t.tenant_id = k.tn AND t.id = k.i
-ORDER BY t.tenant_id, t.id FOR UPDATE OF t
+SELECT t.* FROM unnest($1::text[], $2::text[]) AS k(tn, i)
+CROSS JOIN LATERAL (
+    SELECT {TRANSFER_COLUMNS} FROM transfers t WHERE t.tenant_id = k.tn AND t.id = k.i FOR UPDATE OF t
+) t
 """
 LOCK_TRANSACTIONS = f"""
-SELECT {TRANSACTION_COLUMNS} FROM transactions t
-JOIN unnest($1::text[], $2::text[]) AS k(tn, i) ON t.tenant_id = k.tn AND t.id = k.i
-ORDER BY t.tenant_id, t.id FOR UPDATE OF t
+SELECT t.* FROM unnest($1::text[], $2::text[]) AS k(tn, i)
+CROSS JOIN LATERAL (
+    SELECT {TRANSACTION_COLUMNS} FROM transactions t WHERE t.tenant_id = k.tn AND t.id = k.i FOR UPDATE OF t
+) t
 """
-# The outer clock_timestamp() is evaluated as each row leaves the locking subquery, so the last
+# The outer clock_timestamp() is evaluated as each row leaves the locking probes, so the last
 # row's value is a database time taken after every lock of the batch is held.
 LOCK_ACCOUNTS = f"""
-SELECT l.*, clock_timestamp() AS locked_at FROM (
-    SELECT {ACCOUNT_COLUMNS} FROM accounts a
-    JOIN unnest($1::text[], $2::text[]) AS k(tn, i) ON a.tenant_id = k.tn AND a.id = k.i
-    ORDER BY a.tenant_id, a.id FOR UPDATE OF a
-) l
+SELECT a.*, clock_timestamp() AS locked_at FROM unnest($1::text[], $2::text[]) AS k(tn, i)
+CROSS JOIN LATERAL (
+    SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.tenant_id = k.tn AND a.id = k.i FOR UPDATE OF a
+) a
 """
 
 _BALANCES = """
