@@ -207,11 +207,19 @@ async def create_batch(ctx: Ctx) -> Response:
     if not jobs:  # nothing valid to apply: the answer follows from the input alone
         no_results: list[JobResult] = []
         return encoded_response(*_batch_response(batch.atomic, batch.merge(no_results)))
+    # The response stored with the Idempotency-Key is the one sent: encoded once (a thousand
+    # items take milliseconds, and the receipt is encoded while the batch holds its locks).
+    stored: list[tuple[list[JobResult], tuple[int, bytes]]] = []
+
+    def receipt(results: list[JobResult]) -> tuple[int, bytes]:
+        stored.append((results, _batch_response(batch.atomic, batch.merge(results))))
+        return stored[-1][1]
+
     async with in_flight(ctx, claim):
-        result = await ctx.services.ledger.submit_batch(
-            jobs, batch.atomic, claim, lambda results: _batch_response(batch.atomic, batch.merge(results))
-        )
+        result = await ctx.services.ledger.submit_batch(jobs, batch.atomic, claim, receipt)
     if isinstance(result, Replay):
         return replay_response(result.status, result.body)
     metrics.observe_outcomes("transfer", result)
+    if stored and stored[-1][0] is result:
+        return encoded_response(*stored[-1][1])
     return encoded_response(*_batch_response(batch.atomic, batch.merge(result)))

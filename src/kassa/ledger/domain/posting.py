@@ -227,48 +227,80 @@ class Posting:
     def move_legs(self, source: tuple[str | None, str | None], kind: EntryKind, legs: list[Leg]) -> None:
         """Apply `legs` in order to working copies of the balances, checking each leg against the
         running totals (overflow, then available funds), and only if every leg passes make them
-        the working state and journal them. `source` is (transfer_id, transaction_id)."""
+        the working state and journal them. `source` is (transfer_id, transaction_id).
+
+        Each leg makes fresh Balance objects and never changes one in place, so a journal line
+        can hold the very object that becomes (or is later replaced as) the working balance."""
         copies: dict[tuple[str, str], Balance] = {}
-        lines: list[tuple[Leg, Balance, Balance]] = []
+        lines: list[tuple[Leg, tuple[str, str], Balance, tuple[str, str], Balance]] = []
         for leg in legs:
-            debit_before = copies.get(leg.debit.key) or leg.debit.balance
-            credit_before = copies.get(leg.credit.key) or leg.credit.balance
-            new_debit = debit_before.copy()
-            new_debit.debits_posted += leg.posted
-            new_debit.debits_pending += leg.pending
-            copies[leg.debit.key] = new_debit
-            new_credit = credit_before.copy()
-            new_credit.credits_posted += leg.posted
-            new_credit.credits_pending += leg.pending
-            copies[leg.credit.key] = new_credit
+            debit, credit = leg.debit, leg.credit
+            debit_key, credit_key = (debit.tenant_id, debit.id), (credit.tenant_id, credit.id)
+            posted, pending = leg.posted, leg.pending
+            debit_before = copies.get(debit_key) or debit.balance
+            new_debit = Balance(
+                debit_before.debits_posted + posted,
+                debit_before.credits_posted,
+                debit_before.debits_pending + pending,
+                debit_before.credits_pending,
+            )
+            copies[debit_key] = new_debit
+            credit_before = copies.get(credit_key) or credit.balance  # read after the debit side is set, as ever
+            new_credit = Balance(
+                credit_before.debits_posted,
+                credit_before.credits_posted + posted,
+                credit_before.debits_pending,
+                credit_before.credits_pending + pending,
+            )
+            copies[credit_key] = new_credit
             try:
                 self._check_leg(leg, (debit_before, new_debit), (credit_before, new_credit))
             except KassaError as error:
                 raise (error if leg.index is None else at_posting(error, leg.index)) from None
-            lines.append((leg, new_debit.copy(), new_credit.copy()))
+            lines.append((leg, debit_key, new_debit, credit_key, new_credit))
+        accounts = self.accounts
         for key, balance in copies.items():
-            self.accounts[key].balance = balance
+            accounts[key].balance = balance
         transfer_id, transaction_id = source
         entries = self.effects.entries
-        for leg, debit_after, credit_after in lines:
-            for account, side, after in ((leg.debit, "debit", debit_after), (leg.credit, "credit", credit_after)):
-                entries.append(
-                    Entry(
-                        tenant_id=account.tenant_id,
-                        account_id=account.id,
-                        transfer_id=transfer_id,
-                        kind=kind,
-                        side=side,  # type: ignore[arg-type]
-                        currency=leg.currency,
-                        posted_amount=leg.posted,
-                        pending_amount=leg.pending,
-                        after=after,
-                        created_at=self.now,
-                        transaction_id=transaction_id,
-                        posting_index=leg.index,
-                    )
+        touched = self.effects.touched
+        now = self.now
+        for leg, debit_key, debit_after, credit_key, credit_after in lines:
+            currency, posted, pending, index = leg.currency, leg.posted, leg.pending, leg.index
+            entries.append(
+                Entry(
+                    tenant_id=debit_key[0],
+                    account_id=debit_key[1],
+                    transfer_id=transfer_id,
+                    kind=kind,
+                    side="debit",
+                    currency=currency,
+                    posted_amount=posted,
+                    pending_amount=pending,
+                    after=debit_after,
+                    created_at=now,
+                    transaction_id=transaction_id,
+                    posting_index=index,
                 )
-                self.effects.touched.add(account.key)
+            )
+            entries.append(
+                Entry(
+                    tenant_id=credit_key[0],
+                    account_id=credit_key[1],
+                    transfer_id=transfer_id,
+                    kind=kind,
+                    side="credit",
+                    currency=currency,
+                    posted_amount=posted,
+                    pending_amount=pending,
+                    after=credit_after,
+                    created_at=now,
+                    transaction_id=transaction_id,
+                    posting_index=index,
+                )
+            )
+            touched.add(debit_key)
+            touched.add(credit_key)
 
     @staticmethod
     def _check_leg(leg: Leg, debit: tuple[Balance, Balance], credit: tuple[Balance, Balance]) -> None:
