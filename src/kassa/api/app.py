@@ -42,6 +42,7 @@ from kassa.bootstrap import build_services
 from kassa.observability import logging as jsonlog
 from kassa.observability import metrics, tracing
 from kassa.settings import Settings
+from kassa.shared.heap import freeze_startup_heap
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -174,6 +175,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.services = await build_services(settings)
+        freeze_startup_heap()
         try:
             yield
         finally:

@@ -74,6 +74,7 @@ async def _main(role: str, settings: Settings) -> int:
     from kassa.bootstrap import event_wiring
     from kassa.events.bus import create_bus
     from kassa.events.runtime import run_roles
+    from kassa.shared.heap import freeze_startup_heap
     from kassa.store.pool import create_pool
 
     stop = asyncio.Event()
@@ -89,6 +90,7 @@ async def _main(role: str, settings: Settings) -> int:
     bus = create_bus(settings)
     try:
         if await _connected_unless_stopped(bus, stop):
+            freeze_startup_heap()
             await run_roles(role, pool, bus, stop, event_wiring())
     finally:
         await bus.close()
