@@ -247,12 +247,19 @@ Command = TransferCommand | TransactionCommand
 
 def command_transfer_key(command: Command) -> tuple[str, str]:
     """The (tenant, id) a command names: a transfer's, or a transaction's (see `is_transaction`)."""
-    if isinstance(command, CreateTransfer | CreateTransaction):
+    if isinstance(command, _CREATES):
         return (command.tenant_id, command.id)
-    if isinstance(command, PostPending | VoidPending | ExpirePending):
+    if isinstance(command, _TRANSFER_CHANGES):
         return (command.tenant_id, command.transfer_id)
     return (command.tenant_id, command.transaction_id)
 
 
 def is_transaction(command: Command) -> bool:
-    return isinstance(command, CreateTransaction | PostTransaction | VoidTransaction | ExpireTransaction)
+    return isinstance(command, _TRANSACTION_COMMANDS)
+
+
+# Tuples, not `A | B` unions: isinstance against a tuple is about three times faster, and these
+# run several times per command of every batch.
+_CREATES = (CreateTransfer, CreateTransaction)
+_TRANSFER_CHANGES = (PostPending, VoidPending, ExpirePending)
+_TRANSACTION_COMMANDS = (CreateTransaction, PostTransaction, VoidTransaction, ExpireTransaction)
