@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kassa.api.batch_items import decode_batch
+from kassa.api.batch_items import _decode_item_by_item, _decode_valid_batch, decode_batch
 from kassa.api.routes.transfers import to_command
 from kassa.shared.errors import InvalidRequest
 
@@ -48,3 +48,31 @@ def test_a_valid_batch_keeps_the_fingerprint_of_its_typed_form() -> None:
     short = decode_batch(body([GOOD], False), lambda item: to_command("t1", item))
     spelled_out = decode_batch(body([{**GOOD, "pending": False}], False), lambda item: to_command("t1", item))
     assert short.canonical == spelled_out.canonical
+
+
+@pytest.mark.parametrize("atomic", [False, True])
+def test_a_valid_batch_decoded_at_once_is_what_the_item_by_item_path_gives(atomic: bool) -> None:
+    items = [
+        {**GOOD, "id": "t-1"},
+        {**GOOD, "id": "t-2", "pending": True, "timeout_s": 60, "reference": "r", "metadata": {"k": "v"}},
+        {**GOOD, "id": "t-3", "amount": 7},
+    ]
+    raw = body(items, atomic)
+    fast = _decode_valid_batch(raw, lambda item: to_command("t1", item))
+    assert fast is not None
+    slow = _decode_item_by_item(raw, lambda item: to_command("t1", item))
+    assert (fast.atomic, fast.commands, fast.positions, fast.errors, fast.size, fast.canonical) == (
+        slow.atomic,
+        slow.commands,
+        slow.positions,
+        slow.errors,
+        slow.size,
+        slow.canonical,
+    )
+
+
+@pytest.mark.parametrize("bad", [*BAD, {**GOOD, "currency": "ZZZ"}, {**GOOD, "timeout_s": 5}])
+def test_a_batch_with_any_refused_item_is_left_to_the_item_by_item_path(bad: Any) -> None:
+    # The last two decode and are refused by the ledger's validation: those too go item by item.
+    assert _decode_valid_batch(body([GOOD, bad], False), lambda item: to_command("t1", item)) is None
+    assert decode_batch(body([GOOD, bad], False), lambda item: to_command("t1", item)).errors.keys() == {1}

@@ -64,6 +64,7 @@ def create(engine: Posting, cmd: CreateTransaction) -> TransactionApplied:
             return TransactionApplied(existing, created=False)
         raise TransactionExists(f"transaction '{cmd.id}' already exists with different parameters")
     legs: list[Leg] = []
+    postings: list[TransactionPosting] = []
     for index, p in enumerate(cmd.postings):
         try:
             debit = engine.account(cmd.tenant_id, p.debit_account_id)
@@ -75,14 +76,14 @@ def create(engine: Posting, cmd: CreateTransaction) -> TransactionApplied:
             raise at_posting(error, index) from None
         posted, pending = (0, p.amount) if cmd.pending else (p.amount, 0)
         legs.append(Leg(debit, credit, posted, pending, p.amount, index, p.currency))
+        postings.append(
+            TransactionPosting(index, p.debit_account_id, p.credit_account_id, p.currency, p.amount, posted)
+        )
     expires_at = engine.now + timedelta(seconds=cmd.timeout_s) if cmd.pending and cmd.timeout_s else None
     transaction = Transaction(
         tenant_id=cmd.tenant_id,
         id=cmd.id,
-        postings=tuple(
-            TransactionPosting(i, p.debit_account_id, p.credit_account_id, p.currency, p.amount, posted)
-            for i, (p, posted) in enumerate(zip(cmd.postings, (leg.posted for leg in legs), strict=True))
-        ),
+        postings=tuple(postings),
         status="pending" if cmd.pending else "posted",
         timeout_s=cmd.timeout_s if cmd.pending else None,
         expires_at=expires_at,
