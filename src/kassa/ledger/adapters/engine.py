@@ -26,7 +26,7 @@ import msgspec
 
 from kassa.events.outbox import NewEvent, outbox_json, write_events
 from kassa.ledger.adapters import statements
-from kassa.ledger.adapters.rows import account_from_row, transaction_from_row, transfer_from_row
+from kassa.ledger.adapters.rows import locked_account_from_row, transaction_from_row, transfer_from_row
 from kassa.ledger.domain.model import (
     Account,
     Command,
@@ -226,7 +226,7 @@ async def _lock_accounts(
     # Time is read after every lock is held, from the database clock: entries of one account are
     # then stamped in commit order, which makes `as_of` lookups exact.
     now: datetime = rows[-1]["locked_at"] if rows else await conn.fetchval("SELECT clock_timestamp()")
-    return {(r["tenant_id"], r["id"]): account_from_row(r) for r in rows}, now
+    return {(r["tenant_id"], r["id"]): locked_account_from_row(r) for r in rows}, now
 
 
 _Record = tuple[IdemClaim, int | None, bytes | None]

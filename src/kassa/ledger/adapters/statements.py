@@ -12,7 +12,7 @@ insert of their records (with their responses) to the same statement.
 from __future__ import annotations
 
 from kassa.events.outbox import OUTBOX_INSERT
-from kassa.ledger.adapters.rows import ACCOUNT_COLUMNS, TRANSACTION_COLUMNS, TRANSFER_COLUMNS
+from kassa.ledger.adapters.rows import LOCKED_ACCOUNT_COLUMNS, TRANSACTION_COLUMNS, TRANSFER_COLUMNS
 from kassa.store import idempotency
 
 # Each lock query probes its rows one by one, in the order given (callers pass keys sorted by
@@ -40,7 +40,7 @@ CROSS JOIN LATERAL (
 LOCK_ACCOUNTS = f"""
 SELECT a.*, clock_timestamp() AS locked_at FROM unnest($1::text[], $2::text[]) AS k(tn, i)
 CROSS JOIN LATERAL (
-    SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.tenant_id = k.tn AND a.id = k.i FOR UPDATE OF a
+    SELECT {LOCKED_ACCOUNT_COLUMNS} FROM accounts a WHERE a.tenant_id = k.tn AND a.id = k.i FOR UPDATE OF a
 ) a
 """
 
