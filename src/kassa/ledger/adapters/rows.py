@@ -52,16 +52,10 @@ def transfer_from_row(row: Any) -> Transfer:
 
 
 def account_from_row(row: Any) -> Account:
-    return Account(
-        tenant_id=row["tenant_id"],
-        id=row["id"],
-        currency=row["currency"],
-        normal_balance=row["normal_balance"],
-        allow_negative=row["allow_negative"],
-        balance=Balance(row["debits_posted"], row["credits_posted"], row["debits_pending"], row["credits_pending"]),
-        metadata=row["metadata"],
-        created_at=row["created_at"],
-    )
+    account = locked_account_from_row(row)
+    account.metadata = row["metadata"]
+    account.created_at = row["created_at"]
+    return account
 
 
 def locked_account_from_row(row: Any) -> Account:

@@ -266,41 +266,24 @@ class Posting:
         touched = self.effects.touched
         now = self.now
         for leg, debit_key, debit_after, credit_key, credit_after in lines:
-            currency, posted, pending, index = leg.currency, leg.posted, leg.pending, leg.index
-            entries.append(
-                Entry(
-                    tenant_id=debit_key[0],
-                    account_id=debit_key[1],
-                    transfer_id=transfer_id,
-                    kind=kind,
-                    side="debit",
-                    currency=currency,
-                    posted_amount=posted,
-                    pending_amount=pending,
-                    after=debit_after,
-                    created_at=now,
-                    transaction_id=transaction_id,
-                    posting_index=index,
+            for key, side, after in ((debit_key, "debit", debit_after), (credit_key, "credit", credit_after)):
+                entries.append(
+                    Entry(
+                        tenant_id=key[0],
+                        account_id=key[1],
+                        transfer_id=transfer_id,
+                        kind=kind,
+                        side=side,  # type: ignore[arg-type]
+                        currency=leg.currency,
+                        posted_amount=leg.posted,
+                        pending_amount=leg.pending,
+                        after=after,
+                        created_at=now,
+                        transaction_id=transaction_id,
+                        posting_index=leg.index,
+                    )
                 )
-            )
-            entries.append(
-                Entry(
-                    tenant_id=credit_key[0],
-                    account_id=credit_key[1],
-                    transfer_id=transfer_id,
-                    kind=kind,
-                    side="credit",
-                    currency=currency,
-                    posted_amount=posted,
-                    pending_amount=pending,
-                    after=credit_after,
-                    created_at=now,
-                    transaction_id=transaction_id,
-                    posting_index=index,
-                )
-            )
-            touched.add(debit_key)
-            touched.add(credit_key)
+                touched.add(key)
 
     @staticmethod
     def _check_leg(leg: Leg, debit: tuple[Balance, Balance], credit: tuple[Balance, Balance]) -> None:
