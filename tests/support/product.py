@@ -18,6 +18,7 @@ import asyncpg
 from kassa.events.outbox import NewEvent
 from kassa.ledger import CreateTransaction, CreateTransfer, Job, NewPosting, ProductWrite, TransactionApplied
 from kassa.ledger.adapters.engine import run_batch
+from kassa.store.rls import secure_schema
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -78,7 +79,13 @@ class Purchases:
 
 
 async def ensure_table(conn: Conn) -> None:
+    """Create the table as a migration would: `kassa migrate` secures every new tenant table
+    (row-level security, grants) after applying migrations, so a test table must be secured the
+    same way or the RLS tests, which check every tenant table, would find it open."""
     await conn.execute(TABLE)
+    secured = await conn.fetchval("SELECT relforcerowsecurity FROM pg_class WHERE oid = 'test_purchases'::regclass")
+    if not secured:
+        await secure_schema(conn)
 
 
 async def open_shop(pool: Pool, funds: dict[str, int]) -> str:
