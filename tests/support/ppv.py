@@ -12,7 +12,7 @@ import asyncio
 import uuid
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kassa.identity.customers import CustomerService
 from kassa.identity.domain.customers import Customer
@@ -35,6 +35,18 @@ if TYPE_CHECKING:
 HOLDERS = (("club", 5000), ("league", 3000), ("broadcaster", 2000))
 KEYS = KeyRing(new_key())  # the master key of these tests' customers
 CREATE_CONCURRENCY_MAX = 32
+
+
+class CountingPool:
+    """A pool that counts the connections taken from it (each database read takes one)."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+        self.acquired = 0
+
+    def acquire(self) -> Any:
+        self.acquired += 1
+        return self._pool.acquire()
 
 
 def ppv_service(pool: Pool, ledger: LedgerService, cache: Cache | None = None) -> PayPerView:

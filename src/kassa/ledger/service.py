@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
     from kassa.ledger.batcher import Batcher
     from kassa.ledger.products import ProductWrite
+    from kassa.store.pool import Conn
 
 log = logging.getLogger("kassa.ledger")
 
@@ -108,35 +109,40 @@ class LedgerService:
     ) -> Account | Replay:
         """Create an account. Raises InvalidRequest, UnknownCurrency, AccountExists,
         IdempotencyKeyReused, IdempotencyKeyInFlight."""
-        validation.check_account(account.currency, account.metadata)
         async with tenant_transaction(self.pool, account.tenant_id) as conn:
             found = await idempotency.claim_one(conn, claim)
             if found is not None:
                 return found
-            row = await conn.fetchrow(
-                "INSERT INTO accounts (tenant_id, id, currency, normal_balance, allow_negative, metadata)"
-                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING created_at",
-                account.tenant_id,
-                account.id,
-                account.currency,
-                account.normal_balance,
-                account.allow_negative,
-                account.metadata,
-            )
-            result: Account | KassaError
-            if row is None:
-                result = AccountExists(f"account '{account.id}' already exists")
-            else:
-                account.created_at = row["created_at"]
-                result = account
-                event = NewEvent(account.tenant_id, "AccountCreated", "account", account.id, account_data(account))
-                await write_events(conn, [event], row["created_at"])
+            result = await self.insert_account(conn, account)
             if claim is not None:
                 status, body = (receipt or domain_receipt)(result)
                 await idempotency.complete(conn, [(claim, status, body)])
         if isinstance(result, KassaError):
             raise result
         return result
+
+    async def insert_account(self, conn: Conn, account: Account) -> Account | AccountExists:
+        """Create an account inside the caller's tenant-scoped transaction: a product that
+        creates its account together with its own rows does so on its one connection (holding
+        a connection while waiting for another from the same pool can deadlock the pool).
+        Raises InvalidRequest, UnknownCurrency; an existing id is returned as AccountExists."""
+        validation.check_account(account.currency, account.metadata)
+        row = await conn.fetchrow(
+            "INSERT INTO accounts (tenant_id, id, currency, normal_balance, allow_negative, metadata)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING created_at",
+            account.tenant_id,
+            account.id,
+            account.currency,
+            account.normal_balance,
+            account.allow_negative,
+            account.metadata,
+        )
+        if row is None:
+            return AccountExists(f"account '{account.id}' already exists")
+        account.created_at = row["created_at"]
+        event = NewEvent(account.tenant_id, "AccountCreated", "account", account.id, account_data(account))
+        await write_events(conn, [event], row["created_at"])
+        return account
 
     async def get_account(self, tenant_id: str, account_id: str) -> Account:
         """Raises AccountNotFound."""

@@ -7,6 +7,10 @@ invalidation. Only writes change the row, and every write invalidates its key:
 - in this process at once, after the write committed and before the request is answered;
 - in the other processes through PostgreSQL LISTEN/NOTIFY (`ENTITLEMENT_CHANNEL`, sent inside
   the writing transaction so it is delivered exactly when the write commits);
+- a purchase, the write of a live event, does not make the next check miss: the buying process
+  stores the row it wrote (`written`), and its notification carries that row to the others;
+- a customer never seen is answered "no entitlement" from the content's buyers when this
+  process keeps them (`entitlement_buyers.py`, only while listening).
 - as a bound on anything missed (a listener reconnecting), entries live at most
   `entitlement_cache_ttl_s`.
 
@@ -26,8 +30,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import asyncpg
+import msgspec
 
-from kassa.payments.adapters.ppv_rows import ENTITLEMENT_CHANNEL
+from kassa.payments.adapters.ppv_rows import ENTITLEMENT_CHANNEL, read_notice
+from kassa.payments.entitlement_buyers import BuyersIndex
 from kassa.shared.limits import entitlement_cache_entries_max, entitlement_cache_ttl_s
 
 if TYPE_CHECKING:
@@ -50,6 +56,18 @@ class Cache(Protocol):
     async def fetch(self, key: str, load: Callable[[], Awaitable[Entitlement | None]]) -> Entitlement | None: ...
 
     async def forget(self, key: str) -> None: ...
+
+    def seen(self, key: str) -> int:
+        """A token taken before a write, handed back to `written` after it committed."""
+        ...
+
+    async def written(self, key: str, seen: int, entitlement: Entitlement) -> None:
+        """After a write that made `entitlement` the deciding row of `key` committed."""
+        ...
+
+    def index_buyers(self, load: Callable[[str, str, int], Awaitable[list[str]]]) -> None:
+        """Give the cache a reader of a content's buyers (`entitlement_buyers`), if it can use one."""
+        ...
 
     async def listen(self, database_url: str) -> None: ...
 
@@ -75,8 +93,17 @@ class EntitlementCache:
         # Only while LISTEN is up may rows be served from or stored in the cache. A cache made
         # without `listen` (one process, tests) follows its own writes only and is always usable.
         self._listening = True
+        self.buyers = BuyersIndex(ttl_s=ttl_s)
         self.hits = 0
         self.misses = 0
+
+    def index_buyers(self, load: Callable[[str, str, int], Awaitable[list[str]]]) -> None:
+        self.buyers.attach(load)
+
+    @property
+    def following(self) -> bool:
+        """Whether the other processes' writes reach this cache now (LISTEN is up)."""
+        return self._task is not None and self._listening
 
     async def fetch(self, key: str, load: Callable[[], Awaitable[Entitlement | None]]) -> Entitlement | None:
         """The deciding row of `key`: from the cache, or loaded (and then cached)."""
@@ -84,7 +111,12 @@ class EntitlementCache:
         if found:
             return entitlement
         generation = self.generation(key)
-        entitlement = await load()
+        # A customer outside a content's known buyers has no entitlement. Only while following
+        # the other processes: a cache that does not listen knows only its own purchases.
+        if self.following and self.buyers.lacks(key):
+            entitlement = None
+        else:
+            entitlement = await load()
         self.put(key, generation, entitlement)
         return entitlement
 
@@ -92,6 +124,21 @@ class EntitlementCache:
         """After a write that changed `key` committed: drop it here (the other processes learn it
         from the NOTIFY the write sent)."""
         self.invalidate(key)
+
+    def seen(self, key: str) -> int:
+        return self.generation(key)
+
+    async def written(self, key: str, seen: int, entitlement: Entitlement) -> None:
+        """Serve the row this process just wrote without reading it back. If the key changed
+        since `seen`, a notification arrived meanwhile (often this write's own, which carries
+        the row): the notifications, in commit order, then keep the key current, and a cache
+        that follows none reads the key again."""
+        if self.generation(key) != seen:
+            if self._task is None:
+                self.invalidate(key)
+            return
+        self.invalidate(key)
+        self.put(key, self.generation(key), entitlement)
 
     def get(self, key: str) -> tuple[bool, Entitlement | None]:
         """(found, row): found is False when the database must be asked."""
@@ -127,6 +174,7 @@ class EntitlementCache:
     def clear(self) -> None:
         self._entries.clear()
         self._generations.clear()
+        self.buyers.clear()
 
     async def listen(self, database_url: str) -> None:
         """Follow invalidations from other processes, in the background: the process starts even
@@ -164,9 +212,21 @@ class EntitlementCache:
                     conn.terminate()
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
-        self.invalidate(str(payload))
+        """Notifications arrive in commit order: one carrying the key's new row stores it (a
+        later write's notification then replaces or drops it), a plain key drops the entry."""
+        try:
+            key, entitlement = read_notice(str(payload))
+        except msgspec.DecodeError:
+            log.warning("unreadable entitlement notification; cache cleared")
+            self.clear()
+            return
+        self.buyers.noticed(key)
+        self.invalidate(key)
+        if entitlement is not None:
+            self.put(key, self.generation(key), entitlement)
 
     async def close(self) -> None:
+        await self.buyers.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

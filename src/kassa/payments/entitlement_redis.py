@@ -91,6 +91,17 @@ class RedisEntitlementCache:
         except (RedisError, OSError) as exc:
             log.warning("entitlement cache invalidation failed (stale for at most the TTL): %s", type(exc).__name__)
 
+    def seen(self, key: str) -> int:
+        return 0  # the generation lives in Redis; `written` only invalidates
+
+    async def written(self, key: str, seen: int, entitlement: Entitlement) -> None:
+        """Invalidate: storing the row would need the generation read before the write (one
+        more Redis round trip per purchase) to stay ordered with a later write's invalidation."""
+        await self.forget(key)
+
+    def index_buyers(self, load: Callable[[str, str, int], Awaitable[list[str]]]) -> None:
+        """Not used: the index follows notifications, which this shared cache does not listen to."""
+
     async def listen(self, database_url: str) -> None:
         """Nothing to follow: every process reads the one shared cache."""
 

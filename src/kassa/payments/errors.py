@@ -27,7 +27,8 @@
     │   ├── PriceNotAvailable               price_not_available            (no price in that currency)
     │   └── RefundExceedsPurchase           refund_exceeds_purchase        (more than is still unrefunded)
     └── ServiceUnavailable
-        └── ProviderUnavailable             provider_unavailable
+        ├── ProviderUnavailable             provider_unavailable
+        └── PricedFromStaleContent          service_unavailable            (content kept changing; retry)
 
 Precedence of a purchase: content_not_found, price_not_available, wallet_not_found,
 already_entitled, then the ledger's own errors (insufficient_funds). Precedence of a refund:
@@ -161,3 +162,11 @@ class PriceNotAvailable(Unprocessable):
 class RefundExceedsPurchase(Unprocessable):
     code = "refund_exceeds_purchase"
     title = "The refund is more than what is still unrefunded"
+
+
+class PricedFromStaleContent(ServiceUnavailable):
+    """A purchase was priced from a content that another process changed before the purchase
+    committed; nothing was charged. The service prices it again; this reaches a client only when
+    the content kept changing through every attempt (`purchase_retry_max`)."""
+
+    title = "The content changed while the purchase was priced; retry"

@@ -45,7 +45,8 @@ if TYPE_CHECKING:
     from kassa.compliance.domain.limits import Direction
     from kassa.events.outbox import NewEvent
     from kassa.ledger import Applied, CreateTransaction, TransactionApplied
-    from kassa.payments.ppv import PayPerView, PurchaseOrder
+    from kassa.payments.ppv import PayPerView
+    from kassa.payments.ppv_orders import PurchaseOrder
     from kassa.store.pool import Conn
 
 REVIEW_REJECTED = "review_rejected"
@@ -134,7 +135,10 @@ def _row(stored: Any) -> PurchaseRow:
     data = msgspec.json.decode(stored) if isinstance(stored, str | bytes) else dict(stored)
     a = data.pop("access")
     access = Access(a["window"], _time(a["starts_at"]), _time(a["ends_at"]), a["replay_days"], a["duration_s"])
-    return PurchaseRow(**{**data, "legs": tuple(data["legs"]), "access": access})
+    # Released by a review: priced when held (not against today's catalogue), and the customer's
+    # entitlements are looked at by the write (one whose window ended meanwhile is expired).
+    fixed = {"rights_holders": tuple(data.get("rights_holders", ())), "expire": True, "priced_now": False}
+    return PurchaseRow(**{**data, "legs": tuple(data["legs"]), "access": access, **fixed})
 
 
 def _time(value: str | None) -> datetime | None:

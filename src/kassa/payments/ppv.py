@@ -13,18 +13,14 @@ first, so the debt is recovered from them before anything more can be paid out.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
-import msgspec
 
 from kassa.ledger import (
     Applied,
-    CreateTransaction,
     InsufficientFunds,
-    NewPosting,
     ProductWrite,
     TransactionApplied,
 )
@@ -38,10 +34,10 @@ from kassa.payments.adapters.ppv_rows import (
     RefundWriter,
     cache_key,
     notify,
+    purchase_entitlement,
 )
 from kassa.payments.domain import entitlements as ent
 from kassa.payments.domain.content import Content, check_content
-from kassa.payments.domain.splits import allocate_refund, refundable, split_price
 from kassa.payments.entitlement_cache import Cache, EntitlementCache
 from kassa.payments.errors import (
     AlreadyEntitled,
@@ -49,49 +45,32 @@ from kassa.payments.errors import (
     ContentNotFound,
     EntitlementNotActive,
     EntitlementNotFound,
+    PricedFromStaleContent,
     PriceNotAvailable,
     PurchaseNotFound,
     RefundExceedsPurchase,
     WalletNotFound,
 )
+from kassa.payments.ppv_lookups import PurchaseLookups, WalletReader
+from kassa.payments.ppv_orders import PurchaseOrder, RefundOrder, purchase_order, refund_order
 from kassa.payments.replays import stored_replay
 from kassa.shared.clock import utcnow
-from kassa.shared.errors import InvalidRequest
-from kassa.shared.ids import new_id
+from kassa.shared.errors import InvalidRequest, KassaError
 from kassa.shared.invariants import invariant
-from kassa.shared.limits import refund_retry_max
+from kassa.shared.limits import purchase_retry_max, refund_retry_max
 from kassa.store.tenancy import tenant_transaction
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from kassa.identity.customers import CustomerService
-    from kassa.ledger import IdemClaim, LedgerService, Receipt, Replay
+    from kassa.ledger import CreateTransaction, IdemClaim, LedgerService, Receipt, Replay
     from kassa.payments.accounts import PlatformAccounts
     from kassa.payments.held_purchases import PurchaseCompliance
-    from kassa.store.pool import Conn, Pool
+    from kassa.store.pool import Pool
 
 PURCHASES = PurchaseWriter()
 REFUNDS = RefundWriter()
-
-
-@dataclass(frozen=True, slots=True)
-class PurchaseOrder:
-    """What a purchase request resolved to, before the ledger applies it."""
-
-    row: PurchaseRow
-    command: CreateTransaction
-    compliance: Any = None  # what the compliance step read in the same transaction (held_purchases.py)
-
-
-@dataclass(frozen=True, slots=True)
-class RefundOrder:
-    row: RefundRow
-    command: CreateTransaction
-
-
-def _hash(value: Any) -> bytes:
-    return hashlib.sha256(msgspec.json.encode(value, order="sorted")).digest()
 
 
 class PayPerView:
@@ -110,10 +89,14 @@ class PayPerView:
         self.cache = cache or EntitlementCache()
         # The compliance step of purchases (held_purchases.py), wired by bootstrap; None: without.
         self.compliance: PurchaseCompliance | None = None
+        self.lookups = PurchaseLookups()
+        self.wallets = WalletReader(pool, self.lookups)
+        self.cache.index_buyers(self._buyers)
 
     async def stored_replay(self, claim: IdemClaim | None) -> Replay | None:
-        """The stored response of an Idempotency-Key already used, looked up before anything is
-        prepared (a retry of a purchase must replay it, not answer already_entitled). The key is
+        """The stored response of an Idempotency-Key already used, looked up when a request is
+        refused before the ledger (a retry of a purchase must replay it, not answer
+        already_entitled; a retry of a refund is looked up before it is computed). The key is
         not kept: the ledger claims it again in the transaction of the effect. Raises
         IdempotencyKeyReused, IdempotencyKeyInFlight."""
         return await stored_replay(self.pool, claim)
@@ -149,6 +132,9 @@ class PayPerView:
         await self._check_holders_and_accounts(content)
         async with tenant_transaction(self.pool, content.tenant_id) as conn:
             updated = await q.update_content(conn, content)
+        # This process prices from the new row at once; the others' purchases priced from the
+        # old one are refused by their write and priced again (ppv_lookups).
+        self.lookups.forget_content(content.tenant_id, content.id)
         if updated is None:
             raise ContentNotFound(f"content '{content.id}' does not exist")
         return updated
@@ -166,71 +152,60 @@ class PayPerView:
             return await q.list_content(conn, tenant_id, after_id, limit)
 
     # Purchases --------------------------------------------------------------------------
-    async def prepare_purchase(self, tenant_id: str, customer_id: str, content_id: str, currency: str) -> PurchaseOrder:
-        """Resolve price, split and wallet. Raises ContentNotFound, PriceNotAvailable,
-        WalletNotFound, AlreadyEntitled."""
-        async with tenant_transaction(self.pool, tenant_id) as conn:
-            content = await q.get_content(conn, tenant_id, content_id)
-            if content is None:
-                raise ContentNotFound(f"content '{content_id}' does not exist")
-            price = content.prices.get(currency)
-            if price is None:
+    async def prepare_purchase(
+        self, tenant_id: str, customer_id: str, content_id: str, currency: str, *, fresh: bool = False
+    ) -> PurchaseOrder:
+        """Resolve price, split and wallet. From this process's lookups when it has them: a
+        purchase then reads nothing before its ledger batch, unless its wallet is not known
+        yet (read together with the other purchases' wallets) or the entitlement cache cannot
+        answer. Any refusal is decided on rows read from the database. Raises
+        ContentNotFound, PriceNotAvailable, WalletNotFound, AlreadyEntitled. With `fresh`, the
+        entitlement is read from the database, past the cache."""
+        content = self.lookups.content(tenant_id, content_id)
+        if content is None or currency not in content.prices:
+            # A refusal for a missing price is decided on the row as it is now, not as cached.
+            content = await self.get_content(tenant_id, content_id)
+            self.lookups.remember_content(content)
+            if currency not in content.prices:
                 raise PriceNotAvailable(f"content '{content_id}' has no price in {currency}")
-            wallets = await wallet_rows.of_customer(conn, tenant_id, customer_id, currency)
-            if not wallets:
+        key = cache_key(tenant_id, customer_id, content_id)
+        facts: Any = None
+        if self.compliance is None:
+            wallet = await self.wallets.account(tenant_id, customer_id, currency)
+            if wallet is None:
                 raise WalletNotFound(f"customer '{customer_id}' has no {currency} wallet")
-            wallet = wallets[0].account_id
-            # The cached check, loaded (on a miss) in this transaction rather than another one.
-            entitlement = await self.cache.fetch(
-                cache_key(tenant_id, customer_id, content_id),
-                lambda: q.deciding_entitlement(conn, tenant_id, customer_id, content_id),
-            )
-            facts = await self._compliance_facts(conn, tenant_id, customer_id, currency)
+            if fresh:
+                entitlement = await self._deciding(tenant_id, customer_id, content_id)
+            else:
+                entitlement = await self.cache.fetch(key, lambda: self._deciding(tenant_id, customer_id, content_id))
+        else:
+            # Compliance reads per purchase: what the lookups miss joins its one read transaction.
+            async with tenant_transaction(self.pool, tenant_id) as conn:
+                wallet = self.lookups.wallet_account(tenant_id, customer_id, currency)
+                if wallet is None:
+                    wallets = await wallet_rows.of_customer(conn, tenant_id, customer_id, currency)
+                    if not wallets:
+                        raise WalletNotFound(f"customer '{customer_id}' has no {currency} wallet")
+                    wallet = wallets[0].account_id
+                    self.lookups.remember_wallet(tenant_id, customer_id, currency, wallet)
+                if fresh:
+                    entitlement = await q.deciding_entitlement(conn, tenant_id, customer_id, content_id)
+                else:
+                    entitlement = await self.cache.fetch(
+                        key, lambda: q.deciding_entitlement(conn, tenant_id, customer_id, content_id)
+                    )
+                facts = await self.compliance.facts(conn, tenant_id, customer_id, currency)
         if ent.check(entitlement, utcnow()).allowed:
             raise AlreadyEntitled(f"customer '{customer_id}' already has access to content '{content_id}'")
-        holders = [(h.customer_id, h.share_bps) for h in content.rights_holders]
-        legs = split_price(price, content.platform_fee_bps, content.platform_fee_min, holders)
-        leg_rows: tuple[dict[str, Any], ...] = tuple(
-            {
-                "role": leg.role,
-                "customer_id": leg.customer_id,
-                "account_id": (
-                    fees_account(currency) if leg.customer_id is None else payable_account(leg.customer_id, currency)
-                ).id,
-                "amount": leg.amount,
-            }
-            for leg in legs
-        )
-        purchase_id = new_id()
-        row = PurchaseRow(
-            tenant_id,
-            purchase_id,
-            new_id(),
-            customer_id,
-            content_id,
-            currency,
-            price,
-            content.platform_fee_bps,
-            content.platform_fee_min,
-            wallet,
-            leg_rows,
-            content.access,
-        )
-        postings = tuple(
-            NewPosting(wallet, leg["account_id"], leg["amount"], currency) for leg in leg_rows if leg["amount"]
-        )
-        command = CreateTransaction(
-            tenant_id,
-            f"purchase:{purchase_id}",
-            postings,
-            False,
-            None,
-            None,
-            {"purchase_id": purchase_id, "content_id": content_id},
-            _hash([purchase_id, leg_rows]),
-            generated_id=True,
-        )
-        return PurchaseOrder(row, command, facts)
+        return purchase_order(content, customer_id, currency, wallet, entitlement, facts)
+
+    async def _buyers(self, tenant_id: str, content_id: str, limit: int) -> list[str]:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            return await q.buyers(conn, tenant_id, content_id, limit)
+
+    async def _deciding(self, tenant_id: str, customer_id: str, content_id: str) -> ent.Entitlement | None:
+        async with tenant_transaction(self.pool, tenant_id) as conn:
+            return await q.deciding_entitlement(conn, tenant_id, customer_id, content_id)
 
     async def purchase(
         self,
@@ -240,9 +215,13 @@ class PayPerView:
         trace_id: str | None = None,
     ) -> TransactionApplied | Replay:
         """Charge the wallet and write purchase, entitlement and event together. Raises
-        AlreadyEntitled (a concurrent purchase of the same content won), InsufficientFunds and
-        the ledger's other errors, IdempotencyKeyReused, IdempotencyKeyInFlight."""
+        AlreadyEntitled (a concurrent purchase of the same content won), PricedFromStaleContent
+        (another process changed the content since this one cached it; nothing charged),
+        InsufficientFunds and the ledger's other errors, IdempotencyKeyReused,
+        IdempotencyKeyInFlight."""
         row = order.row
+        key = cache_key(row.tenant_id, row.customer_id, row.content_id)
+        seen = self.cache.seen(key)
         command, product = await self._compliance_step(order)
         try:
             result = await self.ledger.execute(
@@ -255,19 +234,23 @@ class PayPerView:
                 f"customer '{row.customer_id}' already has access to content '{row.content_id}'"
             ) from None
         except asyncpg.CheckViolationError as exc:
+            if exc.constraint_name == "purchases_content_current":
+                self.lookups.forget_content(row.tenant_id, row.content_id)
+                raise PricedFromStaleContent(
+                    f"content '{row.content_id}' changed while the purchase was priced"
+                ) from None
             if self.compliance is None:
                 raise
             raise self.compliance.refused(exc) from None
-        await self.cache.forget(cache_key(row.tenant_id, row.customer_id, row.content_id))
         invariant(not isinstance(result, Applied), "a purchase is a multi-leg transaction")
         assert not isinstance(result, Applied)  # narrowing for mypy
+        written = result.transaction if isinstance(result, TransactionApplied) and result.created else None
+        if written is not None and written.status == "posted" and written.created_at is not None:
+            # (a purchase held for review is a pending transaction and gives no access yet)
+            await self.cache.written(key, seen, purchase_entitlement(row, written.created_at))
+        else:
+            await self.cache.forget(key)
         return result
-
-    async def _compliance_facts(self, conn: Conn, tenant_id: str, customer_id: str, currency: str) -> Any:
-        """What the compliance step reads, in the purchase's own read transaction (no other)."""
-        if self.compliance is None:
-            return None
-        return await self.compliance.facts(conn, tenant_id, customer_id, currency)
 
     async def _compliance_step(self, order: PurchaseOrder) -> tuple[CreateTransaction, ProductWrite[Any]]:
         """Capability, limits and rules (422s), and the guard the ledger job carries; a purchase
@@ -275,6 +258,48 @@ class PayPerView:
         if self.compliance is None:
             return order.command, ProductWrite(PURCHASES, order.row)
         return await self.compliance.guard(order)
+
+    async def buy(
+        self,
+        tenant_id: str,
+        customer_id: str,
+        content_id: str,
+        currency: str,
+        claim: IdemClaim | None = None,
+        receipt_for: Callable[[PurchaseRow], Receipt] | None = None,
+        trace_id: str | None = None,
+    ) -> tuple[PurchaseRow | None, TransactionApplied | Replay]:
+        """Prepare and charge a purchase; the row is None for a replayed Idempotency-Key.
+
+        Nothing is read for the key before pricing: the ledger claims it in the transaction of
+        the effect and answers a retry with the stored response. Only a purchase refused while
+        pricing looks its key up, so that a retry of a purchase that went through replays it
+        rather than answering already_entitled. A purchase priced from a stale view (a content
+        another process changed, an entitlement this process had not seen) is priced again
+        from the database. Raises what prepare_purchase and purchase raise."""
+        attempt, fresh = 0, False
+        while True:
+            attempt += 1
+            try:
+                order = await self.prepare_purchase(tenant_id, customer_id, content_id, currency, fresh=fresh)
+            except KassaError:
+                stored = await self.stored_replay(claim)
+                if stored is not None:
+                    return None, stored
+                raise
+            try:
+                receipt = receipt_for(order.row) if receipt_for else None
+                return order.row, await self.purchase(order, claim, receipt, trace_id)
+            except AlreadyEntitled:
+                if order.row.expire or attempt == purchase_retry_max:
+                    raise
+                # Priced on a cached "no entitlement": ask the database (an entitlement whose
+                # window ended must be expired by the write, one that gives access refuses).
+                fresh = True
+                await self.cache.forget(cache_key(tenant_id, customer_id, content_id))
+            except PricedFromStaleContent:
+                if attempt == purchase_retry_max:
+                    raise
 
     async def get_purchase(self, tenant_id: str, purchase_id: str) -> dict[str, Any]:
         """Raises PurchaseNotFound."""
@@ -341,48 +366,7 @@ class PayPerView:
             purchase = await q.get_purchase(conn, tenant_id, purchase_id)
         if purchase is None:
             raise PurchaseNotFound(f"purchase '{purchase_id}' does not exist")
-        legs = [leg["amount"] for leg in purchase["legs"]]
-        refunded = list(purchase["refunded_legs"])
-        available = refundable(legs, refunded, refund_fee)
-        wanted = available if amount is None else amount
-        if wanted > available or available == 0:
-            raise RefundExceedsPurchase(f"at most {available} {purchase['currency']} can still be refunded")
-        shares = allocate_refund(wanted, legs, refunded, refund_fee)
-        after = tuple(r + s for r, s in zip(refunded, shares, strict=True))
-        invariant(all(a <= leg for a, leg in zip(after, legs, strict=True)), "no leg is refunded above its amount")
-        leg_rows = tuple({**leg, "amount": share} for leg, share in zip(purchase["legs"], shares, strict=True))
-        refund_id = new_id()
-        wallet, currency = purchase["wallet_account_id"], purchase["currency"]
-        row = RefundRow(
-            tenant_id,
-            refund_id,
-            purchase_id,
-            purchase["customer_id"],
-            purchase["content_id"],
-            purchase["refund_count"] + 1,
-            wanted,
-            refund_fee,
-            reason,
-            leg_rows,
-            purchase["refunded_amount"] + wanted,
-            after,
-            sum(after) == sum(legs),
-        )
-        postings = tuple(
-            NewPosting(leg["account_id"], wallet, leg["amount"], currency) for leg in leg_rows if leg["amount"]
-        )
-        command = CreateTransaction(
-            tenant_id,
-            f"refund:{refund_id}",
-            postings,
-            False,
-            None,
-            None,
-            {"purchase_id": purchase_id, "refund_id": refund_id},
-            _hash([refund_id, leg_rows]),
-            generated_id=True,
-        )
-        return RefundOrder(row, command)
+        return refund_order(tenant_id, purchase, amount, reason, refund_fee)
 
     async def _refunded_since(self, tenant_id: str, purchase_id: str, refund_count: int) -> bool:
         async with tenant_transaction(self.pool, tenant_id) as conn:

@@ -1,11 +1,10 @@
 """Wallet service: one wallet per customer and currency, each a ledger account `wallet:<id>`.
 
-A wallet is created in two steps: its ledger account (through the ledger's API, which owns
-accounts), then its row and `WalletCreated` event, both inside one tenant-scoped transaction
-that holds the request's Idempotency-Key and a row lock on the customer. The lock serializes
-wallet creations per customer, so a racing second request waits, then sees the first wallet
-and answers 409 without creating a ledger account. Only a crash between the two steps can
-leave an empty ledger account behind; it holds no money and names its wallet in its metadata.
+A wallet is created in one tenant-scoped transaction that holds the request's Idempotency-Key
+and a row lock on the customer: its ledger account (through the ledger's API, which owns
+accounts, on this transaction's connection), its row and its `WalletCreated` event. The lock
+serializes wallet creations per customer, so a racing second request waits, then sees the
+first wallet and answers 409 without creating a ledger account.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from kassa.payments.accounts import wallet_account
 from kassa.payments.adapters import wallet_rows
 from kassa.payments.domain.wallets import WALLET_ID_PREFIX, Wallet, wallet_data
 from kassa.payments.errors import WalletExists, WalletNotFound
+from kassa.shared.errors import KassaError
 from kassa.shared.money import currency_exponent
 from kassa.store import idempotency
 from kassa.store.tenancy import tenant_transaction
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from kassa.ledger import LedgerService
-    from kassa.shared.errors import KassaError
     from kassa.store.idempotency import IdemClaim, Replay
     from kassa.store.pool import Conn, Pool
 
@@ -86,7 +85,11 @@ class WalletService:
             balance=Balance(),
             metadata={"wallet_id": wallet_id, "customer_id": customer_id},
         )
-        await self.ledger.create_account(account)
+        # On this transaction's connection: waiting for a second pooled connection while this one
+        # holds the customer's lock deadlocked a pool busy with concurrent wallet creations.
+        created = await self.ledger.insert_account(conn, account)
+        if isinstance(created, KassaError):
+            return created
         wallet = await wallet_rows.insert(conn, tenant_id, wallet_id, customer_id, currency, spec.id)
         if wallet is None:
             return WalletExists(f"customer '{customer_id}' already has a {currency} wallet")

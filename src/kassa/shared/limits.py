@@ -147,6 +147,12 @@ refund_retry_max: Final = 5  # recomputations when a concurrent refund of the sa
 entitlement_cache_entries_max: Final = 100_000  # in-process entitlement check cache
 entitlement_cache_ttl_s: Final = 30.0  # bound on staleness from writes of other processes without Redis
 entitlement_cache_redis_timeout_s: Final = 0.25  # a slower Redis answer: the check reads the database
+purchase_retry_max: Final = 3  # re-pricings when the content changed or a stale view missed an entitlement
+ppv_content_cache_entries_max: Final = 10_000  # contents a process keeps for pricing purchases
+ppv_wallet_cache_entries_max: Final = 100_000  # (customer, currency) -> wallet account, per process
+ppv_wallet_reads_max: Final = 500  # wallet lookups of concurrent purchases read by one statement
+ppv_buyers_index_max: Final = 100_000  # buyers of one content kept to answer "no entitlement" from memory
+ppv_buyers_index_contents_max: Final = 100  # contents whose buyers a process keeps
 # Compliance
 # A payment held for review stays pending this long; undecided, the ledger expires the hold.
 review_hold_timeout_s: Final = 7 * 24 * 3600

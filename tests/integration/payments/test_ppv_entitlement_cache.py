@@ -1,4 +1,4 @@
-"""The entitlement cache of one process is invalidated by another process's purchases and refunds (LISTEN/NOTIFY)."""
+"""The entitlement cache of one process follows another process's purchases and refunds (LISTEN/NOTIFY)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from kassa.ledger import Batcher, LedgerService
-from support.ppv import live_stream, open_ppv_tenant, ppv_service
+from support.ppv import CountingPool, live_stream, open_ppv_tenant, ppv_service
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -66,3 +66,36 @@ async def test_another_process_sees_a_purchase_and_a_refund_despite_its_cached_a
     await writer.refund(tenant, order.row.id, None, "event_cancelled", True)
     assert (await writer.check(tenant, "ann", "final")).reason == "revoked"  # its own write: at once
     assert (await wait_for(reader, tenant, "revoked")).allowed is False
+
+
+async def test_a_customer_outside_a_contents_known_buyers_is_answered_without_a_read(
+    pool: Pool, app_pool: Pool, app_url: str
+) -> None:
+    batcher = Batcher(app_pool)
+    batcher.start()
+    ledger = LedgerService(app_pool, batcher)
+    counting = CountingPool(app_pool)
+    writer, reader = ppv_service(app_pool, ledger), ppv_service(counting, ledger)  # type: ignore[arg-type]
+    await reader.cache.listen(app_url)
+    try:
+        tenant = await open_ppv_tenant(pool, dict.fromkeys(("ann", "bob", "cat", "dan"), 1000))
+        await writer.create_content(live_stream(tenant))
+        await writer.buy(tenant, "ann", "final", "EUR")
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while not reader.cache.buyers.known(tenant, "final"):  # listening, then a miss starts the read
+            assert asyncio.get_running_loop().time() < deadline
+            assert (await reader.check(tenant, "bob", "final")).reason == "no_entitlement"
+            await reader.cache.buyers.idle()
+        reads = counting.acquired
+        assert (await reader.check(tenant, "cat", "final")).reason == "no_entitlement"
+        assert counting.acquired == reads  # cat is not a buyer: answered without a read
+        assert (await reader.check(tenant, "ann", "final")).reason == "active"  # a buyer: its row
+        row, _ = await writer.buy(tenant, "dan", "final", "EUR")  # another process's purchase
+        assert row is not None
+        while not (found := await reader.check(tenant, "dan", "final")).allowed:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        assert found.purchase_id == row.id
+    finally:
+        await reader.cache.close()
+        await batcher.stop()

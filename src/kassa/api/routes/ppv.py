@@ -38,7 +38,7 @@ from kassa.shared.ids import is_client_id, new_id
 if TYPE_CHECKING:
     from starlette.responses import Response
 
-    from kassa.ledger import Outcome
+    from kassa.ledger import Outcome, Receipt
     from kassa.payments.adapters.ppv_rows import PurchaseRow, RefundRow
     from kassa.payments.domain.entitlements import Entitlement
 
@@ -232,25 +232,36 @@ async def create_purchase(ctx: Ctx) -> Response:
     data = ctx.decode(PurchaseCreate)
     claim = ctx.idempotency_claim(msgspec.json.encode(data, order="sorted"))
     trace_id = trace_id_var.get()
-    ppv = ctx.services.ppv
-    async with in_flight(ctx, claim):
-        stored = await ppv.stored_replay(claim)
-        if stored is not None:
-            return replay_response(stored.status, stored.body)
-        order = await ppv.prepare_purchase(ctx.tenant_id, data.customer_id, data.content_id, data.currency)
+    rendered: dict[str, bytes] = {}  # the stored receipt's 201 body is the response's
 
+    def receipt_for(row: PurchaseRow) -> Receipt:
         def receipt(outcome: Outcome) -> tuple[int, bytes]:
-            return _rendered(outcome, lambda o: _row_out(order.row, o), trace_id)
+            status, body = _rendered(outcome, lambda o: _row_out(row, o), trace_id)
+            rendered[row.id] = body
+            return status, body
 
+        return receipt
+
+    async with in_flight(ctx, claim):
         try:
-            result = await ppv.purchase(order, claim, receipt if claim else None, trace_id)
+            row, result = await ctx.services.ppv.buy(
+                ctx.tenant_id,
+                data.customer_id,
+                data.content_id,
+                data.currency,
+                claim,
+                receipt_for if claim else None,
+                trace_id,
+            )
         except KassaError as error:
             metrics.observe_outcome("purchase", error)
             raise
     metrics.observe_outcome("purchase", result)
-    if isinstance(result, Replay):
+    if isinstance(result, Replay) or row is None:
+        assert isinstance(result, Replay)  # a row is None only for a replay
         return replay_response(result.status, result.body)
-    return encoded_response(201, _encoder.encode(_row_out(order.row, result)))
+    body = rendered.get(row.id)
+    return encoded_response(201, body if body is not None else _encoder.encode(_row_out(row, result)))
 
 
 @endpoint(

@@ -180,6 +180,17 @@ async def deciding_entitlement(conn: Conn, tenant_id: str, customer_id: str, con
     return _entitlement(row) if row else None
 
 
+async def buyers(conn: Conn, tenant_id: str, content_id: str, limit: int) -> list[str]:
+    """Customers with a purchase (so an entitlement) of the content, at most `limit`."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT customer_id FROM purchases WHERE tenant_id = $1 AND content_id = $2 LIMIT $3",
+        tenant_id,
+        content_id,
+        limit,
+    )
+    return [r["customer_id"] for r in rows]
+
+
 async def list_entitlements(
     conn: Conn, tenant_id: str, customer_id: str, before_id: str | None, limit: int
 ) -> list[Entitlement]:

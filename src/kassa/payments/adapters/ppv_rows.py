@@ -1,8 +1,9 @@
 """Product writes of pay-per-view: purchase and refund rows inside the ledger's transaction.
 
 Each writer is called once per coalesced batch with the jobs whose postings were applied and
-writes all their rows with one statement per table (`unnest`), so a purchase row, its
-entitlement and its `PurchaseCompleted` event exist exactly when the wallet was charged.
+writes all their rows set-based (purchases: one statement for the purchase rows, entitlements,
+notifications and `PurchaseCompleted` events of the whole batch), so a purchase row, its
+entitlement and its event exist exactly when the wallet was charged.
 
 Two rules are enforced by the database inside that same transaction, so concurrent requests
 cannot break them whatever the interleaving:
@@ -13,19 +14,26 @@ cannot break them whatever the interleaving:
   of two refunds computed from the same state only one commits; the service recomputes the
   other from the new state, so the sum of refunds never exceeds what any leg received.
 Every write that changes an entitlement notifies `ENTITLEMENT_CHANNEL` (delivered at commit)
-so other processes drop their cached checks.
+so other processes drop their cached checks; a purchase's notification carries its new
+entitlement, which the other processes then serve without reading it back.
+
+A purchase is priced from the catalogue cached in the API process; its write compares the
+price, fee, split and access it copied with the content row in the same transaction and is
+refused (`purchases_content_current`, migration 0061) when another process changed them since.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from kassa.events.outbox import NewEvent
+from kassa.events.outbox import OUTBOX_INSERT, NewEvent, outbox_json
 from kassa.ledger import TransactionApplied
-from kassa.payments.domain.entitlements import play_duration, window_for
+from kassa.payments.adapters.ppv_queries import access_json
+from kassa.payments.domain.entitlements import Entitlement, play_duration, window_for
 from kassa.shared.clock import to_rfc3339
 from kassa.shared.invariants import invariant
 
@@ -59,6 +67,13 @@ class PurchaseRow:
     wallet_account_id: str
     legs: tuple[dict[str, Any], ...]  # {role, customer_id, account_id, amount}, fee first
     access: Access
+    # The content's split as priced ([{customer_id, share_bps}]), checked against the current row.
+    rights_holders: tuple[dict[str, Any], ...]
+    # The customer was seen with an entitlement marked active (its window may have ended).
+    expire: bool = False
+    # Priced from the catalogue just now, so checked against the content row; False for a held
+    # purchase released by a review, whose price was fixed when it was held.
+    priced_now: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +108,92 @@ def _columns(rows: Sequence[Any], *names: str) -> list[list[Any]]:
     return [[getattr(r, n) for r in rows] for n in names]
 
 
+_PURCHASE_WRITE = (
+    """
+WITH x AS MATERIALIZED (
+    SELECT * FROM json_to_recordset($1::json) AS x(t text, i text, c text, k text, cur text, p bigint, fb int,
+                                                    fm bigint, w text, l jsonb, tx text, r jsonb, rh jsonb,
+                                                    ac jsonb, e text, s timestamptz, en timestamptz, d int,
+                                                    n text, v boolean)
+), priced AS MATERIALIZED (
+    -- Priced from the content as it is now, or refused (the function raises): see 0061.
+    SELECT x.* FROM x JOIN content c ON c.tenant_id = x.t AND c.id = x.k
+    WHERE CASE WHEN NOT x.v OR (c.prices -> x.cur = to_jsonb(x.p) AND c.platform_fee_bps = x.fb
+                                AND c.platform_fee_min = x.fm AND c.rights_holders = x.rh AND c.access = x.ac)
+               THEN true ELSE kassa_ppv_content_changed(x.k) END
+), purchased AS (
+    INSERT INTO purchases (tenant_id, id, customer_id, content_id, currency, price, platform_fee_bps,
+                           platform_fee_min, wallet_account_id, legs, transaction_id, refunded_legs, created_at)
+    SELECT t, i, c, k, cur, p, fb, fm, w, l, tx, r, $3 FROM priced
+    RETURNING 1
+), entitled AS (
+    INSERT INTO entitlements (tenant_id, id, customer_id, content_id, purchase_id, status, starts_at, ends_at,
+                              play_duration_s, created_at, updated_at)
+    SELECT t, e, c, k, i, 'active', s, en, d, $3, $3 FROM priced
+    RETURNING 1
+), notified AS (
+    SELECT pg_notify('"""
+    + ENTITLEMENT_CHANNEL
+    + """', n) FROM priced
+), events AS ("""
+    + OUTBOX_INSERT.replace("$OUTBOX", "$2")
+    + """ RETURNING 1)
+SELECT (SELECT count(*) FROM priced) AS priced, (SELECT count(*) FROM purchased) AS purchases,
+       (SELECT count(*) FROM entitled) AS entitlements, (SELECT count(*) FROM notified) AS notified,
+       (SELECT count(*) FROM events) AS events"""
+)
+
+
+def purchase_entitlement(row: PurchaseRow, now: datetime) -> Entitlement:
+    """The entitlement a purchase committed at `now` (its batch's database time) writes, exactly
+    as a read of it returns it: the writer inserts it, the service caches it."""
+    starts_at, ends_at = window_for(row.access, now)
+    return Entitlement(
+        row.tenant_id,
+        row.entitlement_id,
+        row.customer_id,
+        row.content_id,
+        row.id,
+        "active",
+        starts_at.astimezone(UTC),
+        ends_at.astimezone(UTC) if ends_at else None,
+        None,
+        play_duration(row.access),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Notice:
+    k: str  # the cache key
+    e: Entitlement  # its deciding row after the write
+
+
+_notice = msgspec.json.Decoder(_Notice)
+
+
+def entitlement_notice(entitlement: Entitlement) -> str:
+    """A NOTIFY payload carrying the key's new deciding row. A plain key (what the other
+    writes send) only invalidates; keys never contain '{' (ids are [A-Za-z0-9_.:-])."""
+    key = cache_key(entitlement.tenant_id, entitlement.customer_id, entitlement.content_id)
+    return _json.encode(_Notice(key, entitlement)).decode()
+
+
+def read_notice(payload: str) -> tuple[str, Entitlement | None]:
+    """(key, its new deciding row or None: read it again). Raises msgspec.DecodeError."""
+    if not payload.startswith("{"):
+        return payload, None
+    notice = _notice.decode(payload)
+    return notice.k, notice.e
+
+
 class PurchaseWriter:
-    """Writes the purchases of a batch, their entitlements and their events."""
+    """Writes the purchases of a batch, their entitlements and their events in one statement.
+
+    Before it, and only for purchases whose customer was seen holding an entitlement marked
+    active (`PurchaseRow.expire`), an entitlement whose window has ended is marked expired, so
+    the one-active rule counts only entitlements that still give access. A purchase prepared
+    from a stale view that missed such a row fails on that rule, nothing is charged, and the
+    service prepares it again from the database (`PayPerView.buy`)."""
 
     async def write(
         self, conn: Conn, applied: Sequence[tuple[PurchaseRow, Applied | TransactionApplied]], now: datetime
@@ -102,62 +201,61 @@ class PurchaseWriter:
         rows = [p for p, _ in applied]
         if not rows:
             return []
-        tenants, customers, contents = _columns(rows, "tenant_id", "customer_id", "content_id")
-        # An entitlement whose window has ended no longer blocks a new purchase: mark it expired
-        # first, so the one-active rule counts only entitlements that still give access.
-        await conn.execute(
-            "UPDATE entitlements e SET status = 'expired', updated_at = $4"
-            " FROM unnest($1::text[], $2::text[], $3::text[]) AS u(t, c, k)"
-            " WHERE e.tenant_id = u.t AND e.customer_id = u.c AND e.content_id = u.k"
-            " AND e.status = 'active' AND e.ends_at <= $4",
-            tenants,
-            customers,
-            contents,
-            now,
-        )
+        expiring = [r for r in rows if r.expire]
+        if expiring:
+            tenants, customers, contents = _columns(expiring, "tenant_id", "customer_id", "content_id")
+            await conn.execute(
+                "UPDATE entitlements e SET status = 'expired', updated_at = $4"
+                " FROM unnest($1::text[], $2::text[], $3::text[]) AS u(t, c, k)"
+                " WHERE e.tenant_id = u.t AND e.customer_id = u.c AND e.content_id = u.k"
+                " AND e.status = 'active' AND e.ends_at <= $4",
+                tenants,
+                customers,
+                contents,
+                now,
+            )
         transaction_ids = [_transaction_id(a) for _, a in applied]
-        await conn.execute(
-            "INSERT INTO purchases (tenant_id, id, customer_id, content_id, currency, price, platform_fee_bps,"
-            " platform_fee_min, wallet_account_id, legs, transaction_id, refunded_legs, created_at)"
-            " SELECT t, i, c, k, cur, p, fb, fm, w, l::jsonb, x, r::jsonb, $13 FROM unnest($1::text[], $2::text[],"
-            " $3::text[], $4::text[], $5::text[], $6::bigint[], $7::int[], $8::bigint[], $9::text[], $10::text[],"
-            " $11::text[], $12::text[]) AS u(t, i, c, k, cur, p, fb, fm, w, l, x, r)",
-            tenants,
-            [r.id for r in rows],
-            customers,
-            contents,
-            *_columns(rows, "currency", "price", "platform_fee_bps", "platform_fee_min", "wallet_account_id"),
-            [_json.encode(list(r.legs)).decode() for r in rows],
-            transaction_ids,
-            [_json.encode([0] * len(r.legs)).decode() for r in rows],
-            now,
-        )
-        windows = [window_for(r.access, now) for r in rows]
-        await conn.execute(
-            "INSERT INTO entitlements (tenant_id, id, customer_id, content_id, purchase_id, status, starts_at,"
-            " ends_at, play_duration_s, created_at, updated_at) SELECT t, i, c, k, p, 'active', s, e, d, $9, $9"
-            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],"
-            " $7::timestamptz[], $8::int[]) AS u(t, i, c, k, p, s, e, d)",
-            tenants,
-            [r.entitlement_id for r in rows],
-            customers,
-            contents,
-            [r.id for r in rows],
-            [w[0] for w in windows],
-            [w[1] for w in windows],
-            [play_duration(r.access) for r in rows],
-            now,
-        )
-        await notify(conn, [cache_key(r.tenant_id, r.customer_id, r.content_id) for r in rows])
-        return [
-            NewEvent(r.tenant_id, "PurchaseCompleted", "purchase", r.id, _completed(r, x, w, now))
-            for r, x, w in zip(rows, transaction_ids, windows, strict=True)
+        entitlements = [purchase_entitlement(r, now) for r in rows]
+        records = [
+            {
+                "t": r.tenant_id,
+                "i": r.id,
+                "c": r.customer_id,
+                "k": r.content_id,
+                "cur": r.currency,
+                "p": r.price,
+                "fb": r.platform_fee_bps,
+                "fm": r.platform_fee_min,
+                "w": r.wallet_account_id,
+                "l": r.legs,
+                "tx": x,
+                "r": [0] * len(r.legs),
+                "rh": r.rights_holders,
+                "ac": access_json(r.access),
+                "e": r.entitlement_id,
+                "s": e.starts_at,
+                "en": e.ends_at,
+                "d": e.play_duration_s,
+                "n": entitlement_notice(e),
+                "v": r.priced_now,
+            }
+            for r, x, e in zip(rows, transaction_ids, entitlements, strict=True)
         ]
+        events = [
+            NewEvent(r.tenant_id, "PurchaseCompleted", "purchase", r.id, _completed(r, x, e, now))
+            for r, x, e in zip(rows, transaction_ids, entitlements, strict=True)
+        ]
+        counts = await conn.fetchrow(
+            _PURCHASE_WRITE, _json.encode(records).decode(), outbox_json(events, now).decode(), now
+        )
+        invariant(
+            counts is not None and all(n == len(rows) for n in counts.values()),
+            "every purchase of the batch wrote its row, entitlement, notification and event",
+        )
+        return []
 
 
-def _completed(
-    row: PurchaseRow, transaction_id: str, window: tuple[datetime, datetime | None], now: datetime
-) -> dict[str, Any]:
+def _completed(row: PurchaseRow, transaction_id: str, entitlement: Entitlement, now: datetime) -> dict[str, Any]:
     # Ids and amounts only: a customer's name or email never reaches an event.
     return {
         "id": row.id,
@@ -169,8 +267,8 @@ def _completed(
         "transaction_id": transaction_id,
         "entitlement": {
             "id": row.entitlement_id,
-            "starts_at": to_rfc3339(window[0]),
-            "ends_at": to_rfc3339(window[1]) if window[1] else None,
+            "starts_at": to_rfc3339(entitlement.starts_at),
+            "ends_at": to_rfc3339(entitlement.ends_at) if entitlement.ends_at else None,
         },
         "created_at": to_rfc3339(now),
     }

@@ -1,0 +1,146 @@
+"""The orders of pay-per-view: what a purchase or a refund will write and post, computed from
+the rows it was priced from (no I/O here; `ppv.py` reads the rows and runs the orders)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from kassa.ledger import CreateTransaction, NewPosting
+from kassa.payments.accounts import fees_account, payable_account
+from kassa.payments.adapters.ppv_rows import PurchaseRow, RefundRow
+from kassa.payments.domain.splits import allocate_refund, refundable, split_price
+from kassa.payments.errors import RefundExceedsPurchase
+from kassa.shared.ids import new_id
+from kassa.shared.invariants import invariant
+
+if TYPE_CHECKING:
+    from kassa.payments.domain import entitlements as ent
+    from kassa.payments.domain.content import Content
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseOrder:
+    """What a purchase request resolved to, before the ledger applies it."""
+
+    row: PurchaseRow
+    command: CreateTransaction
+    compliance: Any = None  # what the compliance step read in the same transaction (held_purchases.py)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundOrder:
+    row: RefundRow
+    command: CreateTransaction
+
+
+def _hash(value: Any) -> bytes:
+    return hashlib.sha256(msgspec.json.encode(value, order="sorted")).digest()
+
+
+def purchase_order(
+    content: Content, customer_id: str, currency: str, wallet: str, seen: ent.Entitlement | None, facts: Any = None
+) -> PurchaseOrder:
+    """The purchase row and ledger command of one sale: the price and split copied from `content`."""
+    tenant_id, content_id = content.tenant_id, content.id
+    price = content.prices[currency]
+    holders = [(h.customer_id, h.share_bps) for h in content.rights_holders]
+    legs = split_price(price, content.platform_fee_bps, content.platform_fee_min, holders)
+    leg_rows: tuple[dict[str, Any], ...] = tuple(
+        {
+            "role": leg.role,
+            "customer_id": leg.customer_id,
+            "account_id": (
+                fees_account(currency) if leg.customer_id is None else payable_account(leg.customer_id, currency)
+            ).id,
+            "amount": leg.amount,
+        }
+        for leg in legs
+    )
+    purchase_id = new_id()
+    row = PurchaseRow(
+        tenant_id,
+        purchase_id,
+        new_id(),
+        customer_id,
+        content_id,
+        currency,
+        price,
+        content.platform_fee_bps,
+        content.platform_fee_min,
+        wallet,
+        leg_rows,
+        content.access,
+        tuple({"customer_id": h.customer_id, "share_bps": h.share_bps} for h in content.rights_holders),
+        # Seen holding an entitlement marked active that gives no access now: the write expires
+        # it first if its window has ended (one that has not started still refuses).
+        expire=seen is not None and seen.status == "active",
+    )
+    postings = tuple(
+        NewPosting(wallet, leg["account_id"], leg["amount"], currency) for leg in leg_rows if leg["amount"]
+    )
+    command = CreateTransaction(
+        tenant_id,
+        f"purchase:{purchase_id}",
+        postings,
+        False,
+        None,
+        None,
+        {"purchase_id": purchase_id, "content_id": content_id},
+        _hash([purchase_id, leg_rows]),
+        generated_id=True,
+    )
+    return PurchaseOrder(row, command, facts)
+
+
+def refund_order(
+    tenant_id: str, purchase: dict[str, Any], amount: int | None, reason: str, refund_fee: bool
+) -> RefundOrder:
+    """The refund of `amount` (None: all that is left) of a purchase in its current state,
+    allocated over the same legs. Raises RefundExceedsPurchase."""
+    purchase_id = purchase["id"]
+    legs = [leg["amount"] for leg in purchase["legs"]]
+    refunded = list(purchase["refunded_legs"])
+    available = refundable(legs, refunded, refund_fee)
+    wanted = available if amount is None else amount
+    if wanted > available or available == 0:
+        raise RefundExceedsPurchase(f"at most {available} {purchase['currency']} can still be refunded")
+    shares = allocate_refund(wanted, legs, refunded, refund_fee)
+    after = tuple(r + s for r, s in zip(refunded, shares, strict=True))
+    invariant(all(a <= leg for a, leg in zip(after, legs, strict=True)), "no leg is refunded above its amount")
+    leg_rows = tuple({**leg, "amount": share} for leg, share in zip(purchase["legs"], shares, strict=True))
+    refund_id = new_id()
+    wallet, currency = purchase["wallet_account_id"], purchase["currency"]
+    row = RefundRow(
+        tenant_id,
+        refund_id,
+        purchase_id,
+        purchase["customer_id"],
+        purchase["content_id"],
+        purchase["refund_count"] + 1,
+        wanted,
+        refund_fee,
+        reason,
+        leg_rows,
+        purchase["refunded_amount"] + wanted,
+        after,
+        sum(after) == sum(legs),
+    )
+    postings = tuple(
+        NewPosting(leg["account_id"], wallet, leg["amount"], currency) for leg in leg_rows if leg["amount"]
+    )
+    command = CreateTransaction(
+        tenant_id,
+        f"refund:{refund_id}",
+        postings,
+        False,
+        None,
+        None,
+        {"purchase_id": purchase_id, "refund_id": refund_id},
+        _hash([refund_id, leg_rows]),
+        generated_id=True,
+    )
+    return RefundOrder(row, command)
