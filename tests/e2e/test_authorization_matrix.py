@@ -89,6 +89,8 @@ MATRIX: dict[tuple[str, str], Callable[[World], Call]] = {
     ("GET", "/v1/transactions/{id}"): lambda w: Call(id=w.ids["tx_posted"]),
     ("POST", "/v1/transactions/{id}/post"): lambda w: Call(id=w.ids["tx_hold_post"], json={}),
     ("POST", "/v1/transactions/{id}/void"): lambda w: Call(id=w.ids["tx_hold_void"]),
+    ("POST", "/v1/adjustments"): lambda w: Call(json=_transaction(w, reason="matrix")),
+    ("GET", "/v1/adjustments/{id}"): lambda w: Call(id=w.ids["adjustment"]),
     ("POST", "/v1/webhook-endpoints"): lambda w: Call(
         json={"url": "https://example.com/hooks/matrix", "event_types": ["*"]}
     ),
@@ -212,6 +214,9 @@ async def world(platform: Platform, platform_db: Pool) -> AsyncIterator[World]:
             w.ids[name] = f"{name}-{w.tag}"
             created = await a.post("/v1/transactions", json=_transaction(w, id=w.ids[name], **extra))
             assert created.status_code == 201, created.text
+        w.ids["adjustment"] = f"adjustment-{w.tag}"
+        adjusted = await a.post("/v1/adjustments", json=_transaction(w, id=w.ids["adjustment"], reason="matrix"))
+        assert adjusted.status_code == 201, adjusted.text
         for name in ("customer", "customer_new"):
             w.ids[name] = f"{name}-{w.tag}"
             made = await a.post(

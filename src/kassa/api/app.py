@@ -23,6 +23,7 @@ from kassa.api import problems
 from kassa.api.dispatch import IndexedRouter
 from kassa.api.routes import (
     accounts,
+    adjustments,
     api_keys,
     audit,
     compliance,
@@ -58,6 +59,7 @@ _ROUTE_MODULES = (
     accounts,
     transfers,
     transactions,
+    adjustments,
     webhooks,
     customers,
     wallets,

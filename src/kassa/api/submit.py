@@ -7,7 +7,7 @@ status and body of this very response) and hands it back on a retry; it never re
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kassa.api.render import outcome_response
 from kassa.api.routing import Ctx, encoded_response, replay_response
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from starlette.responses import Response
 
-    from kassa.ledger import Command, IdemClaim, Outcome
+    from kassa.ledger import Command, IdemClaim, Outcome, ProductWrite
 
 
 @asynccontextmanager
@@ -42,9 +42,18 @@ async def in_flight(ctx: Ctx, claim: IdemClaim | None) -> AsyncIterator[None]:
         inflight.discard(ident)
 
 
-async def submit(ctx: Ctx, command: Command, canonical: bytes, created_status: int, product: str) -> Response:
+async def submit(
+    ctx: Ctx,
+    command: Command,
+    canonical: bytes,
+    created_status: int,
+    product: str,
+    *,
+    write: ProductWrite[Any] | None = None,
+) -> Response:
     """Apply `command` for this request; `product` labels the outcome metrics ("transfer" also
-    counts in `kassa_transfers_total`, as it always has)."""
+    counts in `kassa_transfers_total`, as it always has); `write` is a product's own rows,
+    committed with the postings (`kassa.ledger.products`)."""
     claim = ctx.idempotency_claim(canonical)
     # The receipt is rendered in the batcher's task, outside this request's context: give it
     # this request's trace id so that a replay repeats the first response byte for byte.
@@ -62,7 +71,7 @@ async def submit(ctx: Ctx, command: Command, canonical: bytes, created_status: i
     try:
         async with in_flight(ctx, claim):
             result = await ctx.services.ledger.execute(
-                command, claim=claim, receipt=receipt if claim else None, trace_id=trace_id
+                command, claim=claim, receipt=receipt if claim else None, product=write, trace_id=trace_id
             )
     except KassaError as error:
         _count(product, error, error.code)

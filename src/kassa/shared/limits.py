@@ -157,6 +157,10 @@ ppv_buyers_index_contents_max: Final = 100  # contents whose buyers a process ke
 # A payment held for review stays pending this long; undecided, the ledger expires the hold.
 review_hold_timeout_s: Final = 7 * 24 * 3600
 review_reason_chars_max: Final = 500
+# Manual ledger adjustments: few postings, so the audit record's before/after (every touched
+# account's balances) always fits audit_value_bytes_max.
+adjustment_postings_max: Final = 10
+adjustment_reason_chars_max: Final = 500
 rules_per_tenant_max: Final = 100
 sanctions_list_entries_max: Final = 2_000_000  # rows of one loaded CSV
 sanctions_name_chars_max: Final = 512
