@@ -6,14 +6,14 @@ as the audit log)."""
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import msgspec
 from msgspec import Meta
 
 from kassa.api.render import transaction_out
 from kassa.api.routing import Ctx, endpoint, json_response
-from kassa.api.schemas import ClientId, Input, Metadata
+from kassa.api.schemas import ClientId, Input
 from kassa.api.submit import submit
 from kassa.api.transaction_schemas import PostingIn, TransactionOut
 from kassa.identity import list_audit
@@ -23,19 +23,45 @@ from kassa.observability.logging import request_id_var
 from kassa.shared.clock import to_rfc3339
 from kassa.shared.errors import InvalidRequest
 from kassa.shared.ids import new_id
-from kassa.shared.limits import adjustment_postings_max, adjustment_reason_chars_max, reference_chars_max
+from kassa.shared.limits import (
+    adjustment_postings_max,
+    adjustment_reason_chars_max,
+    metadata_bytes_max,
+    metadata_keys_max,
+    reference_chars_max,
+)
 
 if TYPE_CHECKING:
     from starlette.responses import Response
 
 
+# The marker is one of the transaction's metadata keys and counts towards the metadata limits, so
+# the caller's own metadata has one key (and the marker's bytes) less; the schema says so, so a
+# schema-valid request is never refused for it.
+_MARKER_BYTES: Final = len(f',"{ADJUSTMENT_MARKER}":true')
+AdjustmentMetadata = Annotated[
+    dict[str, Any],
+    Meta(
+        description=(
+            f"at most {metadata_keys_max - 1} keys and {metadata_bytes_max - _MARKER_BYTES} bytes of JSON;"
+            f" strings without NUL; the key '{ADJUSTMENT_MARKER}' is kassa's"
+        ),
+        extra_json_schema={
+            "maxProperties": metadata_keys_max - 1,
+            "propertyNames": {"not": {"const": ADJUSTMENT_MARKER}},
+        },
+    ),
+]
+
+
 class AdjustmentCreate(Input, kw_only=True):
     id: ClientId | None = None
     postings: Annotated[list[PostingIn], Meta(min_length=1, max_length=adjustment_postings_max)]
-    # At least one visible character: "why" cannot be blank.
-    reason: Annotated[str, Meta(min_length=1, max_length=adjustment_reason_chars_max, pattern=r"\S")]
+    # Required and 1-500 characters. Not "one visible character": Python's and JSON Schema's
+    # (ECMA-262) ideas of whitespace differ, and the schema must say exactly what is accepted.
+    reason: Annotated[str, Meta(min_length=1, max_length=adjustment_reason_chars_max)]
     reference: Annotated[str, Meta(max_length=reference_chars_max)] | None = None
-    metadata: Metadata = msgspec.field(default_factory=dict)
+    metadata: AdjustmentMetadata = msgspec.field(default_factory=dict)
 
 
 class AdjustmentOut(msgspec.Struct):
