@@ -4,6 +4,7 @@ no money and leave no record; a replay gives the same body and still one record.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -156,3 +157,29 @@ async def test_an_idempotency_key_replay_gives_the_same_body_and_one_record(plat
         assert by_id.status_code in (200, 201) and by_id.json()["id"] == "adj-replay"
         assert (await balances(api, "wallet"))["posted"] == 250
         assert len(await audit_of(api, first.json()["id"])) == 1
+
+
+async def test_before_and_after_are_the_adjustments_own_even_amid_concurrent_transfers(platform: Platform) -> None:
+    """Transfers on the same accounts, sent together with the adjustment, may share its batch:
+    the record's before/after still differ by exactly the adjustment's own postings."""
+    async with platform.client(await new_tenant(platform)) as api:
+        await create_accounts(api, ACCOUNTS)
+        await fund(api, "bank", "wallet", 10_000)
+        transfer = leg("bank", "wallet", 7)
+        adjustment = {"id": "adj-amid", "postings": [leg("wallet", "suspense", 300)], "reason": "amid"}
+        answers = await asyncio.gather(
+            *(api.post("/v1/transfers", json=transfer) for _ in range(20)),
+            api.post("/v1/adjustments", json=adjustment),
+            *(api.post("/v1/transfers", json=transfer) for _ in range(20)),
+        )
+        assert {a.status_code for a in answers} == {201}, [a.text for a in answers if a.status_code != 201]
+        [record] = await audit_of(api, "adj-amid")
+        before, after = record["before"]["balances"], record["after"]["balances"]
+        assert after["wallet"]["posted"] - before["wallet"]["posted"] == -300
+        # ...and "after" is the wallet right after the adjustment, as its journal entry says (not
+        # the wallet at the end of the batch, which later transfers of the batch may have moved).
+        entries = (await api.get("/v1/accounts/wallet/entries", params={"limit": 100})).json()["data"]
+        [own] = [e for e in entries if e["transaction_id"] == "adj-amid"]
+        assert {k: v for k, v in after["wallet"].items() if k != "currency"} == own["balances"]
+        assert after["suspense"]["posted"] - before["suspense"]["posted"] == 300
+        assert (await balances(api, "wallet"))["posted"] == 10_000 + 40 * 7 - 300
