@@ -23,6 +23,7 @@ from kassa.observability.logging import request_id_var
 from kassa.shared.clock import to_rfc3339
 from kassa.shared.errors import InvalidRequest
 from kassa.shared.ids import new_id
+from kassa.shared.invariants import invariant
 from kassa.shared.limits import (
     adjustment_postings_max,
     adjustment_reason_chars_max,
@@ -135,7 +136,7 @@ async def get_adjustment(ctx: Ctx) -> Response:
         raise TransactionNotFound(f"no adjustment '{adjustment_id}'")
     record = records[0]
     transaction = await ctx.services.ledger.get_transaction(ctx.tenant_id, adjustment_id)
-    assert is_adjustment(transaction.metadata)  # written together with its record
+    invariant(is_adjustment(transaction.metadata), "an adjustment's transaction carries the marker")
     return json_response(
         AdjustmentOut(
             transaction=transaction_out(transaction),
