@@ -1,21 +1,50 @@
 """Authentication of requests by API key, cached in-process, with revocation at once.
 
 The hot path: a request's key is hashed (SHA-256) and looked up in a small in-process cache;
-a hit costs no database round trip. What keeps a cached key from outliving its revocation:
+a hit costs no database round trip and one float comparison more (the lease, below).
 
-- every change that authentication depends on (revocation, expiry, scopes, limits, deletion)
-  makes PostgreSQL NOTIFY `kassa_api_keys` with the key id (trigger, migration 0040), in the
-  same commit. Every API process LISTENs on a connection of its own and drops that key from its
-  cache when the notification arrives, milliseconds after the commit; the process that revoked
-  drops it synchronously before answering;
-- while that LISTEN connection is down (or was never opened, after `start()`), the cache is
-  bypassed entirely and every request asks the database: a missed notification can never keep
-  a revoked key alive. On (re)connect the cache is emptied, since notifications sent while it
-  was down are lost;
-- an entry also lives at most `api_key_cache_ttl_s` and is refused once past its key's
-  `expires_at`, checked on every hit (a float comparison).
+What "revoked at once" means: once DELETE /v1/api-keys/{id} (or a rotation ending a key) has
+answered, no API process accepts the key. A NOTIFY alone does not give that: it reaches every
+listener's socket on commit, but a process whose event loop is descheduled has not read it yet
+and, when it runs again, may serve a request from its cache before it handles the notice. A
+process cannot be reached while it is stalled, so the guarantee has to come from what the
+process checks itself before a hit: a lease.
 
-A service that never calls `start()` (the CLI, some tests) caches with the TTL only.
+- Every change that authentication depends on (revocation, expiry, scopes, limits, deletion)
+  bumps the epoch (`api_key_epoch`, migration 0064) and NOTIFYs `kassa_api_keys` with
+  "<epoch> <key id>", in the change's own transaction. The epoch row's lock orders changes, so
+  a listener sees the notices in epoch order; `applied` is the highest epoch it has dropped
+  from its cache.
+- Each API process's listener connection renews a lease every `api_key_lease_renew_s`, and at
+  once after applying a notice (the acknowledgement): `kassa_api_key_lease` records in
+  `api_key_listeners` the epoch the process has applied and `lease_until` = database clock at
+  the renewal + `api_key_lease_s` + `api_key_lease_margin_s`, and returns the current epoch.
+  The process trusts its cache only until its own monotonic time at *sending* the renewal +
+  `api_key_lease_s`, and only if the returned epoch is one it has applied (else it empties its
+  cache first). So the database's `lease_until` is never earlier than the process's own end
+  of trust (the margin covers clock rate skew between hosts).
+- The revoker, after its commit, polls `api_key_listeners` until every row has confirmed the
+  change's epoch or its lease has lapsed. A live process acknowledges within milliseconds; a
+  stalled one stops trusting its cache by itself when its lease ends, at most
+  `api_key_lease_s` + margin after its last renewal, and DELETE answers then (the revocation
+  itself committed at once). No window: a renewal takes a shared advisory lock that every
+  change holds exclusively until its commit. A renewal that got it before the change committed
+  before it, so the revoker (which reads after its own commit) sees its lease; one that got it
+  after reads the change's epoch, so the process applies the change before it trusts its cache
+  again. A renewal still in flight when the revoker reads is of the second kind.
+- A lookup that asked the database before a change and answers after the change's notice was
+  applied must not put the old key back: every notice bumps a generation, and a lookup caches
+  its row only if the generation did not move meanwhile.
+- While the listener connection is down (or was never opened, after `start()`), there is no
+  lease and every request asks the database. On (re)connect the cache is emptied, since
+  notices sent while it was down are lost. An entry also lives at most `api_key_cache_ttl_s`
+  and is refused once past its key's `expires_at`, checked on every hit.
+
+Why not a shared generation each request compares: where API processes run on several hosts,
+reading anything shared is a network round trip per request, which is what the cache avoids.
+
+A service that never calls `start()` (the CLI, some tests) caches with the TTL only; it still
+waits for the API processes' acknowledgements when it changes a key.
 
 Last use is recorded off the request's path: the first use of a key in a process each
 `api_key_touch_interval_s` queues its id, and a background task writes the queued ids in one
@@ -28,7 +57,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import time
+import uuid
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -36,22 +67,32 @@ import asyncpg
 
 from kassa.identity.domain import scopes
 from kassa.identity.domain.model import Principal, hash_secret
-from kassa.shared.errors import Unauthorized
+from kassa.shared.errors import ServiceUnavailable, Unauthorized
 from kassa.shared.limits import (
+    api_key_ack_poll_s,
+    api_key_ack_wait_s_max,
     api_key_cache_size_max,
     api_key_cache_ttl_s,
-    api_key_listener_ping_s,
+    api_key_lease_margin_s,
+    api_key_lease_query_s,
+    api_key_lease_renew_s,
+    api_key_lease_s,
     api_key_listener_retry_s_max,
+    api_key_listener_row_keep_s,
     api_key_touch_interval_s,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from kassa.store.pool import Pool
 
 log = logging.getLogger("kassa.identity")
 CHANNEL = "kassa_api_keys"
+# The listeners that have not applied epoch `target` yet and still trust their cache.
+_UNCONFIRMED = """
+    WITH t AS (SELECT coalesce($1::bigint, (SELECT epoch FROM api_key_epoch WHERE singleton)) AS target)
+    SELECT t.target, (SELECT count(*) FROM api_key_listeners l
+                      WHERE l.confirmed_epoch < t.target AND l.lease_until > clock_timestamp()) AS pending
+    FROM t"""
 _PLATFORM_SCOPES = frozenset(scopes.ALL_SCOPES)
 
 
@@ -70,29 +111,26 @@ def principal_of(row: Any) -> Principal:
     )
 
 
-class Announcement:
-    """The caller of `change_announced` clears `changed` when it changed nothing (no notice comes)."""
-
-    changed = True
-
-
 class Authenticator:
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self._cache: OrderedDict[bytes, tuple[float, Principal]] = OrderedDict()
         self._digest_of: dict[str, bytes] = {}
-        self._listening = False  # a LISTEN connection is up and its notifications are applied
-        self._needs_listener = False  # start() was called: no cache without the listener
+        # The cache is trusted while time.monotonic() is below this: always without a listener
+        # (never started), then only within the listener's lease.
+        self._lease_until = math.inf
+        self._applied = -1  # the highest change epoch this process has applied to its cache
+        self._generation = 0  # bumped whenever entries are dropped: stale lookups do not cache
+        self._renew_now = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
         self._touched: dict[str, float] = {}
         self._touch_queue: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.invalidations = 0  # notifications applied (tests wait on it)
-        self._expected: dict[str, asyncio.Event] = {}
 
     @property
     def caching(self) -> bool:
-        return self._listening or not self._needs_listener
+        return time.monotonic() < self._lease_until
 
     async def authenticate(self, secret: str) -> Principal:
         """Raises Unauthorized for a missing, unknown, revoked or expired key."""
@@ -100,19 +138,20 @@ class Authenticator:
             raise Unauthorized("missing API key: send Authorization: Bearer <key>")
         digest = hash_secret(secret)
         now = time.monotonic()
-        cached = self._cache.get(digest) if self.caching else None
+        cached = self._cache.get(digest) if now < self._lease_until else None
         if cached is not None and cached[0] > now:
             principal = cached[1]
             if principal.expires_at is not None and principal.expires_at <= time.time():
                 self._forget(principal.key_id)
                 raise Unauthorized("invalid API key")
         else:
+            generation = self._generation
             async with self.pool.acquire() as conn:
                 row = await conn.fetchrow("SELECT * FROM kassa_authenticate($1)", digest)
             if row is None:
                 raise Unauthorized("invalid API key")
             principal = principal_of(row)
-            if self.caching:
+            if generation == self._generation and self.caching:
                 self._remember(digest, principal, now)
         self._touch(principal.key_id, now)
         return principal
@@ -125,6 +164,7 @@ class Authenticator:
             self._digest_of.pop(dropped.key_id, None)
 
     def _forget(self, key_id: str) -> None:
+        self._generation += 1
         digest = self._digest_of.pop(key_id, None)
         if digest is not None:
             self._cache.pop(digest, None)
@@ -135,6 +175,7 @@ class Authenticator:
         self._forget(key_id)
 
     def clear(self) -> None:
+        self._generation += 1
         self._cache.clear()
         self._digest_of.clear()
 
@@ -165,75 +206,106 @@ class Authenticator:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # Revocation by LISTEN/NOTIFY ------------------------------------------------------------
+    # Revocation by LISTEN/NOTIFY and leases (see the module docstring) -----------------------
 
     def start(self, dsn: str) -> None:
         """Listen for key changes on a connection of its own (reconnecting with backoff). Until
-        it is up, and whenever it is down, the cache is bypassed."""
-        self._needs_listener = True
+        it holds a lease, and whenever it loses it, the cache is bypassed."""
+        self._lease_until = 0.0
         self._listener = asyncio.get_running_loop().create_task(self._listen_forever(dsn))
 
     async def wait_listening(self, timeout_s: float) -> bool:
-        """For startup and tests: whether the listener came up within `timeout_s`."""
+        """For startup and tests: whether the listener holds a lease within `timeout_s`."""
         deadline = time.monotonic() + timeout_s
-        while not self._listening and time.monotonic() < deadline:
+        while not self.caching and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        return self._listening
+        return self.caching
+
+    async def wait_applied_everywhere(self) -> None:
+        """After a committed change of a key: return once every API process has applied it to
+        its cache or stopped trusting its cache (lease lapsed). Raises ServiceUnavailable if
+        that takes longer than any lease can last (the change itself stays committed)."""
+        deadline = time.monotonic() + api_key_ack_wait_s_max
+        target = None
+        while True:
+            row = await self.pool.fetchrow(_UNCONFIRMED, target)
+            if row is None or row["pending"] == 0:
+                return
+            target = row["target"]
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable("the key change is committed, but not every API process confirmed it")
+            await asyncio.sleep(api_key_ack_poll_s)
 
     def _lost(self, lost: asyncio.Event, _conn: object) -> None:
-        self._listening = False
+        self._lease_until = 0.0
         lost.set()
+        self._renew_now.set()
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, key_id: object) -> None:
-        self._forget(str(key_id))
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        epoch, _, key_id = str(payload).rpartition(" ")
+        self._forget(key_id)
         self.invalidations += 1
-        expected = self._expected.pop(str(key_id), None)
-        if expected is not None:
-            expected.set()
+        if epoch:
+            self._applied = max(self._applied, int(epoch))
+            self._renew_now.set()  # the acknowledgement the revoker waits for
 
-    @contextlib.asynccontextmanager
-    async def change_announced(self, key_id: str, timeout_s: float = 1.0) -> AsyncIterator[Announcement]:
-        """Around a change of `key_id`: on the way out, wait (bounded) until this process's own
-        listener has received the change's notification. PostgreSQL sends a notification to
-        every listener at once on commit, so when ours has it, every API process's connection
-        has it too, and the caller's answer ("revoked") is true everywhere before it is sent."""
-        self._expected[key_id] = event = asyncio.Event()
-        announcement = Announcement()
-        try:
-            yield announcement
-            if self._listening and announcement.changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), timeout_s)
-        finally:
-            self._expected.pop(key_id, None)
+    async def _renew(self, conn: asyncpg.Connection[Any], listener_id: str, lost: asyncio.Event) -> None:
+        applied = self._applied
+        sent = time.monotonic()
+        current = await asyncio.wait_for(
+            conn.fetchval(
+                "SELECT kassa_api_key_lease($1, $2, $3)", listener_id, applied, api_key_lease_s + api_key_lease_margin_s
+            ),
+            api_key_lease_query_s,
+        )
+        if current > self._applied:
+            # Changes whose notices this process has not handled (still on the socket, or from
+            # before this connection listened): forget everything rather than trust the cache,
+            # and confirm the new epoch at once.
+            self.clear()
+            self._applied = current
+            self._renew_now.set()
+        elif not lost.is_set():
+            self._lease_until = sent + api_key_lease_s
 
     async def _listen_forever(self, dsn: str) -> None:
         delay = 0.1
         while True:
             conn: asyncpg.Connection[Any] | None = None
+            listener_id = uuid.uuid4().hex
             try:
                 conn = await asyncpg.connect(dsn, server_settings={"application_name": "kassa-key-listener"})
                 lost = asyncio.Event()
                 # A closed connection stops the cache at once (before the loop even wakes up).
                 conn.add_termination_listener(functools.partial(self._lost, lost))
                 await conn.add_listener(CHANNEL, self._on_notify)
-                self.clear()  # whatever changed while nobody listened is unknown
-                self._listening = True
+                await conn.execute(
+                    "DELETE FROM api_key_listeners WHERE lease_until < now() - make_interval(secs => $1)",
+                    api_key_listener_row_keep_s,
+                )
+                # Whatever changed while nobody listened is unknown: the first renewal finds an
+                # epoch this process has not applied, empties the cache and confirms at once.
+                self._applied = -1
+                self._renew_now.set()
                 delay = 0.1
                 while not lost.is_set():
-                    # A silent network failure (no FIN, no RST) is noticed by the ping instead.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), api_key_listener_ping_s)
+                        await asyncio.wait_for(self._renew_now.wait(), api_key_lease_renew_s)
+                    self._renew_now.clear()
                     if not lost.is_set():
-                        await asyncio.wait_for(conn.fetchval("SELECT 1"), api_key_listener_ping_s)
+                        # Also the liveness check: a silent network failure ends the lease.
+                        await self._renew(conn, listener_id, lost)
                 log.warning("API key listener connection closed; authenticating without cache")
             except asyncio.CancelledError:
                 raise
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("API key listener lost; authenticating without cache", extra={"error": str(exc)})
             finally:
-                self._listening = False
+                self._lease_until = 0.0
                 if conn is not None:
+                    with contextlib.suppress(Exception):
+                        # Revokers need not wait for this lease to lapse.
+                        await conn.execute("DELETE FROM api_key_listeners WHERE id = $1", listener_id, timeout=1)
                     with contextlib.suppress(Exception):
                         await conn.close(timeout=1)
             await asyncio.sleep(delay)

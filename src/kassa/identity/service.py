@@ -1,7 +1,8 @@
 """Identity service: tenants, API keys, authentication and rate limits of requests.
 
 Authentication (`authn.Authenticator`) caches verified keys in-process and drops a key the
-moment any process revokes or changes it (LISTEN/NOTIFY); rate limits (`ratelimit`) are token
+moment any process revokes or changes it (LISTEN/NOTIFY; a change answers once every API
+process applied it or stopped trusting its cache, see authn); rate limits (`ratelimit`) are token
 buckets per key, in process or in Redis.
 
 Row-level security: `api_keys` is a tenant table, invisible to the application role outside a
@@ -84,17 +85,19 @@ class IdentityService:
         return await keys.get_key(self.pool, tenant_id, key_id)
 
     async def revoke_key(self, tenant_id: str, actor: str | None, key_id: str) -> ApiKey:
-        async with self.authn.change_announced(key_id) as announcement:
-            revoked, announcement.changed = await keys.revoke_key(self.pool, tenant_id, actor, key_id)
+        revoked, _changed = await keys.revoke_key(self.pool, tenant_id, actor, key_id)
         self.authn.forget(key_id)  # at once here; other processes by NOTIFY
+        # Even when this call changed nothing: a revocation retried after a failed wait must
+        # not answer before every process has applied it.
+        await self.authn.wait_applied_everywhere()
         return revoked
 
     async def rotate_key(
         self, tenant_id: str, actor: str | None, key_id: str, overlap_s: int, expires_at: datetime | None
     ) -> tuple[ApiKey, IssuedKey, ApiKey]:
-        async with self.authn.change_announced(key_id):
-            rotated = await keys.rotate_key(self.pool, tenant_id, actor, key_id, overlap_s, expires_at)
+        rotated = await keys.rotate_key(self.pool, tenant_id, actor, key_id, overlap_s, expires_at)
         self.authn.forget(key_id)
+        await self.authn.wait_applied_everywhere()  # the old key's new expiry, in every process
         return rotated
 
     async def create_tenant(

@@ -82,7 +82,7 @@ async def test_a_notice_drops_exactly_that_key() -> None:
 async def test_once_started_the_cache_is_not_used_while_the_listener_is_down() -> None:
     authn, pool = authenticator()
     pool.add("s1", "key_1")
-    authn._needs_listener = True  # as after start(), with the listener not (yet) connected
+    authn._lease_until = 0.0  # as after start(), with the listener not (yet) holding a lease
     await authn.authenticate("s1")
     await authn.authenticate("s1")
     assert pool.lookups == 2
