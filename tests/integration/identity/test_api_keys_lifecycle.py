@@ -111,6 +111,8 @@ async def test_revocation_in_one_process_ends_the_key_in_another_at_once(app_poo
         await a.revoke_key(tenant.id, first.id, key.id)
         with pytest.raises(Unauthorized):
             await a.authenticate(issued.secret)  # the revoking process: synchronously
+        with pytest.raises(Unauthorized):
+            await b.authenticate(issued.secret)  # the other: applied before the revocation answered
         await wait_for(lambda: b.authn.invalidations > seen, "the revocation notice in the other process")
         with pytest.raises(Unauthorized):
             await b.authenticate(issued.secret)
