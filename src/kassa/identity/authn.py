@@ -283,9 +283,11 @@ class Authenticator:
                     "DELETE FROM api_key_listeners WHERE lease_until < now() - make_interval(secs => $1)",
                     api_key_listener_row_keep_s,
                 )
-                # Whatever changed while nobody listened is unknown: the first renewal finds an
-                # epoch this process has not applied, empties the cache and confirms at once.
+                # Whatever changed while nobody listened is unknown: empty the cache now that
+                # later changes are notified. Epochs not notified are older than this clear;
+                # notices are handled in epoch order, so `applied` may rise from them alone.
                 self._applied = -1
+                self.clear()
                 self._renew_now.set()
                 delay = 0.1
                 while not lost.is_set():
