@@ -122,10 +122,10 @@ api_key_touch_interval_s: Final = 60.0  # last_used_at is written at most this o
 # Revocation at once in every process (kassa.identity.authn): a process trusts its key cache only
 # within a lease its listener renews this often; a stalled process stops trusting it this long
 # after its last renewal, and a revoker that gets no acknowledgement waits that long at most.
-api_key_lease_s: Final = 2.0
+api_key_lease_s: Final = 3.0  # tolerates event-loop lag up to lease - renew before the cache turns off
 api_key_lease_renew_s: Final = 0.5
 api_key_lease_margin_s: Final = 0.25  # added to the lease the database records: clock rate skew between hosts
-api_key_lease_query_s: Final = 1.0  # a renewal (the listener's liveness check) answers within this
+api_key_lease_query_s: Final = 5.0  # a renewal slower than this: the connection is taken for dead
 api_key_ack_poll_s: Final = 0.005  # a revoker re-reads the listeners' acknowledgements this often
 api_key_listener_row_keep_s: Final = 60.0  # a lapsed listener's row is deleted after this
 api_key_ack_wait_s_max: Final = 10.0  # beyond the leases' bound: the database itself is in trouble (503)
