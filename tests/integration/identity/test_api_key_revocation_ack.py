@@ -8,6 +8,7 @@ import asyncio
 import threading
 import uuid
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
@@ -100,50 +101,66 @@ def first_request_after_the_stall(authn: Authenticator, secret: str) -> str:
     return "suspended"
 
 
-async def test_revocation_answers_only_once_a_stalled_process_no_longer_accepts_the_key(
-    app_pool: Pool, app_url: str
-) -> None:
-    tenant, first = await _new_tenant(app_pool)
-    revoker = IdentityService(app_pool)
-    revoker.start(app_url)
-    try:
-        assert await revoker.authn.wait_listening(WAIT_S)
-        key, issued = await revoker.create_key(tenant.id, first.id, KeySpec("victim", ("accounts:read",)))
-        async with other_process(app_url) as (other, authn):
-            assert (await other.run(authn.authenticate(issued.secret))).key_id == key.id
-            assert hash_secret(issued.secret) in authn._cache  # it would answer from its cache
+@dataclass
+class Victim:
+    """A listening identity service (this process) and a fresh key of a fresh tenant."""
 
-            stalled, resume, checked = threading.Event(), threading.Event(), threading.Event()
-            outcome: list[str] = []
+    identity: IdentityService
+    tenant_id: str
+    actor: str
+    key_id: str
+    secret: str
 
-            def stall() -> None:
-                stalled.set()
-                resume.wait(WAIT_S * 3)
-                outcome.append(first_request_after_the_stall(authn, issued.secret))
-                checked.set()
-
-            other.loop.call_soon_threadsafe(stall)
-            assert await asyncio.to_thread(stalled.wait, WAIT_S)
-            await revoker.revoke_key(tenant.id, first.id, key.id)  # the DELETE's answer
-            # Answered while the other process still has not run: the notice waits on its
-            # socket, unread. Its first request from now on must not be taken from the cache.
-            assert not checked.is_set()
-            resume.set()
-            assert await asyncio.to_thread(checked.wait, WAIT_S)
-            assert outcome == ["asked the database"]
-            with pytest.raises(Unauthorized):
-                await other.run(authn.authenticate(issued.secret))
-    finally:
-        await revoker.close()
+    async def revoke(self) -> None:
+        await self.identity.revoke_key(self.tenant_id, self.actor, self.key_id)
 
 
-async def test_a_lookup_that_read_the_key_before_its_revocation_does_not_cache_it(app_pool: Pool, app_url: str) -> None:
-    tenant, first = await _new_tenant(app_pool)
+@asynccontextmanager
+async def victim(app_pool: Pool, app_url: str) -> AsyncIterator[Victim]:
+    result = await IdentityService(app_pool).create_tenant(f"ack-{uuid.uuid4().hex[:8]}", None, None)
+    assert isinstance(result, tuple)
+    tenant, first = result
     identity = IdentityService(app_pool)
     identity.start(app_url)
     try:
         assert await identity.authn.wait_listening(WAIT_S)
         key, issued = await identity.create_key(tenant.id, first.id, KeySpec("victim", ("accounts:read",)))
+        yield Victim(identity, tenant.id, first.id, key.id, issued.secret)
+    finally:
+        await identity.close()
+
+
+async def test_revocation_answers_only_once_a_stalled_process_no_longer_accepts_the_key(
+    app_pool: Pool, app_url: str
+) -> None:
+    async with victim(app_pool, app_url) as v, other_process(app_url) as (other, authn):
+        assert (await other.run(authn.authenticate(v.secret))).key_id == v.key_id
+        assert hash_secret(v.secret) in authn._cache  # it would answer from its cache
+
+        stalled, resume, checked = threading.Event(), threading.Event(), threading.Event()
+        outcome: list[str] = []
+
+        def stall() -> None:
+            stalled.set()
+            resume.wait(WAIT_S * 3)
+            outcome.append(first_request_after_the_stall(authn, v.secret))
+            checked.set()
+
+        other.loop.call_soon_threadsafe(stall)
+        assert await asyncio.to_thread(stalled.wait, WAIT_S)
+        await v.revoke()  # the DELETE's answer
+        # Answered while the other process still has not run: the notice waits on its socket,
+        # unread. Its first request from now on must not be taken from the cache.
+        assert not checked.is_set()
+        resume.set()
+        assert await asyncio.to_thread(checked.wait, WAIT_S)
+        assert outcome == ["asked the database"]
+        with pytest.raises(Unauthorized):
+            await other.run(authn.authenticate(v.secret))
+
+
+async def test_a_lookup_that_read_the_key_before_its_revocation_does_not_cache_it(app_pool: Pool, app_url: str) -> None:
+    async with victim(app_pool, app_url) as v:
         read, answer = asyncio.Event(), asyncio.Event()
 
         class SlowAnswer:
@@ -159,25 +176,17 @@ async def test_a_lookup_that_read_the_key_before_its_revocation_does_not_cache_i
                 await answer.wait()
                 return row
 
-        authn = identity.authn
+        authn = v.identity.authn
         authn.pool = SlowAnswer()  # type: ignore[assignment]
-        lookup = asyncio.create_task(authn.authenticate(issued.secret))
+        lookup = asyncio.create_task(authn.authenticate(v.secret))
         await read.wait()
         authn.pool = app_pool
         seen = authn.invalidations
-        await identity.revoke_key(tenant.id, first.id, key.id)
+        await v.revoke()
         while authn.invalidations == seen:  # the notice, applied while the lookup waits
             await asyncio.sleep(0.01)
         answer.set()
-        assert (await lookup).key_id == key.id  # concurrent with the revocation: either answer is right
-        assert hash_secret(issued.secret) not in authn._cache
+        assert (await lookup).key_id == v.key_id  # concurrent with the revocation: either answer is right
+        assert hash_secret(v.secret) not in authn._cache
         with pytest.raises(Unauthorized):
-            await authn.authenticate(issued.secret)
-    finally:
-        await identity.close()
-
-
-async def _new_tenant(pool: Pool) -> Any:
-    result = await IdentityService(pool).create_tenant(f"ack-{uuid.uuid4().hex[:8]}", None, None)
-    assert isinstance(result, tuple)
-    return result
+            await authn.authenticate(v.secret)
