@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from notification_helpers import account_event, notification_service, transfer_event
 
 from kassa.notifications.consumers import NotificationLogHandler, WebhookFanoutHandler
+from support.notifications import account_event, notification_service, transfer_event
 
 if TYPE_CHECKING:
     from kassa.events.envelope import Envelope

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
-from notification_helpers import FAST, drain_until, notification_service, transfer_event
 
 from kassa.events.consumer import ConsumerRunner
 from kassa.events.outbox import NewEvent, write_events
 from kassa.events.relay import drain
 from kassa.notifications.consumers import NotificationLogHandler, WebhookFanoutHandler
 from support.events import BusFactory, RecordingBus, wait_for
+from support.notifications import FAST, drain_until, notification_service, transfer_event
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -67,7 +67,7 @@ async def _forge(bus: EventBus, subject_or_topic: str, payload: bytes) -> None:
 async def _commit(pool: Pool, tenant: str, event_type: str, aggregate: str, data: dict[str, Any]) -> None:
     async with pool.acquire() as conn, conn.transaction():
         event = NewEvent(tenant, event_type, aggregate, data["id"], data)
-        await write_events(conn, [event], datetime.now(UTC))  # type: ignore[arg-type]
+        await write_events(conn, [event], datetime.now(UTC))
 
 
 def _account(account_id: str) -> dict[str, Any]:
@@ -89,7 +89,7 @@ async def test_forged_broker_messages_reach_no_receiver_and_no_notification_but_
     for account in ("alice", "bob"):
         await _commit(pool, tenant, "AccountCreated", "account", _account(account))
     recording = RecordingBus(bus)
-    await drain(pool, recording)  # type: ignore[arg-type]
+    await drain(pool, recording)
     stream = str(await pool.fetchval("SELECT id FROM event_stream"))
     next_batch = int(await pool.fetchval("SELECT max(batch_no) FROM relay_batches")) + 1
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from notification_helpers import account_event, log_notifications, notification_service, opt_in, transfer_event
 
 from kassa.notifications.consumers import NotificationLogHandler, WebhookFanoutHandler, handlers
+from support.notifications import account_event, log_notifications, notification_service, opt_in, transfer_event
 
 if TYPE_CHECKING:
     from kassa.store.pool import Pool

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 import httpx
 import msgspec
 import pytest
-from notification_helpers import (
+
+from kassa.notifications.adapters import delivery_rows
+from kassa.notifications.delivery import DeliveryConfig, deliver_due, run_delivery_worker
+from kassa.notifications.domain.retry import RetryPolicy
+from kassa.notifications.domain.signing import verify
+from kassa.shared.clock import utcnow
+from support.notifications import (
     FAST,
     KEYS,
     Receiver,
@@ -21,12 +27,6 @@ from notification_helpers import (
     notification_service,
     transfer_event,
 )
-
-from kassa.notifications.adapters import delivery_rows
-from kassa.notifications.delivery import DeliveryConfig, deliver_due, run_delivery_worker
-from kassa.notifications.domain.retry import RetryPolicy
-from kassa.notifications.domain.signing import verify
-from kassa.shared.clock import utcnow
 
 if TYPE_CHECKING:
     from kassa.store.pool import Pool

@@ -6,7 +6,6 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
-from notification_helpers import KEYS, fan_out, notification_service, transfer_event
 
 from kassa.notifications.adapters.secret_store import StoredSecret, open_secret
 from kassa.notifications.consumers import WebhookFanoutHandler
@@ -19,6 +18,7 @@ from kassa.notifications.errors import (
 from kassa.shared.errors import InvalidRequest
 from kassa.shared.limits import webhook_endpoints_per_tenant_max, webhook_secret_rotation_grace_s
 from support.db import wait_until_blocked_by
+from support.notifications import KEYS, fan_out, notification_service, transfer_event
 
 if TYPE_CHECKING:
     from kassa.store.pool import Pool

@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from notification_helpers import (
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+import kassa.api.routes.webhooks  # noqa: F401 - importing registers the routes
+from kassa.api.routing import REGISTRY, wrap
+from kassa.identity.service import IdentityService
+from kassa.settings import Settings
+from kassa.shared.limits import webhook_secret_rotation_grace_s
+from support.notifications import (
     FAST,
     KEYS,
     Receiver,
@@ -20,14 +28,6 @@ from notification_helpers import (
     opt_in,
     transfer_event,
 )
-from starlette.applications import Starlette
-from starlette.routing import Route
-
-import kassa.api.routes.webhooks  # noqa: F401 - importing registers the routes
-from kassa.api.routing import REGISTRY, wrap
-from kassa.identity.service import IdentityService
-from kassa.settings import Settings
-from kassa.shared.limits import webhook_secret_rotation_grace_s
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
-from notification_helpers import KEYS, Receiver, all_in, drain_until, fan_out, notification_service, transfer_event
 
 from kassa.notifications import seal_plaintext_secrets
 from kassa.notifications.adapters.secret_store import StoredSecret, open_secret
@@ -17,6 +16,7 @@ from kassa.shared.clock import utcnow
 from kassa.shared.crypto import DecryptionFailed, KeyRing, new_key
 from kassa.shared.ids import new_id
 from kassa.store.tenancy import tenant_transaction
+from support.notifications import KEYS, Receiver, all_in, drain_until, fan_out, notification_service, transfer_event
 
 if TYPE_CHECKING:
     from kassa.store.pool import Pool

@@ -18,7 +18,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from notification_helpers import (
+
+from kassa.notifications.adapters.http_sender import new_client, post
+from kassa.notifications.adapters.resolver import check_registration, system_resolve
+from kassa.notifications.adapters.targets import VettingTransport
+from kassa.notifications.delivery import run_delivery_worker
+from kassa.notifications.errors import WebhookUrlTargetRefused
+from support.notifications import (
     FAST,
     KEYS,
     Receiver,
@@ -28,12 +34,6 @@ from notification_helpers import (
     notification_service,
     transfer_event,
 )
-
-from kassa.notifications.adapters.http_sender import new_client, post
-from kassa.notifications.adapters.resolver import check_registration, system_resolve
-from kassa.notifications.adapters.targets import VettingTransport
-from kassa.notifications.delivery import run_delivery_worker
-from kassa.notifications.errors import WebhookUrlTargetRefused
 from support.receiver import serving
 
 if TYPE_CHECKING:
@@ -182,7 +182,7 @@ async def test_tls_sends_the_urls_name_as_sni_and_verifies_the_certificate_again
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(cert, key)
     seen_sni: list[str | None] = []
-    server_context.sni_callback = lambda sock, name, ctx: seen_sni.append(name)  # type: ignore[assignment, func-returns-value]
+    server_context.sni_callback = lambda sock, name, ctx: seen_sni.append(name)
     server = await asyncio.start_server(receiver.serve, "127.0.0.1", 0, ssl=server_context)
     port = server.sockets[0].getsockname()[1]
     client_context = ssl.create_default_context(cafile=str(cert))
