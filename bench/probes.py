@@ -128,7 +128,9 @@ class OutboxSampler:
     async def _run(self) -> None:
         started = time.perf_counter()
         while True:
-            rows, age = await self.db.fetchrow(self._QUERY)
+            row = await self.db.fetchrow(self._QUERY)
+            assert row is not None, "an aggregate without GROUP BY returns one row"
+            rows, age = row
             self.samples.append((round(time.perf_counter() - started, 2), rows, round(age, 3)))
             await asyncio.sleep(_SAMPLE_S)
 
@@ -219,6 +221,7 @@ async def relay_report(
     window_s = (end - start).total_seconds()
     drain_s, left = await _drain(db, drain_timeout_s)
     pub = await db.fetchrow(_PUBLISHED, start, end)
+    assert pub is not None, "an aggregate without GROUP BY returns one row"
     published_in_window: int = await db.fetchval(_PUBLISHED_IN_WINDOW, start, end)
     backlog_slope = _slope([(t, float(rows)) for t, rows, _ in samples])
     age_slope = _slope([(t, age) for t, _, age in samples])
@@ -275,4 +278,5 @@ def cpu_model() -> str | None:
 
 
 def mem_total_gb() -> float:
-    return round(psutil.virtual_memory().total / 2**30, 1)
+    total_bytes: int = psutil.virtual_memory().total
+    return round(total_bytes / 2**30, 1)

@@ -77,7 +77,7 @@ async def _produce(pool: Pool, tenant: str, rate_per_s: float, duration_s: float
                 for i in range(per_tick)
             ]
             async with pool.acquire() as conn, conn.transaction():
-                await write_events(conn, batch, datetime.now(UTC))  # type: ignore[arg-type]
+                await write_events(conn, batch, datetime.now(UTC))
             now = time.perf_counter()
             for i in range(per_tick):
                 committed[n + i] = now
@@ -187,7 +187,7 @@ async def measure_drain(pool: Pool, bus_url: str, *, events: int = 20_000, timeo
             for n in range(first, min(events, first + 200))
         ]
         async with pool.acquire() as conn, conn.transaction():
-            await write_events(conn, batch, datetime.now(UTC))  # type: ignore[arg-type]
+            await write_events(conn, batch, datetime.now(UTC))
     bus = _make_bus(bus_url)
     await bus.connect()
     backend_pid = int(await pool.fetchval("SELECT pg_backend_pid()"))

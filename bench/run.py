@@ -343,7 +343,7 @@ class Config:
 def _machine() -> dict[str, Any]:
     from importlib.metadata import version
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in (
         "kassa",
         "granian",
