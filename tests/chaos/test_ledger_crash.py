@@ -50,7 +50,7 @@ async def test_a_sigkilled_api_loses_no_acknowledged_transfer_and_stays_consiste
 
         load = await load_until_killed(api, base, headers, "/v1/transfers", body, CLIENTS, ACKS_BEFORE_KILL)
         sent, unanswered = load.sent, load.unanswered
-        acknowledged = {i: int(sent[i]["amount"]) for i in load.acknowledged}  # type: ignore[call-overload]
+        acknowledged = {i: int(sent[i]["amount"]) for i in load.acknowledged}
 
         api = start_api(app_url, port, 1, tmp_path)
         await wait_ready(base, api)
@@ -72,7 +72,7 @@ async def test_a_sigkilled_api_loses_no_acknowledged_transfer_and_stays_consiste
                 if transfer_id in stored:
                     assert retry.headers.get("idempotent-replayed") == "true"
                 if retry.status_code == 201:
-                    retried_ok[transfer_id] = int(sent[transfer_id]["amount"])  # type: ignore[call-overload]
+                    retried_ok[transfer_id] = int(sent[transfer_id]["amount"])
         async with pool.acquire() as conn:
             await assert_tenant_ledger_consistent(conn, tenant.id)
             retried_rows = await conn.fetch(

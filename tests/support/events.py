@@ -168,7 +168,7 @@ async def write_outbox(pool: Pool, tenant: str, keys: list[str], per_key: int) -
                     aggregate_id=key,
                     data={"id": key, "n": n},
                 )
-                await write_events(conn, [event], datetime.now(UTC))  # type: ignore[arg-type]
+                await write_events(conn, [event], datetime.now(UTC))
     rows = await pool.fetch(
         "SELECT id::text FROM outbox WHERE tenant_id = $1 AND seq > $2 ORDER BY seq", tenant, seq_before
     )
@@ -296,5 +296,5 @@ async def publish_outbox(
 
     ids = await write_outbox(pool, tenant, keys, per_key)
     recording = RecordingBus(bus)
-    await drain(pool, recording)  # type: ignore[arg-type]
+    await drain(pool, recording)
     return ids, recording.published

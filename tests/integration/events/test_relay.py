@@ -78,7 +78,7 @@ async def test_a_row_committed_late_with_a_lower_seq_is_still_published(
             await tx.start()
             await write_events(
                 slow,
-                [NewEvent(tenant, "TransferPosted", "transfer", "late", {"n": 0})],  # type: ignore[arg-type]
+                [NewEvent(tenant, "TransferPosted", "transfer", "late", {"n": 0})],
                 datetime.now(UTC),
             )
             ids = await write_outbox(pool, tenant, ["early"], per_key=2)

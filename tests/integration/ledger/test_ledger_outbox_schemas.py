@@ -48,7 +48,7 @@ async def test_every_event_type_written_to_the_outbox_matches_its_schema(pool: P
     tenant, _ = await IdentityService(pool).create_tenant("schemas", None, None)  # type: ignore[misc]
     t = tenant.id
     for spec in (("bank", "USD", "debit", True), ("alice", "USD", "credit", False)):
-        await ledger.create_account(Account(t, spec[0], spec[1], spec[2], spec[3], Balance(), {"k": "v"}))  # type: ignore[arg-type]
+        await ledger.create_account(Account(t, spec[0], spec[1], spec[2], spec[3], Balance(), {"k": "v"}))
 
     def transfer(tid: str, pending: bool, timeout_s: int = 600) -> CreateTransfer:
         timeout = timeout_s if pending else None

@@ -253,4 +253,4 @@ async def test_literal_hosts_are_not_resolved_and_unresolvable_names_are_an_os_e
     assert await vetted_addresses("0x7f000001", 80, resolve, allow_private=True) == [ipaddress.ip_address("127.0.0.1")]
     with pytest.raises(OSError):
         await vetted_addresses("nowhere.test", 80, resolve, allow_private=False)
-    assert resolve.calls == ["nowhere.test"]  # type: ignore[attr-defined]
+    assert resolve.calls == ["nowhere.test"]
