@@ -28,7 +28,7 @@ ACKS_BEFORE_KILL = 200
 async def test_a_sigkilled_api_loses_no_acknowledged_transfer_and_stays_consistent(
     app_url: str, pool: Pool, tmp_path: Path
 ) -> None:
-    tenant, key = await IdentityService(pool).create_tenant("chaos", None, None)  # type: ignore[misc]
+    tenant, key = await IdentityService(pool).create_tenant("chaos", None, None)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {key.secret}"}

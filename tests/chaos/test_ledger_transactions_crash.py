@@ -38,7 +38,7 @@ def body(rng: random.Random, transaction_id: str) -> dict[str, object]:
 async def test_a_sigkilled_api_keeps_every_acknowledged_multi_leg_transaction_whole(
     app_url: str, pool: Pool, tmp_path: Path
 ) -> None:
-    tenant, key = await IdentityService(pool).create_tenant("chaos-tx", None, None)  # type: ignore[misc]
+    tenant, key = await IdentityService(pool).create_tenant("chaos-tx", None, None)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {key.secret}"}

@@ -15,7 +15,7 @@ the new tenant (plus the admin's idempotency scope).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from kassa.events.outbox import NewEvent, write_events
 from kassa.identity import keys
@@ -99,6 +99,17 @@ class IdentityService:
         self.authn.forget(key_id)
         await self.authn.wait_applied_everywhere()  # the old key's new expiry, in every process
         return rotated
+
+    # Without an Idempotency-Key claim there is nothing to replay: callers get the tenant itself.
+    @overload
+    async def create_tenant(
+        self, name: str, claim: None, render: Any, actor: str | None = None
+    ) -> tuple[Tenant, IssuedKey]: ...
+
+    @overload
+    async def create_tenant(
+        self, name: str, claim: IdemClaim | None, render: Any, actor: str | None = None
+    ) -> tuple[Tenant, IssuedKey] | Replay: ...
 
     async def create_tenant(
         self, name: str, claim: IdemClaim | None, render: Any, actor: str | None = None

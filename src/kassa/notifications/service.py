@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, cast, overload
 
 from kassa.notifications.adapters import delivery_rows, endpoint_rows, notification_rows, resolver
 from kassa.notifications.domain.endpoints import Endpoint, validate_event_types, validate_url
@@ -81,6 +81,22 @@ class NotificationService:
         self.keys = keys
         self.allow_private = allow_private
         self.resolve = resolve
+
+    # Without an Idempotency-Key claim there is nothing to replay: callers get the endpoint itself.
+    @overload
+    async def create_endpoint(
+        self, tenant_id: str, url: str, event_types: Sequence[str], claim: None = None, render: None = None
+    ) -> EndpointWithSecret: ...
+
+    @overload
+    async def create_endpoint(
+        self,
+        tenant_id: str,
+        url: str,
+        event_types: Sequence[str],
+        claim: IdemClaim | None,
+        render: Callable[[EndpointWithSecret], tuple[int, bytes]] | None,
+    ) -> EndpointWithSecret | Replay: ...
 
     async def create_endpoint(
         self,
@@ -151,6 +167,26 @@ class NotificationService:
             deleted = await endpoint_rows.soft_delete(conn, tenant_id, endpoint_id, utcnow())
         if not deleted:
             raise WebhookEndpointNotFound(f"no webhook endpoint '{endpoint_id}'")
+
+    @overload
+    async def rotate_secret(
+        self,
+        tenant_id: str,
+        endpoint_id: str,
+        grace_s: int = webhook_secret_rotation_grace_s,
+        claim: None = None,
+        render: None = None,
+    ) -> EndpointWithSecret: ...
+
+    @overload
+    async def rotate_secret(
+        self,
+        tenant_id: str,
+        endpoint_id: str,
+        grace_s: int,
+        claim: IdemClaim | None,
+        render: Callable[[EndpointWithSecret], tuple[int, bytes]] | None,
+    ) -> EndpointWithSecret | Replay: ...
 
     async def rotate_secret(
         self,

@@ -57,7 +57,7 @@ async def two_processes(app_url: str, tmp_path: Path) -> AsyncIterator[tuple[Sta
 async def test_a_concurrent_retry_is_in_flight_in_both_processes_and_replayed_after(
     two_processes: tuple[Starlette, Starlette], pool: Pool
 ) -> None:
-    tenant, key = await IdentityService(pool).create_tenant("in-flight", None, None)  # type: ignore[misc]
+    tenant, key = await IdentityService(pool).create_tenant("in-flight", None, None)
     headers = {"Authorization": f"Bearer {key.secret}", "Idempotency-Key": str(uuid.uuid4())}
     here, there = (
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kassa", headers=headers)

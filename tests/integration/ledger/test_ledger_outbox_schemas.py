@@ -45,7 +45,7 @@ async def ledger(app_pool: Pool) -> AsyncIterator[LedgerService]:
 
 
 async def test_every_event_type_written_to_the_outbox_matches_its_schema(pool: Pool, ledger: LedgerService) -> None:
-    tenant, _ = await IdentityService(pool).create_tenant("schemas", None, None)  # type: ignore[misc]
+    tenant, _ = await IdentityService(pool).create_tenant("schemas", None, None)
     t = tenant.id
     for spec in (("bank", "USD", "debit", True), ("alice", "USD", "credit", False)):
         await ledger.create_account(Account(t, spec[0], spec[1], spec[2], spec[3], Balance(), {"k": "v"}))

@@ -44,7 +44,7 @@ async def payments(app_pool: Pool) -> AsyncIterator[PaymentsService]:
 async def test_an_unreachable_provider_fails_the_top_up_and_a_late_success_is_an_exception(
     pool: Pool, app_pool: Pool, payments: PaymentsService
 ) -> None:
-    tenant, _ = await IdentityService(pool).create_tenant("unreachable", None, None)  # type: ignore[misc]
+    tenant, _ = await IdentityService(pool).create_tenant("unreachable", None, None)
     customers = CustomerService(app_pool, KeyRing(new_key()))
     await customers.create_customer(Customer(tenant.id, "c1", "person", "N. N.", None, "DE", {}))
     wallet = await payments.wallets.create_wallet(tenant.id, "c1", "EUR")

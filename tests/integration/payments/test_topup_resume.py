@@ -74,7 +74,7 @@ async def test_a_retry_with_the_same_key_hands_a_stranded_top_up_to_the_provider
     pool: Pool, app_pool: Pool, setup: tuple[PaymentsService, RecordingProvider]
 ) -> None:
     payments, provider = setup
-    tenant, _ = await IdentityService(pool).create_tenant("resume", None, None)  # type: ignore[misc]
+    tenant, _ = await IdentityService(pool).create_tenant("resume", None, None)
     await CustomerService(app_pool, KeyRing(new_key())).create_customer(
         Customer(tenant.id, "c1", "person", "N. N.", None, "DE", {})
     )

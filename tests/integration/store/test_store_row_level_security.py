@@ -46,7 +46,7 @@ async def _tenant_with_rows(app_pool: Pool) -> str:
     """A tenant created through the services as the application role, with rows in the ledger,
     identity, outbox, idempotency and webhook tables."""
     identity = IdentityService(app_pool)
-    tenant, _key = await identity.create_tenant(f"rls-{uuid.uuid4().hex[:6]}", None, None)  # type: ignore[misc]
+    tenant, _key = await identity.create_tenant(f"rls-{uuid.uuid4().hex[:6]}", None, None)
     ledger = LedgerService(app_pool, batcher=None)  # type: ignore[arg-type]
     from kassa.store.idempotency import IdemClaim
 
@@ -178,7 +178,7 @@ async def test_a_table_added_by_a_later_migration_is_secured_and_usable_by_the_a
 
 async def test_authentication_finds_a_key_without_the_application_reading_api_keys(app_pool: Pool) -> None:
     identity = IdentityService(app_pool)
-    tenant, key = await identity.create_tenant("auth-probe", None, None)  # type: ignore[misc]
+    tenant, key = await identity.create_tenant("auth-probe", None, None)
     principal = await identity.authenticate(key.secret)
     assert (principal.tenant_id, principal.role, principal.key_id) == (tenant.id, "tenant", key.id)
     # The door returns the principal of one hash only; the table itself stays closed.
