@@ -158,7 +158,9 @@ MATRIX: dict[tuple[str, str], Callable[[World], Call]] = {
     ),
     ("POST", "/v1/entitlements/{id}/plays"): lambda w: Call(id=w.ids["entitlement"]),
 }
-REVIEW_RULES = [{"id": "large", "condition": {"kind": "large_amount", "amount_min": 5_000}, "action": "review"}]
+REVIEW_RULES: list[dict[str, Any]] = [
+    {"id": "large", "condition": {"kind": "large_amount", "amount_min": 5_000}, "action": "review"}
+]
 # Authenticated by the provider's signature, not by an API key (tests/e2e/test_payments_*.py).
 UNAUTHENTICATED = {("POST", "/v1/providers/{id}/callbacks")}
 

@@ -231,6 +231,7 @@ async def state(pool: Pool, tenant: str) -> dict[str, Any]:
         " (SELECT count(*) FROM transactions WHERE tenant_id = $1 AND status = 'pending') AS pending",
         tenant,
     )
+    assert row is not None
     return dict(row)
 
 

@@ -248,7 +248,8 @@ async def test_bad_input_on_kyc_routes_is_a_clear_4xx_that_changes_nothing(
         " (SELECT count(*) FROM outbox WHERE tenant_id = $1),"
         " (SELECT kyc_status FROM compliance_customers WHERE tenant_id = $1 AND customer_id = 'romeo')"
     )
-    before = tuple(await platform_db.fetchrow(snapshot, tenant))
+    before = await platform_db.fetchrow(snapshot, tenant)
+    assert before is not None
     async with platform.client(secret) as client:
         response = await client.post(
             path.replace("{c}", "romeo"), content=body, headers={"Content-Type": "application/json"}
@@ -258,4 +259,5 @@ async def test_bad_input_on_kyc_routes_is_a_clear_4xx_that_changes_nothing(
     )
     assert response.json()["code"] == code
     assert not any(s in response.text for s in SECRETS)
-    assert tuple(await platform_db.fetchrow(snapshot, tenant)) == before
+    after = await platform_db.fetchrow(snapshot, tenant)
+    assert after is not None and tuple(after) == tuple(before)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
@@ -48,7 +48,7 @@ async def test_a_transfer_reaches_a_signed_webhook_and_only_the_opted_in_account
         transfer_id = moved.json()["id"]
 
         deadline = time.monotonic() + WAIT_S
-        notes: list[dict[str, object]] = []
+        notes: list[dict[str, Any]] = []
         while not (notes and receiver.requests):
             assert time.monotonic() < deadline, "the transfer reached neither the log nor the receiver in time"
             await asyncio.sleep(0.1)

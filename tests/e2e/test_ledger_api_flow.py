@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 
-ACCOUNTS = [
+ACCOUNTS: list[dict[str, object]] = [
     {"id": "bank", "currency": "USD", "normal_balance": "debit", "allow_negative": True},
     {"id": "alice", "currency": "USD", "metadata": {"owner": "alice"}},
     {"id": "bob", "currency": "USD"},

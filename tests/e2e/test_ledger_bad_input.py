@@ -271,6 +271,7 @@ async def snapshot(pool: Pool, tenant: str) -> dict[str, Any]:
         tenant,
     )
     holds = await pool.fetch("SELECT id, status, posted_amount FROM transfers WHERE tenant_id = $1", tenant)
+    assert counts is not None
     return {**dict(counts), "balances": [tuple(r) for r in rows], "transfers": sorted(tuple(r) for r in holds)}
 
 

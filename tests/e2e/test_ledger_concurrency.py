@@ -73,10 +73,12 @@ async def test_concurrent_clients_on_few_accounts_lose_no_update_and_never_overd
     acknowledged: list[tuple[str, str, int]] = []
     outcomes: Counter[int] = Counter()
     rng = random.Random(20_240_601)
-    plans = [
-        [(*rng.sample(["bank", *WALLETS], 2), rng.randint(1, 400)) for _ in range(REQUESTS_PER_CLIENT)]
-        for _ in range(CLIENTS)
-    ]
+
+    def step() -> tuple[str, str, int]:
+        debit, credit = rng.sample(["bank", *WALLETS], 2)
+        return debit, credit, rng.randint(1, 400)
+
+    plans = [[step() for _ in range(REQUESTS_PER_CLIENT)] for _ in range(CLIENTS)]
 
     async def client(plan: list[tuple[str, str, int]]) -> None:
         # One connection per client, as separate clients would have: granian spreads them over its workers.

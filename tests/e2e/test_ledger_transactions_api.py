@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 
-ACCOUNTS = [
+ACCOUNTS: list[dict[str, object]] = [
     {"id": "bank", "currency": "USD", "normal_balance": "debit", "allow_negative": True},
     {"id": "buyer", "currency": "USD"},
     {"id": "fee", "currency": "USD"},
@@ -101,6 +101,7 @@ async def test_a_failing_posting_is_named_by_its_index_and_nothing_moves(api: ht
 
 async def test_bad_transaction_input_is_a_400_and_unknown_ids_a_404(api: httpx.AsyncClient) -> None:
     too_many = {"postings": [leg("buyer", "fee", 1)] * (transaction_postings_max + 1)}
+    body: dict[str, Any]
     for body in ({"postings": []}, too_many, {"postings": [leg("buyer", "fee", 0)]}, {"postings": FIVE, "x": 1}):
         response = await api.post("/v1/transactions", json=body)
         assert (response.status_code, response.json()["code"]) == (400, "invalid_request"), body

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
@@ -139,12 +139,12 @@ async def test_delivery_to_a_loopback_target_is_refused_and_recorded_once_withou
     assert receiver.requests == []
 
 
-async def _settled_delivery(client: httpx.AsyncClient, endpoint_id: str) -> dict[str, object]:
+async def _settled_delivery(client: httpx.AsyncClient, endpoint_id: str) -> dict[str, Any]:
     async with asyncio.timeout(60):
         while True:
             page = (await client.get(f"/v1/webhook-endpoints/{endpoint_id}/deliveries")).json()
             if page["data"] and page["data"][0]["status"] != "pending":
-                found: dict[str, object] = page["data"][0]
+                found: dict[str, Any] = page["data"][0]
                 return found
             await asyncio.sleep(0.2)
 

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
     import httpx
@@ -60,7 +60,7 @@ class HttpSink:
         with self.lock:
             return list(self.requests)
 
-    def __enter__(self) -> HttpSink:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
