@@ -72,7 +72,7 @@ async def test_a_400_is_not_retried(pool: Pool, tenant: str, receiver: Receiver)
     await drain_until(pool, all_in({"failed"}, pool, tenant))
     # "failed" is terminal: delivery passes claim only pending rows. One more pass shows it.
     async with httpx.AsyncClient(follow_redirects=False) as client:
-        await deliver_due(pool, client, FAST)
+        await deliver_due(pool, client, KEYS, FAST)
 
     (delivery,) = (await service.list_deliveries(tenant, created.endpoint.id, None, 10)).data
     assert (delivery.status, delivery.attempt_count) == ("failed", 1)
