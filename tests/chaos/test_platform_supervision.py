@@ -278,7 +278,8 @@ def test_an_external_database_outage_is_503_with_retry_after_and_readiness_says_
             assert platform.process.poll() is None, "an outage of an external database never stops kassa up"
             # An HTTP worker that crashes during the outage is replaced by one that starts without
             # the database (it must not fail its startup and take the API into a crash loop).
-            workers = api_before.children() if api_before is not None else []
+            assert api_before is not None
+            workers = api_before.children()
             assert workers
             workers[0].send_signal(signal.SIGKILL)
             _wait_for(

@@ -68,6 +68,7 @@ async def balance(pool: Pool, tenant_id: str, account: str) -> tuple[int, int]:
             tenant_id,
             account,
         )
+    assert row is not None, f"no account {account}"
     return int(row["posted"]), int(row["debits_pending"])
 
 

@@ -149,6 +149,7 @@ async def test_a_document_is_found_by_its_keyed_hash_and_stored_only_sealed(
     found = await service.kyc.find_by_document(tenant, "x7q 4481 zp")  # spacing and case do not matter
     assert [v.id for v in found] == [first.id]
     row = await pool.fetchrow("SELECT * FROM kyc_verifications WHERE tenant_id = $1 AND id = $2", tenant, first.id)
+    assert row is not None
     stored = b"".join(v if isinstance(v, bytes) else str(v).encode() for v in row.values())
     assert not any(s.encode() in stored for s in SECRETS)
     assert TestVault().open(tenant, f"kyc:{first.id}:document", row["document_sealed"]) == b"X7Q4481ZP"

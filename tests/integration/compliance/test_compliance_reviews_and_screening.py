@@ -17,6 +17,7 @@ from support.compliance import balance, payment, set_standing, shop_with_custome
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from kassa.compliance.sanctions import CustomerLike
     from kassa.store.pool import Pool
 
 pytestmark = pytest.mark.integration
@@ -147,8 +148,8 @@ class Directory:
     def __init__(self, people: dict[str, list[Person]]) -> None:
         self.people = people
 
-    async def list_customers(self, tenant_id: str, after_id: str | None, limit: int) -> list[Person]:
-        found = sorted(self.people.get(tenant_id, []), key=lambda p: p.id)
+    async def list_customers(self, tenant_id: str, after_id: str | None, limit: int) -> list[CustomerLike]:
+        found: list[CustomerLike] = sorted(self.people.get(tenant_id, []), key=lambda p: p.id)
         return [p for p in found if after_id is None or p.id > after_id][:limit]
 
 

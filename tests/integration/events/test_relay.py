@@ -172,7 +172,7 @@ async def test_a_batch_left_in_flight_is_republished_first_and_applied_once_even
         later = await write_outbox(pool, tenant, ["a"], per_key=1)
         await drain(pool, bus)
         row = await pool.fetchrow("SELECT published_at, seqs FROM relay_batches WHERE batch_no = $1", batch_no)
-        assert row["published_at"] is not None and row["seqs"] is None
+        assert row is not None and row["published_at"] is not None and row["seqs"] is None
         numbers = await pool.fetch("SELECT batch_no FROM outbox WHERE tenant_id = $1 ORDER BY seq", tenant)
         assert [r["batch_no"] for r in numbers][: len(ids)] == [batch_no] * len(ids)
         assert numbers[-1]["batch_no"] > batch_no  # the later row went into a later batch

@@ -46,7 +46,7 @@ async def test_secrets_are_stored_sealed_and_open_only_for_their_own_endpoint(po
         tenant,
         first.endpoint.id,
     )
-    assert row["secret"] is None and row["previous_secret"] is None
+    assert row is not None and row["secret"] is None and row["previous_secret"] is None
     assert open_secret(KEYS, tenant, first.endpoint.id, StoredSecret(sealed=row["secret_sealed"])) == rotated.secret
     previous = StoredSecret(sealed=row["previous_secret_sealed"])
     assert open_secret(KEYS, tenant, first.endpoint.id, previous) == first.secret

@@ -88,6 +88,7 @@ async def test_an_upgrade_strips_stored_secrets_and_seals_plaintext_webhook_secr
         row = await conn.fetchrow("SELECT secret, secret_sealed, t::text AS everything FROM webhook_endpoints t")
     finally:
         await conn.close()
+    assert row is not None
     assert stored["k-tenant"]["api_key"]["secret"] is None and stored["k-tenant"]["api_key"]["secret_note"]
     assert stored["k-tenant"]["api_key"]["id"] == "key_1"
     assert stored["k-endpoint"]["secret"] is None and stored["k-endpoint"]["secret_note"]

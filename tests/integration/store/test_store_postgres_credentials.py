@@ -30,14 +30,13 @@ async def test_postgres_refuses_every_role_without_its_password_over_tcp_and_the
 ) -> None:
     monkeypatch.delenv("PGPASSWORD", raising=False)
     monkeypatch.setenv("PGPASSFILE", "/nonexistent")
-    where = [{"host": "127.0.0.1"}, {"host": str(pg_server.root / "sock")}]
-    for place in where:
+    for host in ("127.0.0.1", str(pg_server.root / "sock")):
         for password in (None, "wrong-password-0123456789"):
             with pytest.raises(_REFUSED):
-                await asyncpg.connect(user=role, password=password, port=pg_server.port, database="kassa", **place)
+                await asyncpg.connect(user=role, password=password, port=pg_server.port, database="kassa", host=host)
         # With the generated password the same place lets it in.
         conn = await asyncpg.connect(
-            user=role, password=pg_server.passwords()[role], port=pg_server.port, database="kassa", **place
+            user=role, password=pg_server.passwords()[role], port=pg_server.port, database="kassa", host=host
         )
         try:
             assert await conn.fetchval("SELECT current_user") == role

@@ -86,7 +86,12 @@ def test_lost_acknowledged_transfers_are_counted_with_their_span_and_age_at_the_
     assert section["lost_span_s"] == 0.24 and section["rpo_s"] == 0.06
     assert section["lost_last_acknowledged_after_kill_s"] == 0.2
     assert (section["rto_s"], section["promote_s"], section["repoint_s"]) == (3.25, 1.0, 1.5)
-    pitr = {"invariant_violations": [], "missing": [], "unexpected": [], "balance_mismatches": []}
+    pitr: dict[str, list[object]] = {
+        "invariant_violations": [],
+        "missing": [],
+        "unexpected": [],
+        "balance_mismatches": [],
+    }
     report = {"failover": section, "pitr": pitr}
     assert verdict(report, "async")["checks"]["rpo_met"] is True  # 60 ms is within 5 s
     assert verdict(report, "sync")["checks"]["rpo_met"] is False  # synchronous must lose nothing

@@ -16,6 +16,7 @@ from kassa.ledger.domain.model import (
     CreateTransfer,
     Entry,
     ExpirePending,
+    NormalBalance,
     PostPending,
     Transaction,
     Transfer,
@@ -30,7 +31,7 @@ T = "tenant-p"
 START = datetime(2030, 1, 1, tzinfo=UTC)
 
 # Both normal sides, with and without overdraft, in two currencies (one without minor units).
-ACCOUNTS = (
+ACCOUNTS: tuple[tuple[str, str, NormalBalance, bool], ...] = (
     ("usd.bank", "USD", "debit", True),
     ("usd.equity", "USD", "credit", True),
     ("usd.alice", "USD", "credit", False),

@@ -18,7 +18,7 @@ NOW = 1_790_000_000
 
 
 def _receiver_code(path: Path) -> str:
-    blocks = re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.DOTALL)
+    blocks: list[str] = re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.DOTALL)
     (code,) = [b for b in blocks if "def verify_kassa_signature" in b]
     return code
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from kassa.observability import throttle
@@ -25,7 +26,7 @@ def _record(msg: str) -> logging.LogRecord:
 
 def test_repeats_are_dropped_inside_the_window_and_counted_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1000.0]
-    monkeypatch.setattr(throttle.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])  # the module throttle reads the clock from
     flt = RepeatThrottle(window_s=30.0)
     first = _record(FLOOR)
     assert flt.filter(first) and first.exc_info is not None
