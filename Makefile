@@ -24,6 +24,8 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# mypy checks src, tests and bench strictly: the files and module bases are in pyproject.toml
+# ([tool.mypy]), so that `make check`, pre-commit and a bare `mypy` check the same tree.
 check: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
