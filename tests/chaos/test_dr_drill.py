@@ -4,6 +4,8 @@ the target instant (the short form of `kassa dr drill`; its timings are reported
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from kassa.dr import Drill, DrillConfig, render_text
@@ -11,7 +13,7 @@ from kassa.dr import Drill, DrillConfig, render_text
 pytestmark = pytest.mark.chaos
 
 
-async def _drill(mode: str) -> dict:  # type: ignore[type-arg]
+async def _drill(mode: str) -> dict[str, Any]:
     # The drill's own temporary directory: pytest's tmp_path is private to root, and the
     # embedded servers run as an unprivileged user.
     report = await Drill(DrillConfig(mode=mode).short()).run()
@@ -19,7 +21,7 @@ async def _drill(mode: str) -> dict:  # type: ignore[type-arg]
     return report
 
 
-def _assert_consistent_and_restorable(report: dict) -> None:  # type: ignore[type-arg]
+def _assert_consistent_and_restorable(report: dict[str, Any]) -> None:
     failover, pitr = report["failover"], report["pitr"]
     # The load ran on both sides of the failover and around the PITR target.
     assert failover["acknowledged"] > 0

@@ -148,7 +148,8 @@ def test_a_killed_http_worker_is_replaced_and_the_platform_keeps_serving(supervi
         "a replacement HTTP worker", lambda: len([w for w in main.children() if w.pid != victim.pid]) == len(workers)
     )
     assert supervised.process.poll() is None, "kassa up must survive a crashed HTTP worker"
-    assert _api_main(supervised) is not None and _api_main(supervised).pid == main.pid  # type: ignore[union-attr]
+    api_main = _api_main(supervised)
+    assert api_main is not None and api_main.pid == main.pid
     assert _create_accounts(supervised, secret, 10) == [201] * 10
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from kassa.events.bus.base import Delivery, EventBus, Subscription
+    from kassa.events.bus.embedded_nats import EmbeddedNats
 
 pytestmark = pytest.mark.integration
 
@@ -72,10 +73,10 @@ async def test_published_messages_arrive_intact_and_in_publish_order(bus_factory
     assert got == list(range(20))
 
 
-async def test_jetstream_stores_a_republished_dedup_id_once(nats_server: object) -> None:
+async def test_jetstream_stores_a_republished_dedup_id_once(nats_server: EmbeddedNats) -> None:
     from support.events import nats_bus
 
-    bus = await nats_bus(nats_server.url)  # type: ignore[attr-defined]
+    bus = await nats_bus(nats_server.url)
     tenant = new_tenant()
     try:
         first = message(tenant, 0, dedup=f"{tenant}:1")

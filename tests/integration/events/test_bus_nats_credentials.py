@@ -63,6 +63,8 @@ def test_nats_credentials_and_config_are_readable_by_their_owner_only(nats_serve
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
         assert password in path.read_text()
     # The password never appears on the server's command line, which any local user can read.
-    pid = nats_server._process.pid  # type: ignore[union-attr]
+    process = nats_server._process
+    assert process is not None
+    pid = process.pid
     with open(f"/proc/{pid}/cmdline", "rb") as fh:
         assert password.encode() not in fh.read()

@@ -16,6 +16,7 @@ from support.events import RecordingHandler, effects, nats_bus, new_tenant, wait
 
 if TYPE_CHECKING:
     from kassa.events.bus.base import EventBus
+    from kassa.events.bus.embedded_nats import EmbeddedNats
     from kassa.store.pool import Pool
 
 pytestmark = pytest.mark.integration
@@ -50,9 +51,9 @@ async def _consume_all(pool: Pool, bus: EventBus, handler: RecordingHandler, exp
 
 
 async def test_committed_events_reach_a_consumer_once_in_order_and_stay_in_the_outbox(
-    pool: Pool, nats_server: object, effects_table: str
+    pool: Pool, nats_server: EmbeddedNats, effects_table: str
 ) -> None:
-    bus = await nats_bus(nats_server.url)  # type: ignore[attr-defined]
+    bus = await nats_bus(nats_server.url)
     try:
         tenant = new_tenant()
         ids = await write_outbox(pool, tenant, ["a", "b", "c"], per_key=4)
@@ -68,9 +69,9 @@ async def test_committed_events_reach_a_consumer_once_in_order_and_stay_in_the_o
 
 
 async def test_a_row_committed_late_with_a_lower_seq_is_still_published(
-    pool: Pool, nats_server: object, effects_table: str
+    pool: Pool, nats_server: EmbeddedNats, effects_table: str
 ) -> None:
-    bus = await nats_bus(nats_server.url)  # type: ignore[attr-defined]
+    bus = await nats_bus(nats_server.url)
     tenant = new_tenant()
     try:
         async with pool.acquire() as slow:
@@ -94,9 +95,9 @@ async def test_a_row_committed_late_with_a_lower_seq_is_still_published(
 
 
 async def test_two_relays_running_together_publish_each_event_once_in_order(
-    pool: Pool, nats_server: object, effects_table: str
+    pool: Pool, nats_server: EmbeddedNats, effects_table: str
 ) -> None:
-    buses = [await nats_bus(nats_server.url) for _ in range(2)]  # type: ignore[attr-defined]
+    buses = [await nats_bus(nats_server.url) for _ in range(2)]
     relays = [Relay(pool, bus, batch_max=7, idle_poll_s=0.005, lease_poll_s=0.05) for bus in buses]
     stop = asyncio.Event()
     tasks = [asyncio.create_task(r.run(stop)) for r in relays]
@@ -120,8 +121,8 @@ async def test_two_relays_running_together_publish_each_event_once_in_order(
             await bus.close()
 
 
-async def test_a_standby_relay_takes_over_when_the_leader_stops(pool: Pool, nats_server: object) -> None:
-    bus = await nats_bus(nats_server.url)  # type: ignore[attr-defined]
+async def test_a_standby_relay_takes_over_when_the_leader_stops(pool: Pool, nats_server: EmbeddedNats) -> None:
+    bus = await nats_bus(nats_server.url)
     first_stop, second_stop = asyncio.Event(), asyncio.Event()
     first = Relay(pool, bus, idle_poll_s=0.005, lease_poll_s=0.05)
     second = Relay(pool, bus, idle_poll_s=0.005, lease_poll_s=0.05)
@@ -149,11 +150,11 @@ async def test_a_standby_relay_takes_over_when_the_leader_stops(pool: Pool, nats
 
 
 async def test_a_batch_left_in_flight_is_republished_first_and_applied_once_even_if_it_renders_differently(
-    pool: Pool, nats_server: object, effects_table: str
+    pool: Pool, nats_server: EmbeddedNats, effects_table: str
 ) -> None:
     import hashlib
 
-    bus = await nats_bus(nats_server.url)  # type: ignore[attr-defined]
+    bus = await nats_bus(nats_server.url)
     try:
         await drain(pool, bus)
         tenant = new_tenant()

@@ -14,15 +14,16 @@ from kassa.events.replay import replay_history
 from support.events import RecordingHandler, effects, nats_bus, new_tenant, write_outbox
 
 if TYPE_CHECKING:
+    from kassa.events.bus.embedded_nats import EmbeddedNats
     from kassa.store.pool import Pool
 
 pytestmark = pytest.mark.integration
 
 
 async def test_replay_applies_missed_events_once_and_a_second_replay_changes_nothing(
-    pool: Pool, nats_server: object, effects_table: str
+    pool: Pool, nats_server: EmbeddedNats, effects_table: str
 ) -> None:
-    bus = await nats_bus(nats_server.url)  # type: ignore[attr-defined]
+    bus = await nats_bus(nats_server.url)
     try:
         tenant = new_tenant()
         since = datetime.now(UTC) - timedelta(seconds=1)
@@ -60,11 +61,11 @@ async def test_operators_list_dead_letters_and_get_a_typed_error_for_unknown_con
 
 
 async def test_after_a_replay_the_stream_copies_of_the_replayed_batches_change_nothing(
-    pool: Pool, nats_server: object, effects_table: str
+    pool: Pool, nats_server: EmbeddedNats, effects_table: str
 ) -> None:
     from support.events import consume_until, publish_outbox
 
-    bus = await nats_bus(nats_server.url)  # type: ignore[attr-defined]
+    bus = await nats_bus(nats_server.url)
     try:
         tenant = new_tenant()
         since = datetime.now(UTC) - timedelta(seconds=1)

@@ -24,6 +24,7 @@ from kassa.store.rls import TENANT_POLICY, secure_schema
 from kassa.store.tenancy import scope, tenant_transaction
 
 if TYPE_CHECKING:
+    from kassa.store.embedded import EmbeddedPostgres
     from kassa.store.pool import Pool
 
 pytestmark = pytest.mark.integration
@@ -199,9 +200,11 @@ async def test_the_worker_role_sees_every_tenant_of_the_event_tables_and_nothing
         assert await worker_pool.fetchval(f"SELECT count(*) FROM {table}") == 0, table
 
 
-async def test_the_reporting_role_reads_within_a_scope_and_cannot_write(pg_server: object, app_pool: Pool) -> None:
+async def test_the_reporting_role_reads_within_a_scope_and_cannot_write(
+    pg_server: EmbeddedPostgres, app_pool: Pool
+) -> None:
     tenant = await _tenant_with_rows(app_pool)
-    conn = await asyncpg.connect(pg_server.role_url(roles.REPORTING))  # type: ignore[attr-defined]
+    conn = await asyncpg.connect(pg_server.role_url(roles.REPORTING))
     try:
         async with conn.transaction():
             await scope(conn, [tenant])
