@@ -11,7 +11,7 @@ import json
 import secrets
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -20,7 +20,7 @@ from support.receiver import Receiver, serving
 from support.server import auth
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     import httpx
 
@@ -35,19 +35,19 @@ async def receivers() -> AsyncIterator[tuple[Receiver, Receiver]]:
         yield accepting, rejecting
 
 
-async def _create(client: httpx.AsyncClient, path: str, body: dict[str, object] | None, key: str) -> dict[str, object]:
+async def _create(client: httpx.AsyncClient, path: str, body: dict[str, object] | None, key: str) -> dict[str, Any]:
     """POST with an Idempotency-Key, and once more as a replay; returns the first response."""
     first = await client.post(path, json=body, headers={"Idempotency-Key": key})
     replay = await client.post(path, json=body, headers={"Idempotency-Key": key})
     assert first.status_code in (200, 201), first.text
     assert replay.headers.get("idempotent-replayed") == "true", replay.text
-    found: dict[str, object] = first.json()
+    found: dict[str, Any] = first.json()
     return found
 
 
-async def _wait_for(condition: object, timeout_s: float = 60) -> None:
+async def _wait_for(condition: Callable[[], bool], timeout_s: float = 60) -> None:
     async with asyncio.timeout(timeout_s):
-        while not condition():  # type: ignore[operator]
+        while not condition():
             await asyncio.sleep(0.2)
 
 
@@ -76,7 +76,7 @@ async def test_no_secret_appears_in_any_log_of_the_platform(
     token = "tok_" + secrets.token_urlsafe(18)
     async with platform.admin() as admin:
         tenant = await _create(admin, "/v1/tenants", {"name": f"logs-{uuid.uuid4().hex[:6]}"}, "logs-tenant")
-    tenant_secret = str(tenant["api_key"]["secret"])  # type: ignore[index]
+    tenant_secret = str(tenant["api_key"]["secret"])
     async with platform.client(tenant_secret) as client:
         hook = f"http://127.0.0.1:{accepting.port}/hooks?token={token}"
         created = await _create(client, "/v1/webhook-endpoints", {"url": hook, "event_types": ["*"]}, "logs-hook")

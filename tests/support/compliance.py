@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kassa.compliance import ComplianceService, Payment
 from kassa.compliance.adapters import rows
@@ -72,7 +72,13 @@ async def balance(pool: Pool, tenant_id: str, account: str) -> tuple[int, int]:
     return int(row["posted"]), int(row["debits_pending"])
 
 
-__all__ = ["ComplianceService", "balance", "payment", "set_standing", "shop_with_customer"]
+class AuditedCompliance(ComplianceService):
+    """The service as a fixture builds it, holding the audit records its audit hook received."""
+
+    audited: list[dict[str, Any]]
+
+
+__all__ = ["AuditedCompliance", "ComplianceService", "balance", "payment", "set_standing", "shop_with_customer"]
 
 
 class TestVault:

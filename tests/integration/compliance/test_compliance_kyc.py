@@ -17,7 +17,7 @@ from kassa.compliance.errors import KycDataRefused, KycUnavailable
 from kassa.events.validation import validate_event
 from kassa.ledger import Batcher, LedgerService
 from kassa.shared.errors import InvalidRequest
-from support.compliance import TestVault
+from support.compliance import AuditedCompliance, TestVault
 from support.http_sink import HttpSink
 from support.ledger import outbox_envelopes
 from support.product import open_shop
@@ -40,7 +40,7 @@ def sink() -> Iterator[HttpSink]:
 
 
 @pytest.fixture
-async def kyc(app_pool: Pool, sink: HttpSink) -> AsyncIterator[tuple[ComplianceService, SandboxKycProvider]]:
+async def kyc(app_pool: Pool, sink: HttpSink) -> AsyncIterator[tuple[AuditedCompliance, SandboxKycProvider]]:
     batcher = Batcher(app_pool)
     batcher.start()
     provider = SandboxKycProvider(sink.url + "/v1/kyc/callbacks/sandbox", SECRET)
@@ -49,10 +49,10 @@ async def kyc(app_pool: Pool, sink: HttpSink) -> AsyncIterator[tuple[ComplianceS
     async def audit(conn: Any, **record: Any) -> None:
         audited.append(record)
 
-    service = ComplianceService(
+    service = AuditedCompliance(
         app_pool, LedgerService(app_pool, batcher), audit=audit, vault=TestVault(), kyc_provider=provider
     )
-    service.audited = audited  # type: ignore[attr-defined]
+    service.audited = audited
     try:
         yield service, provider
     finally:
@@ -111,7 +111,7 @@ async def test_a_verified_customer_reaches_the_tier_with_a_kyc_completed_event(
 
 
 async def test_magic_documents_force_rejection_or_an_operators_review(
-    pool: Pool, kyc: tuple[ComplianceService, SandboxKycProvider], sink: HttpSink
+    pool: Pool, kyc: tuple[AuditedCompliance, SandboxKycProvider], sink: HttpSink
 ) -> None:
     service, provider = kyc
     tenant = await open_shop(pool, {})
@@ -134,7 +134,7 @@ async def test_magic_documents_force_rejection_or_an_operators_review(
     )
     assert decided.status == "verified"
     assert (await service.standing(tenant, "c2"))[0].kyc.tier == 1
-    assert [a["action"] for a in service.audited] == ["kyc.overridden"]  # type: ignore[attr-defined]
+    assert [a["action"] for a in service.audited] == ["kyc.overridden"]
     types = [e["type"] for e in await events_of(pool, tenant) if e["type"].startswith("Kyc")]
     assert types == ["KycRejected", "KycCompleted"]
 
@@ -181,7 +181,7 @@ async def test_without_a_vault_kyc_is_unavailable(pool: Pool, app_pool: Pool) ->
 
 
 async def test_personal_data_never_reaches_logs_events_errors_or_callbacks(
-    pool: Pool, kyc: tuple[ComplianceService, SandboxKycProvider], sink: HttpSink, caplog: pytest.LogCaptureFixture
+    pool: Pool, kyc: tuple[AuditedCompliance, SandboxKycProvider], sink: HttpSink, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Everything a KYC flow emits, captured and searched for the values the customer typed in."""
     service, provider = kyc
@@ -210,7 +210,7 @@ async def test_personal_data_never_reaches_logs_events_errors_or_callbacks(
     standing = await service.standing(tenant, "c1")
     emitted.append(repr(standing))
     emitted += [json.dumps(e, default=str) for e in await events_of(pool, tenant)]
-    emitted += [json.dumps(a, default=str) for a in service.audited]  # type: ignore[attr-defined]
+    emitted += [json.dumps(a, default=str) for a in service.audited]
     emitted += [record.getMessage() + repr(record.args) + (record.exc_text or "") for record in caplog.records]
     emitted.append(caplog.text)
     everything = "\n".join(emitted)

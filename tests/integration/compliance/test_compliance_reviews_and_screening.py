@@ -12,7 +12,7 @@ import pytest
 
 from kassa.compliance import BlockedByPolicy, ComplianceService, ReviewDecided, RuleInvalid, sanctions
 from kassa.ledger import Batcher, LedgerService
-from support.compliance import balance, payment, set_standing, shop_with_customer
+from support.compliance import AuditedCompliance, balance, payment, set_standing, shop_with_customer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -27,7 +27,7 @@ REVIEW_LARGE = [{"id": "large", "condition": {"kind": "large_amount", "amount_mi
 
 
 @pytest.fixture
-async def service(app_pool: Pool) -> AsyncIterator[ComplianceService]:
+async def service(app_pool: Pool) -> AsyncIterator[AuditedCompliance]:
     batcher = Batcher(app_pool)
     batcher.start()
     audited: list[dict[str, Any]] = []
@@ -36,8 +36,8 @@ async def service(app_pool: Pool) -> AsyncIterator[ComplianceService]:
         assert conn.is_in_transaction()
         audited.append(record)
 
-    svc = ComplianceService(app_pool, LedgerService(app_pool, batcher), audit=audit)
-    svc.audited = audited  # type: ignore[attr-defined]
+    svc = AuditedCompliance(app_pool, LedgerService(app_pool, batcher), audit=audit)
+    svc.audited = audited
     try:
         yield svc
     finally:
@@ -49,7 +49,7 @@ async def transaction_status(pool: Pool, tenant: str, tx_id: str) -> str:
 
 
 async def test_a_payment_a_rule_reviews_is_held_until_approved_then_posted(
-    pool: Pool, app_pool: Pool, service: ComplianceService
+    pool: Pool, app_pool: Pool, service: AuditedCompliance
 ) -> None:
     tenant = await shop_with_customer(pool, {"c1-a": 50_000})
     await set_standing(app_pool, tenant, "c1", LONG_AGO)
@@ -75,7 +75,7 @@ async def test_a_payment_a_rule_reviews_is_held_until_approved_then_posted(
     with pytest.raises(ReviewDecided):
         await service.decide(tenant, held.review_id, False, "key_other", "too late")
     assert await transaction_status(pool, tenant, held_payment.command.id) == "posted"
-    actions = [a["action"] for a in service.audited]  # type: ignore[attr-defined]
+    actions = [a["action"] for a in service.audited]
     assert actions == ["rule.changed", "review.decided"]
 
 

@@ -21,7 +21,7 @@ from kassa.shared.clock import utcnow
 from kassa.shared.errors import Unauthorized
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from kassa.identity.domain.model import IssuedKey, Tenant
     from kassa.store.pool import Pool
@@ -30,12 +30,12 @@ pytestmark = pytest.mark.integration
 WAIT_S = 10.0
 
 
-async def wait_for(predicate: object, what: str) -> None:
+async def wait_for(predicate: Callable[[], object], what: str) -> None:
     """Wait on state (bounded), never a fixed sleep."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WAIT_S
     while True:
-        result = predicate()  # type: ignore[operator]
+        result = predicate()
         if asyncio.iscoroutine(result):
             result = await result
         if result:

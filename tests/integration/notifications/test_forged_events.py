@@ -60,8 +60,10 @@ async def _forge(bus: EventBus, subject_or_topic: str, payload: bytes) -> None:
     if js is not None:
         await js.publish(subject_or_topic, payload, headers={"Nats-Msg-Id": uuid.uuid4().hex})
         return
-    producer = bus._producer  # type: ignore[attr-defined]
-    await producer.send_and_wait("kassa.events", payload, key=b"forged")
+    from kassa.events.bus.kafka import KafkaBus
+
+    assert isinstance(bus, KafkaBus) and bus._producer is not None, bus
+    await bus._producer.send_and_wait("kassa.events", payload, key=b"forged")
 
 
 async def _commit(pool: Pool, tenant: str, event_type: str, aggregate: str, data: dict[str, Any]) -> None:

@@ -46,16 +46,20 @@ pytestmark = pytest.mark.integration
 STRICT = dataclasses.replace(FAST, allow_private=False)
 
 
-def answering(answers: dict[str, str]):  # type: ignore[no-untyped-def]
+class Answering:
     """A resolver with fixed answers that counts its lookups."""
-    calls: list[str] = []
 
-    async def resolve(host: str, port: int) -> list[IPAddress]:
-        calls.append(host)
-        return [ipaddress.ip_address(answers[host])]
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = answers
+        self.calls: list[str] = []
 
-    resolve.calls = calls  # type: ignore[attr-defined]
-    return resolve
+    async def __call__(self, host: str, port: int) -> list[IPAddress]:
+        self.calls.append(host)
+        return [ipaddress.ip_address(self.answers[host])]
+
+
+def answering(answers: dict[str, str]) -> Answering:
+    return Answering(answers)
 
 
 async def test_delivery_to_a_loopback_receiver_is_refused_when_private_targets_are_not_allowed(

@@ -216,17 +216,22 @@ def test_host_names_of_the_loopback_interface_and_of_metadata_services_are_refus
     assert literal_address("example.com") is None
 
 
-def _resolver(answers: dict[str, list[str]]):  # type: ignore[no-untyped-def]
-    calls: list[str] = []
+class _Resolver:
+    """Fixed answers (an unknown name does not resolve), counting its lookups."""
 
-    async def resolve(host: str, port: int) -> list[IPAddress]:
-        calls.append(host)
-        if host not in answers:
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.calls: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> list[IPAddress]:
+        self.calls.append(host)
+        if host not in self.answers:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return [ipaddress.ip_address(a) for a in answers[host]]
+        return [ipaddress.ip_address(a) for a in self.answers[host]]
 
-    resolve.calls = calls  # type: ignore[attr-defined]
-    return resolve
+
+def _resolver(answers: dict[str, list[str]]) -> _Resolver:
+    return _Resolver(answers)
 
 
 async def test_a_name_is_vetted_by_every_address_it_resolves_to() -> None:

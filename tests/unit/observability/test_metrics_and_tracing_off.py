@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from prometheus_client import REGISTRY
+from prometheus_client.metrics import MetricWrapperBase
 
 import kassa.events.metrics
 import kassa.notifications.metrics
@@ -15,14 +16,18 @@ from kassa.observability import tracing
 _UNBOUNDED = {"tenant_id", "tenant", "account_id", "account", "transfer_id", "event_id", "endpoint_id", "id"}
 
 
-def _kassa_collectors() -> list[object]:
+def _kassa_collectors() -> list[MetricWrapperBase]:
     assert kassa.events.metrics and kassa.notifications.metrics  # imported for their registrations
-    return [c for c in REGISTRY._collector_to_names if getattr(c, "_name", "").startswith("kassa_")]
+    return [
+        c
+        for c in REGISTRY._collector_to_names
+        if isinstance(c, MetricWrapperBase) and getattr(c, "_name", "").startswith("kassa_")
+    ]
 
 
 def test_kassa_metrics_use_base_units_suffixes_and_bounded_labels() -> None:
     collectors = _kassa_collectors()
-    names = {c._name: c for c in collectors}  # type: ignore[attr-defined]
+    names = {c._name: c for c in collectors}
     for wanted in (
         "kassa_transactions",
         "kassa_money_moved_minor_units",
@@ -39,8 +44,8 @@ def test_kassa_metrics_use_base_units_suffixes_and_bounded_labels() -> None:
     ):
         assert wanted in names, wanted
     for name, collector in names.items():
-        kind = collector._type  # type: ignore[attr-defined]
-        labels = set(collector._labelnames)  # type: ignore[attr-defined]
+        kind = collector._type
+        labels = set(collector._labelnames)
         assert not labels & _UNBOUNDED, (name, labels)
         assert not name.endswith(("_ms", "_milliseconds", "_total")), name  # _total is added on exposition
         if kind == "histogram" and ("duration" in name or "latency" in name):

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 
 from kassa.cli.main import main
 from kassa.observability import slo
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 REPO = Path(__file__).resolve().parents[3]
 SPEC = REPO / "deploy" / "observability" / "slo.yaml"
@@ -19,7 +23,7 @@ DASHBOARDS = REPO / "deploy" / "observability" / "dashboards"
 RUNBOOKS = REPO / "docs" / "runbooks"
 
 
-def _alerts() -> list[dict[str, object]]:
+def _alerts() -> list[dict[str, Any]]:  # parsed YAML
     rules = yaml.safe_load(RULES.read_text())
     return [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
 
@@ -49,7 +53,7 @@ def test_each_slo_pages_on_fast_burns_and_tickets_slow_ones_with_both_windows() 
     for name in ("KassaAvailability", "KassaLatency", "KassaEventFreshness"):
         for severity, windows in expected.items():
             alert = alerts[f"{name}{severity.capitalize()}"]
-            assert alert["labels"]["severity"] == severity  # type: ignore[index]
+            assert alert["labels"]["severity"] == severity
             conditions = str(alert["expr"]).split("\nor\n")
             assert len(conditions) == len(windows)
             for condition, (factor, long, short) in zip(conditions, windows, strict=True):
@@ -69,9 +73,9 @@ def test_every_alert_has_a_severity_a_summary_and_a_runbook_that_exists() -> Non
     assert len(alerts) >= 7
     for alert in alerts:
         labels, annotations = alert["labels"], alert["annotations"]
-        assert labels["severity"] in ("page", "ticket"), alert  # type: ignore[index]
-        assert annotations["summary"], alert  # type: ignore[index]
-        url = str(annotations["runbook_url"])  # type: ignore[index]
+        assert labels["severity"] in ("page", "ticket"), alert
+        assert annotations["summary"], alert
+        url = str(annotations["runbook_url"])
         assert url.startswith(spec.runbook_base_url), url
         page = RUNBOOKS / url.removeprefix(spec.runbook_base_url)
         assert page.is_file(), f"{alert['alert']}: runbook {page} is missing"
@@ -79,7 +83,7 @@ def test_every_alert_has_a_severity_a_summary_and_a_runbook_that_exists() -> Non
 
 
 def test_every_runbook_but_the_guides_belongs_to_an_alert() -> None:
-    named = {str(a["annotations"]["runbook_url"]).rsplit("/", 1)[-1] for a in _alerts()}  # type: ignore[index]
+    named = {str(a["annotations"]["runbook_url"]).rsplit("/", 1)[-1] for a in _alerts()}
     guides = {"README.md", "incident-response.md", "live-event.md"}
     assert {p.name for p in RUNBOOKS.glob("*.md")} - guides == named
 
@@ -92,8 +96,8 @@ def test_every_runbook_but_the_guides_belongs_to_an_alert() -> None:
         (lambda s: s.replace("[{{window}}]", "[5m]"), "window"),
     ],
 )
-def test_a_malformed_slo_file_is_refused(tmp_path: Path, edit: object, message: str) -> None:
+def test_a_malformed_slo_file_is_refused(tmp_path: Path, edit: Callable[[str], str], message: str) -> None:
     bad = tmp_path / "slo.yaml"
-    bad.write_text(edit(SPEC.read_text()))  # type: ignore[operator]
+    bad.write_text(edit(SPEC.read_text()))
     with pytest.raises(slo.SloSpecInvalid, match=message):
         slo.load(bad)
