@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from kassa.compliance import ComplianceService, Payment
 from kassa.compliance.adapters import rows
-from kassa.compliance.domain.kyc import Kyc
+from kassa.compliance.domain.kyc import Kyc, Tier
 from kassa.compliance.domain.model import Standing
 from kassa.ledger import CreateTransaction, NewPosting
 from kassa.store.tenancy import tenant_transaction
@@ -29,9 +29,9 @@ async def shop_with_customer(pool: Pool, accounts: dict[str, int]) -> str:
 
 
 async def set_standing(
-    app_pool: Pool, tenant_id: str, customer_id: str, since: datetime, tier: int = 0, country: str | None = "DE"
+    app_pool: Pool, tenant_id: str, customer_id: str, since: datetime, tier: Tier = 0, country: str | None = "DE"
 ) -> None:
-    kyc = Kyc("verified", tier) if tier else Kyc()  # type: ignore[arg-type]
+    kyc = Kyc("verified", tier) if tier else Kyc()
     async with tenant_transaction(app_pool, tenant_id) as conn:
         await rows.save_standing(conn, Standing(tenant_id, customer_id, kyc, None, country, since))
 

@@ -20,7 +20,8 @@ from kassa.store.idempotency import IdemClaim, Replay
 from support.db import wait_until_blocked_by
 
 if TYPE_CHECKING:
-    from kassa.store.pool import Pool
+    from kassa.ledger.adapters.engine import JobResult
+    from kassa.store.pool import Conn, Pool
 
 pytestmark = pytest.mark.integration
 
@@ -76,8 +77,8 @@ async def test_a_retry_refused_while_the_first_runs_leaves_the_first_response_in
     assert await stored(pool, tenant, key) == Replay(201, b'{"id":"t-1"}')
 
 
-async def run_batch_in(conn: object, job: Job) -> list[object]:
+async def run_batch_in(conn: Conn, job: Job) -> list[JobResult]:
     """The engine's steps inside a transaction the test controls (so it can stay open)."""
     from kassa.ledger.adapters import engine
 
-    return list(await engine._run(conn, [job], atomic=False))  # type: ignore[arg-type]
+    return list(await engine._run(conn, [job], atomic=False))

@@ -6,7 +6,7 @@ import hashlib
 import itertools
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -22,6 +22,7 @@ from kassa.ledger.domain.model import (
     ExpirePending,
     ExpireTransaction,
     NewPosting,
+    NormalBalance,
     PostPending,
     PostTransaction,
     Transaction,
@@ -36,7 +37,7 @@ from support.ledger import AccountState, assert_balanced, assert_tenant_ledger_c
 if TYPE_CHECKING:
     from kassa.store.pool import Pool
 
-ACCOUNTS = (
+ACCOUNTS: tuple[tuple[str, str, NormalBalance, bool], ...] = (
     ("bank", "USD", "debit", True),
     ("equity", "USD", "credit", True),
     ("alice", "USD", "credit", False),
@@ -86,10 +87,11 @@ operations = st.lists(
 )
 
 
-def command(tenant: str, op: tuple[object, ...]) -> Command:
+def command(tenant: str, op: tuple[Any, ...]) -> Command:
+    """Decode one generated operation; its fields are read by position, as each strategy builds them."""
     if op[0] == "tx":
         _, ls, amount, pending, tid = op
-        postings = tuple(NewPosting(d, c, int(amount), cur) for d, c, cur in ls)  # type: ignore[attr-defined, call-overload]
+        postings = tuple(NewPosting(d, c, int(amount), cur) for d, c, cur in ls)
         fingerprint = hashlib.sha256(repr(op).encode()).digest()
         return CreateTransaction(
             tenant, str(tid), postings, bool(pending), 3600 if pending else None, None, {}, fingerprint
@@ -97,7 +99,7 @@ def command(tenant: str, op: tuple[object, ...]) -> Command:
     if str(op[0]).startswith("tx-"):
         kind, tid, amounts = op
         if kind == "tx-post":
-            return PostTransaction(tenant, str(tid), amounts)  # type: ignore[arg-type]
+            return PostTransaction(tenant, str(tid), amounts)
         return VoidTransaction(tenant, str(tid)) if kind == "tx-void" else ExpireTransaction(tenant, str(tid))
     if op[0] == "create":
         _, debit, credit, currency, amount, pending, tid = op
@@ -108,7 +110,7 @@ def command(tenant: str, op: tuple[object, ...]) -> Command:
             str(debit),
             str(credit),
             str(currency),
-            int(amount),  # type: ignore[call-overload]
+            int(amount),
             bool(pending),
             3600 if pending else None,
             None,
@@ -117,7 +119,7 @@ def command(tenant: str, op: tuple[object, ...]) -> Command:
         )
     kind, tid, amount = op
     if kind == "post":
-        return PostPending(tenant, str(tid), amount)  # type: ignore[arg-type]
+        return PostPending(tenant, str(tid), amount)
     return VoidPending(tenant, str(tid)) if kind == "void" else ExpirePending(tenant, str(tid))
 
 
@@ -170,7 +172,7 @@ async def test_random_batches_on_postgresql_match_the_pure_engine_and_keep_the_i
     boundaries = sorted({0, len(commands), *(c for c in cuts if c < len(commands))})
     batches = [commands[a:b] for a, b in itertools.pairwise(boundaries)]
 
-    twin_accounts = {(tenant, n): Account(tenant, n, cur, nb, neg, Balance()) for n, cur, nb, neg in ACCOUNTS}  # type: ignore[arg-type]
+    twin_accounts = {(tenant, n): Account(tenant, n, cur, nb, neg, Balance()) for n, cur, nb, neg in ACCOUNTS}
     twin_transfers: dict[tuple[str, str], Transfer] = {}
     twin_transactions: dict[tuple[str, str], Transaction] = {}
     for index, batch in enumerate(batches):

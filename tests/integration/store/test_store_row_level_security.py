@@ -17,7 +17,7 @@ import pytest
 from kassa.identity.service import IdentityService
 from kassa.ledger.domain.model import Account, Balance
 from kassa.ledger.service import LedgerService
-from kassa.notifications.service import NotificationService
+from kassa.notifications.service import EndpointWithSecret, NotificationService
 from kassa.shared.crypto import KeyRing, new_key
 from kassa.store import roles
 from kassa.store.rls import TENANT_POLICY, secure_schema
@@ -48,7 +48,7 @@ async def _tenant_with_rows(app_pool: Pool) -> str:
     identity, outbox, idempotency and webhook tables."""
     identity = IdentityService(app_pool)
     tenant, _key = await identity.create_tenant(f"rls-{uuid.uuid4().hex[:6]}", None, None)
-    ledger = LedgerService(app_pool, batcher=None)  # type: ignore[arg-type]
+    ledger = LedgerService(app_pool, batcher=None)  # type: ignore[arg-type]  # no transfers here: nothing is batched
     from kassa.store.idempotency import IdemClaim
 
     claim = IdemClaim(tenant.id, "k-" + uuid.uuid4().hex, b"h")
@@ -257,7 +257,7 @@ async def test_a_coalesced_batch_of_two_tenants_applies_both_under_the_applicati
     from kassa.ledger.domain.model import CreateTransfer
 
     tenants = [await _tenant_with_rows(app_pool), await _tenant_with_rows(app_pool)]
-    ledger = LedgerService(app_pool, batcher=None)  # type: ignore[arg-type]
+    ledger = LedgerService(app_pool, batcher=None)  # type: ignore[arg-type]  # accounts only: the batch runs below
     for tenant in tenants:
         await ledger.create_account(Account(tenant, "bank", "EUR", "debit", True, Balance()), None, _render)
     jobs = [
@@ -280,12 +280,13 @@ async def test_every_notification_service_call_works_under_the_application_role(
     service = NotificationService(app_pool, _KEYS)
     claim = IdemClaim(tenant, "ep-" + uuid.uuid4().hex, b"h")
     created = await service.create_endpoint(tenant, "https://example.com/a", ["TransferPosted"], claim, _render)
-    endpoint = created.endpoint  # type: ignore[union-attr]
+    assert isinstance(created, EndpointWithSecret), created  # a first request, not a replay
+    endpoint = created.endpoint
     assert (await service.get_endpoint(tenant, endpoint.id)).url == "https://example.com/a"
     assert endpoint.id in {e.id for e in (await service.list_endpoints(tenant, None, 50)).data}
     assert endpoint.id not in {e.id for e in (await service.list_endpoints(other, None, 50)).data}
     rotated = await service.rotate_secret(tenant, endpoint.id, 0)
-    assert rotated.secret != created.secret  # type: ignore[union-attr]
+    assert rotated.secret != created.secret
     assert (await service.list_deliveries(tenant, endpoint.id, None, 50)).data == []
     assert (await service.list_notifications(tenant, "wallet", None, 50)).data == []
     with pytest.raises(WebhookEndpointNotFound):

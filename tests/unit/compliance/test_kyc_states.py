@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kassa.compliance.domain.kyc import Kyc
+from kassa.compliance.domain.kyc import Kyc, KycStatus, Tier
 from kassa.compliance.errors import KycTransitionInvalid
 
 
@@ -48,9 +48,9 @@ def test_verified_grants_the_tier_and_rejected_keeps_the_old_one() -> None:
         (Kyc("pending", 0, 1), "pending", 2),
     ],
 )
-def test_moves_outside_the_graph_are_refused(kyc: Kyc, to: str, tier: int | None) -> None:
+def test_moves_outside_the_graph_are_refused(kyc: Kyc, to: KycStatus, tier: Tier | None) -> None:
     with pytest.raises(KycTransitionInvalid):
-        kyc.transition(to, tier)  # type: ignore[arg-type]
+        kyc.transition(to, tier)
 
 
 def test_a_blocked_customer_has_every_capability_disabled() -> None:

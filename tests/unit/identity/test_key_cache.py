@@ -51,7 +51,7 @@ class FakePool:
 
 def authenticator() -> tuple[Authenticator, FakePool]:
     pool = FakePool()
-    return Authenticator(pool), pool  # type: ignore[arg-type]
+    return Authenticator(pool), pool  # type: ignore[arg-type]  # a fake with only the calls Authenticator makes
 
 
 async def test_a_cached_key_costs_no_database_lookup() -> None:

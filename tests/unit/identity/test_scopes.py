@@ -49,4 +49,4 @@ def test_a_route_cannot_be_declared_without_a_scope() -> None:
     with pytest.raises(TypeError):
         endpoint("GET", "/v1/unscoped", summary="x", scope=None)
     with pytest.raises(TypeError):
-        endpoint("GET", "/v1/unscoped", summary="x")  # type: ignore[call-arg]
+        endpoint("GET", "/v1/unscoped", summary="x")  # type: ignore[call-arg]  # the missing scope is the test
