@@ -24,18 +24,18 @@ class FakeBatcher(Batcher):
     the transfer id of each job, failing as told."""
 
     def __init__(self, fail: Any = None, **kwargs: Any) -> None:
-        super().__init__(pool=None, **kwargs)  # type: ignore[arg-type]
+        super().__init__(pool=None, **kwargs)  # type: ignore[arg-type]  # _apply below never reaches a database
         self.batches: list[list[str]] = []
         self.fail = fail or (lambda ids, attempt: None)
 
     async def _apply(self, jobs: list[Job]) -> list[JobResult]:
-        ids = [j.command.transfer_id for j in jobs]  # type: ignore[union-attr]
+        ids = [j.command.transfer_id for j in jobs]  # type: ignore[union-attr]  # every job here voids a transfer
         self.batches.append(ids)
         await asyncio.sleep(0.001)  # a database round trip, during which more work queues up
         error = self.fail(ids, sum(1 for b in self.batches if b == ids))
         if error is not None:
             raise error
-        return ids  # type: ignore[return-value]
+        return ids  # type: ignore[return-value]  # the fake answers with the ids, which the tests compare
 
 
 async def run_all(batcher: Batcher, count: int) -> list[Any]:
@@ -109,7 +109,7 @@ async def test_a_job_that_exhausts_its_retries_fails_alone_and_slower_siblings_k
     # Its future must get its own (successful) result, not t-1's error.
     class Slow(FakeBatcher):
         async def _apply(self, jobs: list[Job]) -> list[JobResult]:
-            ids = [j.command.transfer_id for j in jobs]  # type: ignore[union-attr]
+            ids = [j.command.transfer_id for j in jobs]  # type: ignore[union-attr]  # every job voids a transfer
             if ids == ["t-2"]:
                 await asyncio.sleep(0.05)
             return await super()._apply(jobs)

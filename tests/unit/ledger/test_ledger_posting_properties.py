@@ -127,8 +127,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.model[cmd.id] = new
         return "ok"
 
-    def expect_change(self, cmd: Command) -> str:
-        transfer_id = cmd.transfer_id  # type: ignore[union-attr]
+    def expect_change(self, cmd: PostPending | VoidPending | ExpirePending) -> str:
+        transfer_id = cmd.transfer_id
         t = self.model.get(transfer_id)
         if t is None:
             return "transfer_not_found"

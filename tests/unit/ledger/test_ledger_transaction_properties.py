@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule, run_state_machine_as_test
-from test_ledger_posting_properties import ACCOUNT_IDS, ACCOUNTS, AMOUNTS, CURRENCIES, LedgerMachine, T
+from test_ledger_posting_properties import ACCOUNT_IDS, ACCOUNTS, AMOUNTS, CURRENCIES, Expected, LedgerMachine, T
 
 from kassa.ledger.domain.model import (
     Balance,
@@ -63,8 +63,8 @@ class MultiLegMachine(LedgerMachine):
         self.fresh_tx = 0
 
     # The model ---------------------------------------------------------------------------
-    def model_balances(self, model: dict[str, object] | None = None) -> dict[str, Balance]:  # type: ignore[override]
-        balances = super().model_balances(model)  # type: ignore[arg-type]
+    def model_balances(self, model: dict[str, Expected] | None = None) -> dict[str, Balance]:
+        balances = super().model_balances(model)
         for tx in self.txmodel.values():
             for (debit, credit, _, amount), posted in zip(tx.legs, tx.posted, strict=True):
                 if tx.status == "posted":
@@ -116,8 +116,8 @@ class MultiLegMachine(LedgerMachine):
         self.txmodel[cmd.id] = ExpectedTx(legs, cmd.request_hash, status, posted, expires)
         return "ok", None
 
-    def expect_change_tx(self, cmd: Command) -> tuple[str, int | None]:
-        tx = self.txmodel.get(cmd.transaction_id)  # type: ignore[union-attr]
+    def expect_change_tx(self, cmd: PostTransaction | VoidTransaction | ExpireTransaction) -> tuple[str, int | None]:
+        tx = self.txmodel.get(cmd.transaction_id)
         if tx is None:
             return "transaction_not_found", None
         if tx.status != "pending":

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from kassa.ledger import CreateTransaction, CreateTransfer, LedgerService, NewPosting, PostTransaction, validate
+from kassa.ledger import (
+    Command,
+    CreateTransaction,
+    CreateTransfer,
+    LedgerService,
+    NewPosting,
+    PostTransaction,
+    validate,
+)
 from kassa.shared.errors import InvalidRequest
 from kassa.shared.limits import hold_timeout_s_max, metadata_keys_max, transaction_postings_max
 
@@ -22,7 +30,7 @@ def transaction(*postings: NewPosting, **changes: object) -> CreateTransaction:
         "metadata": {},
         "request_hash": b"h",
     }
-    return CreateTransaction(**{**fields, **changes})  # type: ignore[arg-type]
+    return CreateTransaction(**{**fields, **changes})  # type: ignore[arg-type]  # any field, even a value the domain refuses
 
 
 def transfer(**changes: object) -> CreateTransfer:
@@ -39,12 +47,12 @@ def transfer(**changes: object) -> CreateTransfer:
         "metadata": {},
         "request_hash": b"h",
     }
-    return CreateTransfer(**{**fields, **changes})  # type: ignore[arg-type]
+    return CreateTransfer(**{**fields, **changes})  # type: ignore[arg-type]  # any field, even a value the domain refuses
 
 
-def refusal(command: object) -> InvalidRequest:
+def refusal(command: Command) -> InvalidRequest:
     with pytest.raises(InvalidRequest) as caught:
-        validate(command)  # type: ignore[arg-type]
+        validate(command)
     return caught.value
 
 
@@ -104,7 +112,7 @@ async def test_an_in_process_caller_gets_the_same_protection_before_anything_is_
         async def submit(self, job: object) -> object:
             raise AssertionError("an invalid command must not reach the batcher")
 
-    ledger = LedgerService(pool=None, batcher=NoBatcher())  # type: ignore[arg-type]
+    ledger = LedgerService(pool=None, batcher=NoBatcher())  # type: ignore[arg-type]  # neither may be reached
     with pytest.raises(InvalidRequest):
         await ledger.execute(transaction(NewPosting("a", "b", -5, "USD")))
     with pytest.raises(InvalidRequest):
