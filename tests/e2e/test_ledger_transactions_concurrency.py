@@ -100,8 +100,10 @@ async def test_multi_leg_transactions_over_overlapping_accounts_lose_no_update_a
     expected = dict.fromkeys(WALLETS, START_BALANCE)
     for legs in acknowledged:
         for p in legs:
-            expected[str(p["debit_account_id"])] -= int(p["amount"])  # type: ignore[call-overload]
-            expected[str(p["credit_account_id"])] += int(p["amount"])  # type: ignore[call-overload]
+            amount = p["amount"]
+            assert isinstance(amount, int), p
+            expected[str(p["debit_account_id"])] -= amount
+            expected[str(p["credit_account_id"])] += amount
     async with platform.client(secret) as http:
         for account, posted in expected.items():
             assert (await balances(http, account))["posted"] == posted, account

@@ -28,6 +28,7 @@ from support.server import create_accounts, fund
 if TYPE_CHECKING:
     import httpx
 
+    from kassa.identity.domain.customers import CustomerType
     from kassa.ledger import LedgerService
     from kassa.payments.entitlement_cache import Cache
     from kassa.store.pool import Pool
@@ -53,13 +54,13 @@ def ppv_service(pool: Pool, ledger: LedgerService, cache: Cache | None = None) -
     return PayPerView(pool, ledger, CustomerService(pool, KEYS), PlatformAccounts(ledger), cache or EntitlementCache())
 
 
-async def _customers(pool: Pool, tenant: str, ids: list[str], kind: str) -> None:
+async def _customers(pool: Pool, tenant: str, ids: list[str], kind: CustomerType) -> None:
     service = CustomerService(pool, KEYS)
     limit = asyncio.Semaphore(CREATE_CONCURRENCY_MAX)
 
     async def create(customer_id: str) -> None:
         async with limit:
-            customer = Customer(tenant, customer_id, kind, f"Name of {customer_id}", None, "DE", {})  # type: ignore[arg-type]
+            customer = Customer(tenant, customer_id, kind, f"Name of {customer_id}", None, "DE", {})
             await service.create_customer(customer)
 
     await asyncio.gather(*(create(c) for c in ids))
@@ -111,7 +112,7 @@ def live_stream(tenant: str, content_id: str = "final", price: int = 199, **chan
         platform_fee_min=10,
         access=Access("fixed", None, None),
     )
-    return replace(content, **changes)  # type: ignore[arg-type]
+    return replace(content, **changes)  # type: ignore[arg-type]  # any field, as the caller names it
 
 
 async def balance(pool: Pool, tenant: str, account_id: str) -> int:

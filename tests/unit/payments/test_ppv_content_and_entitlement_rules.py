@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from kassa.payments.domain.content import Access, Content, RightsHolder, check_content
-from kassa.payments.domain.entitlements import Entitlement, check, first_play, play_duration, status_at, window_for
+from kassa.payments.domain.entitlements import (
+    Entitlement,
+    EntitlementStatus,
+    check,
+    first_play,
+    play_duration,
+    status_at,
+    window_for,
+)
 from kassa.shared.errors import InvalidRequest
 
 T0 = datetime(2026, 6, 1, 20, 0, tzinfo=UTC)
@@ -52,11 +60,11 @@ def test_a_valid_content_passes() -> None:
 )
 def test_a_broken_rule_is_refused_with_a_detail_naming_it(change: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidRequest, match=message):
-        check_content(replace(GOOD, **change))  # type: ignore[arg-type]
+        check_content(replace(GOOD, **change))  # type: ignore[arg-type]  # broken values are the test
 
 
-def entitlement(starts_at: datetime, ends_at: datetime | None, status: str = "active") -> Entitlement:
-    return Entitlement("t", "ent", "c", "match-1", "pur", status, starts_at, ends_at)  # type: ignore[arg-type]
+def entitlement(starts_at: datetime, ends_at: datetime | None, status: EntitlementStatus = "active") -> Entitlement:
+    return Entitlement("t", "ent", "c", "match-1", "pur", status, starts_at, ends_at)
 
 
 def test_a_fixed_window_runs_from_the_event_start_to_its_end_plus_the_replay_days() -> None:
