@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 
 from support import tools_k8s
 from support.deploy import WORKFLOWS, run
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.deploy
 
@@ -49,7 +52,7 @@ def test_actionlint_finds_nothing_in_the_workflows() -> None:
     assert actionlint(*files) == []
 
 
-def test_actionlint_does_report_a_broken_workflow(tmp_path: Any) -> None:
+def test_actionlint_does_report_a_broken_workflow(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yml"
     broken.write_text(BROKEN)
     kinds = {f["kind"] for f in actionlint(str(broken))}

@@ -7,7 +7,7 @@ import hashlib
 import time
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
@@ -33,6 +33,8 @@ from kassa.shared.errors import KassaError
 from support.ledger import assert_tenant_ledger_consistent, outbox_envelopes
 
 if TYPE_CHECKING:
+    from kassa.ledger import Command
+    from kassa.ledger.adapters.engine import JobResult
     from kassa.store.pool import Pool
 
 pytestmark = pytest.mark.integration
@@ -71,7 +73,7 @@ def fund(tenant: str, amount: int) -> CreateTransfer:
     )
 
 
-async def run(pool: Pool, *commands: Any) -> list[Any]:
+async def run(pool: Pool, *commands: Command) -> list[JobResult]:
     async with pool.acquire() as conn:
         return list(await run_batch(conn, [Job(c) for c in commands]))
 
@@ -132,6 +134,7 @@ async def test_a_pending_transaction_posts_in_part_per_posting_and_releases_the_
     assert buyer is not None and buyer.balance.debits_pending == 400
 
     (too_much,) = await run(pool, PostTransaction(tenant, "hold", (100, 301)))
+    assert isinstance(too_much, KassaError)
     assert too_much.code == "amount_exceeds_pending" and too_much.extra == {"posting_index": 1}
     (posted,) = await run(pool, PostTransaction(tenant, "hold", (None, 120)))
     assert isinstance(posted, TransactionApplied)
