@@ -88,7 +88,7 @@ async def test_a_keyed_batch_records_every_key_in_its_write_statement_and_a_retr
     async with pool.acquire() as raw, raw.transaction():
         await tenancy.scope(raw, [tenant])
         conn = CountingConn(raw)
-        results = await engine._run(conn, jobs, atomic=False)  # type: ignore[arg-type]
+        results = await engine._run(conn, jobs, atomic=False)  # type: ignore[arg-type]  # a counting wrapper of the connection
     # Reserve the keys, lock the accounts, write everything: no statement per key, no update.
     assert len(conn.statements) == 3, [s[:60] for s in conn.statements]
     assert "idempotency_keys" not in conn.statements[1]
