@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from kassa.ledger import Batcher, LedgerService
+from kassa.payments.entitlement_cache import EntitlementCache
 from support.ppv import CountingPool, live_stream, open_ppv_tenant, ppv_service
 
 if TYPE_CHECKING:
@@ -75,7 +76,8 @@ async def test_a_customer_outside_a_contents_known_buyers_is_answered_without_a_
     batcher.start()
     ledger = LedgerService(app_pool, batcher)
     counting = CountingPool(app_pool)
-    writer, reader = ppv_service(app_pool, ledger), ppv_service(counting, ledger)  # type: ignore[arg-type]
+    writer, reader = ppv_service(app_pool, ledger), ppv_service(counting, ledger)  # type: ignore[arg-type]  # counts reads
+    assert isinstance(reader.cache, EntitlementCache)  # the one that keeps buyers
     await reader.cache.listen(app_url)
     try:
         tenant = await open_ppv_tenant(pool, dict.fromkeys(("ann", "bob", "cat", "dan"), 1000))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from kassa.ledger import Batcher, LedgerService, TransactionApplied
+from kassa.payments.entitlement_cache import EntitlementCache
 from kassa.payments.errors import AlreadyEntitled, PricedFromStaleContent
 from kassa.payments.ppv_lookups import PurchaseLookups, WalletReader
 from support.ppv import CountingPool, balance, live_stream, open_ppv_tenant, ppv_service
@@ -142,6 +143,7 @@ async def test_another_process_learns_the_new_entitlement_from_the_notification(
     batcher.start()
     ledger = LedgerService(app_pool, batcher)
     writer, reader = ppv_service(app_pool, ledger), ppv_service(app_pool, ledger)
+    assert isinstance(reader.cache, EntitlementCache)  # the one that follows notifications
     await reader.cache.listen(app_url)
     try:
         tenant = await open_ppv_tenant(pool, {"ann": 1000})
@@ -169,7 +171,7 @@ async def test_concurrent_first_purchases_read_their_wallets_together(pool: Pool
     tenant = await open_ppv_tenant(pool, dict.fromkeys(fans, 199))
     counting = CountingPool(app_pool)
     lookups = PurchaseLookups()
-    reader = WalletReader(counting, lookups)  # type: ignore[arg-type]
+    reader = WalletReader(counting, lookups)  # type: ignore[arg-type]  # a pool that counts its reads
     found = await asyncio.gather(*(reader.account(tenant, f, "EUR") for f in [*fans, "nobody"]))
     assert found == [f"wallet:w-{f}" for f in fans] + [None]
     assert counting.acquired <= 2  # the first read, then everyone who queued behind it
