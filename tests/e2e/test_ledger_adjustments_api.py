@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 
-ACCOUNTS = [
+ACCOUNTS: list[dict[str, Any]] = [
     {"id": "bank", "currency": "USD", "normal_balance": "debit", "allow_negative": True},
     {"id": "wallet", "currency": "USD"},
     {"id": "suspense", "currency": "USD"},
