@@ -7,12 +7,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from kassa.shared.limits import http_body_read_timeout_s, rate_limit_burst_default, rate_limit_per_s_default
+from kassa.shared.limits import (
+    hold_timeout_s_max,
+    http_body_read_timeout_s,
+    pending_topup_timeout_s,
+    pending_withdrawal_timeout_s,
+    rate_limit_burst_default,
+    rate_limit_per_s_default,
+)
 
 
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     return default if raw in (None, "") else int(raw)
+
+
+def _hold_timeout_s(name: str, default: int) -> int:
+    """A pending hold's timeout in whole seconds, within what the ledger accepts."""
+    value = _int(name, default)
+    if not 0 < value <= hold_timeout_s_max:
+        raise ValueError(f"{name} must be from 1 to {hold_timeout_s_max} seconds, not {value}")
+    return value
 
 
 def _names(raw: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -80,6 +95,10 @@ class Settings:
     # secret that signs its callbacks; None means KASSA_DATA_DIR/sandbox_secret.
     sandbox_url: str | None = None
     sandbox_secret_file: Path | None = None
+    # How long a top-up and a withdrawal wait for the provider's outcome: then their hold expires
+    # and they fail with `provider_timeout` (KASSA_TOPUP_TIMEOUT_S, KASSA_WITHDRAWAL_TIMEOUT_S).
+    topup_timeout_s: int = pending_topup_timeout_s
+    withdrawal_timeout_s: int = pending_withdrawal_timeout_s
     # Webhooks may go to loopback and private addresses (tests, local development); never to
     # link-local or metadata addresses, whatever this says.
     webhook_allow_private: bool = False
@@ -144,6 +163,8 @@ class Settings:
             master_key_file=Path(key_file).resolve() if key_file else None,
             sandbox_url=os.environ.get("KASSA_SANDBOX_URL") or None,
             sandbox_secret_file=Path(sandbox_secret).resolve() if sandbox_secret else None,
+            topup_timeout_s=_hold_timeout_s("KASSA_TOPUP_TIMEOUT_S", pending_topup_timeout_s),
+            withdrawal_timeout_s=_hold_timeout_s("KASSA_WITHDRAWAL_TIMEOUT_S", pending_withdrawal_timeout_s),
             webhook_allow_private=_bool("KASSA_WEBHOOK_ALLOW_PRIVATE"),
             backup_dir=Path(os.environ.get("KASSA_BACKUP_DIR") or data_dir / "backups").resolve(),
             wal_archive=(os.environ.get("KASSA_WAL_ARCHIVE") or "on").lower() not in ("off", "0", "false", "no"),

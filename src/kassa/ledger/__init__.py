@@ -68,7 +68,7 @@ from kassa.ledger.errors import (
     TransferNotFound,
     TransferNotPending,
 )
-from kassa.ledger.products import ProductWrite, ProductWriter
+from kassa.ledger.products import ExpiryWriter, ProductWrite, ProductWriter
 from kassa.ledger.service import LedgerService, account_data, domain_receipt, validate
 from kassa.store.idempotency import IdemClaim, Replay
 
@@ -90,6 +90,7 @@ __all__ = [
     "Entry",
     "ExpirePending",
     "ExpireTransaction",
+    "ExpiryWriter",
     "IdemClaim",
     "InsufficientFunds",
     "Job",

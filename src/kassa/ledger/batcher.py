@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import asyncpg
 
@@ -21,6 +22,9 @@ from kassa.ledger.adapters.engine import Job, JobResult, run_batch
 from kassa.observability import tracing
 from kassa.shared.errors import ServiceUnavailable
 from kassa.shared.limits import batcher_batch_max, batcher_inflight_max, batcher_queue_max, batcher_window_ms
+
+if TYPE_CHECKING:
+    from kassa.ledger.products import ExpiryWriter
 
 log = logging.getLogger("kassa.ledger.batcher")
 
@@ -59,6 +63,8 @@ class Batcher:
         self._observe = observe
         self._runner: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Products following the transactions a batch expires (`LedgerService.on_expiry`).
+        self.expiry_writers: list[ExpiryWriter] = []
 
     def start(self) -> None:
         self._runner = asyncio.create_task(self._loop(), name="ledger-batcher")
@@ -145,7 +151,7 @@ class Batcher:
 
     async def _apply(self, jobs: list[Job]) -> list[JobResult]:
         async with self._pool.acquire() as conn:
-            return await run_batch(conn, jobs)
+            return await run_batch(conn, jobs, on_expiry=self.expiry_writers)
 
 
 def _settle(future: asyncio.Future[JobResult], exc: BaseException) -> None:

@@ -10,6 +10,12 @@ postings failed (insufficient funds, ...) or were applied earlier (an identical 
 Idempotency-Key replay) is never handed to the writer, so a product row exists exactly when
 its money moved. A writer that raises fails the whole batch; the batcher then retries its jobs
 one by one, so only the job whose product write fails is refused.
+
+A product whose pending transactions can expire (a top-up the provider never answers) also
+registers an `ExpiryWriter` with `LedgerService.on_expiry`: the engine calls it once per batch
+with every transaction that expired in that batch, whichever way it expired (the sweeper, or a
+post that found it past its timeout), inside the same database transaction, so the product's
+row follows the ledger's expiry atomically and never lags behind it after a crash.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from kassa.events.outbox import NewEvent
+    from kassa.ledger.domain.model import Transaction
     from kassa.ledger.domain.posting import Applied
     from kassa.ledger.domain.transactions import TransactionApplied
     from kassa.store.pool import Conn
@@ -38,6 +45,15 @@ class ProductWriter(Protocol[P_contra]):
     ) -> Sequence[NewEvent]:
         """Insert the rows (set-based) inside the ledger's transaction; return outbox events.
         `now` is the batch's database time, the `created_at` of its ledger rows."""
+        ...
+
+
+class ExpiryWriter(Protocol):
+    """Follows, inside the ledger's transaction, the pending transactions a batch expired."""
+
+    async def expired(self, conn: Conn, transactions: Sequence[Transaction], now: datetime) -> Sequence[NewEvent]:
+        """Update the product's rows of those `transactions` that are its own (set-based) and
+        return the outbox events to write with them; others' transactions are ignored."""
         ...
 
 
@@ -59,4 +75,14 @@ async def run_product_writes(
     events: list[NewEvent] = []
     for writer, items in groups.values():
         events.extend(await writer.write(conn, items, now))
+    return events
+
+
+async def run_expiry_writers(
+    conn: Conn, writers: Sequence[ExpiryWriter], transactions: Sequence[Transaction], now: datetime
+) -> list[NewEvent]:
+    """Hand the batch's expired transactions to every registered writer, in registration order."""
+    events: list[NewEvent] = []
+    for writer in writers:
+        events.extend(await writer.expired(conn, transactions, now))
     return events

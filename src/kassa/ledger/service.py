@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from kassa.ledger.batcher import Batcher
-    from kassa.ledger.products import ProductWrite
+    from kassa.ledger.products import ExpiryWriter, ProductWrite
     from kassa.store.pool import Conn
 
 log = logging.getLogger("kassa.ledger")
@@ -211,7 +211,9 @@ class LedgerService:
     ) -> Replay | list[JobResult]:
         """A client batch in one transaction. Raises IdempotencyKeyReused, IdempotencyKeyInFlight."""
         async with self.pool.acquire() as conn:
-            applying = run_client_batch(conn, jobs, atomic=atomic, claim=claim, receipt=receipt)
+            applying = run_client_batch(
+                conn, jobs, atomic=atomic, claim=claim, receipt=receipt, on_expiry=self.batcher.expiry_writers
+            )
             return await tracing.client_batch(len(jobs), applying)
 
     # Reads ------------------------------------------------------------------------------
@@ -245,6 +247,12 @@ class LedgerService:
             return await queries.list_transactions(conn, tenant_id, account_id, before_seq, limit)
 
     # Expiry of holds --------------------------------------------------------------------
+    def on_expiry(self, writer: ExpiryWriter) -> None:
+        """Let a product follow its pending transactions' expiry in the ledger's own database
+        transaction (see `kassa.ledger.products`). Registering the same writer again is a no-op."""
+        if writer not in self.batcher.expiry_writers:
+            self.batcher.expiry_writers.append(writer)
+
     def start_expiry_sweeper(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="ledger-expiry-sweeper")
 

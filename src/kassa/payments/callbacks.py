@@ -11,7 +11,8 @@ with a ProductWrite that changes the row's status, records the delivery and writ
 event in the same transaction. If another delivery changed the state first (the ledger answers
 `transaction_not_pending`), the decision is taken again on the new state. Duplicates and late
 (out-of-order) events are recorded and change nothing; a contradiction (a failure after a
-success, ...) is recorded as a payment exception with a `PaymentExceptionRecorded` event.
+success, a success after the hold expired, ...) is recorded as a payment exception with a
+`PaymentExceptionRecorded` event.
 """
 
 from __future__ import annotations
@@ -68,8 +69,9 @@ async def handle_callback(
                 raise ProviderCallbackReplayed(f"callback {event.id} was already delivered with this signature")
             item = await _item(conn, event)
         if previous is not None and previous.status == item.status:
-            # The ledger refused although no other delivery changed the row: its transaction is
-            # no longer pending (it expired). Applying now would contradict the ledger.
+            # The ledger refused although nothing changed the row: its transaction is no longer
+            # pending by some other way (an expiry changes the row with it: `kassa.payments.expiry`).
+            # Applying now would contradict the ledger.
             return await _record_only(movements, item, event, "exception")
         action = _action(item, event)
         if action in ("duplicate", "stale", "exception"):

@@ -67,8 +67,12 @@ class MovementService:
         wallets: WalletService,
         accounts: PlatformAccounts,
         providers: dict[str, PaymentProvider],
+        timeouts_s: tuple[int, int] = (pending_topup_timeout_s, pending_withdrawal_timeout_s),
     ) -> None:
         self.pool = pool
+        # How long a top-up and a withdrawal wait for the provider's outcome before their hold
+        # expires and they fail with `provider_timeout` (kassa.payments.expiry).
+        self.topup_timeout_s, self.withdrawal_timeout_s = timeouts_s
         self.ledger = ledger
         self.wallets = wallets
         self.accounts = accounts
@@ -109,7 +113,7 @@ class MovementService:
             "pending", None, None, now, now,
         )  # fmt: skip
         posting = NewPosting(clearing, wallet.account_id, amount, currency)
-        replay = await self._hold(topup, posting, pending_topup_timeout_s, claim, receipt, wallet.customer_id, None)
+        replay = await self._hold(topup, posting, self.topup_timeout_s, claim, receipt, wallet.customer_id, None)
         if replay is not None:
             return replay  # an earlier request with this key: its receipt
         # Charged at once even when held for review: the card number is not kept, and the wallet
@@ -141,7 +145,7 @@ class MovementService:
         )  # fmt: skip
         posting = NewPosting(wallet.account_id, clearing, amount, wallet.currency)
         replay = await self._hold(
-            withdrawal, posting, pending_withdrawal_timeout_s, claim, receipt, wallet.customer_id, account_number
+            withdrawal, posting, self.withdrawal_timeout_s, claim, receipt, wallet.customer_id, account_number
         )
         if replay is not None:
             return replay

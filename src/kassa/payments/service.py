@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING
 
 from kassa.payments.accounts import PlatformAccounts
 from kassa.payments.callbacks import Outcome, handle_callback
+from kassa.payments.expiry import MOVEMENT_EXPIRIES
 from kassa.payments.movements import MovementService
 from kassa.payments.wallets import WalletService
+from kassa.shared.limits import pending_topup_timeout_s, pending_withdrawal_timeout_s
 
 if TYPE_CHECKING:
     from kassa.ledger import LedgerService
@@ -25,13 +27,23 @@ __all__ = ["PaymentsService"]
 
 
 class PaymentsService:
-    def __init__(self, pool: Pool, ledger: LedgerService, providers: dict[str, PaymentProvider] | None = None) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        ledger: LedgerService,
+        providers: dict[str, PaymentProvider] | None = None,
+        timeouts_s: tuple[int, int] = (pending_topup_timeout_s, pending_withdrawal_timeout_s),
+    ) -> None:
+        """`timeouts_s`: how long a top-up and a withdrawal wait for their provider's outcome."""
         self.pool = pool
         self.ledger = ledger
         self.wallets = WalletService(pool, ledger)
         self.accounts = PlatformAccounts(ledger)
         self.providers = providers or {}
-        self.movements = MovementService(pool, ledger, self.wallets, self.accounts, self.providers)
+        self.movements = MovementService(pool, ledger, self.wallets, self.accounts, self.providers, timeouts_s)
+        # Bound here, not left to the wiring: a ledger that expires a top-up's hold without this
+        # writer would leave the top-up pending for ever.
+        ledger.on_expiry(MOVEMENT_EXPIRIES)
 
     @classmethod
     def build(cls, settings: Settings, pool: Pool, ledger: LedgerService) -> PaymentsService:
@@ -48,7 +60,7 @@ class PaymentsService:
                     f" read ({exc.strerror}); set KASSA_SANDBOX_SECRET_FILE"
                 ) from None
             providers["sandbox"] = SandboxProvider(settings.sandbox_url, secret)
-        return cls(pool, ledger, providers)
+        return cls(pool, ledger, providers, (settings.topup_timeout_s, settings.withdrawal_timeout_s))
 
     async def close(self) -> None:
         """Release the provider clients; the pool is the caller's."""

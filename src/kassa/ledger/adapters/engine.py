@@ -7,7 +7,8 @@ Order inside the transaction (each step one statement for the whole batch):
   3. apply every command in order against the locked balances (pure domain);
   4. write balances, new and changed transfers and transactions, journal entries, outbox
      events and the reserved keys' records with their receipts (`statements.py`), then each
-     product's rows for the jobs whose postings were applied (`kassa.ledger.products`).
+     product's rows for the jobs whose postings were applied (`kassa.ledger.products`), then the
+     rows of the products whose transactions expired in this batch (their `ExpiryWriter`s).
 An Idempotency-Key thus costs a coalesced batch one read and one row insert, in statements it
 runs anyway (`store.idempotency.reserve`). A client batch (`run_client_batch`, one key for the
 whole batch) claims and completes its key instead.
@@ -49,15 +50,17 @@ from kassa.ledger.domain.posting import (
     transfer_data,
 )
 from kassa.ledger.errors import BatchFailed
-from kassa.ledger.products import ProductWrite, run_product_writes
+from kassa.ledger.products import ProductWrite, run_expiry_writers, run_product_writes
 from kassa.shared.errors import KassaError
 from kassa.shared.invariants import invariant
 from kassa.store import idempotency, tenancy
 from kassa.store.idempotency import IdemClaim, Replay
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
+    from kassa.ledger.products import ExpiryWriter
     from kassa.store.pool import Conn
 
 # A caller's encoding of an outcome, stored with its Idempotency-Key and returned verbatim (as
@@ -86,16 +89,19 @@ class _AtomicAbort(Exception):
 _ENCODER = msgspec.json.Encoder()
 
 
-async def run_batch(conn: Conn, jobs: list[Job], *, atomic: bool = False) -> list[JobResult]:
+async def run_batch(
+    conn: Conn, jobs: list[Job], *, atomic: bool = False, on_expiry: Sequence[ExpiryWriter] = ()
+) -> list[JobResult]:
     """Apply `jobs` in one transaction; one result per job, in order.
 
     With `atomic`, any failing job rolls back the whole batch and every job fails with its own
-    error (or `BatchFailed` for the jobs that would have succeeded).
+    error (or `BatchFailed` for the jobs that would have succeeded). `on_expiry` writers follow
+    the transactions this batch expires, in the same transaction.
     """
     try:
         async with conn.transaction():
             await tenancy.scope(conn, batch_tenants(jobs))
-            return await _run(conn, jobs, atomic)
+            return await _run(conn, jobs, atomic, on_expiry)
     except _AtomicAbort as abort:
         return abort.results
 
@@ -107,6 +113,7 @@ async def run_client_batch(
     atomic: bool,
     claim: IdemClaim | None,
     receipt: Callable[[list[JobResult]], tuple[int, bytes]],
+    on_expiry: Sequence[ExpiryWriter] = (),
 ) -> Replay | list[JobResult]:
     """A client's explicit batch: one transaction, one Idempotency-Key for the whole batch."""
     try:
@@ -115,7 +122,7 @@ async def run_client_batch(
             found = await idempotency.claim_one(conn, claim)
             if found is not None:
                 return found
-            results = await _run(conn, jobs, atomic)
+            results = await _run(conn, jobs, atomic, on_expiry)
             if claim is not None:
                 status, body = receipt(results)
                 await idempotency.complete(conn, [(claim, status, body)])
@@ -130,7 +137,7 @@ def batch_tenants(jobs: list[Job], claim: IdemClaim | None = None) -> set[str]:
     return found | ({claim.tenant_id} if claim is not None else set())
 
 
-async def _run(conn: Conn, jobs: list[Job], atomic: bool) -> list[JobResult]:
+async def _run(conn: Conn, jobs: list[Job], atomic: bool, on_expiry: Sequence[ExpiryWriter] = ()) -> list[JobResult]:
     results: list[JobResult | None] = list(await idempotency.reserve(conn, [j.claim for j in jobs]))
     live = [i for i, r in enumerate(results) if r is None]
     if atomic and len(live) != len(jobs):
@@ -146,6 +153,7 @@ async def _run(conn: Conn, jobs: list[Job], atomic: bool) -> list[JobResult]:
         raise _AtomicAbort(_atomic_failure(results))
     await _write(conn, posting, jobs, now, _records([(jobs[i], results[i]) for i in live]))
     await _write_products(conn, [(jobs[i], results[i]) for i in live], now)
+    await _write_expiries(conn, posting, on_expiry, now)
     final: list[JobResult] = []
     for result in results:
         invariant(result is not None, "every job has a result")
@@ -256,6 +264,16 @@ async def _write_products(conn: Conn, done: list[tuple[Job, JobResult | None]], 
     ]
     if writes:
         await write_events(conn, await run_product_writes(conn, writes, now), now)
+
+
+async def _write_expiries(conn: Conn, posting: Posting, writers: Sequence[ExpiryWriter], now: datetime) -> None:
+    """The products' rows of every transaction this batch expired: by an expiry command, or by
+    a post that found it past its timeout (that job fails, but the expiry is kept)."""
+    if not writers:
+        return
+    expired = [t for t in posting.effects.changed_transactions.values() if t.status == "expired"]
+    if expired:
+        await write_events(conn, await run_expiry_writers(conn, writers, expired, now), now)
 
 
 def _event(item: Transfer | Transaction, trace_ids: dict[tuple[bool, tuple[str, str]], str | None]) -> NewEvent:

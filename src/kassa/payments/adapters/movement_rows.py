@@ -129,16 +129,38 @@ class Settlements:
         await record_callbacks(
             conn, [(s.item.tenant_id, s.item.provider, s.event) for s in items if s.event], "applied"
         )
-        return [
-            NewEvent(
-                s.item.tenant_id,
-                _EVENT_TYPES[(s.kind, s.status)],
-                s.kind,
-                s.item.id,
-                movement_data(s.item, s.status, s.failure_code, now),
-            )
-            for s in items
-        ]
+        return [outcome_event(s.item, s.status, s.failure_code, now) for s in items]
+
+
+def outcome_event(item: Topup | Withdrawal, status: str, failure_code: str | None, now: datetime) -> NewEvent:
+    """The event of a top-up's or withdrawal's new status (TopupFailed, WithdrawalReturned, ...)."""
+    kind = "topup" if isinstance(item, Topup) else "withdrawal"
+    return NewEvent(
+        item.tenant_id, _EVENT_TYPES[(kind, status)], kind, item.id, movement_data(item, status, failure_code, now)
+    )
+
+
+async def fail_pending(
+    conn: Conn, table: str, keys: Sequence[tuple[str, str, str]], failure_code: str, now: datetime
+) -> list[Topup | Withdrawal]:
+    """Mark the still-pending rows among `keys` (tenant, id, transaction id) failed with
+    `failure_code`; returns the rows it changed, as they are now. One statement for the lot."""
+    assert table in ("topups", "withdrawals")
+    if not keys:
+        return []
+    columns = _TOPUP_COLUMNS if table == "topups" else _WITHDRAWAL_COLUMNS
+    rows = await conn.fetch(
+        f"UPDATE {table} x SET status = 'failed', failure_code = $4, updated_at = $5"
+        " FROM unnest($1::text[], $2::text[], $3::text[]) AS u(t, i, tx)"
+        " WHERE x.tenant_id = u.t AND x.id = u.i AND x.transaction_id = u.tx AND x.status = 'pending'"
+        f" RETURNING {', '.join('x.' + c.strip() for c in columns.split(','))}",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+        failure_code,
+        now,
+    )
+    return [_topup(r) if table == "topups" else _withdrawal(r) for r in rows]
 
 
 async def record_callbacks(conn: Conn, callbacks: list[tuple[str, str, ProviderEvent]], outcome: str) -> int:

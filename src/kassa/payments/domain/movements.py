@@ -10,7 +10,7 @@ after the post credits the wallet back with a transaction of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 TOPUP_ID_PREFIX = "top_"
 WITHDRAWAL_ID_PREFIX = "wd_"
+# The failure code of a top-up or withdrawal whose provider did not answer before its hold expired.
+PROVIDER_TIMEOUT: Final = "provider_timeout"
+MovementKind = Literal["topup", "withdrawal"]
 
 
 def topup_transaction_id(topup_id: str) -> str:
@@ -31,6 +34,17 @@ def withdrawal_transaction_id(withdrawal_id: str) -> str:
 
 def withdrawal_return_transaction_id(withdrawal_id: str) -> str:
     return f"withdrawal-return:{withdrawal_id}"
+
+
+def movement_of_transaction(transaction_id: str) -> tuple[MovementKind, str] | None:
+    """The top-up or withdrawal whose pending transaction this is (the inverse of
+    `topup_transaction_id` and `withdrawal_transaction_id`); None for any other transaction."""
+    kind, _, item_id = transaction_id.partition(":")
+    if kind == "topup" and item_id.startswith(TOPUP_ID_PREFIX):
+        return "topup", item_id
+    if kind == "withdrawal" and item_id.startswith(WITHDRAWAL_ID_PREFIX):
+        return "withdrawal", item_id
+    return None
 
 
 @dataclass(frozen=True, slots=True)
