@@ -10,7 +10,17 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from support.chart import env_of, kubernetes_version, named, of_kind, pod_labels, pod_spec, values, workloads
+from support.chart import (
+    env_of,
+    kubernetes_version,
+    named,
+    of_kind,
+    pod_labels,
+    pod_spec,
+    selects,
+    values,
+    workloads,
+)
 from support.deploy import CHART, ENVIRONMENTS, Manifest, assert_checkov_clean, run
 
 if TYPE_CHECKING:
@@ -185,10 +195,6 @@ def test_the_migration_is_a_hook_and_each_workload_gets_only_its_own_database_ro
             }
 
 
-def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
-
-
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_network_policies_deny_by_default_and_open_the_api_to_the_ingress_only(
     rendered: dict[str, list[Manifest]], env: str
@@ -198,11 +204,11 @@ def test_network_policies_deny_by_default_and_open_the_api_to_the_ingress_only(
     deny = policies["kassa-default-deny"]
     assert set(deny["policyTypes"]) == {"Ingress", "Egress"} and "ingress" not in deny and "egress" not in deny
     for doc in workloads(docs):
-        assert _matches(deny["podSelector"], pod_labels(doc)), doc["metadata"]["name"]
+        assert selects(deny["podSelector"], pod_labels(doc)), doc["metadata"]["name"]
 
     api_labels = pod_labels(named(docs, "Deployment", "kassa-api"))
     admitting = [
-        p for p in policies.values() if "Ingress" in p["policyTypes"] and _matches(p["podSelector"], api_labels)
+        p for p in policies.values() if "Ingress" in p["policyTypes"] and selects(p["podSelector"], api_labels)
     ]
     sources = [peer for p in admitting for rule in p.get("ingress", []) for peer in rule["from"]]
     netpol = values(env)["networkPolicy"]
@@ -211,8 +217,9 @@ def test_network_policies_deny_by_default_and_open_the_api_to_the_ingress_only(
         assert "ipBlock" not in peer
         if "namespaceSelector" in peer:
             assert peer["namespaceSelector"]["matchLabels"] in allowed_namespaces
-        else:  # same namespace: only this release's smoke-test pod
-            assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "smoke-test"
+        else:  # same namespace: only this release's smoke-test pod and (where enabled) its sandbox provider
+            allowed = {"smoke-test", "sandbox"} if values(env)["sandbox"]["enabled"] else {"smoke-test"}
+            assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] in allowed
     assert {"kubernetes.io/metadata.name": "ingress-nginx"} in [
         p["namespaceSelector"]["matchLabels"] for p in sources if "namespaceSelector" in p
     ]
@@ -230,8 +237,8 @@ def test_network_policies_deny_by_default_and_open_the_api_to_the_ingress_only(
         rule["to"][0]["ipBlock"]["except"]
     )
     consumers = pod_labels(named(docs, "Deployment", "kassa-worker-consumers"))
-    assert _matches(webhook["podSelector"], consumers)
-    assert not _matches(webhook["podSelector"], api_labels)
+    assert selects(webhook["podSelector"], consumers)
+    assert not selects(webhook["podSelector"], api_labels)
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
@@ -302,7 +309,12 @@ def test_every_container_of_the_chart_runs_a_real_kassa_command(rendered: dict[s
                 if "args" in container:
                     assert parser.parse_args(container["args"]).func
                     seen.add(" ".join(container["args"]))
-    assert seen == {"api", "worker relay", "worker consumers", "migrate"}
+    sandbox = (
+        "provider sandbox --host 0.0.0.0 --port 8080"
+        " --callback-url http://kassa-api.kassa-dev.svc:80/v1/providers/sandbox/callbacks"
+        " --secret-file /var/run/secrets/kassa/sandbox/sandbox_secret"
+    )
+    assert seen == {"api", "worker relay", "worker consumers", "migrate", sandbox}
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

@@ -54,6 +54,16 @@ def pod_labels(doc: Manifest) -> dict[str, str]:
     return labels
 
 
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels, and the In/NotIn expressions the chart uses) picks `labels`."""
+    assert set(selector) <= {"matchLabels", "matchExpressions"}, selector
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] in ("In", "NotIn"), expression
+        if (labels.get(expression["key"]) in expression["values"]) != (expression["operator"] == "In"):
+            return False
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
 def workloads(docs: list[Manifest]) -> Iterator[Manifest]:
     return (d for d in docs if d["kind"] in WORKLOAD_KINDS)
 

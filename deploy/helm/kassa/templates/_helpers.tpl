@@ -116,3 +116,35 @@ imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/*
+The sandbox payment provider's wiring, shared by its Deployment and the API's (the same three
+settings `kassa up` passes: the provider's URL, the signing secret's file, the callback URL).
+*/}}
+{{- define "kassa.sandboxUrl" -}}
+{{- printf "http://%s-sandbox.%s.svc:%v" (include "kassa.fullname" .) .Release.Namespace .Values.sandbox.port -}}
+{{- end -}}
+
+{{- define "kassa.sandboxCallbackUrl" -}}
+{{- printf "http://%s-api.%s.svc:%v/v1/providers/sandbox/callbacks" (include "kassa.fullname" .) .Release.Namespace .Values.service.port -}}
+{{- end -}}
+
+{{- define "kassa.sandboxSecretFile" -}}
+{{- printf "%s/%s" .Values.sandbox.mountPath .Values.sandbox.secret.key -}}
+{{- end -}}
+
+{{- define "kassa.sandboxSecretMount" -}}
+- name: sandbox-secret
+  mountPath: {{ .Values.sandbox.mountPath }}
+  readOnly: true
+{{- end -}}
+
+{{- define "kassa.sandboxSecretVolume" -}}
+- name: sandbox-secret
+  secret:
+    secretName: {{ required "sandbox.secret.name is required" .Values.sandbox.secret.name }}
+    defaultMode: 0400
+    items:
+      - key: {{ .Values.sandbox.secret.key }}
+        path: {{ .Values.sandbox.secret.key }}
+{{- end -}}
