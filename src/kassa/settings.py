@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -88,6 +88,12 @@ class Settings:
     nats_password: str | None = None
     nats_token: str | None = None
     nats_creds: str | None = None  # a .creds file (JWT + NKey seed)
+    # Kafka TLS and SASL (checked by kassa.events.bus.kafka_security when the bus is built).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_username: str | None = None
+    kafka_password: str | None = field(default=None, repr=False)
+    kafka_ca_file: Path | None = None
     # The key file that seals secrets at rest (see kassa.store.master_key); None means
     # KASSA_DATA_DIR/master_key.
     master_key_file: Path | None = None
@@ -141,6 +147,7 @@ class Settings:
         data_dir = Path(os.environ.get("KASSA_DATA_DIR") or ".kassa").resolve()
         key_file = os.environ.get("KASSA_MASTER_KEY_FILE")
         sandbox_secret = os.environ.get("KASSA_SANDBOX_SECRET_FILE")
+        kafka_ca = os.environ.get("KASSA_KAFKA_CA_FILE")
         return cls(
             database_url=os.environ.get("KASSA_DATABASE_URL") or None,
             nats_url=os.environ.get("KASSA_NATS_URL") or None,
@@ -160,6 +167,11 @@ class Settings:
             nats_password=os.environ.get("KASSA_NATS_PASSWORD") or None,
             nats_token=os.environ.get("KASSA_NATS_TOKEN") or None,
             nats_creds=os.environ.get("KASSA_NATS_CREDS") or None,
+            kafka_security_protocol=os.environ.get("KASSA_KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT",
+            kafka_sasl_mechanism=os.environ.get("KASSA_KAFKA_SASL_MECHANISM") or None,
+            kafka_username=os.environ.get("KASSA_KAFKA_USERNAME") or None,
+            kafka_password=os.environ.get("KASSA_KAFKA_PASSWORD") or None,
+            kafka_ca_file=Path(kafka_ca).resolve() if kafka_ca else None,
             master_key_file=Path(key_file).resolve() if key_file else None,
             sandbox_url=os.environ.get("KASSA_SANDBOX_URL") or None,
             sandbox_secret_file=Path(sandbox_secret).resolve() if sandbox_secret else None,

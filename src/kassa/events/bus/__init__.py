@@ -16,9 +16,10 @@ def create_bus(settings: Settings) -> EventBus:
     """The adapter for the configured stream (not yet connected). Kafka only when asked for."""
     if settings.event_bus == "kafka":
         from kassa.events.bus.kafka import KafkaBus
+        from kassa.events.bus.kafka_security import KafkaSecurity
 
         assert settings.kafka_bootstrap is not None  # event_bus is "kafka" only when it is set
-        return KafkaBus(settings.kafka_bootstrap)
+        return KafkaBus(settings.kafka_bootstrap, security=KafkaSecurity.from_settings(settings))
     from kassa.events.bus.nats import NatsBus
 
     if not settings.nats_url:

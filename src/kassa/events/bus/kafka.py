@@ -9,10 +9,14 @@ The producer is idempotent with acks=all, which removes duplicates from its own 
 a session. It cannot deduplicate a republish after a relay restart: that duplicate reaches the
 consumers, whose recorded position drops it. Each kassa consumer is a consumer group with
 manual offset commits after its position transaction.
+
+TLS and SASL (`KafkaSecurity`, from the KASSA_KAFKA_* settings) apply to every client alike:
+the admin client that makes sure the topic exists, the producer and each consumer.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -22,12 +26,14 @@ from aiokafka.structs import OffsetAndMetadata
 
 from kassa.events import limits
 from kassa.events.bus.base import SUBJECT_PREFIX, Delivery, Message, Subscription
+from kassa.events.bus.kafka_security import KafkaSecurity
 from kassa.events.errors import EventBusUnavailable
 from kassa.shared.invariants import invariant
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+log = logging.getLogger("kassa.events.kafka")
 TOPIC = SUBJECT_PREFIX
 BATCH_KEY = b"kassa-batches"  # one key: every batch in one partition, in order
 
@@ -91,8 +97,11 @@ class KafkaBus:
         idempotent: bool = True,
         session_timeout_ms: int = 10_000,
         partitions: int = limits.kafka_partitions,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self._bootstrap = bootstrap
+        self.security = security or KafkaSecurity()
+        self._client_kwargs: dict[str, Any] | None = None
         # Always True in production. Only the test broker (tansu, memory storage) rejects the
         # InitProducerId v0 request that aiokafka sends, so its fixture turns it off.
         self.idempotent = idempotent
@@ -100,11 +109,18 @@ class KafkaBus:
         self._partitions = partitions
         self._producer: AIOKafkaProducer | None = None
 
+    def _client(self) -> dict[str, Any]:
+        """The connection settings of every client, built once (one SSL context for all)."""
+        if self._client_kwargs is None:
+            self._client_kwargs = {"bootstrap_servers": self._bootstrap, **self.security.client_kwargs()}
+        return self._client_kwargs
+
     async def connect(self) -> None:
+        log.info("connecting to Kafka", extra={"bootstrap": self._bootstrap, "security": self.security.describe()})
         try:
             await self._ensure_topic()
             producer = AIOKafkaProducer(
-                bootstrap_servers=self._bootstrap,
+                **self._client(),
                 enable_idempotence=self.idempotent,
                 acks="all",
                 linger_ms=2,
@@ -115,7 +131,7 @@ class KafkaBus:
         self._producer = producer
 
     async def _ensure_topic(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        admin = AIOKafkaAdminClient(**self._client())
         await admin.start()
         try:
             if TOPIC in await admin.list_topics():
@@ -139,7 +155,7 @@ class KafkaBus:
     async def subscribe(self, consumer: str) -> Subscription:
         kafka_consumer = AIOKafkaConsumer(
             TOPIC,
-            bootstrap_servers=self._bootstrap,
+            **self._client(),
             group_id=group_id(consumer),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
