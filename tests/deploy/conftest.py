@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from support import tools_k8s
-from support.deploy import CHART, COMMAND_TIMEOUT_S, DOCKER, ENVIRONMENTS, TERRAFORM, Manifest, run
+from support.deploy import COMMAND_TIMEOUT_S, DOCKER, ENVIRONMENTS, TERRAFORM, Manifest, helm_template
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -28,19 +28,7 @@ def rendered_dir(helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`helm template` of the chart for each values file, one YAML stream per environment."""
     out = tmp_path_factory.mktemp("rendered")
     for env in ENVIRONMENTS:
-        result = run(
-            [
-                str(helm),
-                "template",
-                "kassa",
-                str(CHART),
-                "--namespace",
-                f"kassa-{env}",
-                "-f",
-                str(CHART / f"values-{env}.yaml"),
-            ]
-        )
-        (out / f"{env}.yaml").write_text(result.stdout)
+        (out / f"{env}.yaml").write_text(helm_template(helm, env))
     return out
 
 

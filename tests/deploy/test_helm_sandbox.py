@@ -13,7 +13,7 @@ import yaml
 from kassa.cli.main import build_parser
 from kassa.settings import Settings
 from support.chart import env_of, named, of_kind, pod_labels, pod_spec, selects, values
-from support.deploy import CHART, ENVIRONMENTS, Manifest, run
+from support.deploy import CHART, ENVIRONMENTS, Manifest, helm_template
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -157,23 +157,9 @@ def test_the_sandbox_talks_only_to_the_api_and_only_the_api_talks_to_it(rendered
 
 
 def test_the_sandbox_can_be_switched_on_for_another_environment_with_its_own_secret(helm: Path) -> None:
-    result = run(
-        [
-            str(helm),
-            "template",
-            "kassa",
-            str(CHART),
-            "--namespace",
-            "kassa-staging",
-            "-f",
-            str(CHART / "values-staging.yaml"),
-            "--set",
-            "sandbox.enabled=true",
-            "--set",
-            "sandbox.secret.name=staging-sandbox",
-        ]
-    )
-    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    switched = ("--set", "sandbox.enabled=true", "--set", "sandbox.secret.name=staging-sandbox")
+    stream = helm_template(helm, "staging", *switched)
+    docs = [d for d in yaml.safe_load_all(stream) if d]
     spec = pod_spec(named(docs, "Deployment", "kassa-sandbox"))
     (container,) = spec["containers"]
     assert "http://kassa-api.kassa-staging.svc:80/v1/providers/sandbox/callbacks" in container["args"]

@@ -24,6 +24,13 @@ def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return result
 
 
+def helm_template(helm: Path, env: str, *extra: str) -> str:
+    """`helm template` of the chart as release `kassa` in namespace `kassa-<env>`, with that
+    environment's values file and any extra arguments (`--set ...`); the YAML stream."""
+    command = [str(helm), "template", "kassa", str(CHART), "--namespace", f"kassa-{env}"]
+    return run([*command, "-f", str(CHART / f"values-{env}.yaml"), *extra]).stdout
+
+
 def assert_checkov_clean(report: dict[str, Any]) -> None:
     """No failed check, no parsing error, something passed, and every skip says why."""
     results = report["results"]

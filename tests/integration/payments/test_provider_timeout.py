@@ -121,6 +121,13 @@ async def _xmins(pool: Pool, tenant: str, table: str, item_id: str, transaction_
     }
 
 
+async def _assert_only_exception(payments: PaymentsService, tenant: str, item_id: str, event_type: str) -> None:
+    """The one payment exception of the tenant: this item, this late event, arrived on a failed row."""
+    rows = await payments.movements.list_exceptions(tenant, None, 10)
+    found = [(r["object_id"], r["event_type"], r["status_at_arrival"]) for r in rows]
+    assert found == [(item_id, event_type, "failed")]
+
+
 async def _assert_failed_with_its_expiry(pool: Pool, tenant: str, item: Topup | Withdrawal, table: str) -> None:
     assert await _status(pool, table, tenant, item.id) == ("failed", "provider_timeout")
     status = await pool.fetchval(
@@ -156,10 +163,7 @@ async def test_a_top_up_the_provider_never_answers_fails_with_the_expiry_of_its_
     account = await payments.ledger.get_account(tenant, wallet.account_id)
     assert account.balance.credits_posted == 0, "a success after the timeout moved money"
     assert await _status(pool, "topups", tenant, topup.id) == ("failed", "provider_timeout")
-    rows = await payments.movements.list_exceptions(tenant, None, 10)
-    assert [(r["object_id"], r["event_type"], r["status_at_arrival"]) for r in rows] == [
-        (topup.id, "charge.succeeded", "failed")
-    ]
+    await _assert_only_exception(payments, tenant, topup.id, "charge.succeeded")
     recorded = [e for e in await outbox_envelopes(pool, tenant) if e.type == "PaymentExceptionRecorded"]
     assert [e.data["object_id"] for e in recorded] == [topup.id]
     async with pool.acquire() as conn:
@@ -185,10 +189,7 @@ async def test_a_success_past_the_timeout_before_any_sweep_expires_the_hold_fail
     await _assert_failed_with_its_expiry(pool, tenant, topup, "topups")
     account = await payments.ledger.get_account(tenant, wallet.account_id)
     assert (account.balance.credits_pending, account.balance.credits_posted) == (0, 0)
-    rows = await payments.movements.list_exceptions(tenant, None, 10)
-    assert [(r["object_id"], r["event_type"], r["status_at_arrival"]) for r in rows] == [
-        (topup.id, "charge.succeeded", "failed")
-    ]
+    await _assert_only_exception(payments, tenant, topup.id, "charge.succeeded")
 
 
 async def test_a_withdrawal_the_provider_never_answers_fails_releases_its_hold_and_a_late_post_is_an_exception(
@@ -216,10 +217,7 @@ async def test_a_withdrawal_the_provider_never_answers_fails_releases_its_hold_a
     assert await _callback(payments, tenant, "payout.posted", withdrawal.id) == "exception"
     after = await payments.ledger.get_account(tenant, wallet.account_id)
     assert after.balance == released.balance, "a payout posted after the timeout moved money"
-    rows = await payments.movements.list_exceptions(tenant, None, 10)
-    assert [(r["object_id"], r["event_type"], r["status_at_arrival"]) for r in rows] == [
-        (withdrawal.id, "payout.posted", "failed")
-    ]
+    await _assert_only_exception(payments, tenant, withdrawal.id, "payout.posted")
 
 
 async def test_success_callbacks_racing_the_expiry_end_either_succeeded_and_posted_or_failed_expired_and_an_exception(
