@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from kassa.events.limits import kafka_replication_factor_default, kafka_replication_factor_max
 from kassa.shared.limits import (
     hold_timeout_s_max,
     http_body_read_timeout_s,
@@ -27,6 +28,15 @@ def _hold_timeout_s(name: str, default: int) -> int:
     value = _int(name, default)
     if not 0 < value <= hold_timeout_s_max:
         raise ValueError(f"{name} must be from 1 to {hold_timeout_s_max} seconds, not {value}")
+    return value
+
+
+def _replication_factor() -> int:
+    value = _int("KASSA_KAFKA_REPLICATION_FACTOR", kafka_replication_factor_default)
+    if not 0 < value <= kafka_replication_factor_max:
+        raise ValueError(
+            f"KASSA_KAFKA_REPLICATION_FACTOR must be from 1 to {kafka_replication_factor_max}, not {value}"
+        )
     return value
 
 
@@ -94,6 +104,7 @@ class Settings:
     kafka_username: str | None = None
     kafka_password: str | None = field(default=None, repr=False)
     kafka_ca_file: Path | None = None
+    kafka_replication_factor: int = kafka_replication_factor_default
     # The key file that seals secrets at rest (see kassa.store.master_key); None means
     # KASSA_DATA_DIR/master_key.
     master_key_file: Path | None = None
@@ -172,6 +183,7 @@ class Settings:
             kafka_username=os.environ.get("KASSA_KAFKA_USERNAME") or None,
             kafka_password=os.environ.get("KASSA_KAFKA_PASSWORD") or None,
             kafka_ca_file=Path(kafka_ca).resolve() if kafka_ca else None,
+            kafka_replication_factor=_replication_factor(),
             master_key_file=Path(key_file).resolve() if key_file else None,
             sandbox_url=os.environ.get("KASSA_SANDBOX_URL") or None,
             sandbox_secret_file=Path(sandbox_secret).resolve() if sandbox_secret else None,

@@ -25,6 +25,13 @@ def _msk_client_port() -> int:
     return int(match.group(1))
 
 
+def _msk_min_insync_replicas() -> int:
+    text = (TERRAFORM / "modules" / "msk" / "main.tf").read_text()
+    match = re.search(r"min\.insync\.replicas=(\d+)", text)
+    assert match, "the MSK configuration sets min.insync.replicas"
+    return int(match.group(1))
+
+
 @pytest.mark.parametrize("env", MSK_ENVIRONMENTS)
 def test_the_workers_reach_msk_over_sasl_ssl_with_scram_from_a_secret(
     rendered: dict[str, list[Manifest]], env: str, monkeypatch: pytest.MonkeyPatch
@@ -43,8 +50,11 @@ def test_the_workers_reach_msk_over_sasl_ssl_with_scram_from_a_secret(
             monkeypatch.delenv(name)
         for name, var in variables.items():
             monkeypatch.setenv(name, var.get("value", f"from-secret-{name}"))
-        security = KafkaSecurity.from_settings(Settings.from_env())
+        settings = Settings.from_env()
+        security = KafkaSecurity.from_settings(settings)
         assert (security.protocol, security.sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
+        # acks=all needs min.insync.replicas in-sync copies of the topic kassa creates.
+        assert settings.kafka_replication_factor > _msk_min_insync_replicas()
     broker_rules = [r for r in of_kind(docs, "NetworkPolicy") if r["metadata"]["name"] == "kassa-egress"]
     ports = {p["port"] for rule in broker_rules[0]["spec"]["egress"] for p in rule["ports"]}
     assert port in ports, "the egress policy does not open the MSK client port"

@@ -36,3 +36,8 @@ dead_letter_error_chars_max: Final = 2000  # stored error text, truncated
 # Stream
 nats_duplicate_window_s: Final = 10 * 60  # JetStream deduplicates a re-published event id within this
 kafka_partitions: Final = 12  # partitions of the events topic when kassa creates it
+# Copies of the events topic when kassa creates it (KASSA_KAFKA_REPLICATION_FACTOR): 1 suits a
+# single development broker; a cluster with min.insync.replicas=2 (MSK here) needs 3, or every
+# acks=all publish fails with NOT_ENOUGH_REPLICAS.
+kafka_replication_factor_default: Final = 1
+kafka_replication_factor_max: Final = 7

@@ -11,6 +11,7 @@ import pytest
 from kassa.events.bus import create_bus, kafka
 from kassa.events.bus.kafka import KafkaBus
 from kassa.events.bus.kafka_security import KafkaSecurity, KafkaSecurityInvalid
+from kassa.events.errors import EventBusUnavailable
 from kassa.settings import Settings
 from support.tls import make_authority
 
@@ -27,6 +28,7 @@ def _settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
         "KASSA_KAFKA_USERNAME",
         "KASSA_KAFKA_PASSWORD",
         "KASSA_KAFKA_CA_FILE",
+        "KASSA_KAFKA_REPLICATION_FACTOR",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KASSA_KAFKA_BOOTSTRAP", "b-1.example:9096,b-2.example:9096")
@@ -175,3 +177,52 @@ async def test_the_admin_client_the_producer_and_every_consumer_get_the_same_sec
         assert (kwargs["security_protocol"], kwargs["sasl_mechanism"]) == ("SASL_SSL", "SCRAM-SHA-256")
         assert (kwargs["sasl_plain_username"], kwargs["sasl_plain_password"]) == ("kassa", PASSWORD)
     await bus.close()
+
+
+class _Created:
+    def __init__(self, topic_errors: list[tuple[Any, ...]]) -> None:
+        self.topic_errors = topic_errors
+
+
+class EmptyAdmin(Admin):
+    """A cluster without the events topic: records what kassa asks to create, answers `answer`."""
+
+    created: ClassVar[list[Any]] = []
+    answer: ClassVar[list[tuple[Any, ...]]] = []
+
+    async def list_topics(self) -> list[str]:
+        return []
+
+    async def create_topics(self, topics: list[Any]) -> _Created:
+        self.created.extend(topics)
+        return _Created(self.answer)
+
+
+@pytest.mark.parametrize("factor", [None, "3"])
+async def test_kassa_creates_the_events_topic_with_the_configured_replication_factor(
+    monkeypatch: pytest.MonkeyPatch, factor: str | None
+) -> None:
+    env = {} if factor is None else {"REPLICATION_FACTOR": factor}
+    settings = _settings(monkeypatch, **env)
+    monkeypatch.setattr(kafka, "AIOKafkaAdminClient", EmptyAdmin)
+    monkeypatch.setattr(kafka, "AIOKafkaProducer", Producer)
+    EmptyAdmin.created, EmptyAdmin.answer = [], [(kafka.TOPIC, 0, None)]
+    bus = create_bus(settings)
+    await bus.connect()
+    (topic,) = EmptyAdmin.created
+    assert (topic.name, topic.replication_factor) == (kafka.TOPIC, int(factor or 1))
+    await bus.close()
+
+
+async def test_a_topic_the_broker_refuses_to_create_stops_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kafka, "AIOKafkaAdminClient", EmptyAdmin)
+    monkeypatch.setattr(kafka, "AIOKafkaProducer", Producer)
+    EmptyAdmin.created, EmptyAdmin.answer = [], [(kafka.TOPIC, 38, "Replication factor: 3 larger than brokers: 1")]
+    with pytest.raises(EventBusUnavailable, match="error 38 Replication factor"):
+        await KafkaBus("b-1.example:9092", replication_factor=3).connect()
+
+
+@pytest.mark.parametrize("value", ["0", "8"])
+def test_a_replication_factor_out_of_bounds_stops_the_start(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    with pytest.raises(ValueError, match="KASSA_KAFKA_REPLICATION_FACTOR"):
+        _settings(monkeypatch, REPLICATION_FACTOR=value)

@@ -19,7 +19,11 @@ def create_bus(settings: Settings) -> EventBus:
         from kassa.events.bus.kafka_security import KafkaSecurity
 
         assert settings.kafka_bootstrap is not None  # event_bus is "kafka" only when it is set
-        return KafkaBus(settings.kafka_bootstrap, security=KafkaSecurity.from_settings(settings))
+        return KafkaBus(
+            settings.kafka_bootstrap,
+            security=KafkaSecurity.from_settings(settings),
+            replication_factor=settings.kafka_replication_factor,
+        )
     from kassa.events.bus.nats import NatsBus
 
     if not settings.nats_url:

@@ -98,6 +98,7 @@ class KafkaBus:
         session_timeout_ms: int = 10_000,
         partitions: int = limits.kafka_partitions,
         security: KafkaSecurity | None = None,
+        replication_factor: int = limits.kafka_replication_factor_default,
     ) -> None:
         self._bootstrap = bootstrap
         self.security = security or KafkaSecurity()
@@ -107,6 +108,7 @@ class KafkaBus:
         self.idempotent = idempotent
         self._session_timeout_ms = session_timeout_ms
         self._partitions = partitions
+        self._replication_factor = replication_factor
         self._producer: AIOKafkaProducer | None = None
 
     def _client(self) -> dict[str, Any]:
@@ -136,7 +138,14 @@ class KafkaBus:
         try:
             if TOPIC in await admin.list_topics():
                 return
-            await admin.create_topics([NewTopic(TOPIC, num_partitions=self._partitions, replication_factor=1)])
+            topic = NewTopic(TOPIC, num_partitions=self._partitions, replication_factor=self._replication_factor)
+            response = await admin.create_topics([topic])
+            # The broker answers per topic; a refusal (a replication factor above the broker count,
+            # ...) is an error code there, not an exception.
+            for _, code, *message in response.topic_errors:
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    detail = message[0] if message else ""
+                    raise EventBusUnavailable(f"Kafka refused to create topic {TOPIC}: error {code} {detail}".strip())
         except TopicAlreadyExistsError:
             pass  # another process created it first
         finally:
