@@ -5,7 +5,7 @@ output "bootstrap_brokers" {
 
 output "kms_key_arn" {
   description = "The CMK for MSK's SCRAM secrets (their names must start with AmazonMSK_)."
-  value       = aws_kms_key.msk.arn
+  value       = module.kms.arn
 }
 
 output "cluster_arn" {

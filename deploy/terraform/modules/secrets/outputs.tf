@@ -1,6 +1,6 @@
 output "kms_key_arn" {
   description = "The CMK of every kassa secret."
-  value       = aws_kms_key.secrets.arn
+  value       = module.kms.arn
 }
 
 output "db_secret_arns" {
