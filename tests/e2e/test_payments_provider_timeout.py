@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from kassa.store.pool import create_pool
+from support.compliance import verify_customer
 from support.sandbox import Sandbox
 from support.server import new_tenant, own_platform, tenant_id_of
 
@@ -42,14 +43,17 @@ async def silent_shop(impatient_platform: Platform) -> AsyncIterator[tuple[httpx
     pool = await create_pool(platform.database_url, size_max=1)
     try:
         tenant = await tenant_id_of(pool, secret)
+        await Sandbox(platform.sandbox_url).behave(tenant, manual=True)
+        async with platform.client(secret) as client:
+            marker = uuid.uuid4().hex[:8]
+            person = {"type": "person", "name": f"Waiting {marker}", "country": "DE"}
+            customer = await client.post("/v1/customers", json=person)
+            assert customer.status_code == 201, customer.text
+            # Withdrawals need KYC tier 1 (as in test_payments_topups_withdrawals.py).
+            await verify_customer(pool, tenant, customer.json()["id"], tier=1)
     finally:
         await pool.close()
-    await Sandbox(platform.sandbox_url).behave(tenant, manual=True)
     async with platform.client(secret) as client:
-        marker = uuid.uuid4().hex[:8]
-        person = {"type": "person", "name": f"Waiting {marker}", "country": "DE"}
-        customer = await client.post("/v1/customers", json=person)
-        assert customer.status_code == 201, customer.text
         wallet = await client.post(f"/v1/customers/{customer.json()['id']}/wallets", json={"currency": "EUR"})
         assert wallet.status_code == 201, wallet.text
         yield client, tenant, wallet.json()
