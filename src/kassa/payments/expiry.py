@@ -9,6 +9,11 @@ the still-pending rows `failed` with `provider_timeout` and writes their `TopupF
 `WithdrawalFailed` events. So the row and the ledger change together or not at all: no crash
 can leave a released hold behind a `pending` row, and no consumer has to catch up.
 
+A top-up or withdrawal still held for a compliance review when its hold expires fails with
+`review_timeout` instead; a top-up the provider charged while it was held (the wallet is never
+credited before the approval) also gets a payment exception (`hold.expired`), since the card
+must be refunded, as after a rejection (kassa.payments.movement_reviews).
+
 A callback arriving after that finds the row `failed`: a late success (`charge.succeeded`,
 `payout.posted`) is recorded as a payment exception for an operator and never applied
 (`kassa.payments.domain.lifecycle`), exactly like a success after a decline.
@@ -19,14 +24,20 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from kassa.events.outbox import NewEvent
 from kassa.payments.adapters import movement_rows
-from kassa.payments.domain.movements import PROVIDER_TIMEOUT, movement_of_transaction
+from kassa.payments.domain.movements import (
+    EXPIRED_AFTER_CHARGE,
+    PROVIDER_TIMEOUT,
+    REVIEW_TIMEOUT,
+    Topup,
+    movement_of_transaction,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
-    from kassa.events.outbox import NewEvent
     from kassa.ledger import Transaction
     from kassa.store.pool import Conn
 
@@ -45,7 +56,7 @@ class MovementExpiries:
                 keys[f"{kind}s"].append((transaction.tenant_id, item_id, transaction.id))
         events: list[NewEvent] = []
         for table, mine in keys.items():
-            failed = await movement_rows.fail_pending(conn, table, mine, PROVIDER_TIMEOUT, now)
+            failed = await movement_rows.fail_pending(conn, table, mine, (PROVIDER_TIMEOUT, REVIEW_TIMEOUT), now)
             if len(failed) != len(mine):
                 # Every status change of a row commits with its transaction's, so an expiring
                 # transaction's row is pending. Refusing the expiry would keep the hold forever
@@ -55,11 +66,24 @@ class MovementExpiries:
                 log.error("expired %s without a pending row", table, extra={"ids": lost})
             for item in failed:
                 log.warning(
-                    "payment provider sent no outcome before the hold expired; failed",
-                    extra={"id": item.id, "provider": item.provider},
+                    "hold expired before an outcome; failed",
+                    extra={"id": item.id, "provider": item.provider, "failure_code": item.failure_code},
                 )
-                events.append(movement_rows.outcome_event(item, "failed", PROVIDER_TIMEOUT, now))
+                events.append(movement_rows.outcome_event(item, "failed", item.failure_code, now))
+            events.extend(await _charged(conn, [i for i in failed if isinstance(i, Topup) and i.charged], now))
         return events
+
+
+async def _charged(conn: Conn, topups: list[Topup], now: datetime) -> list[NewEvent]:
+    """A top-up charged while its review was open, then expired undecided: the customer paid and
+    the wallet got nothing, so an operator must refund the card (as after a rejection)."""
+    recorded = await movement_rows.record_expired_charges(conn, topups, EXPIRED_AFTER_CHARGE, REVIEW_TIMEOUT, now)
+    for data in recorded:
+        log.warning("a charged top-up's review hold expired; recorded for an operator", extra={"id": data["object_id"]})
+    return [
+        NewEvent(t.tenant_id, "PaymentExceptionRecorded", "topup", t.id, d)
+        for t, d in zip(topups, recorded, strict=True)
+    ]
 
 
 MOVEMENT_EXPIRIES = MovementExpiries()

@@ -263,3 +263,43 @@ async def test_success_callbacks_racing_the_expiry_end_either_succeeded_and_post
     assert (account.balance.credits_posted, account.balance.credits_pending) == (10 * succeeded, 0)
     async with pool.acquire() as conn:
         await assert_tenant_ledger_consistent(conn, tenant)
+
+
+async def test_a_top_up_charged_while_held_for_review_fails_with_review_timeout_and_an_exception_for_a_refund(
+    pool: Pool, app_pool: Pool, payments: PaymentsService
+) -> None:
+    tenant, wallet = await _wallet(pool, app_pool, payments)
+    payments.movements.topup_timeout_s = SHORT_TIMEOUT_S
+    held = await payments.movements.create_topup(tenant, wallet.id, 400, "EUR", "4242424242424242")
+    waiting = await payments.movements.create_topup(tenant, wallet.id, 300, "EUR", "4242424242424242")
+    assert isinstance(held, Topup) and isinstance(waiting, Topup)
+    # As the compliance step leaves them (kassa.payments.movement_reviews): `held` under an open
+    # review that the provider's success already reached (charged, the wallet not credited),
+    # `waiting` approved by its reviewer and still waiting for the provider.
+    await pool.execute(
+        "UPDATE topups SET review_id = 'rev_' || id, review_status = CASE WHEN id = $2 THEN 'open' ELSE 'approved' END,"
+        " charged = (id = $2) WHERE tenant_id = $1 AND id = ANY($3)",
+        tenant,
+        held.id,
+        [held.id, waiting.id],
+    )
+    await _expire_until_failed(payments, pool, "topups", tenant, held.id)
+    await _expire_until_failed(payments, pool, "topups", tenant, waiting.id)
+    assert await _status(pool, "topups", tenant, held.id) == ("failed", "review_timeout")
+    assert await _status(pool, "topups", tenant, waiting.id) == ("failed", "provider_timeout")
+    account = await payments.ledger.get_account(tenant, wallet.account_id)
+    assert (account.balance.credits_pending, account.balance.credits_posted) == (0, 0)
+    rows = await payments.movements.list_exceptions(tenant, None, 10)
+    found = [(r["object_id"], r["event_type"], r["status_at_arrival"], r["failure_code"]) for r in rows]
+    assert found == [(held.id, "hold.expired", "pending", "review_timeout")]
+    envelopes = await outbox_envelopes(pool, tenant)
+    recorded = [e for e in envelopes if e.type == "PaymentExceptionRecorded"]
+    assert [e.data["object_id"] for e in recorded] == [held.id]
+    validate_event(recorded[0])
+    failed = {e.aggregate_id: e.data["failure_code"] for e in envelopes if e.type == "TopupFailed"}
+    assert failed == {held.id: "review_timeout", waiting.id: "provider_timeout"}
+    xmins = await _xmins(pool, tenant, "topups", held.id, held.transaction_id)
+    exception_xmin = await pool.fetchval(
+        "SELECT xmin::text FROM payment_exceptions WHERE tenant_id = $1 AND object_id = $2", tenant, held.id
+    )
+    assert exception_xmin == xmins["row"] == xmins["transaction"]

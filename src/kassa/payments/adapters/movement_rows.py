@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import uuid_utils
+
 from kassa.events.outbox import NewEvent
 from kassa.payments.domain.movements import Topup, Withdrawal, movement_data
 
@@ -141,26 +143,67 @@ def outcome_event(item: Topup | Withdrawal, status: str, failure_code: str | Non
 
 
 async def fail_pending(
-    conn: Conn, table: str, keys: Sequence[tuple[str, str, str]], failure_code: str, now: datetime
+    conn: Conn, table: str, keys: Sequence[tuple[str, str, str]], codes: tuple[str, str], now: datetime
 ) -> list[Topup | Withdrawal]:
-    """Mark the still-pending rows among `keys` (tenant, id, transaction id) failed with
-    `failure_code`; returns the rows it changed, as they are now. One statement for the lot."""
+    """Mark the still-pending rows among `keys` (tenant, id, transaction id) failed with the first
+    code, or the second for a row whose compliance review is still open; returns the rows it
+    changed, as they are now. One statement for the lot."""
     assert table in ("topups", "withdrawals")
     if not keys:
         return []
     columns = _TOPUP_COLUMNS if table == "topups" else _WITHDRAWAL_COLUMNS
     rows = await conn.fetch(
-        f"UPDATE {table} x SET status = 'failed', failure_code = $4, updated_at = $5"
+        f"UPDATE {table} x SET status = 'failed', updated_at = $5,"
+        " failure_code = CASE WHEN x.review_status = 'open' THEN $6 ELSE $4 END"
         " FROM unnest($1::text[], $2::text[], $3::text[]) AS u(t, i, tx)"
         " WHERE x.tenant_id = u.t AND x.id = u.i AND x.transaction_id = u.tx AND x.status = 'pending'"
         f" RETURNING {', '.join('x.' + c.strip() for c in columns.split(','))}",
         [k[0] for k in keys],
         [k[1] for k in keys],
         [k[2] for k in keys],
+        codes[0],
+        now,
+        codes[1],
+    )
+    return [_topup(r) if table == "topups" else _withdrawal(r) for r in rows]
+
+
+async def record_expired_charges(
+    conn: Conn, topups: Sequence[Topup], event_type: str, failure_code: str, now: datetime
+) -> list[dict[str, Any]]:
+    """Payment exceptions for top-ups whose card was charged while held for review and whose hold
+    then expired (the card must be refunded); returns their event data. One statement."""
+    if not topups:
+        return []
+    ids = ["pex_" + uuid_utils.uuid7().hex for _ in topups]
+    await conn.execute(
+        "INSERT INTO payment_exceptions (tenant_id, id, provider, object_type, object_id, event_id, event_type,"
+        " status_at_arrival, failure_code, created_at)"
+        " SELECT t, i, p, 'topup', o, e, $6, 'pending', $7, $8"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(t, i, p, o, e)",
+        [t.tenant_id for t in topups],
+        ids,
+        [t.provider for t in topups],
+        [t.id for t in topups],
+        [t.review_id or t.transaction_id for t in topups],
+        event_type,
         failure_code,
         now,
     )
-    return [_topup(r) if table == "topups" else _withdrawal(r) for r in rows]
+    return [
+        {
+            "id": exception_id,
+            "provider": t.provider,
+            "object_type": "topup",
+            "object_id": t.id,
+            "event_id": t.review_id or t.transaction_id,
+            "event_type": event_type,
+            "status_at_arrival": "pending",
+            "failure_code": failure_code,
+            "created_at": now,
+        }
+        for exception_id, t in zip(ids, topups, strict=True)
+    ]
 
 
 async def record_callbacks(conn: Conn, callbacks: list[tuple[str, str, ProviderEvent]], outcome: str) -> int:

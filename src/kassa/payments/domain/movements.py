@@ -19,8 +19,12 @@ if TYPE_CHECKING:
 
 TOPUP_ID_PREFIX = "top_"
 WITHDRAWAL_ID_PREFIX = "wd_"
-# The failure code of a top-up or withdrawal whose provider did not answer before its hold expired.
+# The failure code of a top-up or withdrawal whose provider did not answer before its hold expired,
+# and of one whose compliance review was still open then (kassa.payments.expiry).
 PROVIDER_TIMEOUT: Final = "provider_timeout"
+REVIEW_TIMEOUT: Final = "review_timeout"
+# The event type of the payment exception for a top-up charged while held, whose hold then expired.
+EXPIRED_AFTER_CHARGE: Final = "hold.expired"
 MovementKind = Literal["topup", "withdrawal"]
 
 
