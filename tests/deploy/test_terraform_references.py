@@ -19,7 +19,7 @@ _REFERENCE = re.compile(
 
 
 def _declared(docs: list[dict[str, Any]]) -> set[str]:
-    found = set()
+    found: set[str] = set()
     for doc in docs:
         for prefix, section in (("", "resource"), ("data.", "data")):
             for block in doc.get(section, []):

@@ -60,7 +60,7 @@ async def payments(app_pool: Pool) -> AsyncIterator[PaymentsService]:
 
 
 async def _wallet(pool: Pool, app_pool: Pool, payments: PaymentsService) -> tuple[str, Wallet]:
-    tenant, _ = await IdentityService(pool).create_tenant("timeouts", None, None)  # type: ignore[misc]
+    tenant, _ = await IdentityService(pool).create_tenant("timeouts", None, None)
     await CustomerService(app_pool, KeyRing(new_key())).create_customer(
         Customer(tenant.id, "c1", "person", "N. N.", None, "DE", {})
     )
