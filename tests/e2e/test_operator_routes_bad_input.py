@@ -131,7 +131,8 @@ async def state(pool: Pool, tenant: str) -> dict[str, Any]:
         "SELECT (SELECT count(*) FROM compliance_limit_sets WHERE tenant_id = $1) AS limit_sets,"
         " (SELECT count(*) FROM audit_log WHERE tenant_id = $1) AS audit,"
         " (SELECT count(*) FROM transactions WHERE tenant_id = $1) AS transactions,"
-        " (SELECT sum(credits_posted - debits_posted + credits_pending - debits_pending) FROM accounts WHERE tenant_id = $1 AND id = 'c1') AS c1",
+        " (SELECT sum(credits_posted - debits_posted + credits_pending - debits_pending)"
+        "  FROM accounts WHERE tenant_id = $1 AND id = 'c1') AS c1",
         tenant,
     )
     assert row is not None
