@@ -33,9 +33,8 @@ import msgspec
 from kassa.compliance import DECISIONS, Payment, held_command, limit_error, with_product
 from kassa.ledger import PostTransaction, ProductWrite, VoidTransaction
 from kassa.payments.adapters.ppv_queries import access_json
-from kassa.payments.adapters.ppv_rows import PurchaseRow, cache_key
+from kassa.payments.adapters.ppv_rows import PurchaseRow, already_entitled, cache_key
 from kassa.payments.domain.content import Access
-from kassa.payments.errors import AlreadyEntitled
 from kassa.store.tenancy import tenant_transaction
 
 if TYPE_CHECKING:
@@ -241,10 +240,6 @@ class PurchaseCompliance:
         try:
             await self.ppv.ledger.execute(command, product=ProductWrite(DECISIONS, replace(decided, inner=release)))
         except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name != "entitlements_one_active":
-                raise
-            raise AlreadyEntitled(
-                f"customer '{row.customer_id}' already has access to content '{row.content_id}'"
-            ) from None
+            raise already_entitled(exc, row) from None
         if approve:
             await self.ppv.cache.forget(cache_key(row.tenant_id, row.customer_id, row.content_id))

@@ -32,6 +32,7 @@ from kassa.payments.adapters.ppv_rows import (
     PurchaseWriter,
     RefundRow,
     RefundWriter,
+    already_entitled,
     cache_key,
     notify,
     purchase_entitlement,
@@ -228,11 +229,7 @@ class PayPerView:
                 command, claim=claim, receipt=receipt, product=product, trace_id=trace_id
             )
         except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name != "entitlements_one_active":
-                raise
-            raise AlreadyEntitled(
-                f"customer '{row.customer_id}' already has access to content '{row.content_id}'"
-            ) from None
+            raise already_entitled(exc, row) from None
         except asyncpg.CheckViolationError as exc:
             if exc.constraint_name == "purchases_content_current":
                 self.lookups.forget_content(row.tenant_id, row.content_id)

@@ -34,12 +34,15 @@ from kassa.events.outbox import OUTBOX_INSERT, NewEvent, outbox_json
 from kassa.ledger import TransactionApplied
 from kassa.payments.adapters.ppv_queries import access_json
 from kassa.payments.domain.entitlements import Entitlement, play_duration, window_for
+from kassa.payments.errors import AlreadyEntitled
 from kassa.shared.clock import to_rfc3339
 from kassa.shared.invariants import invariant
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
+
+    import asyncpg
 
     from kassa.ledger import Applied
     from kassa.payments.domain.content import Access
@@ -51,6 +54,15 @@ _json = msgspec.json.Encoder()
 
 def cache_key(tenant_id: str, customer_id: str, content_id: str) -> str:
     return f"{tenant_id}|{customer_id}|{content_id}"
+
+
+def already_entitled(exc: asyncpg.UniqueViolationError, row: PurchaseRow) -> AlreadyEntitled:
+    """The error for a write of `row` that the database refused with `exc`: `entitlements_one_active`
+    means the customer already has access (a concurrent purchase won); any other violation is
+    not ours to explain and is raised as it is."""
+    if exc.constraint_name != "entitlements_one_active":
+        raise exc
+    return AlreadyEntitled(f"customer '{row.customer_id}' already has access to content '{row.content_id}'")
 
 
 @dataclass(frozen=True, slots=True)
