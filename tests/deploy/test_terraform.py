@@ -241,3 +241,38 @@ def test_the_event_bus_is_a_choice_between_msk_and_nats(terraform: Parsed) -> No
     )
     buses = {env: module_calls(terraform, f"envs/{env}/main.tf")["kassa"]["event_bus"] for env in ENVS}
     assert buses == {"dev": "nats", "staging": "msk", "prod": "msk"}
+
+
+def test_msk_gets_a_scram_user_the_pods_read_under_the_name_the_helm_values_expect(terraform: Parsed) -> None:
+    # SCRAM is the cluster's only client authentication; without an associated AmazonMSK_ secret
+    # no client could log in, and the chart's kassa-kafka ExternalSecret would find nothing.
+    stack = module_calls(terraform, "modules/stack/main.tf")
+    assert stack["secrets"]["kafka_scram"] == '${var.event_bus == "msk"}'
+    assert stack["msk"]["scram_secret_arns"] == "${module.secrets.kafka_scram_secret_arns}"  # noqa: S105 - a reference
+    (association,) = resources(terraform, "aws_msk_scram_secret_association", "msk").values()
+    assert association["cluster_arn"] == "${aws_msk_cluster.this.arn}"
+    assert association["secret_arn_list"] == "${var.scram_secret_arns}"  # noqa: S105 - a reference
+    secret = resources(terraform, "aws_secretsmanager_secret", "secrets")["secrets.kafka"]
+    assert secret["name"] == "AmazonMSK_kassa/${var.env}/kafka"
+    assert secret["kms_key_id"] == "${module.kms.arn}", "MSK refuses secrets under the default AWS key"
+    (version,) = [
+        v
+        for k, v in resources(terraform, "aws_secretsmanager_secret_version", "secrets").items()
+        if k.endswith(".kafka")
+    ]
+    assert "username" in references(version["secret_string"]) and "password" in references(version["secret_string"])
+    policy = terraform[Path("modules/secrets/main.tf")]
+    readers = [d["aws_iam_policy_document"]["kafka_secret"] for d in policy["data"] if "aws_iam_policy_document" in d]
+    assert "kafka.amazonaws.com" in references(readers)
+    outputs = {
+        name: attrs
+        for block in terraform[Path("modules/secrets/outputs.tf")]["output"]
+        for name, attrs in block.items()
+    }
+    assert "aws_secretsmanager_secret.kafka[*].arn" in references(outputs["all_secret_arns"]["value"]), (
+        "pods may read it"
+    )
+    root = Path(__file__).resolve().parents[2]
+    for env, values in (("staging", "values-staging.yaml"), ("prod", "values-production.yaml")):
+        text = (root / "deploy/helm/kassa" / values).read_text()
+        assert f"key: AmazonMSK_kassa/{env}/kafka" in text, f"{values} reads the secret Terraform creates"

@@ -104,3 +104,10 @@ resource "aws_msk_cluster" "this" {
 
   tags = var.tags
 }
+
+# The SCRAM users clients log in with. This resource owns the cluster's whole list: a secret
+# associated by hand outside it is removed on the next apply.
+resource "aws_msk_scram_secret_association" "this" {
+  cluster_arn     = aws_msk_cluster.this.arn
+  secret_arn_list = var.scram_secret_arns
+}

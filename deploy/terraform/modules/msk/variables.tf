@@ -41,3 +41,8 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "scram_secret_arns" {
+  description = "Secrets Manager secrets (AmazonMSK_ prefix, customer-managed key) holding the SCRAM users."
+  type        = list(string)
+}

@@ -8,6 +8,8 @@
 #   kassa/<env>/master-key          the key that encrypts webhook secrets at rest
 #   kassa/<env>/cache               the Valkey AUTH token
 #   kassa/<env>/nats                the NATS client credentials (event_bus = "nats")
+#   AmazonMSK_kassa/<env>/kafka     MSK's SASL/SCRAM user (event_bus = "msk"); MSK accepts only
+#                                   secrets with this prefix and a customer-managed key
 #
 # Rotation (docs/database.md has the roles):
 # - kassa_app and kassa_worker rotate with AWS's multi-user function: it alternates between the
@@ -165,4 +167,51 @@ resource "aws_secretsmanager_secret_version" "key" {
   for_each      = local.keys
   secret_id     = aws_secretsmanager_secret.key[each.key].id
   secret_string = jsonencode(each.value.value)
+}
+
+# MSK's SCRAM user. MSK reads the secret itself (the resource policy below; the association in the
+# msk module would attach the same policy outside Terraform's state), the pods read it through
+# their ExternalSecret (kassa-kafka in the Helm values) like every other secret here.
+resource "random_password" "kafka" {
+  count   = var.kafka_scram ? 1 : 0
+  length  = 40
+  special = false
+}
+
+resource "aws_secretsmanager_secret" "kafka" {
+  #checkov:skip=CKV2_AWS_57:MSK SCRAM passwords have no rotation Lambda; a new password is a Terraform change that MSK picks up from the associated secret
+  count                   = var.kafka_scram ? 1 : 0
+  name                    = "AmazonMSK_kassa/${var.env}/kafka"
+  description             = "kassa MSK SASL/SCRAM user (JSON: username, password)"
+  kms_key_id              = module.kms.arn
+  recovery_window_in_days = 30
+  tags                    = var.tags
+}
+
+resource "aws_secretsmanager_secret_version" "kafka" {
+  count     = var.kafka_scram ? 1 : 0
+  secret_id = aws_secretsmanager_secret.kafka[0].id
+  secret_string = jsonencode({
+    username = "kassa"
+    password = random_password.kafka[0].result
+  })
+}
+
+data "aws_iam_policy_document" "kafka_secret" {
+  count = var.kafka_scram ? 1 : 0
+  statement {
+    sid       = "MskReadsItsScramSecret"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.kafka[0].arn]
+    principals {
+      type        = "Service"
+      identifiers = ["kafka.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_secretsmanager_secret_policy" "kafka" {
+  count      = var.kafka_scram ? 1 : 0
+  secret_arn = aws_secretsmanager_secret.kafka[0].arn
+  policy     = data.aws_iam_policy_document.kafka_secret[0].json
 }

@@ -13,6 +13,7 @@ output "all_secret_arns" {
   value = concat(
     [for role in ["app", "worker", "migration"] : aws_secretsmanager_secret.db[role].arn],
     [for name, secret in aws_secretsmanager_secret.key : secret.arn],
+    aws_secretsmanager_secret.kafka[*].arn,
   )
 }
 
@@ -31,4 +32,9 @@ output "nats_password_bcrypt" {
   description = "bcrypt hash of the NATS client password (for the NATS server config)."
   value       = random_password.key["nats"].bcrypt_hash
   sensitive   = true
+}
+
+output "kafka_scram_secret_arns" {
+  description = "MSK's SCRAM secret (empty unless kafka_scram), for the cluster's association."
+  value       = aws_secretsmanager_secret.kafka[*].arn
 }

@@ -67,3 +67,9 @@ variable "nats_host" {
   type        = string
   default     = ""
 }
+
+variable "kafka_scram" {
+  description = "Create MSK's SCRAM credentials (event_bus = \"msk\"): a secret named AmazonMSK_kassa/<env>/kafka."
+  type        = bool
+  default     = false
+}

@@ -34,6 +34,7 @@ module "secrets" {
   db_master_secret_arn = module.aurora.master_user_secret_arn
   cache_host           = module.cache.primary_endpoint
   nats_host            = var.event_bus == "nats" ? "nats.nats.svc" : ""
+  kafka_scram          = var.event_bus == "msk"
   tags                 = local.tags
 }
 
@@ -78,6 +79,7 @@ module "msk" {
   data_subnet_ids           = module.network.data_subnet_ids
   client_security_group_ids = [module.eks.node_security_group_id]
   broker_instance_type      = var.msk_broker_instance_type
+  scram_secret_arns         = module.secrets.kafka_scram_secret_arns
   tags                      = local.tags
 }
 
