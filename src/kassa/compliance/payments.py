@@ -21,7 +21,7 @@ on the side of the customer having moved the money.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import asyncpg
 
@@ -51,6 +51,11 @@ if TYPE_CHECKING:
     from kassa.compliance.domain.model import Review, Standing
     from kassa.ledger import CreateTransaction, LedgerService
     from kassa.store.pool import Conn, Pool
+
+
+# The owner (`kassa.ledger.PRODUCT_KEY`) of a plain payment held for review: no product decides
+# it, so only the review's decision (`decide`) may post or void the held transaction.
+REVIEW_OWNER: Final = "compliance"
 
 
 class Audit(Protocol):
@@ -200,7 +205,13 @@ def held_command(checked: Checked) -> CreateTransaction:
     command = checked.payment.command
     if checked.hold is None or command.pending:
         return command
-    return replace(command, pending=True, timeout_s=review_hold_timeout_s)
+    # A product's payment is its product's (it decides the review); a plain one is the review's.
+    invariant(
+        (checked.payment.product_ref is None) == (command.owner is None),
+        "a payment whose product decides its review is that product's transaction",
+    )
+    owner = REVIEW_OWNER if command.owner is None else command.owner
+    return replace(command, pending=True, timeout_s=review_hold_timeout_s, owner=owner)
 
 
 def with_product(checked: Checked, product: ProductWrite[Any] | None) -> ProductWrite[Guarded]:
@@ -266,10 +277,11 @@ async def decide(
     if found.status != "open":
         raise ReviewDecided(f"review {review_id} is {found.status} already", review_status=found.status)
     status = "approved" if approve else "rejected"
+    # Used only for a plain payment (no product to decide it), which belongs to its review.
     command = (
-        PostTransaction(tenant_id, found.transaction_id)
+        PostTransaction(tenant_id, found.transaction_id, owner=REVIEW_OWNER)
         if approve
-        else VoidTransaction(tenant_id, found.transaction_id)
+        else VoidTransaction(tenant_id, found.transaction_id, owner=REVIEW_OWNER)
     )
     decided = Decided(tenant_id, review_id, status, reviewer, reason)
     product = products.get(found.product) if found.product else None

@@ -26,11 +26,18 @@ exists exactly when its money moved. A pay-per-view purchase split three ways:
     # InsufficientFunds (extra["posting_index"] == 0) and no purchases row when the buyer is short.
 
 Under load many such jobs share one transaction; the batcher still gives each its own result.
+
+A product that creates pending transactions names itself as their `owner`
+(`CreateTransaction(..., owner="topup")`, stored as `metadata["kassa_product"]`, `PRODUCT_KEY`)
+and passes the same owner when it posts or voids them (`PostTransaction(..., owner="topup")`).
+Anyone else, the HTTP ledger API included, gets 409 `transaction_managed_by_product` and changes
+nothing; the sweeper still expires them at their timeout (the product's ExpiryWriter follows).
 """
 
 from kassa.ledger.adapters.engine import Job, JobResult, Receipt
 from kassa.ledger.batcher import Batcher
 from kassa.ledger.domain.model import (
+    PRODUCT_KEY,
     Account,
     Balance,
     Command,
@@ -62,6 +69,7 @@ from kassa.ledger.errors import (
     InsufficientFunds,
     PostingAmountsMismatch,
     TransactionExists,
+    TransactionManagedByProduct,
     TransactionNotFound,
     TransactionNotPending,
     TransferExists,
@@ -73,6 +81,7 @@ from kassa.ledger.service import LedgerService, account_data, domain_receipt, va
 from kassa.store.idempotency import IdemClaim, Replay
 
 __all__ = [
+    "PRODUCT_KEY",
     "Account",
     "AccountExists",
     "AccountNotFound",
@@ -109,6 +118,7 @@ __all__ = [
     "Transaction",
     "TransactionApplied",
     "TransactionExists",
+    "TransactionManagedByProduct",
     "TransactionNotFound",
     "TransactionNotPending",
     "TransactionPosting",

@@ -9,7 +9,8 @@
     ├── Conflict
     │   ├── AccountExists            account_exists
     │   ├── TransferExists           transfer_exists
-    │   └── TransactionExists        transaction_exists
+    │   ├── TransactionExists        transaction_exists
+    │   └── TransactionManagedByProduct  transaction_managed_by_product
     └── Unprocessable
         ├── AccountsMustBeDifferent  accounts_must_be_different
         ├── CurrencyMismatch         currency_mismatch
@@ -33,11 +34,16 @@ Precedence when creating a multi-leg transaction:
   credit), currency_mismatch; then posting by posting in index order against the running
   balances (earlier postings of the same transaction already applied): balance_overflow,
   insufficient_funds.
+  A client's create whose `id` names a product's transaction is transaction_managed_by_product
+  (checked where transaction_exists is, before it).
 
 An error caused by one posting of a transaction carries `extra["posting_index"]` and its detail
 starts with `postings[i]: `. Posting a pending transaction checks transaction_not_found,
-transaction_not_pending, posting_amounts_mismatch (not one amount per posting), then
-amount_exceeds_pending per posting.
+transaction_managed_by_product, transaction_not_pending (an overdue one is expired here, then
+refused), posting_amounts_mismatch (not one amount per posting), then amount_exceeds_pending per
+posting. Voiding checks transaction_not_found, transaction_managed_by_product,
+transaction_not_pending. So a caller that may not settle a product's transaction changes nothing
+at all, not even its overdue expiry (the sweeper's expiry ignores ownership).
 """
 
 from __future__ import annotations
@@ -84,6 +90,15 @@ class TransferExists(Conflict):
 class TransactionExists(Conflict):
     code = "transaction_exists"
     title = "A different transaction with this id already exists"
+
+
+class TransactionManagedByProduct(Conflict):
+    """The transaction belongs to a product (metadata `kassa_product`): only that product posts,
+    voids or re-creates it, through its own flow (a top-up's provider callback, a review's
+    decision, ...). `extra["product"]` names it."""
+
+    code = "transaction_managed_by_product"
+    title = "The transaction is managed by a product"
 
 
 class AccountsMustBeDifferent(Unprocessable):

@@ -38,7 +38,7 @@ from kassa.payments.accounts import clearing_account
 from kassa.payments.adapters import movement_rows
 from kassa.payments.adapters.movement_rows import Settlement
 from kassa.payments.domain.lifecycle import Action, status_after, topup_action, withdrawal_action
-from kassa.payments.domain.movements import Topup, Withdrawal, withdrawal_return_transaction_id
+from kassa.payments.domain.movements import Topup, Withdrawal, owner_of, withdrawal_return_transaction_id
 from kassa.payments.errors import ProviderCallbackInvalid, ProviderCallbackReplayed, TopupNotFound, WithdrawalNotFound
 from kassa.payments.movements import SETTLEMENTS
 from kassa.shared.invariants import invariant
@@ -117,9 +117,9 @@ def _action(item: Topup | Withdrawal, event: ProviderEvent) -> Action:
 
 def _command(item: Topup | Withdrawal, event: ProviderEvent, action: Action) -> Command:
     if action == "post":
-        return PostTransaction(item.tenant_id, item.transaction_id)
+        return PostTransaction(item.tenant_id, item.transaction_id, owner=owner_of(item))
     if action == "void":
-        return VoidTransaction(item.tenant_id, item.transaction_id)
+        return VoidTransaction(item.tenant_id, item.transaction_id, owner=owner_of(item))
     invariant(isinstance(item, Withdrawal), "only a withdrawal is reversed")
     assert isinstance(item, Withdrawal)
     # The clearing account exists: the withdrawal's own transaction used it.
@@ -135,6 +135,7 @@ def _command(item: Topup | Withdrawal, event: ProviderEvent, action: Action) -> 
         reference=item.id,
         metadata={"withdrawal_id": item.id, "returned_by": event.id},
         request_hash=hashlib.sha256(return_id.encode()).digest(),
+        owner=owner_of(item),
     )
 
 

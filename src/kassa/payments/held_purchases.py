@@ -35,6 +35,7 @@ from kassa.ledger import PostTransaction, ProductWrite, VoidTransaction
 from kassa.payments.adapters.ppv_queries import access_json
 from kassa.payments.adapters.ppv_rows import PurchaseRow, already_entitled, cache_key
 from kassa.payments.domain.content import Access
+from kassa.payments.ppv_orders import PURCHASE_OWNER
 from kassa.store.tenancy import tenant_transaction
 
 if TYPE_CHECKING:
@@ -232,9 +233,9 @@ class PurchaseCompliance:
         row = _row(raw)
         approve = decided.status == "approved"
         command = (
-            PostTransaction(review.tenant_id, review.transaction_id)
+            PostTransaction(review.tenant_id, review.transaction_id, owner=PURCHASE_OWNER)
             if approve
-            else VoidTransaction(review.tenant_id, review.transaction_id)
+            else VoidTransaction(review.tenant_id, review.transaction_id, owner=PURCHASE_OWNER)
         )
         release = ProductWrite(RELEASES, Release(HeldPurchase(row, review.id), approve))
         try:

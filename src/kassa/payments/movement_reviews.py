@@ -45,7 +45,7 @@ from kassa.ledger import PostTransaction, ProductWrite, TransactionNotPending, V
 from kassa.ledger.products import run_product_writes
 from kassa.payments.adapters import movement_rows
 from kassa.payments.adapters.movement_rows import Settlement
-from kassa.payments.domain.movements import Topup, Withdrawal
+from kassa.payments.domain.movements import Topup, Withdrawal, owner_of
 from kassa.payments.errors import ProviderCallbackReplayed
 from kassa.payments.movements import SETTLEMENTS
 from kassa.payments.replays import stored_replay
@@ -195,10 +195,11 @@ async def _settle(
     the review's decision. A transaction a provider callback settled first the same way only
     closes the review."""
     approve = decided.status == "approved"
+    owner = owner_of(item)
     command = (
-        PostTransaction(item.tenant_id, item.transaction_id)
+        PostTransaction(item.tenant_id, item.transaction_id, owner=owner)
         if approve
-        else VoidTransaction(item.tenant_id, item.transaction_id)
+        else VoidTransaction(item.tenant_id, item.transaction_id, owner=owner)
     )
     inner: ProductWrite[Any] = ProductWrite(SETTLEMENTS, settlement)
     if extra is not None:

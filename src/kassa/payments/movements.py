@@ -30,6 +30,7 @@ from kassa.payments.domain.movements import (
     WITHDRAWAL_ID_PREFIX,
     Topup,
     Withdrawal,
+    owner_of,
     topup_transaction_id,
     withdrawal_transaction_id,
 )
@@ -193,7 +194,7 @@ class MovementService:
         compliance guard when it is wired (capability, limits, rules, a review hold); the receipt
         of an earlier request instead when the Idempotency-Key was used. Raises
         CapabilityDisabled, LimitExceeded, BlockedByPolicy besides the ledger's errors."""
-        kind, writer = ("topup", TOPUP_INSERTS) if isinstance(item, Topup) else ("withdrawal", WITHDRAWAL_INSERTS)
+        kind, writer = owner_of(item), TOPUP_INSERTS if isinstance(item, Topup) else WITHDRAWAL_INSERTS
         command = CreateTransaction(
             tenant_id=item.tenant_id,
             id=item.transaction_id,
@@ -204,6 +205,7 @@ class MovementService:
             metadata={f"{kind}_id": item.id, "wallet_id": item.wallet_id},
             request_hash=hashlib.sha256(item.transaction_id.encode()).digest(),
             generated_id=True,
+            owner=kind,  # only this product's flows post or void it (callbacks, reviews, _give_up)
         )
         if self.compliance is None:
             product: ProductWrite[Any] = ProductWrite(writer, item)
@@ -228,7 +230,8 @@ class MovementService:
         log.warning("payment provider unreachable; request failed", extra={"id": item.id, "provider": item.provider})
         settlement = Settlement(item, "failed", "provider_unavailable", None)
         await self.ledger.execute(
-            VoidTransaction(item.tenant_id, item.transaction_id), product=ProductWrite(SETTLEMENTS, settlement)
+            VoidTransaction(item.tenant_id, item.transaction_id, owner=owner_of(item)),
+            product=ProductWrite(SETTLEMENTS, settlement),
         )
 
     async def _note_object(self, table: str, tenant_id: str, item_id: str, object_id: str) -> None:

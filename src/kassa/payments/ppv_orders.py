@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -20,6 +20,11 @@ from kassa.shared.invariants import invariant
 if TYPE_CHECKING:
     from kassa.payments.domain import entitlements as ent
     from kassa.payments.domain.content import Content
+
+# The owners (`kassa.ledger.PRODUCT_KEY`) of pay-per-view's transactions. A purchase held for
+# review is pending: only its review's decision posts or voids it (held_purchases.py).
+PURCHASE_OWNER: Final = "purchase"
+REFUND_OWNER: Final = "refund"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +97,7 @@ def purchase_order(
         {"purchase_id": purchase_id, "content_id": content_id},
         _hash([purchase_id, leg_rows]),
         generated_id=True,
+        owner=PURCHASE_OWNER,
     )
     return PurchaseOrder(row, command, facts)
 
@@ -142,5 +148,6 @@ def refund_order(
         {"purchase_id": purchase_id, "refund_id": refund_id},
         _hash([refund_id, leg_rows]),
         generated_id=True,
+        owner=REFUND_OWNER,
     )
     return RefundOrder(row, command)

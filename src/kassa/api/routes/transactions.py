@@ -1,4 +1,10 @@
-"""Multi-leg transactions: create (posted or pending), read, list, post (in part) or void."""
+"""Multi-leg transactions: create (posted or pending), read, list, post (in part) or void.
+
+These routes are the generic ledger API: their commands carry no `owner`, so a transaction a
+product created (a top-up's, a withdrawal's, a purchase held for review: metadata
+`kassa_product`) can be read here but not posted, voided or re-created (409
+`transaction_managed_by_product`); its product settles it through its own flow.
+"""
 
 from __future__ import annotations
 
@@ -102,7 +108,10 @@ async def list_transactions(ctx: Ctx) -> Response:
     "/v1/transactions/{id}/post",
     scope="transactions:write",
     not_found=TransactionNotFound,
-    summary="Post a pending transaction; optionally an amount per posting (the rest is released)",
+    summary=(
+        "Post a pending transaction; optionally an amount per posting (the rest is released)."
+        " A product's transaction (metadata kassa_product) is refused: 409 transaction_managed_by_product"
+    ),
     body=TransactionPost,
     responses={200: TransactionOut},
     errors=_ERRORS,
@@ -121,7 +130,10 @@ async def post_transaction(ctx: Ctx) -> Response:
     "/v1/transactions/{id}/void",
     scope="transactions:write",
     not_found=TransactionNotFound,
-    summary="Void a pending transaction, releasing every hold",
+    summary=(
+        "Void a pending transaction, releasing every hold."
+        " A product's transaction (metadata kassa_product) is refused: 409 transaction_managed_by_product"
+    ),
     body=None,
     responses={200: TransactionOut},
     errors=_ERRORS,

@@ -9,10 +9,16 @@ so the sum over all accounts of (credits_posted - debits_posted) is zero per cur
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 if TYPE_CHECKING:
     from datetime import datetime
+
+# The metadata key that names the product owning a transaction ("topup", "withdrawal",
+# "purchase", ...). The ledger sets it from the command's `owner` and refuses it in any caller's
+# metadata, so it can neither be forged nor stripped; only the owner may post or void the
+# transaction (`domain/transactions.py`), while anyone with read access may read it.
+PRODUCT_KEY: Final = "kassa_product"
 
 NormalBalance = Literal["credit", "debit"]
 TransferStatus = Literal["pending", "posted", "voided", "expired"]
@@ -218,6 +224,8 @@ class CreateTransaction:
     metadata: dict[str, Any]
     request_hash: bytes
     generated_id: bool = False
+    # The product creating it (stored as metadata[PRODUCT_KEY]); None for the generic ledger API.
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,12 +234,16 @@ class PostTransaction:
     transaction_id: str
     # One amount per posting (None posts that posting's full hold); None posts everything.
     amounts: tuple[int | None, ...] | None = None
+    # Who asks: the owning product's name, or None for the generic ledger API, which may not
+    # settle a product's transaction (transaction_managed_by_product).
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class VoidTransaction:
     tenant_id: str
     transaction_id: str
+    owner: str | None = None  # as PostTransaction.owner
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,7 +110,7 @@ class Posting:
             if isinstance(command, PostTransaction):
                 return transactions.post(self, command)
             if isinstance(command, VoidTransaction):
-                return transactions.release(self, command.tenant_id, command.transaction_id, "voided")
+                return transactions.void(self, command)
             if isinstance(command, ExpireTransaction):
                 return transactions.expire(self, command)
         except KassaError as error:

@@ -5,6 +5,14 @@ in index order against the running balances, and one failing posting leaves no t
 them. A pending transaction holds every posting's amount; posting it moves at most the held
 amount per posting and releases the rest; voiding or expiring releases all of it. The error
 order is the one documented in `kassa.ledger.errors`.
+
+A transaction a product creates (a command with an `owner`) carries its owner in
+`metadata[PRODUCT_KEY]`; a post, void or re-create by anyone else is refused with
+`transaction_managed_by_product` before anything else about it is decided, so the generic API
+cannot credit a top-up the provider never paid or release a withdrawal's hold mid-payout. The
+sweeper's expiry ignores ownership: a timeout ends a product's hold too, and the product follows
+it through its ExpiryWriter. A transaction without the key (the generic API's, or one a product
+created before the key existed) may be settled by any caller, products included.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from kassa.ledger.domain.model import (
+    PRODUCT_KEY,
     CreateTransaction,
     ExpireTransaction,
     Leg,
@@ -21,6 +30,7 @@ from kassa.ledger.domain.model import (
     Transaction,
     TransactionPosting,
     TransferStatus,
+    VoidTransaction,
 )
 from kassa.ledger.errors import (
     AccountsMustBeDifferent,
@@ -28,6 +38,7 @@ from kassa.ledger.errors import (
     CurrencyMismatch,
     PostingAmountsMismatch,
     TransactionExists,
+    TransactionManagedByProduct,
     TransactionNotFound,
     TransactionNotPending,
     at_posting,
@@ -60,6 +71,7 @@ def create(engine: Posting, cmd: CreateTransaction) -> TransactionApplied:
             raise at_posting(AccountsMustBeDifferent("debit_account_id and credit_account_id are the same"), index)
     existing = engine.transactions.get((cmd.tenant_id, cmd.id))
     if existing is not None:
+        _check_owner(existing, cmd.owner)
         if existing.request_hash == cmd.request_hash:
             return TransactionApplied(existing, created=False)
         raise TransactionExists(f"transaction '{cmd.id}' already exists with different parameters")
@@ -88,7 +100,8 @@ def create(engine: Posting, cmd: CreateTransaction) -> TransactionApplied:
         timeout_s=cmd.timeout_s if cmd.pending else None,
         expires_at=expires_at,
         reference=cmd.reference,
-        metadata=cmd.metadata,
+        # Validation refused the key in the caller's metadata, so only `owner` can set it.
+        metadata=cmd.metadata if cmd.owner is None else {**cmd.metadata, PRODUCT_KEY: cmd.owner},
         request_hash=cmd.request_hash,
         created_at=engine.now,
         updated_at=engine.now,
@@ -100,20 +113,44 @@ def create(engine: Posting, cmd: CreateTransaction) -> TransactionApplied:
     return TransactionApplied(transaction, created=True)
 
 
-def _pending(engine: Posting, tenant_id: str, transaction_id: str) -> Transaction:
-    transaction = engine.transactions.get((tenant_id, transaction_id))
-    if transaction is None:
-        raise TransactionNotFound(f"transaction '{transaction_id}' does not exist")
-    if transaction.status != "pending":
-        raise TransactionNotPending(f"transaction '{transaction_id}' is {transaction.status}")
+def _check_owner(transaction: Transaction, owner: str | None) -> None:
+    """Raises TransactionManagedByProduct when a product owns `transaction` and `owner` is not it."""
+    product = transaction.metadata.get(PRODUCT_KEY)
+    if product is not None and product != owner:
+        raise TransactionManagedByProduct(
+            f"transaction '{transaction.id}' belongs to the {product} product, which posts or voids it"
+            " through its own flow; it can be read, not changed, through the ledger API",
+            product=product,
+        )
+
+
+def _pending(engine: Posting, tenant_id: str, transaction_id: str, owner: str | None) -> Transaction:
+    """The pending transaction `owner` asks to change. Raises TransactionNotFound, then
+    TransactionManagedByProduct, then TransactionNotPending."""
+    transaction = _found(engine, tenant_id, transaction_id)
+    _check_owner(transaction, owner)
+    _check_pending(transaction)
     return transaction
 
 
+def _found(engine: Posting, tenant_id: str, transaction_id: str) -> Transaction:
+    transaction = engine.transactions.get((tenant_id, transaction_id))
+    if transaction is None:
+        raise TransactionNotFound(f"transaction '{transaction_id}' does not exist")
+    return transaction
+
+
+def _check_pending(transaction: Transaction) -> None:
+    if transaction.status != "pending":
+        raise TransactionNotPending(f"transaction '{transaction.id}' is {transaction.status}")
+
+
 def post(engine: Posting, cmd: PostTransaction) -> TransactionApplied:
-    transaction = _pending(engine, cmd.tenant_id, cmd.transaction_id)
+    # The owner is checked before the overdue expiry below: a refused caller changes nothing.
+    transaction = _pending(engine, cmd.tenant_id, cmd.transaction_id, cmd.owner)
     if transaction.expires_at is not None and transaction.expires_at <= engine.now:
         # Its timeout passed before the sweeper reached it: expire it now, then refuse.
-        release(engine, cmd.tenant_id, cmd.transaction_id, "expired")
+        release(engine, transaction, "expired")
         raise TransactionNotPending(f"transaction '{cmd.transaction_id}' expired at its timeout")
     amounts = cmd.amounts if cmd.amounts is not None else (None,) * len(transaction.postings)
     if len(amounts) != len(transaction.postings):
@@ -135,15 +172,23 @@ def post(engine: Posting, cmd: PostTransaction) -> TransactionApplied:
     return TransactionApplied(done, created=True)
 
 
+def void(engine: Posting, cmd: VoidTransaction) -> TransactionApplied:
+    transaction = _pending(engine, cmd.tenant_id, cmd.transaction_id, cmd.owner)
+    return release(engine, transaction, "voided")
+
+
 def expire(engine: Posting, cmd: ExpireTransaction) -> TransactionApplied:
-    transaction = _pending(engine, cmd.tenant_id, cmd.transaction_id)
+    """The sweeper's expiry: a timeout ends a product's hold too, so ownership is not checked."""
+    transaction = _found(engine, cmd.tenant_id, cmd.transaction_id)
+    _check_pending(transaction)
     if transaction.expires_at is None or transaction.expires_at > engine.now:
         raise TransactionNotPending(f"transaction '{cmd.transaction_id}' is not due to expire")
-    return release(engine, cmd.tenant_id, cmd.transaction_id, "expired")
+    return release(engine, transaction, "expired")
 
 
-def release(engine: Posting, tenant_id: str, transaction_id: str, status: TransferStatus) -> TransactionApplied:
-    transaction = _pending(engine, tenant_id, transaction_id)
+def release(engine: Posting, transaction: Transaction, status: TransferStatus) -> TransactionApplied:
+    """Void or expire `transaction`, which the caller found pending in this batch."""
+    invariant(transaction.status == "pending", "only a pending transaction is released")
     invariant(status in ("voided", "expired"), "a release voids or expires")
     kind: EntryKind = "voided" if status == "voided" else "expired"
     legs = [_leg(engine, transaction, p, 0, p.amount) for p in transaction.postings]

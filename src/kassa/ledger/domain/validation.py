@@ -9,7 +9,10 @@ winning:
                 metadata, pending/timeout, reference
   post of a pending transaction: each amount in index order (not negative)
 
-A failing posting's error carries `extra["posting_index"]`, as the engine's do.
+A failing posting's error carries `extra["posting_index"]`, as the engine's do. The metadata
+check includes the reserved key `PRODUCT_KEY` (`kassa_product`): the ledger sets it from a
+product's `owner`, so no caller may send it, in any ledger metadata (accounts, transfers and
+transactions alike, so it means the same wherever it is seen).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from kassa.ledger.domain.model import PRODUCT_KEY
 from kassa.ledger.errors import at_posting
 from kassa.shared.errors import InvalidRequest
 from kassa.shared.limits import (
@@ -45,6 +49,10 @@ def check_metadata(metadata: dict[str, Any]) -> None:
         or len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode()) > metadata_bytes_max
     ):
         raise InvalidRequest(f"metadata is limited to {metadata_keys_max} keys and {metadata_bytes_max} bytes")
+    if metadata and PRODUCT_KEY in metadata:
+        raise InvalidRequest(
+            f"metadata key '{PRODUCT_KEY}' is reserved: kassa sets it on the transactions its products create"
+        )
 
 
 def _check_hold(pending: bool, timeout_s: int | None, reference: str | None, what: str) -> None:

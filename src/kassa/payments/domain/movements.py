@@ -28,6 +28,12 @@ EXPIRED_AFTER_CHARGE: Final = "hold.expired"
 MovementKind = Literal["topup", "withdrawal"]
 
 
+def owner_of(item: Topup | Withdrawal) -> MovementKind:
+    """The owner (`kassa.ledger.PRODUCT_KEY`) of the item's ledger transactions: only this
+    product's own flows (callbacks, reviews, hand-over failures) may post or void them."""
+    return "topup" if isinstance(item, Topup) else "withdrawal"
+
+
 def topup_transaction_id(topup_id: str) -> str:
     return f"topup:{topup_id}"
 
