@@ -22,7 +22,7 @@ from kassa.compliance.domain.limits import (
 from kassa.compliance.domain.model import Standing
 from kassa.compliance.domain.rules import DEFAULT_RULES, Rule, RuleSet
 from kassa.compliance.errors import BlockedByPolicy, CapabilityDisabled, LimitExceeded, LimitsInvalid
-from kassa.compliance.payments import check_facts, held_command
+from kassa.compliance.payments import REVIEW_OWNER, check_facts, held_command
 from kassa.ledger import CreateTransaction, NewPosting
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -30,11 +30,23 @@ SINCE = datetime(2020, 1, 1, tzinfo=UTC)
 REVIEW_ALL = RuleSet(3, (Rule("all", {"kind": "large_amount", "amount_min": 0}, "review"),))
 
 
-def _payment(amount: int, capability: Capability = "withdrawals", direction: Direction = "outgoing") -> Payment:
+def _payment(
+    amount: int, capability: Capability = "withdrawals", direction: Direction = "outgoing", *, plain: bool = False
+) -> Payment:
+    """A product's payment (its command names its owner), or a `plain` one (no product)."""
     command = CreateTransaction(
-        "t", "tx-1", (NewPosting("a", "b", amount, "EUR"),), False, None, None, {}, hashlib.sha256(b"x").digest()
+        "t",
+        "tx-1",
+        (NewPosting("a", "b", amount, "EUR"),),
+        False,
+        None,
+        None,
+        {},
+        hashlib.sha256(b"x").digest(),
+        owner=None if plain else "withdrawal",
     )
-    return Payment("c", direction, amount, "EUR", command, capability=capability, product_ref=("withdrawal", "wd_1"))
+    product_ref = None if plain else ("withdrawal", "wd_1")
+    return Payment("c", direction, amount, "EUR", command, capability=capability, product_ref=product_ref)
 
 
 def _standing(kyc: Kyc) -> Standing:
@@ -72,6 +84,10 @@ def test_a_review_carries_a_hold_naming_its_product_and_makes_an_immediate_payme
     assert (hold.product, hold.product_id, hold.rule_version, hold.rule_ids) == ("withdrawal", "wd_1", 3, ("all",))
     command = held_command(checked)
     assert command.pending and command.timeout_s
+    assert command.owner == "withdrawal"  # the product that decides the review keeps its transaction
+    # A plain payment held for review belongs to the review: only its decision settles it.
+    plain = held_command(check_facts(_payment(100, plain=True), _standing(Kyc("verified", 1)), REVIEW_ALL, 0, NOW))
+    assert (plain.pending, plain.owner) == (True, REVIEW_OWNER)
     allowed = check_facts(_payment(100), _standing(Kyc("verified", 1)), RuleSet(1, ()), 0, NOW)
     assert allowed.hold is None and held_command(allowed) == allowed.payment.command
 
