@@ -239,3 +239,34 @@ async def test_client_metadata_with_the_reserved_product_key_is_refused_and_noth
     assert (await shop.balances())["posted"] == FUNDS
     async with tenant_transaction(shop.db, shop.tenant) as conn:
         assert await conn.fetchval(counted, shop.tenant) == before
+
+
+async def test_a_client_cannot_take_the_id_of_a_withdrawals_future_return_first(shop: Shop) -> None:
+    # A return's transaction id is known once the withdrawal exists: taken first by a client, the
+    # provider's return could never credit the wallet back.
+    body = {"wallet_id": shop.wallet["id"], "amount": 2_500, "destination": {"account_number": BANK}}
+    withdrawal = (await shop.client.post("/v1/withdrawals", json=body)).json()
+    path = f"/v1/withdrawals/{withdrawal['id']}"
+    await shop.sandbox.helper("payouts", withdrawal["id"], "post")
+    await shop.until(path, status="succeeded")
+    posting = {
+        "debit_account_id": "bank",
+        "credit_account_id": shop.wallet["account_id"],
+        "amount": 1,
+        "currency": "EUR",
+    }
+    return_id = f"withdrawal-return:{withdrawal['id']}"
+    for prefix in ("withdrawal-return:", "withdrawal:", "topup:", "purchase:", "refund:"):
+        squatted = await shop.client.post(
+            "/v1/transactions",
+            json={"id": return_id if prefix == "withdrawal-return:" else f"{prefix}x", "postings": [posting]},
+        )
+        assert (squatted.status_code, squatted.json()["code"]) == (409, "transaction_managed_by_product"), squatted.text
+    assert (await shop.client.get(f"/v1/transactions/{return_id}")).status_code == 404
+    assert (await shop.balances())["posted"] == FUNDS - 2_500
+    await shop.sandbox.helper("payouts", withdrawal["id"], "return")
+    returned = await shop.until(path, status="returned")
+    assert returned["return_transaction_id"] == return_id
+    assert (await shop.balances())["posted"] == FUNDS
+    transaction = await shop.get(f"/v1/transactions/{return_id}")
+    assert (transaction["status"], transaction["metadata"]["kassa_product"]) == ("posted", "withdrawal")

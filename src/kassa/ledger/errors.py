@@ -34,8 +34,10 @@ Precedence when creating a multi-leg transaction:
   credit), currency_mismatch; then posting by posting in index order against the running
   balances (earlier postings of the same transaction already applied): balance_overflow,
   insufficient_funds.
-  A client's create whose `id` names a product's transaction is transaction_managed_by_product
-  (checked where transaction_exists is, before it).
+  transaction_managed_by_product comes in twice: right after validation when the `id` lies in
+  a product's reserved namespace (`LedgerService.reserve_ids`: "topup:", "withdrawal-return:",
+  ...) and the command is not that product's; and where transaction_exists is checked (before
+  it) when the `id` names an existing transaction of a product other than the command's owner.
 
 An error caused by one posting of a transaction carries `extra["posting_index"]` and its detail
 starts with `postings[i]: `. Posting a pending transaction checks transaction_not_found,

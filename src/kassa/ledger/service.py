@@ -40,6 +40,7 @@ from kassa.ledger.domain.posting import Applied, Outcome, TransactionApplied
 from kassa.ledger.errors import AccountExists, AccountNotFound, TransactionNotFound, TransferNotFound
 from kassa.observability import metrics, tracing
 from kassa.shared.errors import KassaError
+from kassa.shared.invariants import invariant
 from kassa.shared.limits import (
     expiry_sweep_batch_max,
     expiry_sweep_interval_s,
@@ -99,6 +100,7 @@ class LedgerService:
         self.pool = pool
         self.batcher = batcher
         self._sweeper: asyncio.Task[None] | None = None
+        self._reserved_ids: dict[str, str] = {}  # transaction id prefix -> the product owning it
 
     # Accounts ---------------------------------------------------------------------------
     async def create_account(
@@ -198,9 +200,22 @@ class LedgerService:
 
     async def submit(self, job: Job) -> JobResult:
         """Validate and apply one job through the batcher; returns its outcome (a failure of the
-        posting engine is returned, not raised). Raises InvalidRequest, ServiceUnavailable."""
+        posting engine is returned, not raised). Raises InvalidRequest,
+        TransactionManagedByProduct (an id in a product's namespace), ServiceUnavailable."""
         validate(job.command)
+        if self._reserved_ids and isinstance(job.command, CreateTransaction):
+            validation.check_reserved_id(job.command, self._reserved_ids)
         return await self.batcher.submit(job)
+
+    def reserve_ids(self, owner: str, *prefixes: str) -> None:
+        """Reserve the transaction ids starting with each of `prefixes` ("<word>:") for `owner`:
+        a create of such an id by anyone else is refused (409 transaction_managed_by_product),
+        even before the product made it. A product calls this where it is built, before any
+        request; reserving a prefix for a second owner is a programming error."""
+        for prefix in prefixes:
+            invariant(prefix.endswith(":") and prefix.count(":") == 1, "an id prefix is one word and a colon")
+            invariant(self._reserved_ids.get(prefix, owner) == owner, f"'{prefix}' is reserved by another product")
+            self._reserved_ids[prefix] = owner
 
     async def submit_batch(
         self,

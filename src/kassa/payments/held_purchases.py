@@ -35,7 +35,7 @@ from kassa.ledger import PostTransaction, ProductWrite, VoidTransaction
 from kassa.payments.adapters.ppv_queries import access_json
 from kassa.payments.adapters.ppv_rows import PurchaseRow, already_entitled, cache_key
 from kassa.payments.domain.content import Access
-from kassa.payments.ppv_orders import PURCHASE_OWNER
+from kassa.payments.ppv_orders import PURCHASE_OWNER, PURCHASE_TRANSACTIONS
 from kassa.store.tenancy import tenant_transaction
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ def _time(value: str | None) -> datetime | None:
 
 
 def _transaction_id(row: PurchaseRow) -> str:
-    return f"purchase:{row.id}"
+    return PURCHASE_TRANSACTIONS + row.id
 
 
 class PurchaseCompliance:

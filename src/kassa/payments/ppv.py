@@ -53,7 +53,16 @@ from kassa.payments.errors import (
     WalletNotFound,
 )
 from kassa.payments.ppv_lookups import PurchaseLookups, WalletReader
-from kassa.payments.ppv_orders import PurchaseOrder, RefundOrder, purchase_order, refund_order
+from kassa.payments.ppv_orders import (
+    PURCHASE_OWNER,
+    PURCHASE_TRANSACTIONS,
+    REFUND_OWNER,
+    REFUND_TRANSACTIONS,
+    PurchaseOrder,
+    RefundOrder,
+    purchase_order,
+    refund_order,
+)
 from kassa.payments.replays import stored_replay
 from kassa.shared.clock import utcnow
 from kassa.shared.errors import InvalidRequest, KassaError
@@ -93,6 +102,8 @@ class PayPerView:
         self.lookups = PurchaseLookups()
         self.wallets = WalletReader(pool, self.lookups)
         self.cache.index_buyers(self._buyers)
+        ledger.reserve_ids(PURCHASE_OWNER, PURCHASE_TRANSACTIONS)  # no client takes a purchase's id first
+        ledger.reserve_ids(REFUND_OWNER, REFUND_TRANSACTIONS)
 
     async def stored_replay(self, claim: IdemClaim | None) -> Replay | None:
         """The stored response of an Idempotency-Key already used, looked up when a request is

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 # review is pending: only its review's decision posts or voids it (held_purchases.py).
 PURCHASE_OWNER: Final = "purchase"
 REFUND_OWNER: Final = "refund"
+# Their transaction id namespaces, reserved with the ledger (`PayPerView`).
+PURCHASE_TRANSACTIONS: Final = "purchase:"
+REFUND_TRANSACTIONS: Final = "refund:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +92,7 @@ def purchase_order(
     )
     command = CreateTransaction(
         tenant_id,
-        f"purchase:{purchase_id}",
+        PURCHASE_TRANSACTIONS + purchase_id,
         postings,
         False,
         None,
@@ -140,7 +143,7 @@ def refund_order(
     )
     command = CreateTransaction(
         tenant_id,
-        f"refund:{refund_id}",
+        REFUND_TRANSACTIONS + refund_id,
         postings,
         False,
         None,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from kassa.payments.accounts import PlatformAccounts
 from kassa.payments.callbacks import Outcome, handle_callback
+from kassa.payments.domain.movements import TOPUP_TRANSACTIONS, WITHDRAWAL_RETURNS, WITHDRAWAL_TRANSACTIONS
 from kassa.payments.expiry import MOVEMENT_EXPIRIES
 from kassa.payments.movements import MovementService
 from kassa.payments.wallets import WalletService
@@ -44,6 +45,9 @@ class PaymentsService:
         # Bound here, not left to the wiring: a ledger that expires a top-up's hold without this
         # writer would leave the top-up pending for ever.
         ledger.on_expiry(MOVEMENT_EXPIRIES)
+        # A withdrawal's return id is known in advance: reserved, no client can take it first.
+        ledger.reserve_ids("topup", TOPUP_TRANSACTIONS)
+        ledger.reserve_ids("withdrawal", WITHDRAWAL_TRANSACTIONS, WITHDRAWAL_RETURNS)
 
     @classmethod
     def build(cls, settings: Settings, pool: Pool, ledger: LedgerService) -> PaymentsService:

@@ -24,6 +24,7 @@ from kassa.ledger import (
     validate,
 )
 from kassa.ledger.domain.posting import Posting
+from kassa.ledger.domain.validation import check_reserved_id
 from kassa.shared.errors import InvalidRequest, KassaError
 
 T = "tenant-a"
@@ -151,3 +152,18 @@ def test_no_caller_may_send_the_reserved_key_in_its_metadata() -> None:
         with pytest.raises(InvalidRequest, match=f"'{PRODUCT_KEY}' is reserved"):
             validate(command)
     validate(held("topup", metadata={"topup_id": "top_1"}))
+
+
+def test_an_id_in_a_products_namespace_is_refused_to_anyone_but_that_product() -> None:
+    reserved = {"withdrawal-return:": "withdrawal", "topup:": "topup"}
+    for command in (held(None, id_="withdrawal-return:wd_1"), held("topup", id_="withdrawal-return:wd_1")):
+        with pytest.raises(KassaError) as refused:
+            check_reserved_id(command, reserved)
+        assert (refused.value.code, refused.value.extra) == (
+            "transaction_managed_by_product",
+            {"product": "withdrawal"},
+        )
+    check_reserved_id(held("withdrawal", id_="withdrawal-return:wd_1"), reserved)
+    # Only the whole first word counts: other ids stay the callers'.
+    for free in ("withdrawal-returns:x", "topupx:1", "x:topup:1", "topup", "plain-id"):
+        check_reserved_id(held(None, id_=free), reserved)

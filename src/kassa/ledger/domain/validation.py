@@ -21,7 +21,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from kassa.ledger.domain.model import PRODUCT_KEY
-from kassa.ledger.errors import at_posting
+from kassa.ledger.errors import TransactionManagedByProduct, at_posting
 from kassa.shared.errors import InvalidRequest
 from kassa.shared.limits import (
     amount_minor_max,
@@ -34,6 +34,8 @@ from kassa.shared.limits import (
 from kassa.shared.money import currency_exponent
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from kassa.ledger.domain.model import CreateTransaction, CreateTransfer, PostTransaction
 
 
@@ -97,3 +99,19 @@ def check_post_transaction(cmd: PostTransaction) -> None:
     for index, amount in enumerate(cmd.amounts or ()):
         if amount is not None and not 0 <= amount <= amount_minor_max:
             raise at_posting(InvalidRequest("a posted amount is 0 or more minor units"), index)
+
+
+def check_reserved_id(cmd: CreateTransaction, reserved: Mapping[str, str]) -> None:
+    """Raises TransactionManagedByProduct when `cmd.id` lies in a product's id namespace and `cmd`
+    is not that product's. `reserved` maps an id prefix ("<word>:") to its owner
+    (`LedgerService.reserve_ids`). A product's ids can be known before it creates them (a
+    withdrawal's return is `withdrawal-return:<withdrawal id>`): taken first by another caller,
+    the product's own create would fail, and with it the money movement it records."""
+    head, colon, _ = cmd.id.partition(":")
+    if not colon:
+        return
+    owner = reserved.get(head + colon)
+    if owner is not None and owner != cmd.owner:
+        raise TransactionManagedByProduct(
+            f"transaction ids starting with '{head}:' are the {owner} product's; choose another id", product=owner
+        )

@@ -26,6 +26,11 @@ REVIEW_TIMEOUT: Final = "review_timeout"
 # The event type of the payment exception for a top-up charged while held, whose hold then expired.
 EXPIRED_AFTER_CHARGE: Final = "hold.expired"
 MovementKind = Literal["topup", "withdrawal"]
+# The ledger transaction id namespaces of top-ups and withdrawals (reserved with the ledger:
+# `LedgerService.reserve_ids`), so no other caller can take an id before the product does.
+TOPUP_TRANSACTIONS: Final = "topup:"
+WITHDRAWAL_TRANSACTIONS: Final = "withdrawal:"
+WITHDRAWAL_RETURNS: Final = "withdrawal-return:"
 
 
 def owner_of(item: Topup | Withdrawal) -> MovementKind:
@@ -35,15 +40,15 @@ def owner_of(item: Topup | Withdrawal) -> MovementKind:
 
 
 def topup_transaction_id(topup_id: str) -> str:
-    return f"topup:{topup_id}"
+    return TOPUP_TRANSACTIONS + topup_id
 
 
 def withdrawal_transaction_id(withdrawal_id: str) -> str:
-    return f"withdrawal:{withdrawal_id}"
+    return WITHDRAWAL_TRANSACTIONS + withdrawal_id
 
 
 def withdrawal_return_transaction_id(withdrawal_id: str) -> str:
-    return f"withdrawal-return:{withdrawal_id}"
+    return WITHDRAWAL_RETURNS + withdrawal_id
 
 
 def movement_of_transaction(transaction_id: str) -> tuple[MovementKind, str] | None:
