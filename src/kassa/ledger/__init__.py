@@ -32,6 +32,8 @@ A product that creates pending transactions names itself as their `owner`
 and passes the same owner when it posts or voids them (`PostTransaction(..., owner="topup")`).
 Anyone else, the HTTP ledger API included, gets 409 `transaction_managed_by_product` and changes
 nothing; the sweeper still expires them at their timeout (the product's ExpiryWriter follows).
+A product whose ids can be known in advance reserves their namespace where it is built
+(`ledger.reserve_ids("withdrawal", "withdrawal-return:")`), so nobody else creates them first.
 """
 
 from kassa.ledger.adapters.engine import Job, JobResult, Receipt
