@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from kassa.ledger import PRODUCT_KEY
 from kassa.shared.ids import CLIENT_ID_PATTERN
 from kassa.shared.limits import (
     amount_minor_max,
@@ -53,6 +54,18 @@ Metadata = Annotated[
         extra_json_schema={"maxProperties": metadata_keys_max},
     ),
 ]
+# A client's ledger metadata: the key the ledger sets on its products' transactions is refused
+# (kassa.ledger.PRODUCT_KEY); the schema says so, so a schema-valid request is never refused for it.
+MetadataIn = Annotated[
+    dict[str, Any],
+    Meta(
+        description=(
+            f"at most {metadata_keys_max} keys and {metadata_bytes_max} bytes of JSON; strings without NUL;"
+            f" the key '{PRODUCT_KEY}' is kassa's"
+        ),
+        extra_json_schema={"maxProperties": metadata_keys_max, "propertyNames": {"not": {"const": PRODUCT_KEY}}},
+    ),
+]
 
 
 class Input(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -84,7 +97,7 @@ class AccountCreate(Input, kw_only=True):
     currency: Currency
     normal_balance: Literal["credit", "debit"] = "credit"
     allow_negative: bool = False
-    metadata: Metadata = msgspec.field(default_factory=dict)
+    metadata: MetadataIn = msgspec.field(default_factory=dict)
 
 
 class BalancesOut(msgspec.Struct):
@@ -149,7 +162,7 @@ class TransferCreate(Input, kw_only=True):
     pending: bool = False
     timeout_s: Annotated[int, Meta(gt=0, le=hold_timeout_s_max)] | None = None
     reference: Annotated[str, Meta(max_length=reference_chars_max)] | None = None
-    metadata: Metadata = msgspec.field(default_factory=dict)
+    metadata: MetadataIn = msgspec.field(default_factory=dict)
 
 
 class TransferOut(msgspec.Struct):

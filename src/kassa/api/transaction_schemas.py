@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from kassa.api.schemas import Amount, ClientId, Currency, Input, Metadata
+from kassa.api.schemas import Amount, ClientId, Currency, Input, Metadata, MetadataIn
 from kassa.shared.limits import amount_minor_max, hold_timeout_s_max, reference_chars_max, transaction_postings_max
 
 
@@ -25,7 +25,7 @@ class TransactionCreate(Input, kw_only=True):
     pending: bool = False
     timeout_s: Annotated[int, Meta(gt=0, le=hold_timeout_s_max)] | None = None
     reference: Annotated[str, Meta(max_length=reference_chars_max)] | None = None
-    metadata: Metadata = msgspec.field(default_factory=dict)
+    metadata: MetadataIn = msgspec.field(default_factory=dict)
 
 
 PostedAmount = Annotated[int, Meta(ge=0, le=amount_minor_max, description="minor units to post; the rest is released")]

@@ -17,7 +17,7 @@ from kassa.api.schemas import ClientId, Input
 from kassa.api.submit import submit
 from kassa.api.transaction_schemas import PostingIn, TransactionOut
 from kassa.identity import list_audit
-from kassa.ledger import CreateTransaction, NewPosting, ProductWrite, TransactionNotFound, validate
+from kassa.ledger import PRODUCT_KEY, CreateTransaction, NewPosting, ProductWrite, TransactionNotFound, validate
 from kassa.ledger.adjustments import ADJUSTMENT_MARKER, ADJUSTMENTS, AUDIT_ACTION, Adjustment, is_adjustment
 from kassa.observability.logging import request_id_var
 from kassa.shared.clock import to_rfc3339
@@ -45,11 +45,11 @@ AdjustmentMetadata = Annotated[
     Meta(
         description=(
             f"at most {metadata_keys_max - 1} keys and {metadata_bytes_max - _MARKER_BYTES} bytes of JSON;"
-            f" strings without NUL; the key '{ADJUSTMENT_MARKER}' is kassa's"
+            f" strings without NUL; the keys '{ADJUSTMENT_MARKER}' and '{PRODUCT_KEY}' are kassa's"
         ),
         extra_json_schema={
             "maxProperties": metadata_keys_max - 1,
-            "propertyNames": {"not": {"const": ADJUSTMENT_MARKER}},
+            "propertyNames": {"not": {"enum": [ADJUSTMENT_MARKER, PRODUCT_KEY]}},
         },
     ),
 ]
