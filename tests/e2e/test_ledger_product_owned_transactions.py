@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from kassa.store.migrate import load_migrations
 from kassa.store.tenancy import tenant_transaction
 from support.compliance import verify_customer
 from support.ledger import assert_tenant_ledger_consistent
@@ -270,3 +271,30 @@ async def test_a_client_cannot_take_the_id_of_a_withdrawals_future_return_first(
     assert (await shop.balances())["posted"] == FUNDS
     transaction = await shop.get(f"/v1/transactions/{return_id}")
     assert (transaction["status"], transaction["metadata"]["kassa_product"]) == ("posted", "withdrawal")
+
+
+async def test_migration_0065_marks_the_product_transactions_that_are_still_pending(shop: Shop) -> None:
+    # Made before the owner existed: the same top-ups without the key, one pending, one settled.
+    card = {"type": "card", "number": CARD}
+    body = {"wallet_id": shop.wallet["id"], "currency": "EUR", "payment_method": card}
+    pending = (await shop.client.post("/v1/topups", json=body | {"amount": 300})).json()
+    settled = (await shop.client.post("/v1/topups", json=body | {"amount": 400})).json()
+    await shop.sandbox.helper("charges", settled["id"], "succeed")
+    await shop.until(f"/v1/topups/{settled['id']}", status="succeeded")
+    ids = [pending["transaction_id"], settled["transaction_id"]]
+    (migration,) = [m for m in load_migrations() if m.version == 65]
+    marked = "SELECT id, metadata ? 'kassa_product' AS marked FROM transactions WHERE tenant_id = $1 AND id = ANY($2)"
+    async with tenant_transaction(shop.db, shop.tenant) as conn:
+        await conn.execute(
+            "UPDATE transactions SET metadata = metadata - 'kassa_product' WHERE tenant_id = $1 AND id = ANY($2)",
+            shop.tenant,
+            ids,
+        )
+        await conn.execute(migration.sql)
+        found = {r["id"]: r["marked"] for r in await conn.fetch(marked, shop.tenant, ids)}
+    assert found == {pending["transaction_id"]: True, settled["transaction_id"]: False}
+    refused = await shop.client.post(f"/v1/transactions/{pending['transaction_id']}/post", json={})
+    assert (refused.status_code, refused.json()["code"]) == (409, "transaction_managed_by_product"), refused.text
+    await shop.sandbox.helper("charges", pending["id"], "succeed")
+    await shop.until(f"/v1/topups/{pending['id']}", status="succeeded")
+    assert (await shop.balances())["posted"] == FUNDS + 700

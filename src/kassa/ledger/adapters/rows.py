@@ -11,7 +11,9 @@ TRANSFER_COLUMNS = (
     " timeout_s, expires_at, reference, metadata, request_hash, created_at, updated_at"
 )
 # Columns of `transactions t` plus its postings as one jsonb array of
-# [index, debit, credit, currency, amount, posted_amount], in index order.
+# [index, debit, credit, currency, amount, posted_amount], in index order. The posting engine
+# needs the metadata of a transaction it locks: `kassa_product` names the only owner that may
+# post or void it (kassa.ledger.domain.transactions).
 TRANSACTION_COLUMNS = (
     "t.tenant_id, t.id, t.status, t.timeout_s, t.expires_at, t.reference, t.metadata, t.request_hash,"
     " t.created_at, t.updated_at, (SELECT jsonb_agg(jsonb_build_array(p.posting_index, p.debit_account_id,"
