@@ -5,7 +5,6 @@ still settles it exactly once; and no client can send the reserved metadata key 
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,7 @@ from support.compliance import verify_customer
 from support.ledger import assert_tenant_ledger_consistent
 from support.ppv import HOLDERS, http_wallets
 from support.sandbox import Sandbox
-from support.server import new_tenant, tenant_id_of
+from support.server import get_ok, new_tenant, tenant_id_of, until_ok
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -44,18 +43,10 @@ class Shop:
     sandbox: Sandbox
 
     async def get(self, path: str) -> dict[str, Any]:
-        response = await self.client.get(path)
-        assert response.status_code == 200, response.text
-        found: dict[str, Any] = response.json()
-        return found
+        return await get_ok(self.client, path)
 
     async def until(self, path: str, **expected: Any) -> dict[str, Any]:
-        async with asyncio.timeout(WAIT_S):
-            while True:
-                found = await self.get(path)
-                if all(found.get(k) == v for k, v in expected.items()):
-                    return found
-                await asyncio.sleep(0.05)
+        return await until_ok(self.client, path, WAIT_S, **expected)
 
     async def balances(self) -> dict[str, int]:
         found: dict[str, int] = (await self.get(f"/v1/wallets/{self.wallet['id']}"))["balances"]

@@ -219,3 +219,21 @@ async def balances(client: httpx.AsyncClient, account_id: str) -> dict[str, int]
     assert response.status_code == 200, response.text
     found: dict[str, int] = response.json()["balances"]
     return found
+
+
+async def get_ok(client: httpx.AsyncClient, path: str) -> dict[str, Any]:
+    """GET `path`, which must answer 200; its JSON object."""
+    response = await client.get(path)
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()
+    return found
+
+
+async def until_ok(client: httpx.AsyncClient, path: str, timeout_s: float, **expected: Any) -> dict[str, Any]:
+    """Poll `path` until its JSON has every `expected` field value (state, not a sleep)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            found = await get_ok(client, path)
+            if all(found.get(k) == v for k, v in expected.items()):
+                return found
+            await asyncio.sleep(0.05)
