@@ -102,10 +102,15 @@ async def test_a_five_posting_fx_transaction_applies_atomically_and_journals_eac
     assert accounts["buyer"].debits_posted == 2_000 and accounts["eur.alice"].credits_posted == 920
     assert [(e["posting_index"], e["side"]) for e in entries] == [(i, s) for i in range(5) for s in ("debit", "credit")]
     assert {(e["transfer_id"], e["transaction_id"]) for e in entries} == {(None, "purchase-1")}
-    stored = await pool.fetchval(
-        "SELECT count(*) FROM transaction_postings WHERE tenant_id = $1 AND transaction_id = 'purchase-1'", tenant
+    stored = await pool.fetchrow(
+        "SELECT t.seq, t.amounts, (SELECT array_agg(DISTINCT coalesce(e.transaction_seq, -1)) FROM entries e"
+        " WHERE e.tenant_id = t.tenant_id AND e.transaction_id = t.id) AS entry_seqs"
+        " FROM transactions t WHERE t.tenant_id = $1 AND t.id = 'purchase-1'",
+        tenant,
     )
-    assert stored == 5
+    assert stored is not None and stored["amounts"] == [150, 500, 350, 920, 1_000]
+    # Every entry written with the transaction carries its seq: the key of the account listing.
+    assert stored["entry_seqs"] == [stored["seq"]]
 
 
 async def test_a_failing_posting_names_its_index_and_leaves_no_trace_of_the_others(pool: Pool) -> None:
@@ -145,10 +150,8 @@ async def test_a_pending_transaction_posts_in_part_per_posting_and_releases_the_
         accounts = {a.id: a.balance for a in await assert_tenant_ledger_consistent(conn, tenant)}
     assert (accounts["buyer"].debits_posted, accounts["buyer"].debits_pending) == (220, 0)
     assert accounts["artist"].credits_posted == 120 and accounts["fee"].credits_posted == 100
-    stored = await pool.fetch(
-        "SELECT posted_amount FROM transaction_postings WHERE tenant_id = $1 ORDER BY posting_index", tenant
-    )
-    assert [r["posted_amount"] for r in stored] == [100, 120]
+    stored = await pool.fetchval("SELECT posted_amounts FROM transactions WHERE tenant_id = $1", tenant)
+    assert stored == [100, 120]
 
 
 async def test_every_outbox_row_of_transactions_matches_its_event_schema(pool: Pool) -> None:

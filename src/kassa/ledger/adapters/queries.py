@@ -161,15 +161,14 @@ async def list_transactions(
             limit,
         )
     else:
-        # The postings' two account indexes, newest first on each side; a transaction naming the
-        # account in several postings appears once.
+        # The entries written with each transaction carry its seq (index entries_by_transaction,
+        # migration 0070), newest first; a transaction naming the account in several postings
+        # appears once.
         rows = await conn.fetch(
             f"SELECT t.seq, {TRANSACTION_COLUMNS} FROM transactions t WHERE t.tenant_id = $1 AND t.seq IN ("
-            " SELECT s FROM ((SELECT DISTINCT transaction_seq AS s FROM transaction_postings WHERE tenant_id = $1"
-            " AND debit_account_id = $2 AND transaction_seq < $3 ORDER BY transaction_seq DESC LIMIT $4)"
-            " UNION (SELECT DISTINCT transaction_seq FROM transaction_postings WHERE tenant_id = $1"
-            " AND credit_account_id = $2 AND transaction_seq < $3 ORDER BY transaction_seq DESC LIMIT $4)) u"
-            " ORDER BY s DESC LIMIT $4) ORDER BY t.seq DESC",
+            " SELECT DISTINCT e.transaction_seq FROM entries e WHERE e.tenant_id = $1 AND e.account_id = $2"
+            " AND e.transaction_seq IS NOT NULL AND e.transaction_seq < $3"
+            " ORDER BY e.transaction_seq DESC LIMIT $4) ORDER BY t.seq DESC",
             tenant_id,
             account_id,
             before,

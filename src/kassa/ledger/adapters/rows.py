@@ -10,15 +10,13 @@ TRANSFER_COLUMNS = (
     "tenant_id, id, debit_account_id, credit_account_id, currency, amount, posted_amount, status,"
     " timeout_s, expires_at, reference, metadata, request_hash, created_at, updated_at"
 )
-# Columns of `transactions t` plus its postings as one jsonb array of
-# [index, debit, credit, currency, amount, posted_amount], in index order. The posting engine
-# needs the metadata of a transaction it locks: `kassa_product` names the only owner that may
-# post or void it (kassa.ledger.domain.transactions).
+# Columns of `transactions t`; its postings are the five arrays, in index order (migration 0070).
+# The posting engine needs the metadata of a transaction it locks: `kassa_product` names the only
+# owner that may post or void it (kassa.ledger.domain.transactions).
 TRANSACTION_COLUMNS = (
     "t.tenant_id, t.id, t.status, t.timeout_s, t.expires_at, t.reference, t.metadata, t.request_hash,"
-    " t.created_at, t.updated_at, (SELECT jsonb_agg(jsonb_build_array(p.posting_index, p.debit_account_id,"
-    " p.credit_account_id, p.currency, p.amount, p.posted_amount) ORDER BY p.posting_index)"
-    " FROM transaction_postings p WHERE p.tenant_id = t.tenant_id AND p.transaction_id = t.id) AS postings"
+    " t.created_at, t.updated_at, t.debit_account_ids, t.credit_account_ids, t.currencies, t.amounts,"
+    " t.posted_amounts"
 )
 ACCOUNT_COLUMNS = (
     "tenant_id, id, currency, normal_balance, allow_negative, metadata, created_at,"
@@ -77,7 +75,19 @@ def transaction_from_row(row: Any) -> Transaction:
     return Transaction(
         tenant_id=row["tenant_id"],
         id=row["id"],
-        postings=tuple(TransactionPosting(*p) for p in row["postings"]),
+        postings=tuple(
+            TransactionPosting(n, d, c, cur, amt, p)
+            for n, (d, c, cur, amt, p) in enumerate(
+                zip(
+                    row["debit_account_ids"],
+                    row["credit_account_ids"],
+                    row["currencies"],
+                    row["amounts"],
+                    row["posted_amounts"],
+                    strict=True,
+                )
+            )
+        ),
         status=row["status"],
         timeout_s=row["timeout_s"],
         expires_at=row["expires_at"],

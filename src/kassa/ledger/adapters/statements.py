@@ -3,7 +3,9 @@
 Every write of a batch goes in one statement: one round trip, and each table's rows travel as a
 single JSON document. Sibling CTEs cannot see each other's rows; the posting engine never needs
 them to (a transfer or transaction created and changed in one batch is inserted in its final
-state), except that new postings read their transaction's `seq` from the insert's RETURNING.
+state), except that the entries of a new transaction read its `seq` from the insert's RETURNING.
+A transaction is one row: its postings are arrays on it (migration 0070), set at creation and
+changed (posted amounts) with its status.
 A batch without multi-leg transactions uses the statement without their CTEs, so the transfer
 path plans and runs exactly the statement it always did; a batch with Idempotency-Keys adds the
 insert of their records (with their responses) to the same statement.
@@ -74,36 +76,29 @@ _TRANSFER_JOURNAL = """ journal AS (
 ),"""
 _TRANSACTIONS = """ new_transactions AS (
     INSERT INTO transactions (tenant_id, id, status, timeout_s, expires_at, reference, metadata, request_hash,
-                              created_at, updated_at)
-    SELECT t, i, s, ts, exp, ref, md, decode(h, 'base64'), at, at
+                              created_at, updated_at, debit_account_ids, credit_account_ids, currencies, amounts,
+                              posted_amounts)
+    SELECT t, i, s, ts, exp, ref, md, decode(h, 'base64'), at, at, d, c, cur, amt, p
     FROM json_to_recordset($6::json) AS x(t text, i text, s text, ts int, exp timestamptz, ref text, md jsonb,
-                                          h text, at timestamptz)
+                                          h text, at timestamptz, d text[], c text[], cur text[], amt bigint[],
+                                          p bigint[])
     RETURNING tenant_id, id, seq
-), new_postings AS (
-    INSERT INTO transaction_postings (tenant_id, transaction_id, posting_index, transaction_seq, debit_account_id,
-                                      credit_account_id, currency, amount, posted_amount)
-    SELECT x.t, x.tx, x.n, nt.seq, x.d, x.c, x.cur, x.amt, x.p
-    FROM json_to_recordset($7::json) AS x(t text, tx text, n int, d text, c text, cur text, amt bigint, p bigint)
-    JOIN new_transactions nt ON nt.tenant_id = x.t AND nt.id = x.tx
-    RETURNING 1
 ), changed_transactions AS (
-    UPDATE transactions tr SET status = x.s, updated_at = x.at
-    FROM json_to_recordset($8::json) AS x(t text, i text, s text, at timestamptz)
+    UPDATE transactions tr SET status = x.s, updated_at = x.at, posted_amounts = coalesce(x.p, tr.posted_amounts)
+    FROM json_to_recordset($7::json) AS x(t text, i text, s text, at timestamptz, p bigint[])
     WHERE tr.tenant_id = x.t AND tr.id = x.i
     RETURNING 1
-), changed_postings AS (
-    UPDATE transaction_postings tp SET posted_amount = x.p
-    FROM json_to_recordset($9::json) AS x(t text, tx text, n int, p bigint)
-    WHERE tp.tenant_id = x.t AND tp.transaction_id = x.tx AND tp.posting_index = x.n
-    RETURNING 1
 ), journal AS (
-    INSERT INTO entries (tenant_id, account_id, transfer_id, transaction_id, posting_index, kind, side, currency,
-                         posted_amount, pending_amount, debits_posted, credits_posted, debits_pending,
-                         credits_pending, created_at)
-    SELECT t, a, tr, tx, n, k, sd, cur, pa, qa, dp, cp, dq, cq, at
-    FROM json_to_recordset($4::json) AS x(t text, a text, tr text, tx text, n int, k text, sd text, cur text,
-                                          pa bigint, qa bigint, dp bigint, cp bigint, dq bigint, cq bigint,
-                                          at timestamptz)
+    INSERT INTO entries (tenant_id, account_id, transfer_id, transaction_id, posting_index, transaction_seq, kind,
+                         side, currency, posted_amount, pending_amount, debits_posted, credits_posted,
+                         debits_pending, credits_pending, created_at)
+    SELECT x.t, x.a, x.tr, x.tx, x.n, nt.seq, x.k, x.sd, x.cur, x.pa, x.qa, x.dp, x.cp, x.dq, x.cq, x.at
+    FROM ROWS FROM (json_to_recordset($4::json) AS (t text, a text, tr text, tx text, n int, k text, sd text,
+                                                    cur text, pa bigint, qa bigint, dp bigint, cp bigint,
+                                                    dq bigint, cq bigint, at timestamptz))
+         WITH ORDINALITY AS x(t, a, tr, tx, n, k, sd, cur, pa, qa, dp, cp, dq, cq, at, o)
+    LEFT JOIN new_transactions nt ON nt.tenant_id = x.t AND nt.id = x.tx
+    ORDER BY x.o  -- the join may reorder rows; entries take their seq in the order they were applied
     RETURNING 1
 ),"""
 _EVENTS = """ events AS (""" + OUTBOX_INSERT.replace("$OUTBOX", "$5") + """ RETURNING 1)"""
@@ -112,9 +107,7 @@ SELECT (SELECT count(*) FROM balances) AS balances, (SELECT count(*) FROM new_tr
        (SELECT count(*) FROM changed_transfers) AS changed_transfers, (SELECT count(*) FROM journal) AS journal,
        (SELECT count(*) FROM events) AS events"""
 _TRANSACTION_COUNTS = """, (SELECT count(*) FROM new_transactions) AS new_transactions,
-       (SELECT count(*) FROM new_postings) AS new_postings,
-       (SELECT count(*) FROM changed_transactions) AS changed_transactions,
-       (SELECT count(*) FROM changed_postings) AS changed_postings"""
+       (SELECT count(*) FROM changed_transactions) AS changed_transactions"""
 
 WRITE_TRANSFERS = _BALANCES + _TRANSFER_JOURNAL + _EVENTS + _COUNTS
 WRITE_ALL = _BALANCES + _TRANSACTIONS + _EVENTS + _COUNTS + _TRANSACTION_COUNTS
@@ -123,7 +116,7 @@ WRITE_ALL = _BALANCES + _TRANSACTIONS + _EVENTS + _COUNTS + _TRANSACTION_COUNTS
 # stored response, is inserted here once (`store.idempotency.reserve`), after the arguments
 # above. A batch without keys keeps running exactly the statements above.
 WRITE_ARGS_TRANSFERS = 5
-WRITE_ARGS_ALL = 9
+WRITE_ARGS_ALL = 7
 _KEY_COUNT = ", (SELECT count(*) FROM idempotency) AS idempotency_keys"
 WRITE_TRANSFERS_KEYED = (
     _BALANCES
