@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 _ERRORS = (400, 401, 404, 409, 413, 422, 503)
 
 
-def to_command(tenant_id: str, data: TransactionCreate) -> CreateTransaction:
-    """Build the command and validate it (before the Idempotency-Key: bad input is never stored)."""
+def to_command(tenant_id: str, data: TransactionCreate, canonical: bytes | None = None) -> CreateTransaction:
+    """Build the command and validate it (before the Idempotency-Key: bad input is never stored).
+    `canonical` is the body's key-sorted encoding when the caller already has it."""
     command = CreateTransaction(
         tenant_id=tenant_id,
         id=data.id or new_id(),
@@ -48,7 +49,7 @@ def to_command(tenant_id: str, data: TransactionCreate) -> CreateTransaction:
         timeout_s=(data.timeout_s or hold_timeout_s_default) if data.pending else data.timeout_s,
         reference=data.reference,
         metadata=data.metadata,
-        request_hash=hashlib.sha256(msgspec.json.encode(data, order="sorted")).digest(),
+        request_hash=hashlib.sha256(canonical or msgspec.json.encode(data, order="sorted")).digest(),
         generated_id=data.id is None,
     )
     validate(command)
@@ -67,8 +68,8 @@ def to_command(tenant_id: str, data: TransactionCreate) -> CreateTransaction:
 )
 async def create_transaction(ctx: Ctx) -> Response:
     data = ctx.decode(TransactionCreate)
-    command = to_command(ctx.tenant_id, data)
-    return await submit(ctx, command, msgspec.json.encode(data, order="sorted"), 201, "transaction")
+    canonical = msgspec.json.encode(data, order="sorted")  # once: the request's hash and its key's fingerprint
+    return await submit(ctx, to_command(ctx.tenant_id, data, canonical), canonical, 201, "transaction")
 
 
 @endpoint(
