@@ -110,20 +110,21 @@ async def test_an_upgrade_moves_postings_onto_their_transactions_and_they_keep_w
     await migrate(url, before)
 
     t0 = datetime.now(UTC) - timedelta(minutes=20)  # "stale" is past its timeout, "held" is not
-    conn = await asyncpg.connect(url)
+    old = await asyncpg.connect(url)
     try:
-        await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, 'n')", T)
-        await conn.executemany(
-            "INSERT INTO accounts (tenant_id, id, currency, normal_balance, allow_negative) VALUES ($1, $2, 'USD', $3, $4)",
+        await old.execute("INSERT INTO tenants (id, name) VALUES ($1, 'n')", T)
+        await old.executemany(
+            "INSERT INTO accounts (tenant_id, id, currency, normal_balance, allow_negative)"
+            " VALUES ($1, $2, 'USD', $3, $4)",
             [(T, "buyer", "debit", True), (T, "fee", "credit", False), (T, "artist", "credit", False)],
         )
-        await _old_transaction(conn, "sold", [("buyer", "fee", 10), ("buyer", "artist", 90)], False, t0)
-        await _old_transaction(conn, "stale", [("buyer", "fee", 1), ("buyer", "artist", 2)], True, t0)
+        await _old_transaction(old, "sold", [("buyer", "fee", 10), ("buyer", "artist", 90)], False, t0)
+        await _old_transaction(old, "stale", [("buyer", "fee", 1), ("buyer", "artist", 2)], True, t0)
         later = t0 + timedelta(minutes=15)
-        await _old_transaction(conn, "held", [("buyer", "fee", 5), ("buyer", "artist", 45)], True, later)
-        await _old_transaction(conn, "held2", [("buyer", "artist", 7)], True, later + timedelta(seconds=1))
+        await _old_transaction(old, "held", [("buyer", "fee", 5), ("buyer", "artist", 45)], True, later)
+        await _old_transaction(old, "held2", [("buyer", "artist", 7)], True, later + timedelta(seconds=1))
     finally:
-        await conn.close()
+        await old.close()
 
     assert "0070_postings_on_transactions.sql" in await migrate(url)
 
@@ -169,7 +170,7 @@ async def test_an_upgrade_moves_postings_onto_their_transactions_and_they_keep_w
             accounts = {a.id: a.balance for a in await assert_tenant_ledger_consistent(conn, T)}
             held = await queries.get_transaction(conn, T, "held")
             fee_page = await queries.list_transactions(conn, T, "fee", None, 10)
-            statuses = dict(await conn.fetch("SELECT id, status FROM transactions"))
+            statuses = {r["id"]: r["status"] for r in await conn.fetch("SELECT id, status FROM transactions")}
         assert statuses == {
             "sold": "posted",
             "stale": "expired",

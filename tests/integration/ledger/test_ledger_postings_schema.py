@@ -33,7 +33,8 @@ async def tenant_with_accounts(pool: Pool) -> str:
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, 'postings schema test')", tenant)
         await conn.executemany(
-            "INSERT INTO accounts (tenant_id, id, currency, normal_balance, allow_negative) VALUES ($1, $2, $3, $4, true)",
+            "INSERT INTO accounts (tenant_id, id, currency, normal_balance, allow_negative)"
+            " VALUES ($1, $2, $3, $4, true)",
             [(tenant, "alice", "USD", "credit"), (tenant, "bob", "USD", "credit"), (tenant, "yen", "JPY", "credit")],
         )
     return tenant
