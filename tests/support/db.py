@@ -11,15 +11,17 @@ import asyncio
 import os
 import shutil
 import tempfile
+import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import pytest
 
 from kassa.store import roles
 from kassa.store.embedded import EmbeddedPostgres
-from kassa.store.migrate import migrate
+from kassa.store.migrate import migrate, migrations_dir
 from kassa.store.pool import Pool, create_pool
 
 if TYPE_CHECKING:
@@ -85,6 +87,25 @@ async def pool(pg_url: str) -> AsyncIterator[Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+async def database_migrated_before(server: EmbeddedPostgres, workdir: Path, version: int) -> str:
+    """A new database of `server` with only the migrations numbered below `version` applied (what
+    an older release left behind, for upgrade tests); its superuser URL."""
+    before = workdir / f"migrations_before_{version:04d}"
+    before.mkdir()
+    for path in sorted(migrations_dir().glob("*.sql")):
+        if int(path.name[:4]) < version:
+            shutil.copy(path, before / path.name)
+    name = f"up_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(server.url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = server.url.rsplit("/", 1)[0] + f"/{name}"
+    await migrate(url, before)
+    return url
 
 
 def pytest_configure(config: Any) -> None:

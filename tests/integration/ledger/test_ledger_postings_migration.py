@@ -4,8 +4,6 @@ is listed by account in the same order, and a pending one still posts in part or
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -23,8 +21,9 @@ from kassa.ledger.domain.model import (
     VoidTransaction,
 )
 from kassa.ledger.domain.posting import TransactionApplied
-from kassa.store.migrate import migrate, migrations_dir
+from kassa.store.migrate import migrate
 from kassa.store.pool import create_pool
+from support.db import database_migrated_before
 from support.ledger import assert_tenant_ledger_consistent
 
 if TYPE_CHECKING:
@@ -97,17 +96,7 @@ async def _old_transaction(
 async def test_an_upgrade_moves_postings_onto_their_transactions_and_they_keep_working(
     pg_server: EmbeddedPostgres, tmp_path: Path
 ) -> None:
-    before = tmp_path / "before"
-    before.mkdir()
-    for path in sorted(migrations_dir().glob("*.sql")):
-        if int(path.name[:4]) < 70:
-            shutil.copy(path, before / path.name)
-    name = f"up_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(pg_server.url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = pg_server.url.rsplit("/", 1)[0] + f"/{name}"
-    await migrate(url, before)
+    url = await database_migrated_before(pg_server, tmp_path, 70)
 
     t0 = datetime.now(UTC) - timedelta(minutes=20)  # "stale" is past its timeout, "held" is not
     old = await asyncpg.connect(url)
@@ -186,5 +175,5 @@ async def test_an_upgrade_moves_postings_onto_their_transactions_and_they_keep_w
     finally:
         await pool.close()
         admin = await asyncpg.connect(pg_server.url)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
         await admin.close()

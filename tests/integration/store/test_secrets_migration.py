@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -19,7 +18,7 @@ import pytest
 from kassa.notifications.adapters.secret_store import StoredSecret, open_secret
 from kassa.notifications.domain.signing import new_secret
 from kassa.store.master_key import ensure_master_key, load_keyring
-from kassa.store.migrate import migrate, migrations_dir
+from support.db import database_migrated_before
 
 if TYPE_CHECKING:
     from kassa.store.embedded import EmbeddedPostgres
@@ -37,17 +36,7 @@ def kassa_migrate(url: str, key_file: Path) -> subprocess.CompletedProcess[str]:
 async def test_an_upgrade_strips_stored_secrets_and_seals_plaintext_webhook_secrets(
     pg_server: EmbeddedPostgres, tmp_path: Path
 ) -> None:
-    before = tmp_path / "before"
-    before.mkdir()
-    for path in sorted(migrations_dir().glob("*.sql")):
-        if int(path.name[:4]) < 10:
-            shutil.copy(path, before / path.name)
-    name = f"up_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(pg_server.url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = pg_server.url.rsplit("/", 1)[0] + f"/{name}"
-    await migrate(url, before)
+    url = await database_migrated_before(pg_server, tmp_path, 10)
 
     webhook_secret, api_secret = new_secret(), "kassa_key_0123_" + uuid.uuid4().hex
     tenant_body = {"id": "t1", "name": "n", "api_key": {"id": "key_1", "secret": api_secret}, "created_at": "x"}
