@@ -21,7 +21,8 @@
 -- - listing a account's transactions newest first (were two posting indexes): the entries
 --   written with a transaction carry its seq, indexed (partial) by (tenant, account, seq).
 -- The balance check per transaction, kind and currency and the immutability of entries are
--- unchanged.
+-- unchanged. On a large journal this migration holds `entries` against writes while it
+-- back-fills the seq and builds the partial index (one scan of the table).
 
 -- PL/pgSQL, not SQL: a SQL function with a subquery is never inlined, and ran as a query of its
 -- own for every row (about 50 us); this loop of simple expressions costs a few.
