@@ -59,6 +59,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--live-check-clients", type=int, default=32, help="concurrent entitlement-check clients")
     p.add_argument("--live-ramp-s", type=float, default=2.0, help="purchasing clients start within this")
     p.add_argument("--live-workers", type=int, default=2, help="KASSA_HTTP_WORKERS for the scenario")
+    p.add_argument(
+        "--live-analyze",
+        choices=("filled", "all"),
+        default="filled",
+        help="before the event ANALYZE the tables the setup filled (a database in service), or all"
+        " (an operator's ANALYZE just before the event: the event's tables analysed empty)",
+    )
+    p.add_argument(
+        "--live-pg-statements",
+        type=int,
+        default=0,
+        metavar="N",
+        help="profile: report the N statements (nested ones included) that cost PostgreSQL the most per"
+        " purchase, from pg_stat_statements (tracking all statements costs CPU: not for the measured run)",
+    )
 
 
 async def _exchange(
@@ -153,6 +168,10 @@ class LiveEvent:
 
     async def run(self, single_transfers_per_s: float | None) -> dict[str, Any]:
         await self.pg.create_database(self.db_name)
+        if self.args.live_pg_statements:
+            # Before kassa connects: its sessions then track the statements that triggers and
+            # foreign-key checks run inside theirs too.
+            await self.pg.execute(f"ALTER DATABASE \"{self.db_name}\" SET pg_stat_statements.track = 'all'")
         await asyncio.to_thread(self.up.start)
         db = await asyncpg.create_pool(self.pg.database_url(self.db_name), min_size=1, max_size=2)
         try:
@@ -273,10 +292,11 @@ class LiveEvent:
 
     async def _measure(self, db: asyncpg.Pool) -> dict[str, Any]:
         a = self.args
-        # Statistics as a database in service has them: right after a bulk setup the planner
-        # would take the crowd's tables for tiny ones and scan them.
-        await db.execute("ANALYZE")
+        await (_analyze_filled(db) if a.live_analyze == "filled" else db.execute("ANALYZE"))
         await db.execute("CHECKPOINT")
+        if a.live_pg_statements:
+            await db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            await db.execute("SELECT pg_stat_statements_reset()")
         done = asyncio.Event()
         checks = LoadResult()
         cpu = probes.CpuMeter(self.up.pid, self.pg.postmaster_pid())
@@ -311,7 +331,7 @@ class LiveEvent:
             "elapsed_s": round(elapsed_s, 2),
             # Per purchase; the checks' CPU is included (they are part of the event's load).
             "cpu": probes.cpu_per_transfer(cpu_s, committed, elapsed_s),
-        }
+        } | ({"pg_statements": await _statements(db, a.live_pg_statements, committed)} if a.live_pg_statements else {})
 
     async def _verify(self, db: asyncpg.Pool) -> dict[str, Any]:
         """Fee and holder accounts hold exactly their legs, the legs are exactly the split of
@@ -354,6 +374,46 @@ class LiveEvent:
             "every_customer_bought_once": purchases == buyers == len(self.customers),
             "balances": balances,
         }
+
+
+async def _analyze_filled(db: asyncpg.Pool) -> None:
+    """Statistics as a database in service has them: the tables the setup filled are analysed
+    (right after a bulk setup the planner would take the crowd's tables for tiny ones and scan
+    them), and the tables only the event fills (purchases, entitlements, transactions, ...) stay
+    as empty and unanalysed as on a fresh deployment, where autovacuum never analyses a table
+    nothing was written to. Analysing those while empty would plan their key lookups as scans
+    of an empty table (docs/database.md, "Foreign-key checks planned on a tiny table"), the
+    state of a database whose operator ran ANALYZE just before the event."""
+    tables = [
+        r["t"]
+        for r in await db.fetch(
+            "SELECT format('%I.%I', schemaname, tablename) AS t FROM pg_tables WHERE schemaname = 'public'"
+        )
+    ]
+    filled = [t for t in tables if await db.fetchval(f"SELECT EXISTS (SELECT 1 FROM {t})")]
+    await db.execute("ANALYZE " + ", ".join(filled))
+
+
+async def _statements(db: asyncpg.Pool, top: int, purchases: int) -> list[dict[str, Any]]:
+    """The `top` statements of the event by execution time, per purchase: calls, time, buffers."""
+    n = max(1, purchases)
+    rows = await db.fetch(
+        "SELECT s.query, s.calls, s.total_exec_time, s.rows, s.shared_blks_hit + s.shared_blks_read AS buffers"
+        " FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
+        " WHERE d.datname = current_database() ORDER BY s.total_exec_time DESC LIMIT $1",
+        top,
+    )
+    return [
+        {
+            "calls_per_purchase": round(r["calls"] / n, 3),
+            "ms_per_purchase": round(r["total_exec_time"] / n, 4),
+            "us_per_call": round(1000 * r["total_exec_time"] / max(1, r["calls"]), 1),
+            "rows_per_call": round(r["rows"] / max(1, r["calls"]), 2),
+            "buffers_per_call": round(r["buffers"] / max(1, r["calls"]), 1),
+            "query": " ".join(r["query"].split())[:400],
+        }
+        for r in rows
+    ]
 
 
 def _split(remainder: int) -> list[int]:
@@ -428,8 +488,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         pg.stop()
         shutil.rmtree(root, ignore_errors=True)
-    print(json.dumps({k: v for k, v in out.items() if k != "cpu"}, indent=1, default=str))
+    print(json.dumps({k: v for k, v in out.items() if k not in ("cpu", "pg_statements")}, indent=1, default=str))
     print(summary(out))
+    for statement in out.get("pg_statements", []):
+        print(json.dumps(statement))
     verified = out["verified"]
     exact = verified["accounts_exact"] and verified["every_purchase_one_entitlement"]
     return 0 if exact and verified["every_customer_bought_once"] else 1
