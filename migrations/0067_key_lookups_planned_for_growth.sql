@@ -33,8 +33,7 @@ BEGIN
     END IF;
     FOREACH t IN ARRAY ARRAY['transactions', 'purchases', 'entitlements'] LOOP
         IF NOT EXISTS (
-            SELECT 1 FROM pg_statistic s JOIN pg_attribute a ON a.attrelid = s.starelid AND a.attnum = s.staattnum
-            WHERE s.starelid = ('public.' || t)::regclass AND a.attname = 'tenant_id'
+            SELECT 1 FROM pg_stats WHERE schemaname = 'public' AND tablename = t AND attname = 'tenant_id'
         ) THEN
             PERFORM pg_restore_attribute_stats(
                 'schemaname', 'public', 'relname', t, 'attname', 'tenant_id', 'inherited', false,
