@@ -37,7 +37,7 @@ BEGIN
         ) THEN
             PERFORM pg_restore_attribute_stats(
                 'schemaname', 'public', 'relname', t, 'attname', 'tenant_id', 'inherited', false,
-                'null_frac', 0::real, 'avg_width', 8, 'n_distinct', 1::real
+                'null_frac', 0::real, 'avg_width', 8, 'n_distinct', 1::real, 'correlation', 1::real
             );
         END IF;
     END LOOP;
