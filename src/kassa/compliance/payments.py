@@ -141,6 +141,14 @@ async def facts_in(
     return await rows.payment_facts(conn, tenant_id, customer_id, direction, currency, day)
 
 
+async def facts_many_in(
+    conn: Conn, tenant_id: str, customer_ids: list[str], direction: Direction, currency: str, now: datetime
+) -> dict[str, PaymentFacts]:
+    """`facts_in` of several customers of one tenant in one statement, by customer id."""
+    day = period_start("day", now)
+    return await rows.payment_facts_many(conn, tenant_id, customer_ids, direction, currency, day)
+
+
 def check_facts(
     payment: Payment,
     standing: Standing | None,

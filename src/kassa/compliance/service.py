@@ -128,6 +128,12 @@ class ComplianceService:
         """What `check` reads, read in the caller's tenant transaction ahead of time."""
         return await payments.facts_in(conn, tenant_id, customer_id, direction, currency, self.clock())
 
+    async def facts_many(
+        self, conn: Conn, tenant_id: str, customer_ids: list[str], direction: Direction, currency: str
+    ) -> dict[str, payments.PaymentFacts]:
+        """`facts` of several customers of one tenant, in one statement (concurrent payments)."""
+        return await payments.facts_many_in(conn, tenant_id, customer_ids, direction, currency, self.clock())
+
     async def check(self, payment: payments.Payment, facts: payments.PaymentFacts | None = None) -> payments.Checked:
         """See payments.check_facts (for products that write their own ledger job), on `facts`
         when the product read them already (`facts`). Raises CapabilityDisabled, LimitExceeded,

@@ -36,6 +36,7 @@ from kassa.payments.adapters.ppv_queries import access_json
 from kassa.payments.adapters.ppv_rows import PurchaseRow, already_entitled, cache_key
 from kassa.payments.domain.content import Access
 from kassa.payments.ppv_orders import PURCHASE_OWNER, PURCHASE_TRANSACTIONS
+from kassa.payments.ppv_reads import PurchaseReads
 from kassa.store.tenancy import tenant_transaction
 
 if TYPE_CHECKING:
@@ -55,6 +56,10 @@ _encode = msgspec.json.Encoder().encode
 
 class Checks(Protocol):
     async def facts(self, conn: Conn, tenant_id: str, customer_id: str, direction: Direction, currency: str) -> Any: ...
+
+    async def facts_many(
+        self, conn: Conn, tenant_id: str, customer_ids: list[str], direction: Direction, currency: str
+    ) -> dict[str, Any]: ...
 
     async def check(self, payment: Payment, facts: Any = None) -> Checked: ...
 
@@ -155,6 +160,8 @@ class PurchaseCompliance:
     def __init__(self, ppv: PayPerView, compliance: Checks) -> None:
         self.ppv = ppv
         self.compliance = compliance
+        # The wallets and compliance facts of concurrent purchases, read together.
+        self.reads = PurchaseReads(ppv.pool, ppv.lookups, self.facts_many)
         ppv.compliance = self
         compliance.held_product("purchase", self)
 
@@ -188,6 +195,10 @@ class PurchaseCompliance:
     async def facts(self, conn: Conn, tenant_id: str, customer_id: str, currency: str) -> Any:
         """The compliance reads of a purchase, in the purchase's own read transaction."""
         return await self.compliance.facts(conn, tenant_id, customer_id, "outgoing", currency)
+
+    async def facts_many(self, conn: Conn, tenant_id: str, customer_ids: list[str], currency: str) -> dict[str, Any]:
+        """The compliance reads of several purchases of one tenant, in their coalesced read."""
+        return await self.compliance.facts_many(conn, tenant_id, customer_ids, "outgoing", currency)
 
     async def held(self, tenant_id: str, purchase_id: str) -> dict[str, Any] | None:
         """A held (or decided) purchase in the shape of `ppv.get_purchase`, or None."""

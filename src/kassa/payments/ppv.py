@@ -26,7 +26,6 @@ from kassa.ledger import (
 )
 from kassa.payments.accounts import fees_account, payable_account
 from kassa.payments.adapters import ppv_queries as q
-from kassa.payments.adapters import wallet_rows
 from kassa.payments.adapters.ppv_rows import (
     PurchaseRow,
     PurchaseWriter,
@@ -184,29 +183,16 @@ class PayPerView:
         facts: Any = None
         if self.compliance is None:
             wallet = await self.wallets.account(tenant_id, customer_id, currency)
-            if wallet is None:
-                raise WalletNotFound(f"customer '{customer_id}' has no {currency} wallet")
-            if fresh:
-                entitlement = await self._deciding(tenant_id, customer_id, content_id)
-            else:
-                entitlement = await self.cache.fetch(key, lambda: self._deciding(tenant_id, customer_id, content_id))
         else:
-            # Compliance reads per purchase: what the lookups miss joins its one read transaction.
-            async with tenant_transaction(self.pool, tenant_id) as conn:
-                wallet = self.lookups.wallet_account(tenant_id, customer_id, currency)
-                if wallet is None:
-                    wallets = await wallet_rows.of_customer(conn, tenant_id, customer_id, currency)
-                    if not wallets:
-                        raise WalletNotFound(f"customer '{customer_id}' has no {currency} wallet")
-                    wallet = wallets[0].account_id
-                    self.lookups.remember_wallet(tenant_id, customer_id, currency, wallet)
-                if fresh:
-                    entitlement = await q.deciding_entitlement(conn, tenant_id, customer_id, content_id)
-                else:
-                    entitlement = await self.cache.fetch(
-                        key, lambda: q.deciding_entitlement(conn, tenant_id, customer_id, content_id)
-                    )
-                facts = await self.compliance.facts(conn, tenant_id, customer_id, currency)
+            # The wallet (when not known yet) and the compliance facts, read together with the
+            # reads of concurrent purchases (ppv_reads.py).
+            wallet, facts = await self.compliance.reads.read(tenant_id, customer_id, currency)
+        if wallet is None:
+            raise WalletNotFound(f"customer '{customer_id}' has no {currency} wallet")
+        if fresh:
+            entitlement = await self._deciding(tenant_id, customer_id, content_id)
+        else:
+            entitlement = await self.cache.fetch(key, lambda: self._deciding(tenant_id, customer_id, content_id))
         if ent.check(entitlement, utcnow()).allowed:
             raise AlreadyEntitled(f"customer '{customer_id}' already has access to content '{content_id}'")
         return purchase_order(content, customer_id, currency, wallet, entitlement, facts)

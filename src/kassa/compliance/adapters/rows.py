@@ -100,6 +100,54 @@ async def payment_facts(
     return found, rules, int(row["today"] or 0), bool(row["screened"]), limits
 
 
+# The same reads for many customers of one tenant: each customer's rows through its keys (a
+# lateral lookup per customer, which the planner cannot turn into a scan of the tenant's rows),
+# the tenant's latest rule and limit sets once, in the first row only.
+_FACTS_MANY = (
+    "SELECT u.customer_id, c.kyc_status, c.tier, c.requested_tier, c.blocked, c.blocked_reason, c.country,"
+    " c.customer_since, d.count_used AS today, s.screened,"
+    " CASE WHEN u.n = 1 THEN r.version END AS version, CASE WHEN u.n = 1 THEN r.rules END AS rules,"
+    " CASE WHEN u.n = 1 THEN l.version END AS limits_version, CASE WHEN u.n = 1 THEN l.limits END AS limits"
+    " FROM unnest($2::text[]) WITH ORDINALITY AS u(customer_id, n)"
+    " LEFT JOIN LATERAL (SELECT * FROM compliance_customers WHERE tenant_id = $1 AND customer_id = u.customer_id) c"
+    "  ON true"
+    " LEFT JOIN LATERAL (SELECT count_used FROM compliance_limit_usage WHERE tenant_id = $1"
+    "  AND customer_id = u.customer_id AND direction = $3 AND currency = $4 AND period = 'day'"
+    "  AND period_start = $5) d ON true"
+    " CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM compliance_screenings WHERE tenant_id = $1"
+    "  AND customer_id = u.customer_id) AS screened) s"
+    " LEFT JOIN LATERAL (SELECT version, rules FROM compliance_rule_sets WHERE tenant_id = $1"
+    "  ORDER BY version DESC LIMIT 1) r ON u.n = 1"
+    " LEFT JOIN LATERAL (SELECT version, limits FROM compliance_limit_sets WHERE tenant_id = $1"
+    "  ORDER BY version DESC LIMIT 1) l ON u.n = 1"
+    " ORDER BY u.n"
+)
+
+
+async def payment_facts_many(
+    conn: Conn, tenant_id: str, customer_ids: list[str], direction: str, currency: str, day: date
+) -> dict[str, tuple[Standing | None, RuleSet, int, bool, LimitSet]]:
+    """`payment_facts` of several customers of one tenant in one statement (the reads of
+    concurrent payments, coalesced by their caller), by customer id."""
+    if not customer_ids:
+        return {}
+    rows = await conn.fetch(_FACTS_MANY, tenant_id, customer_ids, direction, currency, day)
+    first = rows[0]
+    rules = DEFAULT_RULES if first["version"] is None else _rule_set(first["version"], first["rules"])
+    limits = (
+        DEFAULT_LIMIT_SET if first["limits_version"] is None else _limit_set(first["limits_version"], first["limits"])
+    )
+    facts: dict[str, tuple[Standing | None, RuleSet, int, bool, LimitSet]] = {}
+    for row in rows:
+        customer_id = row["customer_id"]
+        found = None
+        if row["kyc_status"] is not None:
+            kyc = Kyc(row["kyc_status"], row["tier"], row["requested_tier"], row["blocked"])
+            found = Standing(tenant_id, customer_id, kyc, row["blocked_reason"], row["country"], row["customer_since"])
+        facts[customer_id] = (found, rules, int(row["today"] or 0), bool(row["screened"]), limits)
+    return facts
+
+
 def _limit_set(version: int, limits: Any) -> LimitSet:
     data = json.loads(limits) if isinstance(limits, str) else limits
     return LimitSet(version, tuple(Limit(d["tier"], d["direction"], d["window"], d["metric"], d["max"]) for d in data))
