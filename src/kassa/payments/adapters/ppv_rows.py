@@ -120,19 +120,26 @@ def _columns(rows: Sequence[Any], *names: str) -> list[list[Any]]:
     return [[getattr(r, n) for r in rows] for n in names]
 
 
+# The price versions of a batch ($4: each distinct content, currency, price, fee, split, legs
+# and access its purchases were priced from, usually one for a whole live-event batch) carry
+# the JSON documents, so they are parsed once per version and not once per purchase; the
+# purchases ($1) name their version by `q`.
 _PURCHASE_WRITE = (
     """
-WITH x AS MATERIALIZED (
-    SELECT * FROM json_to_recordset($1::json) AS x(t text, i text, c text, k text, cur text, p bigint, fb int,
-                                                    fm bigint, w text, l jsonb, tx text, r jsonb, rh jsonb,
-                                                    ac jsonb, e text, s timestamptz, en timestamptz, d int,
-                                                    n text, v boolean)
+WITH v AS MATERIALIZED (
+    SELECT * FROM json_to_recordset($4::json) AS v(q int, t text, k text, cur text, p bigint, fb int, fm bigint,
+                                                    l jsonb, r jsonb, rh jsonb, ac jsonb, chk boolean)
+), fresh AS MATERIALIZED (
+    -- Each version as the content is now, or refused (the function raises): see 0061.
+    SELECT v.q, v.t, v.k, v.cur, v.p, v.fb, v.fm, v.l, v.r FROM v JOIN content c ON c.tenant_id = v.t AND c.id = v.k
+    WHERE CASE WHEN NOT v.chk OR (c.prices -> v.cur = to_jsonb(v.p) AND c.platform_fee_bps = v.fb
+                                  AND c.platform_fee_min = v.fm AND c.rights_holders = v.rh AND c.access = v.ac)
+               THEN true ELSE kassa_ppv_content_changed(v.k) END
 ), priced AS MATERIALIZED (
-    -- Priced from the content as it is now, or refused (the function raises): see 0061.
-    SELECT x.* FROM x JOIN content c ON c.tenant_id = x.t AND c.id = x.k
-    WHERE CASE WHEN NOT x.v OR (c.prices -> x.cur = to_jsonb(x.p) AND c.platform_fee_bps = x.fb
-                                AND c.platform_fee_min = x.fm AND c.rights_holders = x.rh AND c.access = x.ac)
-               THEN true ELSE kassa_ppv_content_changed(x.k) END
+    SELECT f.t, x.i, x.c, f.k, f.cur, f.p, f.fb, f.fm, x.w, f.l, x.tx, f.r, x.e, x.s, x.en, x.d, x.n
+    FROM json_to_recordset($1::json) AS x(q int, i text, c text, w text, tx text, e text, s timestamptz,
+                                          en timestamptz, d int, n text)
+    JOIN fresh f ON f.q = x.q
 ), purchased AS (
     INSERT INTO purchases (tenant_id, id, customer_id, content_id, currency, price, platform_fee_bps,
                            platform_fee_min, wallet_account_id, legs, transaction_id, refunded_legs, created_at)
@@ -154,6 +161,34 @@ SELECT (SELECT count(*) FROM priced) AS priced, (SELECT count(*) FROM purchased)
        (SELECT count(*) FROM entitled) AS entitlements, (SELECT count(*) FROM notified) AS notified,
        (SELECT count(*) FROM events) AS events"""
 )
+
+
+def _versions(rows: Sequence[PurchaseRow]) -> tuple[list[int], list[dict[str, Any]]]:
+    """Each row's price version (an index into the second list) and the distinct versions."""
+    index: dict[bytes, int] = {}
+    versions: list[dict[str, Any]] = []
+    of_rows = []
+    for r in rows:
+        version = {
+            "t": r.tenant_id,
+            "k": r.content_id,
+            "cur": r.currency,
+            "p": r.price,
+            "fb": r.platform_fee_bps,
+            "fm": r.platform_fee_min,
+            "l": r.legs,
+            "r": [0] * len(r.legs),
+            "rh": r.rights_holders,
+            "ac": access_json(r.access),
+            "chk": r.priced_now,
+        }
+        key = _json.encode(version)
+        q = index.get(key)
+        if q is None:
+            q = index[key] = len(versions)
+            versions.append({"q": q, **version})
+        of_rows.append(q)
+    return of_rows, versions
 
 
 def purchase_entitlement(row: PurchaseRow, now: datetime) -> Entitlement:
@@ -228,37 +263,22 @@ class PurchaseWriter:
             )
         transaction_ids = [_transaction_id(a) for _, a in applied]
         entitlements = [purchase_entitlement(r, now) for r in rows]
+        of_rows, versions = _versions(rows)
         records = [
-            {
-                "t": r.tenant_id,
-                "i": r.id,
-                "c": r.customer_id,
-                "k": r.content_id,
-                "cur": r.currency,
-                "p": r.price,
-                "fb": r.platform_fee_bps,
-                "fm": r.platform_fee_min,
-                "w": r.wallet_account_id,
-                "l": r.legs,
-                "tx": x,
-                "r": [0] * len(r.legs),
-                "rh": r.rights_holders,
-                "ac": access_json(r.access),
-                "e": r.entitlement_id,
-                "s": e.starts_at,
-                "en": e.ends_at,
-                "d": e.play_duration_s,
-                "n": entitlement_notice(e),
-                "v": r.priced_now,
-            }
-            for r, x, e in zip(rows, transaction_ids, entitlements, strict=True)
+            {"q": q, "i": r.id, "c": r.customer_id, "w": r.wallet_account_id, "tx": x, "e": r.entitlement_id}
+            | {"s": e.starts_at, "en": e.ends_at, "d": e.play_duration_s, "n": entitlement_notice(e)}
+            for r, q, x, e in zip(rows, of_rows, transaction_ids, entitlements, strict=True)
         ]
         events = [
             NewEvent(r.tenant_id, "PurchaseCompleted", "purchase", r.id, _completed(r, x, e, now))
             for r, x, e in zip(rows, transaction_ids, entitlements, strict=True)
         ]
         counts = await conn.fetchrow(
-            _PURCHASE_WRITE, _json.encode(records).decode(), outbox_json(events, now).decode(), now
+            _PURCHASE_WRITE,
+            _json.encode(records).decode(),
+            outbox_json(events, now).decode(),
+            now,
+            _json.encode(versions).decode(),
         )
         invariant(
             counts is not None and all(n == len(rows) for n in counts.values()),
