@@ -101,25 +101,25 @@ async def payment_facts(
 
 
 # The same reads for many customers of one tenant: each customer's rows through its keys (a
-# lateral lookup per customer, which the planner cannot turn into a scan of the tenant's rows),
-# the tenant's latest rule and limit sets once, in the first row only.
+# lateral lookup per customer with LIMIT, so that the planner can neither flatten it into a
+# join nor hash a whole table of the tenant for it: docs/database.md, "Plans under the
+# policy"), the tenant's latest rule and limit sets once, in the first row only.
 _FACTS_MANY = (
     "SELECT u.customer_id, c.kyc_status, c.tier, c.requested_tier, c.blocked, c.blocked_reason, c.country,"
-    " c.customer_since, d.count_used AS today, s.screened,"
-    " CASE WHEN u.n = 1 THEN r.version END AS version, CASE WHEN u.n = 1 THEN r.rules END AS rules,"
-    " CASE WHEN u.n = 1 THEN l.version END AS limits_version, CASE WHEN u.n = 1 THEN l.limits END AS limits"
+    " c.customer_since, d.count_used AS today, s.screened IS NOT NULL AS screened,"
+    " r.version, r.rules, l.version AS limits_version, l.limits"
     " FROM unnest($2::text[]) WITH ORDINALITY AS u(customer_id, n)"
-    " LEFT JOIN LATERAL (SELECT * FROM compliance_customers WHERE tenant_id = $1 AND customer_id = u.customer_id) c"
-    "  ON true"
+    " LEFT JOIN LATERAL (SELECT kyc_status, tier, requested_tier, blocked, blocked_reason, country, customer_since"
+    "  FROM compliance_customers WHERE tenant_id = $1 AND customer_id = u.customer_id LIMIT 1) c ON true"
     " LEFT JOIN LATERAL (SELECT count_used FROM compliance_limit_usage WHERE tenant_id = $1"
     "  AND customer_id = u.customer_id AND direction = $3 AND currency = $4 AND period = 'day'"
-    "  AND period_start = $5) d ON true"
-    " CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM compliance_screenings WHERE tenant_id = $1"
-    "  AND customer_id = u.customer_id) AS screened) s"
-    " LEFT JOIN LATERAL (SELECT version, rules FROM compliance_rule_sets WHERE tenant_id = $1"
-    "  ORDER BY version DESC LIMIT 1) r ON u.n = 1"
-    " LEFT JOIN LATERAL (SELECT version, limits FROM compliance_limit_sets WHERE tenant_id = $1"
-    "  ORDER BY version DESC LIMIT 1) l ON u.n = 1"
+    "  AND period_start = $5 LIMIT 1) d ON true"
+    " LEFT JOIN LATERAL (SELECT true AS screened FROM compliance_screenings WHERE tenant_id = $1"
+    "  AND customer_id = u.customer_id LIMIT 1) s ON true"
+    " LEFT JOIN LATERAL (SELECT version, rules FROM compliance_rule_sets WHERE tenant_id = $1 AND u.n = 1"
+    "  ORDER BY version DESC LIMIT 1) r ON true"
+    " LEFT JOIN LATERAL (SELECT version, limits FROM compliance_limit_sets WHERE tenant_id = $1 AND u.n = 1"
+    "  ORDER BY version DESC LIMIT 1) l ON true"
     " ORDER BY u.n"
 )
 
