@@ -55,9 +55,7 @@ async def _plan(conn: asyncpg.Connection, table: str) -> str:
 def _by_primary_key(plan: str, table: str) -> bool:
     """Both key columns are conditions of the primary key's index (one row reached): an index
     scan, or a bitmap scan of that one index entry; no scan of the table, no other index."""
-    through_key = (
-        f"Index Scan using {table}_pkey on {table} x" in plan or f"Bitmap Index Scan on {table}_pkey" in plan
-    )
+    through_key = f"Index Scan using {table}_pkey on {table} x" in plan or f"Bitmap Index Scan on {table}_pkey" in plan
     return through_key and "Index Cond: ((tenant_id = $1) AND (id = $2))" in plan and "Filter" not in plan
 
 
