@@ -16,10 +16,10 @@ together in one statement (a crowd of first purchases costs a few reads, not one
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from kassa.payments.coalesce import Coalescer
 from kassa.shared.limits import ppv_content_cache_entries_max, ppv_wallet_cache_entries_max, ppv_wallet_reads_max
 from kassa.store.tenancy import scope
 
@@ -87,61 +87,33 @@ class PurchaseLookups:
         self.wallets.put((tenant_id, customer_id, currency), account_id)
 
 
-class WalletReader:
+class WalletReader(Coalescer[WalletKey, str | None]):
     """Reads wallet accounts for purchases, coalescing concurrent lookups into one statement."""
 
     def __init__(self, pool: Pool, lookups: PurchaseLookups, reads_max: int = ppv_wallet_reads_max) -> None:
+        super().__init__(reads_max)
         self._pool = pool
         self._lookups = lookups
-        self._reads_max = reads_max
-        self._queue: dict[WalletKey, asyncio.Future[str | None]] = {}
-        self._running = False
 
     async def account(self, tenant_id: str, customer_id: str, currency: str) -> str | None:
         """The account of the customer's wallet in `currency`, or None when it has none."""
         found = self._lookups.wallet_account(tenant_id, customer_id, currency)
         if found is not None:
             return found
-        key = (tenant_id, customer_id, currency)
-        future = self._queue.get(key)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._queue[key] = future
-        if not self._running:
-            self._running = True
-            asyncio.get_running_loop().create_task(self._drain())
-        # shield: one caller giving up (a client gone) must not cancel the read for the others
-        return await asyncio.shield(future)
+        return await self.get((tenant_id, customer_id, currency))
 
-    async def _drain(self) -> None:
-        try:
-            while self._queue:
-                keys = list(self._queue)[: self._reads_max]
-                batch = {k: self._queue.pop(k) for k in keys}
-                try:
-                    found = await self._read(keys)
-                except Exception as exc:  # noqa: BLE001 - handed to every waiting purchase
-                    for future in batch.values():
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for key, future in batch.items():
-                    account = found.get(key)
-                    if account is not None:
-                        self._lookups.remember_wallet(*key, account)
-                    if not future.done():
-                        future.set_result(account)
-        finally:
-            self._running = False
+    def _missing(self) -> str | None:
+        return None
 
-    async def _read(self, keys: list[WalletKey]) -> dict[WalletKey, str]:
+    async def _read(self, keys: list[WalletKey]) -> dict[WalletKey, str | None]:
         groups: dict[tuple[str, str], list[str]] = {}
         for tenant, customer, currency in keys:
             groups.setdefault((tenant, currency), []).append(customer)
-        found: dict[WalletKey, str] = {}
+        found: dict[WalletKey, str | None] = {}
         async with self._pool.acquire() as conn, conn.transaction():
             await scope(conn, {k[0] for k in keys})
             for (tenant, currency), customers in groups.items():
                 for r in await conn.fetch(_WALLETS, tenant, currency, customers):
                     found[(tenant, r["customer_id"], currency)] = r["account_id"]
+                    self._lookups.remember_wallet(tenant, r["customer_id"], currency, r["account_id"])
         return found

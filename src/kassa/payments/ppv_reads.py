@@ -13,9 +13,9 @@ transaction (the guard), so reading them a moment earlier together changes no gu
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kassa.payments.coalesce import Coalescer
 from kassa.payments.ppv_lookups import _WALLETS  # the same statement as the wallet-only reader
 from kassa.shared.limits import ppv_wallet_reads_max
 from kassa.store.tenancy import scope
@@ -32,46 +32,18 @@ class FactsMany(Protocol):
     async def __call__(self, conn: Conn, tenant_id: str, customer_ids: list[str], currency: str) -> dict[str, Any]: ...
 
 
-class PurchaseReads:
+class PurchaseReads(Coalescer[ReadKey, Read]):
     def __init__(
         self, pool: Pool, lookups: PurchaseLookups, facts_many: FactsMany, reads_max: int = ppv_wallet_reads_max
     ) -> None:
+        super().__init__(reads_max)
         self._pool = pool
         self._lookups = lookups
         self._facts_many = facts_many
-        self._reads_max = reads_max
-        self._queue: dict[ReadKey, asyncio.Future[Read]] = {}
-        self._running = False
 
     async def read(self, tenant_id: str, customer_id: str, currency: str) -> Read:
         """(the customer's wallet account in `currency` or None, its compliance facts)."""
-        key = (tenant_id, customer_id, currency)
-        future = self._queue.get(key)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._queue[key] = future
-        if not self._running:
-            self._running = True
-            asyncio.get_running_loop().create_task(self._drain())
-        # shield: one caller giving up (a client gone) must not cancel the read for the others
-        return await asyncio.shield(future)
-
-    async def _drain(self) -> None:
-        try:
-            while self._queue:
-                batch = {k: self._queue.pop(k) for k in list(self._queue)[: self._reads_max]}
-                try:
-                    found = await self._read(list(batch))
-                except Exception as exc:  # noqa: BLE001 - handed to every waiting purchase
-                    for future in batch.values():
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for key, future in batch.items():
-                    if not future.done():
-                        future.set_result(found[key])
-        finally:
-            self._running = False
+        return await self.get((tenant_id, customer_id, currency))
 
     async def _read(self, keys: list[ReadKey]) -> dict[ReadKey, Read]:
         groups: dict[tuple[str, str], list[str]] = {}
