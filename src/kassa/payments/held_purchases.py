@@ -55,8 +55,6 @@ _encode = msgspec.json.Encoder().encode
 
 
 class Checks(Protocol):
-    async def facts(self, conn: Conn, tenant_id: str, customer_id: str, direction: Direction, currency: str) -> Any: ...
-
     async def facts_many(
         self, conn: Conn, tenant_id: str, customer_ids: list[str], direction: Direction, currency: str
     ) -> dict[str, Any]: ...
@@ -191,10 +189,6 @@ class PurchaseCompliance:
     def refused(exc: asyncpg.CheckViolationError) -> Exception:
         """The 422 `limit_exceeded` for the guard's in-transaction refusal; else the error itself."""
         return limit_error(exc) or exc
-
-    async def facts(self, conn: Conn, tenant_id: str, customer_id: str, currency: str) -> Any:
-        """The compliance reads of a purchase, in the purchase's own read transaction."""
-        return await self.compliance.facts(conn, tenant_id, customer_id, "outgoing", currency)
 
     async def facts_many(self, conn: Conn, tenant_id: str, customer_ids: list[str], currency: str) -> dict[str, Any]:
         """The compliance reads of several purchases of one tenant, in their coalesced read."""
