@@ -97,9 +97,9 @@ async def test_autovacuum_first_analyses_the_purchase_path_tables_at_a_thousand_
         "SELECT relname, reloptions FROM pg_class WHERE relname = ANY($1::text[]) AND relkind = 'r'",
         ["transactions", "purchases", "entitlements"],
     )
-    assert {r["relname"]: r["reloptions"] for r in rows} == {
-        t: ["autovacuum_analyze_threshold=1000"] for t in ("transactions", "purchases", "entitlements")
-    }
+    options = {r["relname"]: r["reloptions"] or [] for r in rows}
+    assert set(options) == {"transactions", "purchases", "entitlements"}
+    assert all("autovacuum_analyze_threshold=1000" in o for o in options.values()), options
 
 
 async def test_statistics_measured_by_an_analyse_are_left_as_they_are(fresh: asyncpg.Connection) -> None:
