@@ -76,8 +76,10 @@ async def test_the_primary_key_stays_chosen_while_a_purchase_table_fills_before_
         " VALUES ('t', 'live', 'live_stream', 'Live', '{}', '[]', 0, '{}')"
     )
     await fresh.execute(
-        "INSERT INTO transactions (tenant_id, id, status, request_hash, created_at, updated_at)"
-        " SELECT 't', 'purchase:' || g, 'posted', '\\x00', now(), now() FROM generate_series(1, 500) AS g"
+        "INSERT INTO transactions (tenant_id, id, status, request_hash, created_at, updated_at, debit_account_ids,"
+        " credit_account_ids, currencies, amounts, posted_amounts)"
+        " SELECT 't', 'purchase:' || g, 'posted', '\\x00', now(), now(), '{a}', '{b}', '{EUR}', '{1}', '{1}'"
+        " FROM generate_series(1, 500) AS g"
     )
     await fresh.execute(
         "INSERT INTO purchases (tenant_id, id, customer_id, content_id, currency, price, platform_fee_bps,"
@@ -109,8 +111,10 @@ async def test_statistics_measured_by_an_analyse_are_left_as_they_are(fresh: asy
     block = "DO $$" + migration.read_text().split("DO $$", 1)[1]
     await fresh.execute("INSERT INTO tenants (id, name) VALUES ('a', 'a'), ('b', 'b')")
     await fresh.execute(
-        "INSERT INTO transactions (tenant_id, id, status, request_hash, created_at, updated_at)"
-        " SELECT CASE WHEN g % 2 = 0 THEN 'a' ELSE 'b' END, 'x' || g, 'posted', '\\x00', now(), now()"
+        "INSERT INTO transactions (tenant_id, id, status, request_hash, created_at, updated_at, debit_account_ids,"
+        " credit_account_ids, currencies, amounts, posted_amounts)"
+        " SELECT CASE WHEN g % 2 = 0 THEN 'a' ELSE 'b' END, 'x' || g, 'posted', '\\x00', now(), now(),"
+        " '{a}', '{b}', '{EUR}', '{1}', '{1}'"
         " FROM generate_series(1, 100) AS g"
     )
     await fresh.execute("ANALYZE transactions")

@@ -37,8 +37,9 @@ def _applied(order: PurchaseOrder) -> TransactionApplied:
 
 async def _write(conn: Conn, tenant: str, orders: list[PurchaseOrder]) -> None:
     await conn.execute(
-        "INSERT INTO transactions (tenant_id, id, status, request_hash, created_at, updated_at)"
-        " SELECT $1, unnest($2::text[]), 'posted', '\\x00', now(), now()",
+        "INSERT INTO transactions (tenant_id, id, status, request_hash, created_at, updated_at, debit_account_ids,"
+        " credit_account_ids, currencies, amounts, posted_amounts)"
+        " SELECT $1, unnest($2::text[]), 'posted', '\\x00', now(), now(), '{a}', '{b}', '{EUR}', '{1}', '{1}'",
         tenant,
         [o.command.id for o in orders],
     )
