@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from kassa.ledger.adapters.engine import Job, JobResult, run_batch
+from kassa.ledger.adapters.engine import Job, JobResult, command_accounts, run_batch
 from kassa.observability import tracing
 from kassa.shared.errors import ServiceUnavailable
 from kassa.shared.limits import batcher_batch_max, batcher_inflight_max, batcher_queue_max, batcher_window_ms
@@ -63,6 +63,10 @@ class Batcher:
         self._observe = observe
         self._runner: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # The accounts each running batch will lock (by batch), and the queued jobs already held
+        # back once because they share an account with one (`_take`).
+        self._busy: dict[int, set[tuple[str, str]]] = {}
+        self._deferred: set[asyncio.Future[JobResult]] = set()
         # Products following the transactions a batch expires (`LedgerService.on_expiry`).
         self.expiry_writers: list[ExpiryWriter] = []
 
@@ -93,17 +97,44 @@ class Batcher:
             await self._slots.acquire()
             if len(self._queue) < self._batch_max and self._window_s > 0:
                 await asyncio.sleep(self._window_s)  # let concurrent requests join this batch
-            batch, self._queue = self._queue[: self._batch_max], self._queue[self._batch_max :]
+            batch = self._take()
             if not self._queue:
                 self._wakeup.clear()
             if not batch:
                 self._slots.release()
                 continue
-            task = asyncio.create_task(self._run(batch))
+            token = id(batch)
+            self._busy[token] = set().union(*(command_accounts(job.command) or () for job, _ in batch))
+            task = asyncio.create_task(self._run(batch, token))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: list[tuple[Job, asyncio.Future[JobResult]]]) -> None:
+    def _take(self) -> list[tuple[Job, asyncio.Future[JobResult]]]:
+        """The next batch. While other batches run, it leaves queued the jobs that would lock one
+        of their accounts (for the next batch, and each job only once): two batches that share no
+        account commit side by side (their WAL flushes shared) instead of one after the other,
+        the second waiting on the first's row locks for its whole write and commit. If every
+        queued job shares an account with a running batch (a hot account), they go anyway, as
+        one batch that takes the locks the moment they are released."""
+        busy = set().union(*self._busy.values())
+        if not busy:
+            batch, self._queue = self._queue[: self._batch_max], self._queue[self._batch_max :]
+        else:
+            batch, kept = [], []
+            for item in self._queue:
+                if len(batch) < self._batch_max and (item[1] in self._deferred or _free(item[0], busy)):
+                    batch.append(item)
+                else:
+                    if len(batch) < self._batch_max:
+                        self._deferred.add(item[1])
+                    kept.append(item)
+            if not batch:
+                batch, kept = kept[: self._batch_max], kept[self._batch_max :]
+            self._queue = kept
+        self._deferred.difference_update(future for _, future in batch)
+        return batch
+
+    async def _run(self, batch: list[tuple[Job, asyncio.Future[JobResult]]], token: int) -> None:
         started = asyncio.get_running_loop().time()
         try:
             jobs = [job for job, _ in batch]
@@ -127,6 +158,7 @@ class Batcher:
             if not isinstance(exc, Exception):
                 raise
         finally:
+            self._busy.pop(token, None)  # before the slot: the next batch sees these rows free
             self._slots.release()
             if self._observe is not None:
                 self._observe(len(batch), asyncio.get_running_loop().time() - started)
@@ -152,6 +184,13 @@ class Batcher:
     async def _apply(self, jobs: list[Job]) -> list[JobResult]:
         async with self._pool.acquire() as conn:
             return await run_batch(conn, jobs, on_expiry=self.expiry_writers)
+
+
+def _free(job: Job, busy: set[tuple[str, str]]) -> bool:
+    """Whether a job locks none of `busy`, as far as its command tells (a command on an existing
+    transfer or transaction names no account: it is let through)."""
+    accounts = command_accounts(job.command)
+    return accounts is None or accounts.isdisjoint(busy)
 
 
 def _settle(future: asyncio.Future[JobResult], exc: BaseException) -> None:

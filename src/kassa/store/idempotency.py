@@ -3,8 +3,9 @@
 Two ways to use a key, with the same outcomes (go ahead, replay, 409 in flight, 422 reused):
 - `claim()` then `complete()`: an insert when the key is claimed, an update with the response.
   Every path with one key per transaction uses it.
-- `reserve()` then one insert of the finished record (`record_rows()` in the caller's write
-  statement, or `record()`): the ledger's coalesced batches, the single-transfer hot path. The
+- `reserve()` (or `reserve_select()` inside a caller's statement) then one insert of the
+  finished record (`record_rows()` in the caller's write statement, or `RECORD_WRITE` when it
+  has nothing else to write): the ledger's coalesced batches, the single-transfer hot path. The
   reservation writes nothing: it takes the key's lock and reads any committed record; the row
   is written once, with its response, in the batch's one write statement. A record committed
   by another transaction between the reservation's snapshot and its lock (a retry racing the
@@ -27,8 +28,11 @@ response rotates the secret instead.
 
 from __future__ import annotations
 
+from base64 import b64encode
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from kassa.shared.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, KassaError
 from kassa.shared.invariants import invariant
@@ -87,11 +91,16 @@ UPDATE idempotency_keys i SET response_status = u.s, response_body = u.b
 FROM unnest($1::text[], $2::text[], $3::int[], $4::bytea[]) AS u(t, k, s, b)
 WHERE i.tenant_id = u.t AND i.key = u.k AND i.key = ANY($2::text[])
 """
-# The reservation: each key's lock (never waiting), and its committed record if there is one.
-_RESERVE = """
-SELECT u.t AS tenant_id, u.k AS key, pg_try_advisory_xact_lock(hashtextextended(u.t || chr(31) || u.k, 0)) AS got,
+
+
+def reserve_select(keys: str) -> str:
+    """The reservation of the keys in `keys` (a FROM item `u` with columns `t` and `k`, tenant
+    and key, and any others, kept): each key's lock (never waiting), and its committed record
+    if there is one. Alone in `reserve()`, or as the first step of a caller's statement."""
+    return f"""
+SELECT u.*, u.t AS tenant_id, u.k AS key, pg_try_advisory_xact_lock(hashtextextended(u.t || chr(31) || u.k, 0)) AS got,
        f.request_hash, f.response_status, f.response_body
-FROM unnest($1::text[], $2::text[]) AS u(t, k)
+FROM {keys}
 LEFT JOIN LATERAL (
     SELECT i.request_hash, i.response_status, i.response_body FROM idempotency_keys i
     WHERE i.tenant_id = u.t AND i.key = u.k LIMIT 1
@@ -99,23 +108,30 @@ LEFT JOIN LATERAL (
 """
 
 
-def _record_sql(first_param: int) -> str:
-    p = [f"${first_param + n}" for n in range(5)]
+_RESERVE = reserve_select("unnest($1::text[], $2::text[]) AS u(t, k)")
+
+
+# The records travel as one JSON document (bytes in base64), like the rows of the ledger's write
+# statement around them: one parameter whatever the number of keys.
+def _record_sql(param: int) -> str:
     return f"""INSERT INTO idempotency_keys (tenant_id, key, request_hash, response_status, response_body)
-    SELECT * FROM unnest({p[0]}::text[], {p[1]}::text[], {p[2]}::bytea[], {p[3]}::int[], {p[4]}::bytea[])
+    SELECT t, k, decode(h, 'base64'), s, decode(b, 'base64')
+    FROM json_to_recordset(${param}::json) AS x(t text, k text, h text, s int, b text)
     RETURNING 1"""
 
 
-_RECORD = _record_sql(1)
-
-
 def record_cte(name: str, first_param: int) -> str:
-    """The insert of `record_rows()`'s five arrays as a CTE `name` of a caller's write statement,
-    its arrays at `$first_param` onwards. No ON CONFLICT: see the module docstring."""
+    """The insert of `record_rows()` as a CTE `name` of a caller's write statement, its one
+    parameter at `$first_param`. No ON CONFLICT: see the module docstring."""
     return f" {name} AS (\n    {_record_sql(first_param)})"
 
 
+# `record_rows()` as a write statement of its own, ending in its row count (the shape of the
+# ledger's write statements), for a batch with keys but nothing else to write.
+RECORD_WRITE = "WITH" + record_cte("idempotency", 1) + "\nSELECT (SELECT count(*) FROM idempotency) AS idempotency_keys"
+
 Resolution = Replay | KassaError | None
+_ENCODER = msgspec.json.Encoder()
 
 
 def _distinct(claims: list[IdemClaim | None]) -> tuple[list[Resolution], dict[tuple[str, str], int]]:
@@ -173,35 +189,45 @@ async def reserve(conn: Conn, claims: list[IdemClaim | None]) -> list[Resolution
         return results
     keys = sorted(todo)
     rows = await conn.fetch(_RESERVE, [k[0] for k in keys], [k[1] for k in keys])
-    invariant(len(rows) == len(keys), "one reservation row per distinct key")
+    resolve_reserved(claims, results, todo, rows)
+    return results
+
+
+def reservations(claims: list[IdemClaim | None]) -> tuple[list[Resolution], dict[tuple[str, str], int]]:
+    """For a caller that reserves in a statement of its own (`reserve_select`): the results so
+    far (a key twice in the batch is in flight from its second position on) and the position
+    of each distinct key to reserve."""
+    return _distinct(claims)
+
+
+def resolve_reserved(
+    claims: list[IdemClaim | None], results: list[Resolution], todo: dict[tuple[str, str], int], rows: list[Any]
+) -> None:
+    """Fill in `results` from the rows of `reserve_select` for the keys of `todo`."""
+    invariant(len(rows) == len(todo), "one reservation row per distinct key")
     for row in rows:
         index = todo[(row["tenant_id"], row["key"])]
         if row["request_hash"] is not None:  # a committed record, whoever holds the lock now
             results[index] = _committed(row, _claim_at(claims, index))
         elif not row["got"]:
             results[index] = IdempotencyKeyInFlight("the first request with this key is still running")
-    return results
 
 
-def record_rows(done: list[tuple[IdemClaim, int | None, bytes | None]]) -> list[list[Any]]:
-    """The five arrays (tenants, keys, request hashes, statuses, bodies) of `record_cte()` for
-    keys reserved in this transaction. A None status stores a key without a replayable response
-    (a retry of it is refused as in flight, as with a claim never completed)."""
-    return [
-        [c.tenant_id for c, _, _ in done],
-        [c.key for c, _, _ in done],
-        [c.request_hash for c, _, _ in done],
-        [s for _, s, _ in done],
-        [b for _, _, b in done],
+def record_rows(done: list[tuple[IdemClaim, int | None, bytes | None]]) -> list[str]:
+    """The arguments of `record_cte()` (one JSON document) for keys reserved in this
+    transaction. A None status stores a key without a replayable response (a retry of it is
+    refused as in flight, as with a claim never completed)."""
+    rows = [
+        {
+            "t": c.tenant_id,
+            "k": c.key,
+            "h": b64encode(c.request_hash).decode(),
+            "s": s,
+            "b": None if b is None else b64encode(b).decode(),
+        }
+        for c, s, b in done
     ]
-
-
-async def record(conn: Conn, done: list[tuple[IdemClaim, int | None, bytes | None]]) -> None:
-    """Write the records of keys reserved in this transaction, when the caller has no write
-    statement of its own to carry them. Raises asyncpg.UniqueViolationError for a lost race."""
-    if done:
-        inserted = await conn.fetch(_RECORD, *record_rows(done))
-        invariant(len(inserted) == len(done), "every reserved key got its record")
+    return [_ENCODER.encode(rows).decode()]
 
 
 async def claim_one(conn: Conn, item: IdemClaim | None) -> Replay | None:

@@ -89,10 +89,12 @@ async def test_a_keyed_batch_records_every_key_in_its_write_statement_and_a_retr
         await tenancy.scope(raw, [tenant])
         conn = CountingConn(raw)
         results = await engine._run(conn, jobs, atomic=False)  # type: ignore[arg-type]  # a counting wrapper of the connection
-    # Reserve the keys, lock the accounts, write everything: no statement per key, no update.
-    assert len(conn.statements) == 3, [s[:60] for s in conn.statements]
-    assert "idempotency_keys" not in conn.statements[1]
-    assert "INSERT INTO idempotency_keys" in conn.statements[2] and "UPDATE idempotency_keys" not in "".join(
+    # Reserve the keys and lock the accounts in one statement, write everything in another: no
+    # statement per key, no update.
+    assert len(conn.statements) == 2, [s[:60] for s in conn.statements]
+    assert "pg_try_advisory_xact_lock" in conn.statements[0] and "FOR UPDATE OF a" in conn.statements[0]
+    assert "INSERT INTO idempotency_keys" not in conn.statements[0]
+    assert "INSERT INTO idempotency_keys" in conn.statements[1] and "UPDATE idempotency_keys" not in "".join(
         conn.statements
     )
     assert isinstance(results[0], Applied) and isinstance(results[3], Applied)

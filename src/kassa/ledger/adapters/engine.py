@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from kassa.events.outbox import NewEvent, outbox_json, write_events
-from kassa.ledger.adapters import statements
+from kassa.ledger.adapters import pipeline, statements
 from kassa.ledger.adapters.rows import locked_account_from_row, transaction_from_row, transfer_from_row
 from kassa.ledger.domain.model import (
     Account,
@@ -53,7 +53,7 @@ from kassa.ledger.errors import BatchFailed
 from kassa.ledger.products import ProductWrite, run_expiry_writers, run_product_writes
 from kassa.shared.errors import KassaError
 from kassa.shared.invariants import invariant
-from kassa.store import idempotency, tenancy
+from kassa.store import idempotency
 from kassa.store.idempotency import IdemClaim, Replay
 
 if TYPE_CHECKING:
@@ -99,8 +99,7 @@ async def run_batch(
     the transactions this batch expires, in the same transaction.
     """
     try:
-        async with conn.transaction():
-            await tenancy.scope(conn, batch_tenants(jobs))
+        async with pipeline.transaction(conn, batch_tenants(jobs)):
             return await _run(conn, jobs, atomic, on_expiry)
     except _AtomicAbort as abort:
         return abort.results
@@ -117,8 +116,7 @@ async def run_client_batch(
 ) -> Replay | list[JobResult]:
     """A client's explicit batch: one transaction, one Idempotency-Key for the whole batch."""
     try:
-        async with conn.transaction():
-            await tenancy.scope(conn, batch_tenants(jobs, claim))
+        async with pipeline.transaction(conn, batch_tenants(jobs, claim)):
             found = await idempotency.claim_one(conn, claim)
             if found is not None:
                 return found
@@ -138,28 +136,58 @@ def batch_tenants(jobs: list[Job], claim: IdemClaim | None = None) -> set[str]:
 
 
 async def _run(conn: Conn, jobs: list[Job], atomic: bool, on_expiry: Sequence[ExpiryWriter] = ()) -> list[JobResult]:
-    results: list[JobResult | None] = list(await idempotency.reserve(conn, [j.claim for j in jobs]))
-    live = [i for i, r in enumerate(results) if r is None]
-    if atomic and len(live) != len(jobs):
-        raise _AtomicAbort(_atomic_failure(results))
-    commands = [jobs[i].command for i in live]
-    transfers = await _lock_transfers(conn, [c for c in commands if not is_transaction(c)])
-    transactions = await _lock_transactions(conn, [c for c in commands if is_transaction(c)])
-    accounts, now = await _lock_accounts(conn, commands, transfers, transactions)
-    posting = Posting(accounts, transfers, now, transactions)
-    for i in live:
-        results[i] = posting.apply(jobs[i].command)
-    if atomic and any(isinstance(r, KassaError) for r in results):
-        raise _AtomicAbort(_atomic_failure(results))
-    await _write(conn, posting, jobs, now, _records([(jobs[i], results[i]) for i in live]))
-    await _write_products(conn, [(jobs[i], results[i]) for i in live], now)
-    await _write_expiries(conn, posting, on_expiry, now)
+    """The batch's steps inside the caller's transaction."""
+    results, live, posting = await _lock_and_apply(conn, jobs, atomic)
+    now = posting.now
+    done = [(jobs[i], results[i]) for i in live]
+    write = _write(posting, jobs, now, _records(done))
+    if write is not None:
+        await write.run(conn)
+    products = _product_writes(done)
+    if products:
+        await write_events(conn, await run_product_writes(conn, products, now), now)
+    expired = _expired(posting) if on_expiry else []
+    if expired:
+        await write_events(conn, await run_expiry_writers(conn, on_expiry, expired, now), now)
     final: list[JobResult] = []
     for result in results:
         invariant(result is not None, "every job has a result")
         assert result is not None  # narrowing for mypy
         final.append(result)
     return final
+
+
+async def _lock_and_apply(
+    conn: Conn, jobs: list[Job], atomic: bool
+) -> tuple[list[JobResult | None], list[int], Posting]:
+    """Reserve the keys, lock what the jobs touch, apply the jobs whose keys were reserved (or
+    that have none): per job its result (None for none yet), the applied positions, the posting."""
+    claims = [j.claim for j in jobs]
+    all_commands = [j.command for j in jobs]
+    if not _named_keys(all_commands):
+        # Nothing to lock by id (every create has a generated id): reserve and lock in one statement.
+        needed = [_account_keys([c], {}, {}) for c in all_commands]
+        reserved = await pipeline.reserve_and_lock(conn, claims, needed)
+        results: list[JobResult | None] = list(reserved.resolutions)
+        transfers: dict[tuple[str, str], Transfer] = {}
+        transactions: dict[tuple[str, str], Transaction] = {}
+        accounts, now = reserved.accounts, reserved.now
+    else:
+        results = list(await idempotency.reserve(conn, claims))
+    live = [i for i, r in enumerate(results) if r is None]
+    if atomic and len(live) != len(jobs):
+        raise _AtomicAbort(_atomic_failure(results))
+    if _named_keys(all_commands):
+        commands = [jobs[i].command for i in live]
+        transfers = await _lock_transfers(conn, [c for c in commands if not is_transaction(c)])
+        transactions = await _lock_transactions(conn, [c for c in commands if is_transaction(c)])
+        accounts, now = await _lock_accounts(conn, commands, transfers, transactions)
+    posting = Posting(accounts, transfers, now, transactions)
+    for i in live:
+        results[i] = posting.apply(jobs[i].command)
+    if atomic and any(isinstance(r, KassaError) for r in results):
+        raise _AtomicAbort(_atomic_failure(results))
+    return results, live, posting
 
 
 def _atomic_failure(results: list[JobResult | None]) -> list[JobResult]:
@@ -193,6 +221,17 @@ async def _lock_transactions(conn: Conn, commands: list[Command]) -> dict[tuple[
     return {(r["tenant_id"], r["id"]): transaction_from_row(r) for r in rows}
 
 
+def command_accounts(command: Command) -> set[tuple[str, str]] | None:
+    """The (tenant, id) of every account a create will lock; None for a command on an existing
+    transfer or transaction, whose accounts only its row knows."""
+    tenant = command.tenant_id
+    if isinstance(command, CreateTransfer):
+        return {(tenant, command.debit_account_id), (tenant, command.credit_account_id)}
+    if isinstance(command, CreateTransaction):
+        return {(tenant, a) for p in command.postings for a in (p.debit_account_id, p.credit_account_id)}
+    return None
+
+
 def _account_keys(
     commands: list[Command],
     transfers: dict[tuple[str, str], Transfer],
@@ -201,13 +240,9 @@ def _account_keys(
     keys: set[tuple[str, str]] = set()
     for command in commands:
         tenant = command.tenant_id
-        if isinstance(command, CreateTransfer):
-            keys.add((tenant, command.debit_account_id))
-            keys.add((tenant, command.credit_account_id))
-        elif isinstance(command, CreateTransaction):
-            for p in command.postings:
-                keys.add((tenant, p.debit_account_id))
-                keys.add((tenant, p.credit_account_id))
+        created = command_accounts(command)
+        if created is not None:
+            keys |= created
         elif is_transaction(command):
             found_transaction = transactions.get(command_transfer_key(command))
             for held in found_transaction.postings if found_transaction is not None else ():
@@ -256,24 +291,21 @@ def _records(claimed: list[tuple[Job, JobResult | None]]) -> list[_Record]:
     return done
 
 
-async def _write_products(conn: Conn, done: list[tuple[Job, JobResult | None]], now: datetime) -> None:
-    writes = [
+def _product_writes(
+    done: list[tuple[Job, JobResult | None]],
+) -> list[tuple[ProductWrite[Any], Applied | TransactionApplied]]:
+    """The product writes of the jobs whose postings were applied (and created something)."""
+    return [
         (job.product, result)
         for job, result in done
         if job.product is not None and isinstance(result, Applied | TransactionApplied) and result.created
     ]
-    if writes:
-        await write_events(conn, await run_product_writes(conn, writes, now), now)
 
 
-async def _write_expiries(conn: Conn, posting: Posting, writers: Sequence[ExpiryWriter], now: datetime) -> None:
-    """The products' rows of every transaction this batch expired: by an expiry command, or by
-    a post that found it past its timeout (that job fails, but the expiry is kept)."""
-    if not writers:
-        return
-    expired = [t for t in posting.effects.changed_transactions.values() if t.status == "expired"]
-    if expired:
-        await write_events(conn, await run_expiry_writers(conn, writers, expired, now), now)
+def _expired(posting: Posting) -> list[Transaction]:
+    """Every transaction this batch expired (by an expiry command, or by a post that found it
+    past its timeout: that job fails, but the expiry is kept), for the products' rows."""
+    return [t for t in posting.effects.changed_transactions.values() if t.status == "expired"]
 
 
 def _event(item: Transfer | Transaction, trace_ids: dict[tuple[bool, tuple[str, str]], str | None]) -> NewEvent:
@@ -298,14 +330,16 @@ def _write_statement(multileg: bool, keyed: bool) -> str:
     return statements.WRITE_TRANSFERS_KEYED if keyed else statements.WRITE_TRANSFERS
 
 
-async def _write(conn: Conn, posting: Posting, jobs: list[Job], now: datetime, records: list[_Record]) -> None:
+def _write(posting: Posting, jobs: list[Job], now: datetime, records: list[_Record]) -> pipeline.Write | None:
+    """The batch's one write statement (None: nothing to write), with the row count each of
+    its tables must report (`pipeline.Write.run` checks them)."""
     fx = posting.effects
     trace_ids = {(is_transaction(j.command), command_transfer_key(j.command)): j.trace_id for j in jobs}
     events = [_event(item, trace_ids) for item in fx.events]
     touched = [posting.accounts[k] for k in sorted(fx.touched)]
-    if not (touched or events):
-        await idempotency.record(conn, records)  # every job failed or was a retry by id
-        return
+    if not (touched or events):  # every job failed or was a retry by id: only the keys' records
+        rows = idempotency.record_rows(records)
+        return pipeline.Write(idempotency.RECORD_WRITE, rows, {"idempotency_keys": len(records)}) if records else None
     multileg = bool(fx.new_transactions or fx.changed_transactions)
     args: list[Any] = [
         _json(
@@ -355,23 +389,23 @@ async def _write(conn: Conn, posting: Posting, jobs: list[Job], now: datetime, r
         args += _transaction_args(posting)
     invariant(
         len(args) == (statements.WRITE_ARGS_ALL if multileg else statements.WRITE_ARGS_TRANSFERS),
-        "the keys' arrays follow exactly the arguments of the statement without keys",
+        "the keys' records follow exactly the arguments of the statement without keys",
     )
     if records:
         args += idempotency.record_rows(records)
-    counts = await conn.fetchrow(_write_statement(multileg, bool(records)), *args)
-    # Check after the write: every effect the engine computed reached its table.
-    invariant(
-        counts is not None
-        and counts["balances"] == len(touched)
-        and counts["new_transfers"] == len(fx.new_transfers)
-        and counts["changed_transfers"] == len(fx.changed_transfers)
-        and counts["journal"] == len(fx.entries)
-        and counts["events"] == len(events)
-        and (not multileg or _transaction_counts_match(counts, posting))
-        and (not records or counts["idempotency_keys"] == len(records)),
-        "the batch write touched exactly the rows the posting engine produced",
-    )
+    # Checked after the write: every effect the engine computed reached its table.
+    counts = {
+        "balances": len(touched),
+        "new_transfers": len(fx.new_transfers),
+        "changed_transfers": len(fx.changed_transfers),
+        "journal": len(fx.entries),
+        "events": len(events),
+    }
+    if multileg:
+        counts |= _transaction_counts(posting)
+    if records:
+        counts["idempotency_keys"] = len(records)
+    return pipeline.Write(_write_statement(multileg, bool(records)), args, counts)
 
 
 def _entry_rows(entries: list[Entry], multileg: bool) -> list[dict[str, Any]]:
@@ -441,9 +475,6 @@ def _transaction_args(posting: Posting) -> list[str]:
     ]
 
 
-def _transaction_counts_match(counts: Any, posting: Posting) -> bool:
+def _transaction_counts(posting: Posting) -> dict[str, int]:
     fx = posting.effects
-    return bool(
-        counts["new_transactions"] == len(fx.new_transactions)
-        and counts["changed_transactions"] == len(fx.changed_transactions)
-    )
+    return {"new_transactions": len(fx.new_transactions), "changed_transactions": len(fx.changed_transactions)}

@@ -1,0 +1,154 @@
+"""A ledger batch's transaction in four round trips instead of six.
+
+A coalesced batch used to talk to PostgreSQL six times: BEGIN, the tenant scope, the
+Idempotency-Key reservation, the account locks, the write, COMMIT. Now:
+
+  1. `BEGIN; SELECT set_config(<tenant scope>)`: one simple query (no parameters; the scope is a
+     quoted literal of tenant ids, which row-level security needs set before any tenant row is
+     read, exactly as `kassa.store.tenancy.scope` sets it);
+  2. the reservation of the keys and the account locks in one statement (`RESERVE_AND_LOCK`),
+     for a batch that names no existing transfer or transaction (every create with a generated
+     id: the single-transfer hot path); other batches keep their separate lock steps;
+  3. the write (`Write`), its row counts checked against the engine's before anything else runs;
+  4. COMMIT.
+
+The write and COMMIT stay two round trips. asyncpg has no pipelining, so they could share one
+only as a simple query (`EXECUTE <prepared write>(<literals>); COMMIT`), with the rows written
+into the statement's text; that was built and measured (docs/ledger-cost.md) and dropped: the
+statement text is what tracing records (`db.statement`), what `pg_stat_activity` shows and what
+error reports quote, and it would then carry every transfer's reference, metadata and stored
+response. Bound parameters keep them out of all three.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kassa.ledger.adapters.rows import LOCKED_ACCOUNT_COLUMNS, locked_account_from_row
+from kassa.shared.invariants import invariant
+from kassa.store import idempotency
+from kassa.store.tenancy import TENANT_SETTING, tenant_list
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterable
+    from datetime import datetime
+
+    from kassa.ledger.domain.model import Account
+    from kassa.store.idempotency import IdemClaim
+    from kassa.store.pool import Conn
+
+
+def quoted(text: str) -> str:
+    """`text` as an E'' string literal: backslashes and quotes doubled, so nothing in it can end
+    the literal; a NUL (which PostgreSQL text cannot hold) is refused."""
+    invariant("\x00" not in text, "PostgreSQL text holds no NUL character")
+    return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def begin_sql(tenant_ids: Iterable[str]) -> str:
+    """BEGIN and the transaction's row-level security scope (`kassa.store.tenancy.scope`), as
+    one simple query."""
+    return f"BEGIN; SELECT set_config('{TENANT_SETTING}', {quoted(tenant_list(tenant_ids))}, true)"
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """A batch's write statement, its arguments and the row count each of its CTEs must return."""
+
+    sql: str
+    args: list[Any]
+    counts: dict[str, int]
+
+    async def run(self, conn: Conn) -> None:
+        """Run it inside the caller's transaction and check, before anything else can commit,
+        that every effect the engine computed reached its table."""
+        found = await conn.fetchrow(self.sql, *self.args)
+        invariant(
+            found is not None and dict(found) == self.counts,
+            f"the batch write touched exactly the rows the posting engine produced: {found} against {self.counts}",
+        )
+
+
+@asynccontextmanager
+async def transaction(conn: Conn, tenant_ids: Iterable[str]) -> AsyncIterator[None]:
+    """A transaction scoped to `tenant_ids`, begun in one round trip; committed at the end,
+    rolled back on any error."""
+    # A BEGIN inside a caller's transaction would only warn, and our COMMIT would end the caller's.
+    invariant(not conn.is_in_transaction(), "a ledger batch is a transaction of its own")
+    await conn.execute(begin_sql(tenant_ids))
+    try:
+        yield
+        await conn.execute("COMMIT")
+    except BaseException:
+        if not conn.is_closed() and conn.is_in_transaction():
+            await conn.execute("ROLLBACK")
+        raise
+
+
+_ACCOUNT_VALUES = [c.strip() for c in LOCKED_ACCOUNT_COLUMNS.split(",")][2:]
+# Step 2 for a batch that names no existing row: the keys' reservation (`reserve_select`), then
+# the accounts of the jobs that may run, locked in (tenant, id) order as `LOCK_ACCOUNTS` locks
+# them. A job whose key is refused (in flight, replayed, reused) locks nothing, so that a retry
+# racing its first request is refused at once instead of waiting for that request's rows.
+# The reservation is materialized and read by the first branch of the UNION ALL, which runs to
+# its end before the second: every key is probed before any account is locked. The reservation
+# rows come first, each with its key's position `n`; the accounts follow, and the last row's
+# clock_timestamp() is a database time taken after every lock of the batch is held.
+RESERVE_AND_LOCK = f"""
+WITH reserve AS MATERIALIZED ({idempotency.reserve_select("unnest($1::int[], $2::text[], $3::text[]) AS u(n, t, k)")}
+), wanted AS MATERIALIZED (
+    SELECT w.t, w.i FROM unnest($4::text[], $5::text[], $6::int[]) AS w(t, i, n)
+    WHERE w.n IS NULL OR w.n IN (SELECT r.n FROM reserve r WHERE r.got AND r.request_hash IS NULL)
+    GROUP BY w.t, w.i ORDER BY w.t, w.i
+)
+SELECT r.n, r.tenant_id, r.key, NULL AS id, r.got, r.request_hash, r.response_status, r.response_body,
+       {", ".join(f"NULL AS {c}" for c in _ACCOUNT_VALUES)}, clock_timestamp() AS locked_at
+FROM reserve r
+UNION ALL
+SELECT NULL, a.tenant_id, NULL, a.id, NULL, NULL, NULL, NULL, {", ".join(f"a.{c}" for c in _ACCOUNT_VALUES)},
+       clock_timestamp()
+FROM wanted k CROSS JOIN LATERAL (
+    SELECT {LOCKED_ACCOUNT_COLUMNS} FROM accounts a WHERE a.tenant_id = k.t AND a.id = k.i FOR UPDATE OF a
+) a
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """What step 2 found: per job its key's resolution, the locked accounts, the database time."""
+
+    resolutions: list[idempotency.Resolution]
+    accounts: dict[tuple[str, str], Account]
+    now: datetime
+
+
+async def reserve_and_lock(
+    conn: Conn, claims: list[IdemClaim | None], accounts: list[set[tuple[str, str]]]
+) -> Reserved:
+    """Reserve the keys of `claims` and lock `accounts` (per job, the same positions) of the
+    jobs whose keys were reserved (and of those without a key), in one statement."""
+    resolutions, todo = idempotency.reservations(claims)
+    keys = sorted(todo)
+    wanted = [
+        (tenant, account, (todo[(claim.tenant_id, claim.key)] if claim is not None else None))
+        for position, (claim, needed) in enumerate(zip(claims, accounts, strict=True))
+        if resolutions[position] is None  # a key's second use in the batch runs nothing
+        for tenant, account in sorted(needed)
+    ]
+    rows = await conn.fetch(
+        RESERVE_AND_LOCK,
+        [todo[k] for k in keys],
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [w[0] for w in wanted],
+        [w[1] for w in wanted],
+        [w[2] for w in wanted],
+    )
+    reservation = [r for r in rows if r["got"] is not None]
+    locked = rows[len(reservation) :]
+    invariant(all(r["got"] is None for r in locked), "the reservation's rows come before the locked accounts")
+    idempotency.resolve_reserved(claims, resolutions, todo, reservation)
+    now: datetime = rows[-1]["locked_at"] if rows else await conn.fetchval("SELECT clock_timestamp()")
+    return Reserved(resolutions, {(r["tenant_id"], r["id"]): locked_account_from_row(r) for r in locked}, now)
