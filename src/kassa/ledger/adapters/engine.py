@@ -3,7 +3,9 @@
 Order inside the transaction (each step one statement for the whole batch):
   1. reserve Idempotency-Keys (their locks, and any committed record: replays and reuses);
   2. lock the transfers, then the transactions the batch names, then the accounts it touches,
-     each in (tenant, id) order, so two batches can never deadlock;
+     each in (tenant, id) order, so two batches can never deadlock (a batch that names no
+     existing row reserves and locks its accounts in one statement, `pipeline.RESERVE_AND_LOCK`;
+     `pipeline` explains the round trips);
   3. apply every command in order against the locked balances (pure domain);
   4. write balances, new and changed transfers and transactions, journal entries, outbox
      events and the reserved keys' records with their receipts (`statements.py`), then each
@@ -164,7 +166,8 @@ async def _lock_and_apply(
     that have none): per job its result (None for none yet), the applied positions, the posting."""
     claims = [j.claim for j in jobs]
     all_commands = [j.command for j in jobs]
-    if not _named_keys(all_commands):
+    named = bool(_named_keys(all_commands))
+    if not named:
         # Nothing to lock by id (every create has a generated id): reserve and lock in one statement.
         needed = [_account_keys([c], {}, {}) for c in all_commands]
         reserved = await pipeline.reserve_and_lock(conn, claims, needed)
@@ -177,7 +180,7 @@ async def _lock_and_apply(
     live = [i for i, r in enumerate(results) if r is None]
     if atomic and len(live) != len(jobs):
         raise _AtomicAbort(_atomic_failure(results))
-    if _named_keys(all_commands):
+    if named:
         commands = [jobs[i].command for i in live]
         transfers = await _lock_transfers(conn, [c for c in commands if not is_transaction(c)])
         transactions = await _lock_transactions(conn, [c for c in commands if is_transaction(c)])
