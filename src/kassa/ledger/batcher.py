@@ -52,6 +52,7 @@ class Batcher:
         inflight_max: int = batcher_inflight_max,
         queue_max: int = batcher_queue_max,
         observe: BatchObserver | None = None,
+        keep_apart: bool = True,
     ) -> None:
         self._pool = pool
         self._batch_max = batch_max
@@ -65,6 +66,8 @@ class Batcher:
         self._tasks: set[asyncio.Task[None]] = set()
         # The accounts each running batch will lock (by batch), and the queued jobs already held
         # back once because they share an account with one (`_take`).
+        # False: every batch takes the head of the queue (as before; for comparisons).
+        self._keep_apart = keep_apart
         self._busy: dict[int, set[tuple[str, str]]] = {}
         self._deferred: set[asyncio.Future[JobResult]] = set()
         # Products following the transactions a batch expires (`LedgerService.on_expiry`).
@@ -116,7 +119,7 @@ class Batcher:
         the second waiting on the first's row locks for its whole write and commit. If every
         queued job shares an account with a running batch (a hot account), they go anyway, as
         one batch that takes the locks the moment they are released."""
-        busy = set().union(*self._busy.values())
+        busy = set().union(*self._busy.values()) if self._keep_apart else set()
         if not busy:
             batch, self._queue = self._queue[: self._batch_max], self._queue[self._batch_max :]
         else:

@@ -115,3 +115,15 @@ async def test_a_transfer_is_held_back_only_once() -> None:
         assert batcher.batches[2] == ["b", "d"], "held back once, it goes next even though x is still busy"
         batcher.open_all()
         assert [await first, await held, await late] == ["a", "b", "d"]
+
+
+async def test_without_keeping_batches_apart_the_next_batch_is_the_head_of_the_queue() -> None:
+    async with Gated(inflight_max=2, keep_apart=False).running() as batcher:
+        first = asyncio.create_task(submit(batcher, transfer("a", "x", "y")))
+        await batcher.batch_count(1)
+        queued = [asyncio.create_task(submit(batcher, transfer(t, "x", t))) for t in ("b", "c")]
+        free = asyncio.create_task(submit(batcher, transfer("d", "p", "q")))
+        await batcher.batch_count(2)
+        assert batcher.batches[1] == ["b", "c", "d"]
+        batcher.open_all()
+        assert [await first, *await asyncio.gather(*queued), await free] == ["a", "b", "c", "d"]
