@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
+from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Route
@@ -131,12 +132,37 @@ def decode_json(body: bytes, kind: type[T], *, refuse_nul: bool = True) -> T:
 _NO_SUCH_ID = "no such id: ids are 1-64 characters of [A-Za-z0-9_.:-]"
 
 
+class _PlainQuery(QueryParams):
+    """`request.query_params` of a query string that needs no unquoting, made from its pairs.
+
+    Starlette parses a query with `parse_qsl` (unquoting every name and value) and copies the
+    pairs twice more; for the plain ASCII query of an API call (no `%`, no `+`) splitting on `&`
+    and `=` gives exactly the same pairs at a fraction of the cost (the entitlement check, the
+    hottest read, is a query). Starlette is pinned: its multidict keeps `_dict` and `_list`."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._list = pairs
+        self._dict = dict(pairs)
+
+
+def _query_pairs(request: Request) -> list[tuple[str, str]]:
+    """The query's (name, value) pairs, as `request.query_params` gives them (and left there)."""
+    raw: bytes = request.scope["query_string"]
+    if b"%" in raw or b"+" in raw:
+        return request.query_params.multi_items()
+    # parse_qsl with keep_blank_values, as Starlette calls it: empty pieces are skipped, a piece
+    # without "=" is a name with an empty value.
+    pairs = [(n, v) for n, _, v in (p.partition("=") for p in raw.decode("latin-1").split("&") if p)]
+    request._query_params = _PlainQuery(pairs)
+    return pairs
+
+
 def check_params(request: Request, not_found: type[KassaError]) -> None:
     """The one check every path parameter and query value goes through, before any handler."""
     for value in request.path_params.values():
         if not (isinstance(value, str) and is_client_id(value)):
             raise not_found(_NO_SUCH_ID)
-    for name, value in request.query_params.multi_items():
+    for name, value in _query_pairs(request) if request.scope["query_string"] else ():
         # isprintable() is False for NUL, newlines, other control and format characters.
         for text in (name, value):
             if len(text) > query_value_chars_max or not text.isprintable():
