@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.requests import Request
 from starlette.routing import Route
 
 from kassa import observability
@@ -48,7 +50,6 @@ from kassa.shared.heap import freeze_startup_heap
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from starlette.requests import Request
     from starlette.responses import Response
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -83,7 +84,11 @@ def _random_hex(bits: int) -> str:
 
 
 class AccessMiddleware:
-    """Request id, trace id, one JSON log line and metrics per request (pure ASGI: cheap)."""
+    """Request id, trace id, one JSON log line and metrics per request (pure ASGI: cheap).
+
+    It is the innermost middleware and also answers the router's HTTPException (404, 405) with
+    a problem document, in place of Starlette's ExceptionMiddleware (see `_App`): that one built
+    a Request and wrapped `send` once more on every request for the few that need it."""
 
     def __init__(self, app: ASGIApp, route_paths: dict[Any, str]) -> None:
         self.app = app
@@ -112,7 +117,7 @@ class AccessMiddleware:
         jsonlog.trace_id_var.set(trace_id)
         id_header = (b"x-request-id", request_id.encode())
         started = time.perf_counter()
-        status = 500
+        status = 0  # until the response starts; 500 if it never does
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -123,8 +128,13 @@ class AccessMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except HTTPException as exc:
+            if status:
+                raise RuntimeError("Caught handled exception, but response already started.") from exc
+            response = await _http_error(Request(scope, receive), exc)
+            await response(scope, receive, send_with_id)
         finally:
-            self._observe(scope, status, time.perf_counter() - started)
+            self._observe(scope, status or 500, time.perf_counter() - started)
 
     def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
         name = self.route_paths.get(scope.get("endpoint"), "unmatched")
@@ -169,6 +179,21 @@ async def _unhandled(request: Request, exc: Exception) -> Response:
     return problems.internal_error()
 
 
+class _App(Starlette):
+    """Starlette with its middleware stack minus ExceptionMiddleware, whose one job here (the
+    router's HTTPException) the innermost middleware, AccessMiddleware, does. Errors that are
+    not handled still reach ServerErrorMiddleware (a 500 problem) as in Starlette's stack."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        handlers = {k: v for k, v in self.exception_handlers.items() if k not in (500, Exception)}
+        assert set(handlers) == {HTTPException}, "only the router's HTTPException is handled inside"
+        assert self.user_middleware and getattr(self.user_middleware[-1], "cls", None) is AccessMiddleware
+        app: ASGIApp = self.router
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return ServerErrorMiddleware(app, handler=self.exception_handlers.get(Exception), debug=self.debug)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     jsonlog.configure(settings.log_level)
@@ -192,9 +217,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", health.metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", health.openapi_json, methods=["GET"]),
     ]
-    app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error, Exception: _unhandled}
-    )
+    app = _App(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error, Exception: _unhandled})
     # A trailing-slash redirect builds an absolute Location from the Host header (an open redirect
     # for anyone who can set Host); an unknown path is simply a 404 problem.
     app.router = IndexedRouter(routes, lifespan=lifespan, redirect_slashes=False)
