@@ -30,6 +30,7 @@ from kassa.observability import metrics
 from kassa.observability.logging import trace_id_var
 from kassa.payments.adapters.ppv_queries import access_json
 from kassa.payments.domain.content import Access, Content, RightsHolder
+from kassa.payments.domain.entitlements import NO_ENTITLEMENT
 from kassa.payments.errors import ContentNotFound, EntitlementNotFound, PurchaseNotFound
 from kassa.shared.clock import to_rfc3339
 from kassa.shared.errors import InvalidRequest, KassaError
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 _encoder = msgspec.json.Encoder()
 _TAG = "pay-per-view"
+_NO_ENTITLEMENT_BODY = _encoder.encode(EntitlementCheckOut(False, "no_entitlement", None, None))
 
 
 def content_out(c: Content) -> ContentOut:
@@ -401,8 +403,12 @@ def entitlement_out(e: Entitlement) -> EntitlementOut:
 async def check_entitlement(ctx: Ctx) -> Response:
     customer, content = _id_param(ctx, "customer_id"), _id_param(ctx, "content_id")
     found = await ctx.services.ppv.check(ctx.tenant_id, customer, content)
+    if found is NO_ENTITLEMENT:  # most checks of a live event: viewers who have not bought
+        return encoded_response(200, _NO_ENTITLEMENT_BODY)
     expires = to_rfc3339(found.expires_at) if found.expires_at else None
-    return json_response(EntitlementCheckOut(found.allowed, found.reason, expires, found.purchase_id))
+    return encoded_response(
+        200, _encoder.encode(EntitlementCheckOut(found.allowed, found.reason, expires, found.purchase_id))
+    )
 
 
 @endpoint(
