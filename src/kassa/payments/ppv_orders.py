@@ -4,6 +4,7 @@ the rows it was priced from (no I/O here; `ppv.py` reads the rows and runs the o
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -16,6 +17,7 @@ from kassa.payments.domain.splits import allocate_refund, refundable, split_pric
 from kassa.payments.errors import RefundExceedsPurchase
 from kassa.shared.ids import new_id
 from kassa.shared.invariants import invariant
+from kassa.shared.limits import ppv_content_cache_entries_max
 
 if TYPE_CHECKING:
     from kassa.payments.domain import entitlements as ent
@@ -49,11 +51,29 @@ def _hash(value: Any) -> bytes:
     return hashlib.sha256(msgspec.json.encode(value, order="sorted")).digest()
 
 
-def purchase_order(
-    content: Content, customer_id: str, currency: str, wallet: str, seen: ent.Entitlement | None, facts: Any = None
-) -> PurchaseOrder:
-    """The purchase row and ledger command of one sale: the price and split copied from `content`."""
-    tenant_id, content_id = content.tenant_id, content.id
+@dataclass(frozen=True, slots=True)
+class _Sale:
+    """What every sale of one content in one currency shares: computed once per content entry.
+
+    The leg and split dicts are shared by the purchases priced from it and never mutated (they
+    are encoded, read and copied, as every row's legs are)."""
+
+    content: Content  # the entry it was computed from: a changed content is another object
+    price: int
+    legs: tuple[dict[str, Any], ...]
+    rights_holders: tuple[dict[str, Any], ...]
+    paid: tuple[tuple[str, int], ...]  # (account, amount) of the legs that move money
+    legs_sorted_json: bytes  # the legs as `_hash` encodes them (keys sorted)
+
+
+_SALES: OrderedDict[tuple[str, str, str], _Sale] = OrderedDict()
+
+
+def _sale(content: Content, currency: str) -> _Sale:
+    key = (content.tenant_id, content.id, currency)
+    found = _SALES.get(key)
+    if found is not None and found.content is content:
+        return found
     price = content.prices[currency]
     holders = [(h.customer_id, h.share_bps) for h in content.rights_holders]
     legs = split_price(price, content.platform_fee_bps, content.platform_fee_min, holders)
@@ -68,6 +88,33 @@ def purchase_order(
         }
         for leg in legs
     )
+    sale = _Sale(
+        content,
+        price,
+        leg_rows,
+        tuple({"customer_id": h.customer_id, "share_bps": h.share_bps} for h in content.rights_holders),
+        tuple((leg["account_id"], leg["amount"]) for leg in leg_rows if leg["amount"]),
+        msgspec.json.encode(leg_rows, order="sorted"),
+    )
+    _SALES[key] = sale
+    _SALES.move_to_end(key)
+    while len(_SALES) > ppv_content_cache_entries_max:
+        _SALES.popitem(last=False)
+    return sale
+
+
+def _purchase_hash(purchase_id: str, sale: _Sale) -> bytes:
+    """`_hash([purchase_id, legs])` from the legs encoded once: an id is [A-Za-z0-9_.:-], which
+    JSON writes as it is, so the bytes are exactly the encoder's."""
+    return hashlib.sha256(b'["' + purchase_id.encode() + b'",' + sale.legs_sorted_json + b"]").digest()
+
+
+def purchase_order(
+    content: Content, customer_id: str, currency: str, wallet: str, seen: ent.Entitlement | None, facts: Any = None
+) -> PurchaseOrder:
+    """The purchase row and ledger command of one sale: the price and split copied from `content`."""
+    tenant_id, content_id = content.tenant_id, content.id
+    sale = _sale(content, currency)
     purchase_id = new_id()
     row = PurchaseRow(
         tenant_id,
@@ -76,20 +123,18 @@ def purchase_order(
         customer_id,
         content_id,
         currency,
-        price,
+        sale.price,
         content.platform_fee_bps,
         content.platform_fee_min,
         wallet,
-        leg_rows,
+        sale.legs,
         content.access,
-        tuple({"customer_id": h.customer_id, "share_bps": h.share_bps} for h in content.rights_holders),
+        sale.rights_holders,
         # Seen holding an entitlement marked active that gives no access now: the write expires
         # it first if its window has ended (one that has not started still refuses).
         expire=seen is not None and seen.status == "active",
     )
-    postings = tuple(
-        NewPosting(wallet, leg["account_id"], leg["amount"], currency) for leg in leg_rows if leg["amount"]
-    )
+    postings = tuple(NewPosting(wallet, account, amount, currency) for account, amount in sale.paid)
     command = CreateTransaction(
         tenant_id,
         PURCHASE_TRANSACTIONS + purchase_id,
@@ -98,7 +143,7 @@ def purchase_order(
         None,
         None,
         {"purchase_id": purchase_id, "content_id": content_id},
-        _hash([purchase_id, leg_rows]),
+        _purchase_hash(purchase_id, sale),
         generated_id=True,
         owner=PURCHASE_OWNER,
     )

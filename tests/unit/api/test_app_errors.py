@@ -53,7 +53,7 @@ async def test_an_answer_a_404_a_405_and_a_500_are_problems_with_the_request_id(
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
     assert missing.headers["content-type"] == "application/problem+json" and missing.headers["x-request-id"]
     assert wrong.status_code == 405 and wrong.json()["code"] == "method_not_allowed"
-    assert wrong.headers["allow"] == "GET, HEAD" and wrong.headers["x-request-id"]
+    assert set(wrong.headers["allow"].split(", ")) == {"GET", "HEAD"} and wrong.headers["x-request-id"]
     assert broken.status_code == 500 and broken.json()["code"] == "internal_error"
     assert "a bug" not in broken.text
     after = {k: served(*k) for k in before}

@@ -26,7 +26,7 @@ def same(found: Response, expected: Response) -> bool:
 @pytest.mark.parametrize("headers", [None, {"Idempotent-Replayed": "true"}])
 def test_json_and_encoded_answers_equal_starlettes(status: int, headers: dict[str, str] | None) -> None:
     value = {"allowed": False, "reason": "no_entitlement", "expires_at": None, "purchase_id": None, "n": "é"}
-    body = json_response(value).body
+    body = bytes(json_response(value).body)
     assert same(json_response(value, status, headers), starlettes(body, status, "application/json", headers))
     media = problems.MEDIA_TYPE if status >= 400 else "application/json"
     assert same(encoded_response(status, body, headers), starlettes(body, status, media, headers))
