@@ -6,6 +6,7 @@ request for one of the last paths paid for some fifty failed matches (most of th
 the routes to those whose literal path segments can match the request's path (a dict lookup on
 the segment count and the first two segments), keeping their order, then matches exactly as
 Starlette does: first full match wins, else the first partial match (a 405), else the default.
+A literal path (no parameters) with one of its route's methods is looked up whole first.
 A path outside the index (an unknown first segment, a 404) is matched against every route.
 
 `PathEndpoint` is the ASGI app of one path: it dispatches on the method to the handler that
@@ -91,20 +92,46 @@ def build_index(routes: Sequence[BaseRoute]) -> dict[_Key, list[BaseRoute]]:
     return {key: [r for r, s in zip(routes, shapes, strict=True) if _may_match(s, key)] for key in keys}
 
 
+def build_exact(routes: Sequence[BaseRoute]) -> dict[tuple[str, str], Route]:
+    """(path, method) -> route for the literal routes (no parameters) that the linear scan picks
+    for exactly that path and method: the first route to match it fully is this one. Such a
+    request needs no regular expression at all (a check, a purchase, a transfer)."""
+    exact: dict[tuple[str, str], Route] = {}
+    for position, route in enumerate(routes):
+        if type(route) is not Route or "{" in route.path or not route.methods:
+            continue
+        for method in route.methods:
+            scope = {"type": "http", "path": route.path, "root_path": "", "method": method}
+            earlier = (r.matches(scope)[0] for r in routes[:position])
+            if route.matches(scope)[0] is Match.FULL and Match.FULL not in earlier:
+                exact.setdefault((route.path, method), route)
+    return exact
+
+
 class IndexedRouter(Router):
     """Starlette's Router with the candidate routes of a path looked up instead of scanned."""
 
     def __init__(self, routes: Sequence[BaseRoute], **kwargs: Any) -> None:
         super().__init__(routes, **kwargs)
         self._index: dict[_Key, list[BaseRoute]] | None = None
+        self._exact: dict[tuple[str, str], Route] = {}
         self._indexed_count = -1
 
-    def candidates(self, path: str) -> Sequence[BaseRoute]:
+    def _indexed(self) -> dict[_Key, list[BaseRoute]]:
         if self._indexed_count != len(self.routes):  # routes added after construction
             self._index = build_index(self.routes)
+            self._exact = build_exact(self.routes)
             self._indexed_count = len(self.routes)
         assert self._index is not None
-        return self._index.get(_key(path), self.routes)
+        return self._index
+
+    def candidates(self, path: str) -> Sequence[BaseRoute]:
+        return self._indexed().get(_key(path), self.routes)
+
+    def exact(self, path: str, method: str) -> Route | None:
+        """The route a literal path and method resolve to, when the linear scan would pick it."""
+        self._indexed()
+        return self._exact.get((path, method))
 
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.redirect_slashes:
@@ -112,8 +139,16 @@ class IndexedRouter(Router):
             return
         if "router" not in scope:
             scope["router"] = self
+        route_path = get_route_path(scope)
+        exact = self.exact(route_path, scope["method"])
+        if exact is not None:  # what Route.matches gives for a full match of a literal path
+            scope["route"] = exact
+            scope["endpoint"] = exact.endpoint
+            scope["path_params"] = dict(scope.get("path_params", {}))
+            await exact.app(scope, receive, send)
+            return
         partial: tuple[BaseRoute, Scope] | None = None
-        for route in self.candidates(get_route_path(scope)):
+        for route in self.candidates(route_path):
             match, child_scope = route.matches(scope)
             if match is Match.FULL:
                 scope["route"] = route

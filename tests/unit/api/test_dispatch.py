@@ -64,3 +64,25 @@ def test_every_route_is_found_through_the_index_and_unknown_paths_fall_back_to_a
     assert ROUTER.candidates("/v1/transfers") == expected
     assert ROUTER.candidates("/nowhere/at/all") is ROUTER.routes
     assert len(build_index(ROUTES)) > 10  # the index really narrows: not one bucket of everything
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(SEGMENT, min_size=0, max_size=5), METHODS)
+def test_a_path_looked_up_whole_resolves_to_the_route_the_full_list_picks(segments: list[str], method: str) -> None:
+    path = "/" + "/".join(segments)
+    found = ROUTER.exact(path, method)
+    assert found is None or resolve(ROUTES, path, method)[:2] == ("full", found)
+
+
+def test_every_literal_path_and_method_is_looked_up_whole_unless_an_earlier_route_takes_it() -> None:
+    literal = [r for r in ROUTES if isinstance(r, Route) and "{" not in r.path]
+    for route in literal:
+        for method in route.methods or ():
+            assert ROUTER.exact(route.path, method) is route, (route.path, method)
+            assert ROUTER.exact(route.path + "/", method) is None
+    assert ROUTER.exact("/v1/entitlements/check", "DELETE") is None  # a 405: answered by the scan
+    # A route with a parameter listed first takes the literal path: the scan must decide.
+    first = Route("/v1/{id}", lambda request: None, methods=["GET"])
+    shadowed = Route("/v1/x", lambda request: None, methods=["GET", "POST"])
+    router = IndexedRouter([first, shadowed], redirect_slashes=False)
+    assert router.exact("/v1/x", "GET") is None and router.exact("/v1/x", "POST") is shadowed
