@@ -80,7 +80,7 @@ def _random_hex(bits: int) -> str:
     # Correlation ids, not secrets: the Mersenne Twister costs no system call per request (the
     # OpenTelemetry SDK draws its trace ids the same way). The module's generator, because Python
     # reseeds it in a forked child: each HTTP worker process draws its own ids.
-    return f"{random.getrandbits(bits):0{bits // 4}x}"
+    return "%0*x" % (bits // 4, random.getrandbits(bits))  # noqa: UP031 - a third of the f-string's cost
 
 
 class AccessMiddleware:

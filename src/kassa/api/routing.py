@@ -281,7 +281,9 @@ async def read_body(
 
 
 def bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
+    # The first Authorization field, as `request.headers.get` finds it (ASGI servers send field
+    # names in lower case), without building the Headers object on every request.
+    header = next((v for k, v in request.scope["headers"] if k == b"authorization"), b"").decode("latin-1")
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
 
