@@ -34,20 +34,18 @@ def contents(draw: st.DrawFn) -> Content:
 def from_scratch(
     content: Content, currency: str, wallet: str
 ) -> tuple[tuple[dict[str, Any], ...], tuple[NewPosting, ...]]:
+    """The legs and postings of one sale from the split rules, with the accounts named as the
+    catalogue's accounts are (fee first, then the holders in their order)."""
     holders = [(h.customer_id, h.share_bps) for h in content.rights_holders]
+    price = content.prices[currency]
+    split = split_price(price, content.platform_fee_bps, content.platform_fee_min, holders)
+    named = [(None, fees_account(currency).id)] + [(c, payable_account(c, currency).id) for c, _ in holders]
     legs: tuple[dict[str, Any], ...] = tuple(
-        {
-            "role": leg.role,
-            "customer_id": leg.customer_id,
-            "account_id": (
-                fees_account(currency) if leg.customer_id is None else payable_account(leg.customer_id, currency)
-            ).id,
-            "amount": leg.amount,
-        }
-        for leg in split_price(content.prices[currency], content.platform_fee_bps, content.platform_fee_min, holders)
+        {"role": part.role, "customer_id": customer, "account_id": account, "amount": part.amount}
+        for part, (customer, account) in zip(split, named, strict=True)
     )
-    postings = tuple(NewPosting(wallet, leg["account_id"], leg["amount"], currency) for leg in legs if leg["amount"])
-    return legs, postings
+    paid = [leg for leg in legs if leg["amount"] > 0]
+    return legs, tuple(NewPosting(wallet, leg["account_id"], leg["amount"], currency) for leg in paid)
 
 
 @settings(max_examples=300)
