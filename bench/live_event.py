@@ -172,18 +172,25 @@ class LiveEvent:
             # Before kassa connects: its sessions then track the statements that triggers and
             # foreign-key checks run inside theirs too.
             await self.pg.execute(f"ALTER DATABASE \"{self.db_name}\" SET pg_stat_statements.track = 'all'")
-        await asyncio.to_thread(self.up.start)
-        db = await asyncpg.create_pool(self.pg.database_url(self.db_name), min_size=1, max_size=2)
+        # stop() is a no-op for a process that never started: a start that fails (readiness
+        # timeout) or an error anywhere after it must never leave a kassa up behind.
         try:
-            started = time.perf_counter()
-            await self._setup()
-            out: dict[str, Any] = {"customers": len(self.customers), "setup_s": round(time.perf_counter() - started, 2)}
-            out.update(await self._measure(db))
-            out["verified"] = await self._verify(db)
-            _targets(out, single_transfers_per_s)
-            return out
+            await asyncio.to_thread(self.up.start)
+            db = await asyncpg.create_pool(self.pg.database_url(self.db_name), min_size=1, max_size=2)
+            try:
+                started = time.perf_counter()
+                await self._setup()
+                out: dict[str, Any] = {
+                    "customers": len(self.customers),
+                    "setup_s": round(time.perf_counter() - started, 2),
+                }
+                out.update(await self._measure(db))
+                out["verified"] = await self._verify(db)
+                _targets(out, single_transfers_per_s)
+                return out
+            finally:
+                await db.close()
         finally:
-            await db.close()
             await asyncio.to_thread(self.up.stop)
 
     def _call(self, method: str, path: str, body: Any, key: str | None = None) -> Any:

@@ -192,9 +192,10 @@ class Config:
     async def run(self) -> dict[str, Any]:
         a = self.args
         await self.pg.create_database(self.db_name)
-        await asyncio.to_thread(self.up.start)
-        self.db = await asyncpg.create_pool(self.up.database_url, min_size=1, max_size=2)
         try:
+            # Inside the try: a start that fails (readiness timeout) must not leave kassa up behind.
+            await asyncio.to_thread(self.up.start)
+            self.db = await asyncpg.create_pool(self.up.database_url, min_size=1, max_size=2)
             started = time.perf_counter()
             await self._setup()
             out: dict[str, Any] = {
@@ -213,7 +214,8 @@ class Config:
             out["batch"] = await self._batch(ids)
             return out
         finally:
-            await self.db.close()
+            if self.db is not None:
+                await self.db.close()
             await asyncio.to_thread(self.up.stop)
 
     async def _setup(self) -> None:
