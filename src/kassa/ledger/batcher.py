@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from kassa.ledger import batch_profile
 from kassa.ledger.adapters.engine import Job, JobResult, command_accounts, run_batch
 from kassa.observability import tracing
 from kassa.shared.errors import ServiceUnavailable
@@ -92,15 +93,23 @@ class Batcher:
         self._queue.append((job, future))
         tracing.batch_enqueued(future)
         self._wakeup.set()
+        if (profile := batch_profile.PROFILE) is not None:
+            return await profile.job(future)
         return await future
 
     async def _loop(self) -> None:
         while True:
             await self._wakeup.wait()
+            if (profile := batch_profile.PROFILE) is not None:
+                profile.mark("woken")
             await self._slots.acquire()
+            if profile is not None:
+                profile.mark("slot")
             if len(self._queue) < self._batch_max and self._window_s > 0:
                 await asyncio.sleep(self._window_s)  # let concurrent requests join this batch
             batch = self._take()
+            if profile is not None:
+                profile.taken(batch)
             if not self._queue:
                 self._wakeup.clear()
             if not batch:
@@ -139,6 +148,8 @@ class Batcher:
 
     async def _run(self, batch: list[tuple[Job, asyncio.Future[JobResult]]], token: int) -> None:
         started = asyncio.get_running_loop().time()
+        if batch_profile.PROFILE is not None:
+            batch_profile.PROFILE.running(batch)
         try:
             jobs = [job for job, _ in batch]
             try:
@@ -154,6 +165,8 @@ class Batcher:
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+            if (profile := batch_profile.PROFILE) is not None:
+                profile.settled(batch)
         except BaseException as exc:
             for _, future in batch:
                 if not future.done():
@@ -185,6 +198,8 @@ class Batcher:
                 return
 
     async def _apply(self, jobs: list[Job]) -> list[JobResult]:
+        if batch_profile.PROFILE is not None:
+            return await batch_profile.PROFILE.apply(self._pool, jobs, self.expiry_writers)
         async with self._pool.acquire() as conn:
             return await run_batch(conn, jobs, on_expiry=self.expiry_writers)
 
