@@ -39,7 +39,7 @@ T = TypeVar("T")
 
 _ENV = "KASSA_BATCH_PROFILE"
 _LAG_INTERVAL_S = 0.002
-_DUMP_INTERVAL_S = 2.0
+_DUMP_INTERVAL_S = 1.0
 _PG_INTERVAL_S = 0.004
 
 
@@ -70,6 +70,7 @@ class Profile:
         self._taken: dict[int, float] = {}
         self._enqueued: dict[int, float] = {}
         self._settled: dict[int, float] = {}
+        self._window = [0.0, 0.0]  # wall time of the first and last batch: the pg samples to read
 
     def add(self, name: str, seconds: float) -> None:
         self.samples[name].append(seconds)
@@ -100,7 +101,8 @@ class Profile:
             self.dump()
 
     def dump(self) -> None:
-        out = {name: _summary(values) for name, values in sorted(self.samples.items())}
+        out: dict[str, Any] = {name: _summary(values) for name, values in sorted(self.samples.items())}
+        out["window"] = self._window
         tmp = f"{self.path}.{os.getpid()}.tmp"
         with open(tmp, "w") as f:
             json.dump(out, f, indent=1)
@@ -126,6 +128,8 @@ class Profile:
     def settled(self, batch: Sequence[tuple[object, object]]) -> None:
         now = time.perf_counter()
         self.add("batch_total", now - self._taken.pop(id(batch), now))
+        wall = time.time()
+        self._window = [self._window[0] or wall, wall]
         for _, future in batch:
             self._settled[id(future)] = now
 
@@ -237,6 +241,7 @@ async def _sample_pg(out: str, dsn: str, parent: int) -> None:
     conn = await asyncpg.connect(dsn, server_settings={"application_name": "kassa-profile"})
     counts: Counter[str] = Counter()
     polls = 0
+    history: list[dict[str, Any]] = []
     last_dump = time.monotonic()
     while True:
         rows = await conn.fetch(_PG_QUERY)
@@ -248,8 +253,9 @@ async def _sample_pg(out: str, dsn: str, parent: int) -> None:
         await asyncio.sleep(_PG_INTERVAL_S)
         if time.monotonic() - last_dump > _DUMP_INTERVAL_S:
             last_dump = time.monotonic()
+            history.append({"t": time.time(), "polls": polls, "samples": dict(counts)})
             with open(out + ".tmp", "w") as f:
-                json.dump({"polls": polls, "samples": dict(counts.most_common())}, f, indent=1)
+                json.dump(history, f)
             os.replace(out + ".tmp", out)
             try:
                 os.kill(parent, 0)

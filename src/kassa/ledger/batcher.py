@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -62,6 +63,11 @@ class Batcher:
         self._queue_max = queue_max
         self._queue: list[tuple[Job, asyncio.Future[JobResult]]] = []
         self._wakeup = asyncio.Event()
+        # When the oldest job now queued arrived: a batch lingers for more work only until that
+        # job has waited `window_ms` (`_loop`). Clock and sleep are attributes for the tests.
+        self._first_queued = 0.0
+        self._clock: Callable[[], float] = time.monotonic
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self._observe = observe
         self._runner: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -90,6 +96,8 @@ class Batcher:
         if len(self._queue) >= self._queue_max:
             raise ServiceUnavailable("the ledger is at capacity; retry with the same Idempotency-Key")
         future: asyncio.Future[JobResult] = asyncio.get_running_loop().create_future()
+        if not self._queue:
+            self._first_queued = self._clock()
         self._queue.append((job, future))
         tracing.batch_enqueued(future)
         self._wakeup.set()
@@ -105,8 +113,12 @@ class Batcher:
             await self._slots.acquire()
             if profile is not None:
                 profile.mark("slot")
-            if len(self._queue) < self._batch_max and self._window_s > 0:
-                await asyncio.sleep(self._window_s)  # let concurrent requests join this batch
+            # Let concurrent requests join this batch, but only until its oldest job has waited the
+            # window: jobs that queued while every slot was busy have waited already, and a batch
+            # lingering then only adds that time to each of its jobs' latency while holding a slot.
+            linger = self._first_queued + self._window_s - self._clock()
+            if len(self._queue) < self._batch_max and linger > 0:
+                await self._sleep(linger)
             batch = self._take()
             if profile is not None:
                 profile.taken(batch)
@@ -158,6 +170,8 @@ class Batcher:
                 # A lost race (another process inserted the same transfer id first) or a bad job:
                 # each job on its own, where a retry sees the winner's row and answers from it.
                 log.warning("batch of %d failed (%s); %s", len(batch), type(exc).__name__, FALLBACK_LOG_MARK)
+                if batch_profile.PROFILE is not None:
+                    batch_profile.PROFILE.add(f"fallback_{type(exc).__name__}", len(batch) / 1000)
                 # Each single run settles its own future, whatever happens to its siblings: one
                 # job that keeps failing must never report a failure for a sibling that committed.
                 await asyncio.gather(*(self._run_single(job, fut) for job, fut in batch), return_exceptions=True)
