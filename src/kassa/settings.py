@@ -129,6 +129,9 @@ class Settings:
     # are posted to the callback URL (default: this API's own /v1/kyc/callbacks/sandbox).
     kyc_sandbox_secret: str | None = None
     kyc_callback_url: str | None = None
+    # The ledger batcher on an event loop of its own thread, with its own pool (the default), or
+    # on the HTTP handlers' loop (KASSA_BATCHER_THREAD=off; for comparisons). docs/ledger-cost.md.
+    batcher_thread: bool = True
 
     @property
     def migration_url(self) -> str | None:
@@ -196,4 +199,5 @@ class Settings:
             rate_limit_burst=_int("KASSA_RATE_LIMIT_BURST", rate_limit_burst_default),
             kyc_sandbox_secret=os.environ.get("KASSA_KYC_SANDBOX_SECRET") or None,
             kyc_callback_url=os.environ.get("KASSA_KYC_CALLBACK_URL") or None,
+            batcher_thread=(os.environ.get("KASSA_BATCHER_THREAD") or "on").lower() not in ("off", "0", "false", "no"),
         )

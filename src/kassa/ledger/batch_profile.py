@@ -133,16 +133,18 @@ class Profile:
         for _, future in batch:
             self._settled[id(future)] = now
 
-    async def job(self, future: asyncio.Future[T]) -> T:
+    async def job(self, awaited: asyncio.Future[T], queued: asyncio.Future[T]) -> T:
+        """Await `awaited`; `queued` is the future in the batcher's queue (the same one, or its
+        twin on the batcher's own loop)."""
         self.start()  # in the first process that submits (the API), not in every one that could
         start = time.perf_counter()
-        self._enqueued[id(future)] = start
+        self._enqueued[id(queued)] = start
         try:
-            return await future
+            return await awaited
         finally:
             now = time.perf_counter()
-            self._enqueued.pop(id(future), None)
-            settled = self._settled.pop(id(future), None)
+            self._enqueued.pop(id(queued), None)
+            settled = self._settled.pop(id(queued), None)
             if settled is not None:
                 self.add("resume", now - settled)
             self.add("job_total", now - start)
