@@ -75,7 +75,7 @@ async def build_services(settings: Settings, *, sweeper: bool = True) -> Service
     keys = load_keyring(settings.master_key_path)  # before anything starts: a missing key fails fast
     # The API never changes session state, so connections go back to the pool without a reset.
     pool = await create_pool(settings.database_url, reset_session=False)
-    # The batcher's database work runs on a loop and pool of its own thread (docs/ledger-cost.md).
+    # KASSA_BATCHER_THREAD=on: the batcher's database work on a loop and pool of its own thread.
     connect = (
         partial(create_pool, settings.database_url, batcher_pool_size_max, reset_session=False)
         if settings.batcher_thread
