@@ -103,4 +103,4 @@ async def test_a_job_that_waited_part_of_the_window_lingers_only_for_the_rest(ba
     await batcher.batch_count(2)
     assert batcher.lingers == [pytest.approx(WINDOW_S), pytest.approx(WINDOW_S - 0.03)]
     batcher.gates[1].set()
-    assert await asyncio.gather(first, later) == ["a", "b"]
+    assert list(await asyncio.gather(first, later)) == ["a", "b"]

@@ -46,13 +46,18 @@ class Threaded(Batcher):
         return [TransferNotFound(i) if i == "missing" else i for i in ids]  # type: ignore[misc]
 
 
+async def submit(batcher: Batcher, name: str) -> Any:
+    """The job's result, which the fake makes its transfer id (or a typed error)."""
+    return await batcher.submit(Job(VoidPending("tenant", name)))
+
+
 async def test_batches_run_on_the_batchers_own_thread_and_loop_and_each_caller_gets_its_outcome() -> None:
     batcher = Threaded()
     batcher.start()
     caller = (threading.get_ident(), asyncio.get_running_loop())
     names = [f"t-{n}" for n in range(40)] + ["missing"]
     try:
-        results = await asyncio.gather(*(batcher.submit(Job(VoidPending("tenant", n))) for n in names))
+        results = await asyncio.gather(*(submit(batcher, n) for n in names))
     finally:
         await batcher.stop()
     assert results[:-1] == names[:-1]
@@ -75,8 +80,8 @@ async def test_an_unexpected_error_reaches_only_its_callers_on_their_loop() -> N
     batcher.start()
     try:
         with pytest.raises(RuntimeError, match="boom"):
-            await batcher.submit(Job(VoidPending("tenant", "bad")))
-        assert await batcher.submit(Job(VoidPending("tenant", "good"))) == "good"
+            await submit(batcher, "bad")
+        assert await submit(batcher, "good") == "good"
     finally:
         await batcher.stop()
 
@@ -84,7 +89,7 @@ async def test_an_unexpected_error_reaches_only_its_callers_on_their_loop() -> N
 async def test_stop_finishes_queued_work_and_ends_the_thread() -> None:
     batcher = Threaded()
     batcher.start()
-    pending = [asyncio.create_task(batcher.submit(Job(VoidPending("tenant", f"q-{n}")))) for n in range(10)]
+    pending = [asyncio.create_task(submit(batcher, f"q-{n}")) for n in range(10)]
     await asyncio.sleep(0)  # every submit has handed its job to the batcher's loop
     await batcher.stop()
     assert [task.result() for task in pending] == [f"q-{n}" for n in range(10)]
