@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING
 
 from kassa.compliance import ComplianceService
@@ -23,7 +22,6 @@ from kassa.payments.entitlement_redis import RedisEntitlementCache
 from kassa.payments.held_purchases import PurchaseCompliance
 from kassa.payments.movement_reviews import MovementCompliance
 from kassa.payments.ppv import PayPerView
-from kassa.shared.limits import batcher_pool_size_max
 from kassa.store.master_key import load_keyring
 from kassa.store.pool import Pool, create_pool
 
@@ -75,13 +73,7 @@ async def build_services(settings: Settings, *, sweeper: bool = True) -> Service
     keys = load_keyring(settings.master_key_path)  # before anything starts: a missing key fails fast
     # The API never changes session state, so connections go back to the pool without a reset.
     pool = await create_pool(settings.database_url, reset_session=False)
-    # KASSA_BATCHER_THREAD=on: the batcher's database work on a loop and pool of its own thread.
-    connect = (
-        partial(create_pool, settings.database_url, batcher_pool_size_max, reset_session=False)
-        if settings.batcher_thread
-        else None
-    )
-    batcher = Batcher(pool, observe=metrics.observe_batch, connect=connect)
+    batcher = Batcher(pool, observe=metrics.observe_batch)
     process.watch_pool(pool)
     batcher.start()
     ledger = LedgerService(pool, batcher)

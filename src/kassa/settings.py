@@ -129,10 +129,6 @@ class Settings:
     # are posted to the callback URL (default: this API's own /v1/kyc/callbacks/sandbox).
     kyc_sandbox_secret: str | None = None
     kyc_callback_url: str | None = None
-    # KASSA_BATCHER_THREAD=on: the ledger batcher on an event loop and pool of its own thread
-    # instead of the HTTP handlers' loop; measured no better on the shared machine, off by
-    # default, kept for a comparison on a quiet one (docs/ledger-cost.md).
-    batcher_thread: bool = False
 
     @property
     def migration_url(self) -> str | None:
@@ -200,5 +196,4 @@ class Settings:
             rate_limit_burst=_int("KASSA_RATE_LIMIT_BURST", rate_limit_burst_default),
             kyc_sandbox_secret=os.environ.get("KASSA_KYC_SANDBOX_SECRET") or None,
             kyc_callback_url=os.environ.get("KASSA_KYC_CALLBACK_URL") or None,
-            batcher_thread=_bool("KASSA_BATCHER_THREAD"),
         )

@@ -21,14 +21,11 @@ import asyncpg
 
 from kassa.ledger import batch_profile
 from kassa.ledger.adapters.engine import Job, JobResult, command_accounts, run_batch
-from kassa.ledger.loop_thread import LoopThread, bridge
 from kassa.observability import tracing
 from kassa.shared.errors import ServiceUnavailable
 from kassa.shared.limits import batcher_batch_max, batcher_inflight_max, batcher_queue_max, batcher_window_ms
 
 if TYPE_CHECKING:
-    import concurrent.futures
-
     from kassa.ledger.products import ExpiryWriter
 
 log = logging.getLogger("kassa.ledger.batcher")
@@ -58,14 +55,8 @@ class Batcher:
         queue_max: int = batcher_queue_max,
         observe: BatchObserver | None = None,
         keep_apart: bool = True,
-        connect: Callable[[], Awaitable[asyncpg.Pool]] | None = None,
     ) -> None:
-        # With `connect`, the batcher runs on an event loop of its own thread (`loop_thread`),
-        # with a pool of its own made there by `connect` (`pool` is then not used): database
-        # replies are read without waiting behind the HTTP callbacks of the caller's loop.
         self._pool = pool
-        self._connect = connect
-        self._thread: LoopThread | None = None
         self._batch_max = batch_max
         self._window_s = window_ms / 1000
         self._slots = asyncio.Semaphore(inflight_max)
@@ -90,60 +81,26 @@ class Batcher:
         self.expiry_writers: list[ExpiryWriter] = []
 
     def start(self) -> None:
-        if self._connect is None:
-            self._runner = asyncio.create_task(self._loop(), name="ledger-batcher")
-            return
-        self._thread = LoopThread("ledger-batcher")
-        serving = asyncio.run_coroutine_threadsafe(self._serve(self._connect), self._thread.loop)
-        serving.add_done_callback(_log_failure)
-
-    async def _serve(self, connect: Callable[[], Awaitable[asyncpg.Pool]]) -> None:
-        """On the batcher's thread: its pool, then the loop that forms batches."""
-        self._pool = await connect()
         self._runner = asyncio.create_task(self._loop(), name="ledger-batcher")
 
-    @property
-    def thread_ident(self) -> int | None:
-        """The batcher's own thread (None: it runs on its caller's loop)."""
-        return self._thread.ident if self._thread is not None else None
-
     async def stop(self) -> None:
-        """Finish queued and running work, then stop (and close the batcher's own pool)."""
-        if self._thread is None:
-            await self._drain()
-            return
-        await self._thread.run(self._drain(close=True))
-        await self._thread.stop()
-
-    async def _drain(self, *, close: bool = False) -> None:
+        """Finish queued and running work, then stop."""
         while self._queue or self._tasks:
             await asyncio.sleep(0.005)
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
-        if close and self._pool is not None:
-            await self._pool.close()
 
     async def submit(self, job: Job) -> JobResult:
         if len(self._queue) >= self._queue_max:
             raise ServiceUnavailable("the ledger is at capacity; retry with the same Idempotency-Key")
-        if self._thread is None:
-            future: asyncio.Future[JobResult] = asyncio.get_running_loop().create_future()
-            tracing.batch_enqueued(future)
-            self._enqueue(job, future)
-            awaited = future
-        else:
-            # The job's future lives on the batcher's loop; its outcome is copied to the one
-            # awaited here, on the caller's loop.
-            future = self._thread.loop.create_future()
-            awaited = asyncio.get_running_loop().create_future()
-            bridge(future, awaited)
-            tracing.batch_enqueued(future)
-            self._thread.loop.call_soon_threadsafe(self._enqueue, job, future)
+        future: asyncio.Future[JobResult] = asyncio.get_running_loop().create_future()
+        tracing.batch_enqueued(future)
+        self._enqueue(job, future)
         if (profile := batch_profile.PROFILE) is not None:
-            return await profile.job(awaited, future)
-        return await awaited
+            return await profile.job(future, future)
+        return await future
 
     def _enqueue(self, job: Job, future: asyncio.Future[JobResult]) -> None:
         """On the batcher's loop: queue the job and wake the loop that forms batches."""
@@ -263,11 +220,6 @@ class Batcher:
             return await batch_profile.PROFILE.apply(self._pool, jobs, self.expiry_writers)
         async with self._pool.acquire() as conn:
             return await run_batch(conn, jobs, on_expiry=self.expiry_writers)
-
-
-def _log_failure(serving: concurrent.futures.Future[None]) -> None:
-    if not serving.cancelled() and (exc := serving.exception()) is not None:
-        log.error("the ledger batcher's thread could not start: %s", exc)
 
 
 def _free(job: Job, busy: set[tuple[str, str]]) -> bool:

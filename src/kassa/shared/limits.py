@@ -46,7 +46,6 @@ transaction_postings_max: Final = 128  # postings of one multi-leg transaction (
 batcher_batch_max: Final = 512  # commands coalesced into one DB transaction
 batcher_window_ms: Final = 1.0  # how long a batch lingers for more work, counted from its oldest job's arrival
 batcher_queue_max: Final = 20_000  # pending commands per process before 503
-batcher_pool_size_max: Final = 6  # connections of the batcher's own pool (its thread's): slots and single retries
 batcher_inflight_max: Final = 2  # concurrent batch transactions per process (measured: 2 beats 1 and 3)
 hold_timeout_s_max: Final = 30 * 24 * 3600
 hold_timeout_s_default: Final = 3600
