@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
 from kassa.settings import Settings
+from kassa.shared.limits import worker_stop_timeout_s
 
 if TYPE_CHECKING:
     import argparse
-import os
+
+log = logging.getLogger("kassa.worker")
+# Exit status of a worker that did not finish its graceful stop in time.
+STOP_TIMEOUT_EXIT = 3
 
 
 def register(subparsers: Any) -> None:
@@ -42,6 +48,25 @@ def run(args: argparse.Namespace) -> int:
     import uvloop
 
     return uvloop.run(_main(args.role, settings))
+
+
+def _stopping(stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
+    """SIGTERM/SIGINT: stop gracefully, but never hang on it. A role stuck in an await that
+    never ends (a broker that stopped answering, a pool that waits for a connection) would keep
+    the process alive forever, and one whose `kassa up` was SIGKILLed has nobody left to kill it
+    (seen: an idle orphan `kassa worker all` after its parent died). Exiting at once is safe: every
+    effect is in a database transaction, which PostgreSQL rolls back, and a relay batch left in
+    flight is republished by the next leader. A second signal exits at once."""
+    if stop.is_set():
+        _exit_now("a second stop signal")
+    stop.set()
+    loop.call_later(worker_stop_timeout_s, _exit_now, f"still stopping {worker_stop_timeout_s:g} s after the signal")
+
+
+def _exit_now(why: str) -> None:
+    log.error("kassa worker: %s; exiting without a graceful stop", why)
+    logging.shutdown()
+    os._exit(STOP_TIMEOUT_EXIT)
 
 
 async def _can_work_across_tenants(pool: Any) -> bool:
@@ -80,7 +105,7 @@ async def _main(role: str, settings: Settings) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, _stopping, stop, loop)
     assert settings.worker_url is not None  # checked by run()
     # The event runtime is cross-tenant: it connects as the worker role (store.rls).
     pool = await create_pool(settings.worker_url)

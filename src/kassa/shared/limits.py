@@ -90,6 +90,7 @@ notification_message_chars_max: Final = 500
 child_restart_delay_s_max: Final = 30.0  # backoff cap between restarts of a crashing child
 child_stable_s: Final = 60.0  # a child up this long has its crash count reset
 http_worker_stop_timeout_s: Final = 5  # an HTTP worker still stopping after this is killed
+worker_stop_timeout_s: Final = 10.0  # `kassa worker` still stopping this long after SIGTERM exits at once
 readiness_probe_timeout_s: Final = 2.0  # each dependency check of /readyz
 broker_probe_cache_s: Final = 1.0  # /readyz re-probes the broker at most this often
 retry_after_s: Final = 1  # Retry-After on 503s from a dependency outage or a full queue
