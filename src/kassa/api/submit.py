@@ -50,10 +50,13 @@ async def submit(
     product: str,
     *,
     write: ProductWrite[Any] | None = None,
+    validated: bool = False,
 ) -> Response:
     """Apply `command` for this request; `product` labels the outcome metrics ("transfer" also
     counts in `kassa_transfers_total`, as it always has); `write` is a product's own rows,
-    committed with the postings (`kassa.ledger.products`)."""
+    committed with the postings (`kassa.ledger.products`); `validated`: the route has run
+    `kassa.ledger.validate` on `command` (before the Idempotency-Key), so the ledger does not
+    run it again."""
     claim = ctx.idempotency_claim(canonical)
     # The receipt is rendered in the batcher's task, outside this request's context: give it
     # this request's trace id so that a replay repeats the first response byte for byte.
@@ -71,7 +74,12 @@ async def submit(
     try:
         async with in_flight(ctx, claim):
             result = await ctx.services.ledger.execute(
-                command, claim=claim, receipt=receipt if claim else None, product=write, trace_id=trace_id
+                command,
+                claim=claim,
+                receipt=receipt if claim else None,
+                product=write,
+                trace_id=trace_id,
+                validated=validated,
             )
     except KassaError as error:
         _count(product, error, error.code)
@@ -88,4 +96,4 @@ async def submit(
 def _count(product: str, result: object, outcome: str) -> None:
     metrics.observe_outcome(product, result)
     if product == "transfer":
-        metrics.transfers.labels(outcome).inc()
+        metrics.child(metrics.transfers, outcome).inc()

@@ -185,24 +185,29 @@ class LedgerService:
         receipt: Receipt | None = None,
         product: ProductWrite[Any] | None = None,
         trace_id: str | None = None,
+        validated: bool = False,
     ) -> Applied | TransactionApplied | Replay:
         """Apply one command (create, post or void a transfer or a transaction) through the
         batcher, with an optional Idempotency-Key and product write. Returns the applied result
         (`created` is False for an identical retry by id) or the stored receipt of a key already
         used. Raises every error of `kassa.ledger.errors` in its documented order, plus
-        InvalidRequest, IdempotencyKeyReused, IdempotencyKeyInFlight, ServiceUnavailable."""
+        InvalidRequest, IdempotencyKeyReused, IdempotencyKeyInFlight, ServiceUnavailable.
+        `validated`: the caller has already run `validate()` on this very command (commands are
+        frozen), as the HTTP API does before it looks at the Idempotency-Key; not run twice."""
         result = await self.submit(
-            Job(command, claim, (receipt or domain_receipt) if claim else None, trace_id, product)
+            Job(command, claim, (receipt or domain_receipt) if claim else None, trace_id, product), validated=validated
         )
         if isinstance(result, KassaError):
             raise result
         return result
 
-    async def submit(self, job: Job) -> JobResult:
-        """Validate and apply one job through the batcher; returns its outcome (a failure of the
-        posting engine is returned, not raised). Raises InvalidRequest,
-        TransactionManagedByProduct (an id in a product's namespace), ServiceUnavailable."""
-        validate(job.command)
+    async def submit(self, job: Job, *, validated: bool = False) -> JobResult:
+        """Validate (unless `validated`, see `execute`) and apply one job through the batcher;
+        returns its outcome (a failure of the posting engine is returned, not raised). Raises
+        InvalidRequest, TransactionManagedByProduct (an id in a product's namespace),
+        ServiceUnavailable."""
+        if not validated:
+            validate(job.command)
         if self._reserved_ids and isinstance(job.command, CreateTransaction):
             validation.check_reserved_id(job.command, self._reserved_ids)
         return await self.batcher.submit(job)

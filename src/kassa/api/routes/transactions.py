@@ -69,7 +69,8 @@ def to_command(tenant_id: str, data: TransactionCreate, canonical: bytes | None 
 async def create_transaction(ctx: Ctx) -> Response:
     data = ctx.decode(TransactionCreate)
     canonical = msgspec.json.encode(data, order="sorted")  # once: the request's hash and its key's fingerprint
-    return await submit(ctx, to_command(ctx.tenant_id, data, canonical), canonical, 201, "transaction")
+    command = to_command(ctx.tenant_id, data, canonical)  # validated
+    return await submit(ctx, command, canonical, 201, "transaction", validated=True)
 
 
 @endpoint(
@@ -123,7 +124,7 @@ async def post_transaction(ctx: Ctx) -> Response:
     amounts = None if data.amounts is None else tuple(data.amounts)
     command = PostTransaction(ctx.tenant_id, ctx.path_id(TransactionNotFound), amounts)
     validate(command)
-    return await submit(ctx, command, msgspec.json.encode(data, order="sorted"), 200, "transaction")
+    return await submit(ctx, command, msgspec.json.encode(data, order="sorted"), 200, "transaction", validated=True)
 
 
 @endpoint(

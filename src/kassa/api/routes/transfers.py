@@ -49,9 +49,10 @@ if TYPE_CHECKING:
 _ERRORS = (400, 401, 404, 409, 413, 422, 503)
 
 
-def to_command(tenant_id: str, data: TransferCreate) -> CreateTransfer:
-    """Build the command; the ledger validates it (`kassa.ledger.validate`)."""
-    fingerprint = hashlib.sha256(msgspec.json.encode(data, order="sorted")).digest()
+def to_command(tenant_id: str, data: TransferCreate, canonical: bytes | None = None) -> CreateTransfer:
+    """Build the command and validate it (`kassa.ledger.validate`). `canonical` is the body's
+    key-sorted encoding when the caller already has it."""
+    fingerprint = hashlib.sha256(canonical or msgspec.json.encode(data, order="sorted")).digest()
     command = CreateTransfer(
         tenant_id=tenant_id,
         id=data.id or new_id(),
@@ -70,8 +71,10 @@ def to_command(tenant_id: str, data: TransferCreate) -> CreateTransfer:
     return command
 
 
-async def _submit(ctx: Ctx, command: Command, canonical: bytes, created_status: int) -> Response:
-    return await submit(ctx, command, canonical, created_status, "transfer")
+async def _submit(
+    ctx: Ctx, command: Command, canonical: bytes, created_status: int, *, validated: bool = False
+) -> Response:
+    return await submit(ctx, command, canonical, created_status, "transfer", validated=validated)
 
 
 @endpoint(
@@ -86,8 +89,9 @@ async def _submit(ctx: Ctx, command: Command, canonical: bytes, created_status: 
 )
 async def create_transfer(ctx: Ctx) -> Response:
     data = ctx.decode(TransferCreate)
-    command = to_command(ctx.tenant_id, data)
-    return await _submit(ctx, command, msgspec.json.encode(data, order="sorted"), 201)
+    canonical = msgspec.json.encode(data, order="sorted")  # once: the request's hash and its key's fingerprint
+    command = to_command(ctx.tenant_id, data, canonical)  # validated
+    return await _submit(ctx, command, canonical, 201, validated=True)
 
 
 @endpoint(
