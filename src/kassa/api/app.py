@@ -146,7 +146,7 @@ class AccessMiddleware:
                 metrics.http_requests.labels(*labels),
                 metrics.http_latency.labels(*labels),
             )
-        series[0].inc()
+        metrics.count(series[0])
         series[1].observe(elapsed)
         if not log.isEnabledFor(logging.INFO):
             return

@@ -6,7 +6,6 @@ status and body of this very response) and hands it back on a retry; it never re
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from kassa.api.render import outcome_response
@@ -17,29 +16,40 @@ from kassa.observability.logging import trace_id_var
 from kassa.shared.errors import IdempotencyKeyInFlight, KassaError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from starlette.responses import Response
 
     from kassa.ledger import Command, IdemClaim, Outcome, ProductWrite
 
 
-@asynccontextmanager
-async def in_flight(ctx: Ctx, claim: IdemClaim | None) -> AsyncIterator[None]:
+class in_flight:  # noqa: N801 - used as a context manager, like a function
     """Refuse a second concurrent request with the same key in this process at once (409);
-    across processes the database claim serializes them instead."""
-    if claim is None:
-        yield
-        return
-    ident = (claim.tenant_id, claim.key)
-    inflight = ctx.services.inflight_keys
-    if ident in inflight:
-        raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still being processed")
-    inflight.add(ident)
-    try:
-        yield
-    finally:
-        inflight.discard(ident)
+    across processes the database claim serializes them instead. A plain context manager
+    (`with`, or `async with` where a caller prefers): no generator per request."""
+
+    __slots__ = ("_ident", "_inflight")
+
+    def __init__(self, ctx: Ctx, claim: IdemClaim | None) -> None:
+        self._inflight = ctx.services.inflight_keys
+        self._ident = None if claim is None else (claim.tenant_id, claim.key)
+
+    def __enter__(self) -> None:
+        ident = self._ident
+        if ident is None:
+            return
+        if ident in self._inflight:
+            self._ident = None  # not ours to release
+            raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still being processed")
+        self._inflight.add(ident)
+
+    def __exit__(self, *_: object) -> None:
+        if self._ident is not None:
+            self._inflight.discard(self._ident)
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(self, *_: object) -> None:
+        self.__exit__()
 
 
 async def submit(
@@ -72,7 +82,7 @@ async def submit(
         return response
 
     try:
-        async with in_flight(ctx, claim):
+        with in_flight(ctx, claim):
             result = await ctx.services.ledger.execute(
                 command,
                 claim=claim,
@@ -96,4 +106,4 @@ async def submit(
 def _count(product: str, result: object, outcome: str) -> None:
     metrics.observe_outcome(product, result)
     if product == "transfer":
-        metrics.child(metrics.transfers, outcome).inc()
+        metrics.count(metrics.child(metrics.transfers, outcome))

@@ -8,6 +8,7 @@ Kubernetes deployment per role) serves its metrics on KASSA_METRICS_PORT instead
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -97,12 +98,45 @@ def child(metric: Counter, *labels: str) -> Any:
     return found
 
 
+# Counter increments of the request path, summed per series until the end of the event loop's
+# current iteration (`count`). In multiprocess mode (`kassa up`) every increment takes a lock,
+# a getpid() and a write to the series' mmapped file (0.7 us); a coalesced batch of transfers
+# resumes all its requests in one iteration, so their four increments each become one per
+# series. A scrape sees them once the iteration ends (this process's /metrics flushes first).
+_pending: dict[Any, float] = {}
+_flush_on: list[asyncio.AbstractEventLoop | None] = [None]  # the loop that will run `flush`
+
+
+def count(counter_child: Any, amount: float = 1.0) -> None:
+    """`counter_child.inc(amount)`, applied at the end of this loop iteration (at once when no
+    event loop runs in this thread)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        counter_child.inc(amount)
+        return
+    # Checked by loop, not by "anything pending": a loop closed before it ran its flush (a test's)
+    # must not leave the increments behind for good.
+    if _flush_on[0] is not loop:
+        _flush_on[0] = loop
+        loop.call_soon(flush)
+    _pending[counter_child] = _pending.get(counter_child, 0.0) + amount
+
+
+def flush() -> None:
+    """Apply the increments `count` has summed so far."""
+    _flush_on[0] = None
+    while _pending:
+        counter_child, amount = _pending.popitem()
+        counter_child.inc(amount)
+
+
 def observe_outcome(product: str, result: object) -> None:
     """Count one money-moving command's outcome, and the money it posted."""
     outcome, currency, amount = _outcome(result)
-    child(transactions, product, outcome).inc()
+    count(child(transactions, product, outcome))
     if currency is not None:
-        child(money_moved, currency).inc(amount)
+        count(child(money_moved, currency), amount)
 
 
 def observe_outcomes(product: str, results: Iterable[object]) -> None:
@@ -134,6 +168,7 @@ def registry() -> CollectorRegistry:
 
 
 def render() -> bytes:
+    flush()
     return generate_latest(registry())
 
 

@@ -39,6 +39,7 @@ def client() -> httpx.AsyncClient:
 
 
 def served(route: str, status: int) -> float:
+    metrics.flush()  # request counts are applied at the end of the loop iteration (as a scrape does)
     return float(metrics.http_requests.labels(route, "GET", str(status))._value.get())
 
 
