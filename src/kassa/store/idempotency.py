@@ -28,7 +28,6 @@ response rotates the secret instead.
 
 from __future__ import annotations
 
-from base64 import b64encode
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -217,16 +216,9 @@ def record_rows(done: list[tuple[IdemClaim, int | None, bytes | None]]) -> list[
     """The arguments of `record_cte()` (one JSON document) for keys reserved in this
     transaction. A None status stores a key without a replayable response (a retry of it is
     refused as in flight, as with a claim never completed)."""
-    rows = [
-        {
-            "t": c.tenant_id,
-            "k": c.key,
-            "h": b64encode(c.request_hash).decode(),
-            "s": s,
-            "b": None if b is None else b64encode(b).decode(),
-        }
-        for c, s, b in done
-    ]
+    # msgspec writes bytes as standard base64 (RFC 4648, padded), which `decode(x, 'base64')`
+    # reads: no b64encode and str copy per value (half the cost of a batch's records).
+    rows = [{"t": c.tenant_id, "k": c.key, "h": c.request_hash, "s": s, "b": b} for c, s, b in done]
     return [_ENCODER.encode(rows).decode()]
 
 
