@@ -79,7 +79,7 @@ class Ctx:
     body: bytes
     # The Idempotency-Key field as `wrap` found it in its one pass over the header list (None:
     # absent); a Ctx made another way reads it from the request.
-    idempotency_key: str | None | _Unread = UNREAD
+    idempotency_key: str | _Unread | None = UNREAD
 
     @property
     def tenant_id(self) -> str:
@@ -271,7 +271,7 @@ async def read_body(
     request: Request,
     limit: int = request_body_bytes_max,
     timeout_s: float = http_body_read_timeout_s,
-    content_length: str | None | _Unread = UNREAD,
+    content_length: str | _Unread | None = UNREAD,
 ) -> bytes:
     """The whole body within `timeout_s`: a client trickling bytes (slowloris) cannot hold a
     connection and a task for longer than that. Raises PayloadTooLarge, RequestTimeout.

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from kassa.ledger import Command, IdemClaim, Outcome, ProductWrite
 
 
-class in_flight:  # noqa: N801 - used as a context manager, like a function
+class in_flight:  # used as a context manager, like a function
     """Refuse a second concurrent request with the same key in this process at once (409);
     across processes the database claim serializes them instead. A plain context manager
     (`with`, or `async with` where a caller prefers): no generator per request."""

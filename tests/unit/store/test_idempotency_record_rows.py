@@ -18,9 +18,16 @@ def test_hashes_and_bodies_travel_as_padded_standard_base64() -> None:
     ]
     (document,) = record_rows(done)
     rows = json.loads(document)
-    assert rows == [
-        {"t": c.tenant_id, "k": c.key, "h": b64encode(c.request_hash).decode(), "s": s, "b": b and b64encode(b).decode()}
+    expected = [
+        {
+            "t": c.tenant_id,
+            "k": c.key,
+            "h": b64encode(c.request_hash).decode(),
+            "s": s,
+            "b": b and b64encode(b).decode(),
+        }
         for c, s, b in done
     ]
+    assert rows == expected
     assert [b64decode(r["h"], validate=True) for r in rows] == [c.request_hash for c, _, _ in done]
     assert b64decode(rows[0]["b"], validate=True) == every_byte
