@@ -45,7 +45,8 @@ from kassa.bootstrap import build_services
 from kassa.observability import logging as jsonlog
 from kassa.observability import metrics, tracing
 from kassa.settings import Settings
-from kassa.shared.heap import freeze_startup_heap
+from kassa.shared.heap import freeze_startup_heap, set_young_threshold
+from kassa.shared.limits import api_gc_young_threshold_objects
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -203,6 +204,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.services = await build_services(settings)
         freeze_startup_heap()
+        set_young_threshold(api_gc_young_threshold_objects)
         try:
             yield
         finally:

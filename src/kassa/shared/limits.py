@@ -22,6 +22,10 @@ query_value_chars_max: Final = 2048  # each query parameter name and value
 # overrides it.
 http_body_read_timeout_s: Final = 10.0
 http_header_read_timeout_s: Final = 10.0  # request line and headers (granian's HTTP/1 setting)
+# Net new container objects between the API process's young-generation collections (Python's
+# default is 700). Sixty-odd requests in flight keep thousands of young objects alive, which the
+# default threshold re-traverses (and promotes) many times per request; see docs/ledger-cost.md.
+api_gc_young_threshold_objects: Final = 10_000
 page_limit_default: Final = 50
 page_limit_max: Final = 500
 
