@@ -4,12 +4,14 @@ generations' ratios as they were."""
 from __future__ import annotations
 
 import gc
-
-import pytest
+from typing import TYPE_CHECKING
 
 from kassa.settings import Settings
 from kassa.shared.heap import set_young_threshold
 from kassa.shared.limits import api_gc_young_threshold_objects
+
+if TYPE_CHECKING:
+    import pytest
 
 
 def test_only_the_young_threshold_moves() -> None:
