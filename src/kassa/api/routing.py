@@ -10,7 +10,6 @@ the database (PostgreSQL text refuses NUL, which would be a 500).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import re
@@ -26,6 +25,7 @@ from starlette.routing import Route
 
 from kassa.api import problems
 from kassa.api.dispatch import PathEndpoint
+from kassa.api.request_io import UNREAD, Unread, bearer_token, hot_headers, read_body
 from kassa.identity.errors import RateLimited, ScopeMissing
 from kassa.observability import metrics
 from kassa.shared.errors import (
@@ -33,16 +33,13 @@ from kassa.shared.errors import (
     InvalidRequest,
     KassaError,
     NotFound,
-    PayloadTooLarge,
     RequestTimeout,
     ServiceUnavailable,
 )
 from kassa.shared.ids import is_client_id
 from kassa.shared.limits import (
-    http_body_read_timeout_s,
     idempotency_key_chars_max,
     query_value_chars_max,
-    request_body_bytes_max,
     retry_after_s,
 )
 from kassa.store.idempotency import IdemClaim
@@ -64,13 +61,6 @@ Auth = Literal["admin", "tenant", "none"]
 T = TypeVar("T")
 
 
-class _Unread:
-    """The type of `UNREAD`: a header field not looked up yet."""
-
-
-UNREAD = _Unread()
-
-
 @dataclass
 class Ctx:
     request: Request
@@ -79,7 +69,7 @@ class Ctx:
     body: bytes
     # The Idempotency-Key field as `wrap` found it in its one pass over the header list (None:
     # absent); a Ctx made another way reads it from the request.
-    idempotency_key: str | _Unread | None = UNREAD
+    idempotency_key: str | Unread | None = UNREAD
 
     @property
     def tenant_id(self) -> str:
@@ -104,7 +94,7 @@ class Ctx:
         """The claim for this request's Idempotency-Key, fingerprinted over method, path and the
         canonical (decoded, key-sorted) body, so a retry need not reproduce the same bytes."""
         key = self.idempotency_key
-        if isinstance(key, _Unread):
+        if isinstance(key, Unread):
             key = self.request.headers.get("idempotency-key")
         if key is None:
             return None
@@ -265,117 +255,6 @@ def endpoint(
         return handler
 
     return register
-
-
-async def read_body(
-    request: Request,
-    limit: int = request_body_bytes_max,
-    timeout_s: float = http_body_read_timeout_s,
-    content_length: str | _Unread | None = UNREAD,
-) -> bytes:
-    """The whole body within `timeout_s`: a client trickling bytes (slowloris) cannot hold a
-    connection and a task for longer than that. Raises PayloadTooLarge, RequestTimeout.
-    `content_length` is the field's value when the caller has read the headers already."""
-    declared = request.headers.get("content-length") if isinstance(content_length, _Unread) else content_length
-    if declared is not None:
-        if not (declared.isascii() and declared.isdigit()):
-            raise InvalidRequest("invalid Content-Length")
-        if int(declared) > limit:
-            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    # The ASGI messages read directly, as `request.stream()` reads them (without its async
-    # generator, a frame and a StopAsyncIteration per request): a disconnect is ClientDisconnect.
-    receive = request.receive
-    chunks: list[bytes] = []
-    size = 0
-    with _Deadline(timeout_s) as deadline:
-        try:
-            while True:
-                message = await receive()
-                kind = message["type"]
-                if kind == "http.request":
-                    chunk: bytes = message.get("body", b"")
-                    size += len(chunk)
-                    if size > limit:
-                        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-                    if not message.get("more_body", False):
-                        if not chunks:
-                            return chunk  # the whole body in one message: most requests
-                        chunks.append(chunk)
-                        break
-                    chunks.append(chunk)
-                elif kind == "http.disconnect":
-                    raise ClientDisconnect
-        except asyncio.CancelledError:
-            if deadline.expired():
-                raise RequestTimeout(f"the request body was not received within {timeout_s:g} s") from None
-            raise
-    return b"".join(chunks)
-
-
-class _Deadline:
-    """`asyncio.timeout` for one await loop, at a third of its cost: a timer that cancels the
-    task, and `expired()` to tell that cancellation from any other (which it re-raises). As in
-    `asyncio.timeout`, a cancellation of our own is taken back with `Task.uncancel`, and counts
-    as ours only if no other cancellation is pending besides it."""
-
-    __slots__ = ("_cancelling", "_fired", "_handle", "_task", "_timeout_s")
-
-    def __init__(self, timeout_s: float) -> None:
-        self._timeout_s = timeout_s
-        self._fired = False
-
-    def __enter__(self) -> _Deadline:
-        task = asyncio.current_task()
-        assert task is not None, "read in a task"
-        self._task = task
-        self._cancelling = task.cancelling()
-        self._handle = asyncio.get_running_loop().call_later(self._timeout_s, self._fire)
-        return self
-
-    def _fire(self) -> None:
-        self._fired = True
-        self._task.cancel()
-
-    def expired(self) -> bool:
-        """Whether the CancelledError being handled is this deadline's (once per cancellation)."""
-        if not self._fired:
-            return False
-        self._fired = False
-        return self._task.uncancel() <= self._cancelling
-
-    def __exit__(self, *_: object) -> None:
-        self._handle.cancel()
-        if self._fired:  # fired after the read ended, before this exit: take the cancel back
-            self._fired = False
-            self._task.uncancel()
-
-
-def hot_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None, str | None]:
-    """The first Authorization, Idempotency-Key and Content-Length fields (None when absent),
-    as `request.headers.get` finds each (ASGI servers send field names in lower case; values
-    decoded as latin-1), in one pass and without building Starlette's Headers object."""
-    authorization = idempotency_key = content_length = None
-    for name, value in raw:
-        if name == b"authorization":
-            if authorization is None:
-                authorization = value.decode("latin-1")
-        elif name == b"idempotency-key":
-            if idempotency_key is None:
-                idempotency_key = value.decode("latin-1")
-        elif name == b"content-length" and content_length is None:
-            content_length = value.decode("latin-1")
-    return authorization, idempotency_key, content_length
-
-
-def bearer_token(authorization: str | None) -> str:
-    """The token of an `Authorization: Bearer <token>` field; "" for none or another scheme."""
-    scheme, _, token = (authorization or "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
-
-def bearer(request: Request) -> str:
-    """The bearer token of the request's first Authorization field."""
-    return bearer_token(hot_headers(request.scope["headers"])[0])
 
 
 def rate_limit_headers(decision: Decision) -> dict[str, str]:

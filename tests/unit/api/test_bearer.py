@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
-from kassa.api.routing import bearer, hot_headers
+from kassa.api.request_io import bearer, hot_headers
 
 
 def starlettes(request: Request) -> str:

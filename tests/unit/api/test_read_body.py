@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from starlette.requests import ClientDisconnect, Request
 
-from kassa.api.routing import read_body
+from kassa.api.request_io import read_body
 from kassa.shared.errors import PayloadTooLarge, RequestTimeout
 
 
