@@ -43,6 +43,8 @@ def run_sandbox(args: argparse.Namespace) -> int:
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
+    from kassa.shared.limits import http_worker_stop_timeout_s
+
     # The app factory runs in granian's worker process and reads its settings from here.
     os.environ[CALLBACK_URL_ENV] = args.callback_url
     os.environ[SECRET_FILE_ENV] = args.secret_file
@@ -56,6 +58,9 @@ def run_sandbox(args: argparse.Namespace) -> int:
         workers=1,  # its state lives in memory: one process
         loop=Loops.uvloop,
         log_enabled=False,
+        # As `kassa api`'s: a worker still stopping after this is killed, so the provider exits
+        # when its `kassa up` dies (seen: one alive 11 minutes after its parent was SIGKILLed).
+        workers_kill_timeout=http_worker_stop_timeout_s,
     )
     server.serve()
     return 0
