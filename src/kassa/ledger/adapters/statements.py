@@ -46,13 +46,13 @@ CROSS JOIN LATERAL (
 ) a
 """
 
+# The balance update runs in `kassa_apply_balances` (migration 0071), which plans it as one
+# primary-key probe per row: planned here, as a join with a JSON document (100 rows to the
+# planner, whatever it holds), it became a hash join over a scan of every account of the tenant.
+# It returns the number of rows updated, the `balances` count the engine checks.
 _BALANCES = """
 WITH balances AS (
-    UPDATE accounts a SET debits_posted = x.dp, credits_posted = x.cp, debits_pending = x.dq,
-                          credits_pending = x.cq
-    FROM json_to_recordset($1::json) AS x(t text, i text, dp bigint, cp bigint, dq bigint, cq bigint)
-    WHERE a.tenant_id = x.t AND a.id = x.i
-    RETURNING 1
+    SELECT kassa_apply_balances($1::json) AS n
 ), new_transfers AS (
     INSERT INTO transfers (tenant_id, id, debit_account_id, credit_account_id, currency, amount, posted_amount,
                            status, timeout_s, expires_at, reference, metadata, request_hash, created_at, updated_at)
@@ -103,7 +103,7 @@ _TRANSACTIONS = """ new_transactions AS (
 ),"""
 _EVENTS = """ events AS (""" + OUTBOX_INSERT.replace("$OUTBOX", "$5") + """ RETURNING 1)"""
 _COUNTS = """
-SELECT (SELECT count(*) FROM balances) AS balances, (SELECT count(*) FROM new_transfers) AS new_transfers,
+SELECT (SELECT n FROM balances) AS balances, (SELECT count(*) FROM new_transfers) AS new_transfers,
        (SELECT count(*) FROM changed_transfers) AS changed_transfers, (SELECT count(*) FROM journal) AS journal,
        (SELECT count(*) FROM events) AS events"""
 _TRANSACTION_COUNTS = """, (SELECT count(*) FROM new_transactions) AS new_transactions,
