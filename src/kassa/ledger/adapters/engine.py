@@ -212,7 +212,7 @@ async def _lock_transfers(conn: Conn, commands: list[Command]) -> dict[tuple[str
     keys = _named_keys(commands)
     if not keys:
         return {}
-    rows = await conn.fetch(statements.LOCK_TRANSFERS, [k[0] for k in keys], [k[1] for k in keys])
+    rows = await conn.fetch(statements.LOCK_TRANSFERS, statements.lock_keys(keys))
     return {(r["tenant_id"], r["id"]): transfer_from_row(r) for r in rows}
 
 
@@ -220,7 +220,7 @@ async def _lock_transactions(conn: Conn, commands: list[Command]) -> dict[tuple[
     keys = _named_keys(commands)
     if not keys:
         return {}
-    rows = await conn.fetch(statements.LOCK_TRANSACTIONS, [k[0] for k in keys], [k[1] for k in keys])
+    rows = await conn.fetch(statements.LOCK_TRANSACTIONS, statements.lock_keys(keys))
     return {(r["tenant_id"], r["id"]): transaction_from_row(r) for r in rows}
 
 
@@ -266,9 +266,7 @@ async def _lock_accounts(
     transactions: dict[tuple[str, str], Transaction],
 ) -> tuple[dict[tuple[str, str], Account], datetime]:
     ordered = sorted(_account_keys(commands, transfers, transactions))
-    rows = (
-        await conn.fetch(statements.LOCK_ACCOUNTS, [k[0] for k in ordered], [k[1] for k in ordered]) if ordered else []
-    )
+    rows = await conn.fetch(statements.LOCK_ACCOUNTS, statements.lock_keys(ordered)) if ordered else []
     # Time is read after every lock is held, from the database clock: entries of one account are
     # then stamped in commit order, which makes `as_of` lookups exact.
     now: datetime = rows[-1]["locked_at"] if rows else await conn.fetchval("SELECT clock_timestamp()")

@@ -26,6 +26,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from kassa.ledger.adapters.rows import LOCKED_ACCOUNT_COLUMNS, locked_account_from_row
 from kassa.shared.invariants import invariant
 from kassa.store import idempotency
@@ -51,6 +53,9 @@ def begin_sql(tenant_ids: Iterable[str]) -> str:
     """BEGIN and the transaction's row-level security scope (`kassa.store.tenancy.scope`), as
     one simple query."""
     return f"BEGIN; SELECT set_config('{TENANT_SETTING}', {quoted(tenant_list(tenant_ids))}, true)"
+
+
+_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +97,16 @@ _ACCOUNT_VALUES = [c.strip() for c in LOCKED_ACCOUNT_COLUMNS.split(",")][2:]
 # the accounts of the jobs that may run, locked in (tenant, id) order as `LOCK_ACCOUNTS` locks
 # them. A job whose key is refused (in flight, replayed, reused) locks nothing, so that a retry
 # racing its first request is refused at once instead of waiting for that request's rows.
+# Keys and accounts travel as JSON documents, which keep the statement on its generic plan
+# (`statements` explains why arrays did not).
 # The reservation is materialized and read by the first branch of the UNION ALL, which runs to
 # its end before the second: every key is probed before any account is locked. The reservation
 # rows come first, each with its key's position `n`; the accounts follow, and the last row's
 # clock_timestamp() is a database time taken after every lock of the batch is held.
 RESERVE_AND_LOCK = f"""
-WITH reserve AS MATERIALIZED ({idempotency.reserve_select("unnest($1::int[], $2::text[], $3::text[]) AS u(n, t, k)")}
+WITH reserve AS MATERIALIZED ({idempotency.reserve_select("json_to_recordset($1::json) AS u(n int, t text, k text)")}
 ), wanted AS MATERIALIZED (
-    SELECT w.t, w.i FROM unnest($4::text[], $5::text[], $6::int[]) AS w(t, i, n)
+    SELECT w.t, w.i FROM json_to_recordset($2::json) AS w(t text, i text, n int)
     WHERE w.n IS NULL OR w.n IN (SELECT r.n FROM reserve r WHERE r.got AND r.request_hash IS NULL)
     GROUP BY w.t, w.i ORDER BY w.t, w.i
 )
@@ -139,12 +146,8 @@ async def reserve_and_lock(
     ]
     rows = await conn.fetch(
         RESERVE_AND_LOCK,
-        [todo[k] for k in keys],
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-        [w[0] for w in wanted],
-        [w[1] for w in wanted],
-        [w[2] for w in wanted],
+        _ENCODER.encode([{"n": todo[k], "t": k[0], "k": k[1]} for k in keys]).decode(),
+        _ENCODER.encode([{"t": w[0], "i": w[1], "n": w[2]} for w in wanted]).decode(),
     )
     reservation = [r for r in rows if r["got"] is not None]
     locked = rows[len(reservation) :]
