@@ -1,0 +1,203 @@
+"""The cheaper ledger write of migration 0071 keeps every rule it made cheaper (docs/ledger-cost.md): the id and
+currency rules accept exactly the strings the old CHECKs accepted, the balance update probes the accounts it changes
+(never a scan of the tenant's accounts) under row-level security, and the batch's statements keep their generic
+plan instead of being planned again on every run."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from typing import TYPE_CHECKING
+
+import asyncpg
+import msgspec
+import pytest
+from test_ledger_engine_key_records import keyed
+
+from kassa.ledger.adapters.engine import Job, run_batch
+from kassa.ledger.domain.model import CreateTransfer
+from kassa.ledger.domain.posting import Applied
+from kassa.store.pool import create_pool
+
+if TYPE_CHECKING:
+    from kassa.store.pool import Conn, Pool
+
+pytestmark = pytest.mark.integration
+
+OLD_ID_RULE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # migrations 0002/0013: id ~ '^[A-Za-z0-9_.:-]{1,64}$'
+OLD_CURRENCY_RULE = re.compile(r"[A-Z]{3}")  # migration 0002: currency ~ '^[A-Z]{3}$'
+IDS = [
+    "",
+    "a",
+    "a" * 64,
+    "a" * 65,
+    "Z9_.:-",
+    "01a2327b-692b-73bd-a76e-9f17814874ad",
+    "a b",
+    "a\n",
+    "\na",
+    "a$",
+    "a/b",
+    "it's",
+    "é",
+    "\uff21",  # fullwidth A
+    "\u0663",  # Arabic-Indic digit three
+    "x" * 63 + "é",
+    "-",
+]
+CURRENCIES = ["EUR", "eur", "EURO", "EU", "ÉUR", "EU\n", "E1R", ""]
+HASH = hashlib.sha256(b"write cost").digest()
+
+
+async def new_tenant(conn: Conn, accounts: int = 2) -> str:
+    tenant = f"wc-{uuid.uuid4().hex[:12]}"
+    await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, 'write cost')", tenant)
+    await conn.executemany(
+        "INSERT INTO accounts (tenant_id, id, currency, normal_balance, allow_negative)"
+        " VALUES ($1, $2, 'USD', 'credit', true)",
+        [(tenant, f"acc-{n}") for n in range(accounts)],
+    )
+    return tenant
+
+
+async def refused_by(conn: Conn, sql: str, *args: object) -> str | None:
+    """The name of the CHECK that refused `sql` (None: it was accepted); the change is rolled back either way."""
+    try:
+        async with conn.transaction():
+            await conn.execute(sql, *args)
+            raise _Undo
+    except _Undo:
+        return None
+    except asyncpg.CheckViolationError as error:
+        return str(error.constraint_name)
+
+
+class _Undo(Exception):
+    pass
+
+
+@pytest.mark.parametrize("ident", IDS)
+async def test_ids_are_accepted_exactly_as_the_old_rule_accepted_them(pool: Pool, ident: str) -> None:
+    expected_ok = OLD_ID_RULE.fullmatch(ident) is not None
+    async with pool.acquire() as conn:
+        tenant = await new_tenant(conn)
+        account = await refused_by(
+            conn,
+            "INSERT INTO accounts (tenant_id, id, currency, normal_balance) VALUES ($1, $2, 'USD', 'credit')",
+            tenant,
+            ident,
+        )
+        renamed = await refused_by(
+            conn, "UPDATE accounts SET id = $2 WHERE tenant_id = $1 AND id = 'acc-0'", tenant, ident
+        )
+        transfer = await refused_by(
+            conn,
+            "INSERT INTO transfers (tenant_id, id, debit_account_id, credit_account_id, currency, amount, status,"
+            " request_hash, created_at, updated_at) VALUES ($1, $2, 'acc-0', 'acc-1', 'USD', 1, 'posted', '\\x00',"
+            " now(), now())",
+            tenant,
+            ident,
+        )
+        transaction = await refused_by(
+            conn,
+            "INSERT INTO transactions (tenant_id, id, status, request_hash, created_at, updated_at, debit_account_ids,"
+            " credit_account_ids, currencies, amounts, posted_amounts) VALUES ($1, $2, 'posted', '\\x00', now(),"
+            " now(), '{acc-0}', '{acc-1}', '{USD}', '{1}', '{1}')",
+            tenant,
+            ident,
+        )
+    assert (account, renamed, transfer, transaction) == (
+        (None, None, None, None)
+        if expected_ok
+        else ("accounts_id_check", "accounts_id_check", "transfers_id_check", "transactions_id_check")
+    )
+
+
+@pytest.mark.parametrize("currency", CURRENCIES)
+async def test_currencies_are_accepted_exactly_as_the_old_rule_accepted_them(pool: Pool, currency: str) -> None:
+    expected = None if OLD_CURRENCY_RULE.fullmatch(currency) else "accounts_currency_check"
+    async with pool.acquire() as conn:
+        tenant = await new_tenant(conn)
+        created = await refused_by(
+            conn,
+            "INSERT INTO accounts (tenant_id, id, currency, normal_balance) VALUES ($1, 'new', $2, 'credit')",
+            tenant,
+            currency,
+        )
+        # acc-0 has no entries, so nothing but the rule itself stands in the way of changing its currency.
+        changed = await refused_by(
+            conn, "UPDATE accounts SET currency = $2 WHERE tenant_id = $1 AND id = 'acc-0'", tenant, currency
+        )
+    assert (created, changed) == (expected, expected)
+
+
+async def test_the_balance_update_probes_only_the_accounts_it_changes_and_only_in_scope(
+    pool: Pool, app_pool: Pool
+) -> None:
+    async with pool.acquire() as conn:
+        tenant = await new_tenant(conn, accounts=400)
+        other = await new_tenant(conn)
+    rows = [{"t": tenant, "i": f"acc-{n}", "dp": 7, "cp": 9, "dq": 0, "cq": 0} for n in (3, 250)]
+    outside = [{"t": other, "i": "acc-0", "dp": 7, "cp": 9, "dq": 0, "cq": 0}]
+    async with app_pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT set_config('kassa.tenant_id', $1, true)", tenant)
+        updated = await conn.fetchval("SELECT kassa_apply_balances($1::json)", msgspec.json.encode(rows).decode())
+        stranger = await conn.fetchval("SELECT kassa_apply_balances($1::json)", msgspec.json.encode(outside).decode())
+        # This transaction's own counters: one index probe per row, never a scan of the table.
+        scans = await conn.fetchrow(
+            "SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables WHERE relid = 'accounts'::regclass"
+        )
+    assert (updated, stranger) == (2, 0), "a row outside the tenant scope is never updated"
+    assert scans is not None and scans["seq_scan"] == 0 and scans["idx_scan"] >= 2, dict(scans or {})
+    found = await pool.fetch(
+        "SELECT tenant_id, id, debits_posted, credits_posted FROM accounts WHERE (tenant_id = $1 AND id IN"
+        " ('acc-3', 'acc-250', 'acc-4')) OR tenant_id = $2 ORDER BY tenant_id, id",
+        tenant,
+        other,
+    )
+    assert [(r["tenant_id"], r["id"], r["debits_posted"], r["credits_posted"]) for r in found] == sorted(
+        [
+            (tenant, "acc-250", 7, 9),
+            (tenant, "acc-3", 7, 9),
+            (tenant, "acc-4", 0, 0),
+            (other, "acc-0", 0, 0),
+            (other, "acc-1", 0, 0),
+        ]
+    )
+
+
+async def plans_of(conn: Conn, marker: str) -> list[tuple[int, int]]:
+    """(custom, generic) plans made so far on this connection for each prepared statement containing `marker`."""
+    rows = await conn.fetch(
+        "SELECT custom_plans, generic_plans FROM pg_prepared_statements WHERE statement LIKE '%' || $1 || '%'", marker
+    )
+    assert rows, f"no prepared statement contains {marker!r}"
+    return [(r["custom_plans"], r["generic_plans"]) for r in rows]
+
+
+async def test_one_transfer_batches_keep_the_generic_plans_of_their_statements(pool: Pool, app_url: str) -> None:
+    async with pool.acquire() as conn:
+        tenant = await new_tenant(conn)
+    fresh = await create_pool(app_url, size_max=1)  # a connection that has prepared nothing yet
+    try:
+        async with fresh.acquire() as conn:
+            for n in range(9):  # a quiet API: every batch holds one keyed transfer, or one named by the client
+                (new,) = await run_batch(conn, [keyed(tenant, str(uuid.uuid4()), f"gen-{n}", "acc-0", "acc-1")])
+                named = CreateTransfer(tenant, f"named-{n}", "acc-1", "acc-0", "USD", 1, False, None, None, {}, HASH)
+                (by_id,) = await run_batch(conn, [Job(named)])
+                assert isinstance(new, Applied) and isinstance(by_id, Applied), (new, by_id)
+            # PostgreSQL plans a prepared statement with its values five times, then keeps the generic plan unless
+            # the custom ones looked cheaper; with one-row arrays they did, and every run was planned again.
+            found = {
+                "reserve and lock": await plans_of(conn, "WITH reserve AS MATERIALIZED"),
+                "lock transfers": await plans_of(conn, "FROM transfers t WHERE t.tenant_id = k.tn"),
+                "lock accounts": await plans_of(conn, "clock_timestamp() AS locked_at FROM "),
+                "writes": await plans_of(conn, "WITH balances AS ("),
+            }
+    finally:
+        await fresh.close()
+    assert len(found["writes"]) == 2, found  # with and without Idempotency-Keys
+    for plans in found.values():
+        for custom, generic in plans:
+            assert custom <= 5 and generic >= 4, found
