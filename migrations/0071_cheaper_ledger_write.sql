@@ -6,14 +6,14 @@
 -- 130 us of backend CPU per transfer, 60 us in 1,000-transfer batches.
 -- 1. Its `UPDATE accounts ... FROM json_to_recordset(...)` was planned as a hash join over a
 --    sequential scan of every account of the tenant, with the row-level security filter
---    evaluated on each: the planner estimates 100 rows for any JSON document and 4.0 per index
---    probe, so below ~50,000 accounts per tenant a scan looks cheaper than 36 probes. It is not:
---    1,000 accounts scanned cost ~300 us per batch, 36 probes ~60 us. No rewording of the join
---    changes the estimate, so the update runs in a function that plans it with hash and merge
---    joins off: a nested loop over the batch's rows, one primary-key probe each, whatever the
---    tenant's size (measured cheaper at 1,000 rows too). RLS applies as before (SECURITY
---    INVOKER): a row outside the scope is not updated, and the engine's count check then fails
---    the batch.
+--    evaluated on each: the planner estimates 100 rows for any JSON document and about 3.4 per
+--    index probe, so for a tenant of up to some 8,000 accounts a scan looks cheaper than the
+--    probes. It is not: 1,000 accounts scanned cost ~300 us per batch, 36 probes ~60 us. No
+--    rewording of the join changes the estimate, so the update runs in a function that plans it
+--    with hash and merge joins off: a nested loop over the batch's rows, one primary-key probe
+--    each, whatever the tenant's size (measured cheaper at 1,000 rows too). RLS applies as
+--    before (SECURITY INVOKER): a row outside the scope is not updated, and the engine's count
+--    check then fails the batch.
 -- 2. PostgreSQL evaluates every CHECK of a row on every UPDATE, so the two regular expressions on
 --    `accounts.id` and `.currency` ran on each balance update (four per transfer, twenty per
 --    five-posting transaction). The same rules, with the same error code (check_violation) and
