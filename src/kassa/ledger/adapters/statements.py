@@ -56,10 +56,6 @@ CROSS JOIN LATERAL (
 ) a
 """
 
-# The balance update runs in `kassa_apply_balances` (migration 0071), which plans it as one
-# primary-key probe per row: planned here, as a join with a JSON document (100 rows to the
-# planner, whatever it holds), it became a hash join over a scan of every account of the tenant.
-# It returns the number of rows updated, the `balances` count the engine checks.
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -68,6 +64,10 @@ def lock_keys(keys: list[tuple[str, str]]) -> str:
     return _ENCODER.encode([{"tn": tenant, "i": ident} for tenant, ident in keys]).decode()
 
 
+# The balance update runs in `kassa_apply_balances` (migration 0071), which plans it as one
+# primary-key probe per row: planned here, as a join with a JSON document (100 rows to the
+# planner, whatever it holds), it became a hash join over a scan of every account of the tenant.
+# It returns the number of rows updated, the `balances` count the engine checks.
 _BALANCES = """
 WITH balances AS (
     SELECT kassa_apply_balances($1::json) AS n
