@@ -77,17 +77,22 @@ class _Undo(Exception):
     pass
 
 
+async def account_refused_by(conn: Conn, tenant: str, ident: str = "new", currency: str = "USD") -> str | None:
+    return await refused_by(
+        conn,
+        "INSERT INTO accounts (tenant_id, id, currency, normal_balance) VALUES ($1, $2, $3, 'credit')",
+        tenant,
+        ident,
+        currency,
+    )
+
+
 @pytest.mark.parametrize("ident", IDS)
 async def test_ids_are_accepted_exactly_as_the_old_rule_accepted_them(pool: Pool, ident: str) -> None:
     expected_ok = OLD_ID_RULE.fullmatch(ident) is not None
     async with pool.acquire() as conn:
         tenant = await new_tenant(conn)
-        account = await refused_by(
-            conn,
-            "INSERT INTO accounts (tenant_id, id, currency, normal_balance) VALUES ($1, $2, 'USD', 'credit')",
-            tenant,
-            ident,
-        )
+        account = await account_refused_by(conn, tenant, ident=ident)
         renamed = await refused_by(
             conn, "UPDATE accounts SET id = $2 WHERE tenant_id = $1 AND id = 'acc-0'", tenant, ident
         )
@@ -119,12 +124,7 @@ async def test_currencies_are_accepted_exactly_as_the_old_rule_accepted_them(poo
     expected = None if OLD_CURRENCY_RULE.fullmatch(currency) else "accounts_currency_check"
     async with pool.acquire() as conn:
         tenant = await new_tenant(conn)
-        created = await refused_by(
-            conn,
-            "INSERT INTO accounts (tenant_id, id, currency, normal_balance) VALUES ($1, 'new', $2, 'credit')",
-            tenant,
-            currency,
-        )
+        created = await account_refused_by(conn, tenant, currency=currency)
         # acc-0 has no entries, so nothing but the rule itself stands in the way of changing its currency.
         changed = await refused_by(
             conn, "UPDATE accounts SET currency = $2 WHERE tenant_id = $1 AND id = 'acc-0'", tenant, currency
