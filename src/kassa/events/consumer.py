@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ import msgspec
 from kassa.events import limits, metrics
 from kassa.events._db import connection
 from kassa.events.backoff import RetryPolicy
-from kassa.events.batch import decode_batch, digest
+from kassa.events.batch import decode_batch
 from kassa.events.dlq import count_dead_letters, file_dead_letter_in
 from kassa.events.envelope import encode
 from kassa.events.handler import Handler
@@ -34,18 +35,17 @@ from kassa.events.position import (
     ensure_position,
     lag_events,
     last_published,
-    lock_position,
+    open_batches,
     position,
     read_batches,
-    recorded_digests,
-    save_position,
     stream_id,
 )
 from kassa.observability import tracing
-from kassa.store.tenancy import scope
+from kassa.shared.invariants import invariant
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+    from contextlib import AbstractAsyncContextManager
 
     import asyncpg
 
@@ -127,23 +127,20 @@ async def _apply_in_transaction(
 ) -> None:
     """Apply new batches and move the position. A batch with raw bytes came from the broker
     and must match its recorded digest; None marks one read from the outbox (trusted)."""
-    # Positions and digests are platform rows (no tenant): check every message before anything
-    # of its content (its tenants included) is used.
-    at = started = await lock_position(conn, handler.name)
-    digests = await recorded_digests(conn, [b.batch for b, raw in batches if raw is not None])
-    verified = []
-    for batch, raw in batches:
-        if raw is not None and digests.get(batch.batch) != digest(raw):
+    # One statement locks the position, checks every message against its recorded digest
+    # before anything of its content (its tenants included) is used, scopes the transaction to
+    # the verified batches' tenants and moves the position past them (`open_batches`).
+    opened = await open_batches(conn, handler.name, batches)
+    at = opened.before
+    for index, (batch, _raw) in enumerate(batches):
+        if index not in opened.verified:
             log.warning(
                 "consumer %s drops a message claiming batch %d: not a batch the relay published",
                 handler.name,
                 batch.batch,
             )
             outcomes.add("rejected")  # counted in kassa_events_rejected_total once committed
-        else:
-            verified.append(batch)
-    await scope(conn, {e.tenant_id for batch in verified for e in batch.events})
-    for batch in verified:
+            continue
         if batch.batch <= at:
             outcomes.add("duplicate", len(batch.events))
             continue
@@ -154,7 +151,7 @@ async def _apply_in_transaction(
         outcomes.add("dead_lettered", dead)
         outcomes.add("skipped", len(batch.events) - applied - dead)
         at = batch.batch
-    await save_position(conn, handler.name, started + 1, at)
+    invariant(at == opened.after, "the position moved to exactly the batches applied")
 
 
 async def apply_with_retries(
@@ -166,15 +163,17 @@ async def apply_with_retries(
     stop: asyncio.Event,
     stream: str,
     keepalive: Callable[[], Awaitable[None]] | None = None,
+    lease: Callable[[], AbstractAsyncContextManager[asyncpg.Connection[Any]]] | None = None,
 ) -> Outcomes | None:
     """Apply batches (in order) with retries; None when `stop` was set during a retry wait
-    (nothing applied: the caller must not ack)."""
+    (nothing applied: the caller must not ack). `lease` gives the connection of each attempt
+    (default: one from the pool per attempt)."""
     attempt = 0
     while True:
         attempt += 1
         outcomes = Outcomes()
         try:
-            async with connection(pool) as conn, conn.transaction():
+            async with (lease or (lambda: connection(pool)))() as conn, conn.transaction():
                 await _apply_in_transaction(
                     conn, handler, batches, isolate=policy.exhausted(attempt), attempt=attempt, outcomes=outcomes
                 )
@@ -236,6 +235,34 @@ def _observe(consumer: str, batches: Sequence[tuple[Batch, bytes | None]], outco
             metrics.consumer_delay_seconds.labels(consumer).observe(max(0.0, delay))
 
 
+class _HeldConnection:
+    """One pooled connection kept across a runner's transactions: no pool release (asyncpg's
+    reset query, a round trip) after every fetched batch. A connection that broke is given
+    back and replaced by the next lease; `release` gives it back for good."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+        self._conn: Any = None
+
+    @asynccontextmanager
+    async def lease(self) -> AsyncIterator[asyncpg.Connection[Any]]:
+        if self._conn is not None and self._conn.is_closed():
+            await self.release()
+        if self._conn is None:
+            self._conn = await self._pool.acquire()
+        try:
+            yield self._conn
+        except BaseException:
+            if self._conn is not None and (self._conn.is_closed() or self._conn.is_in_transaction()):
+                await self.release()  # never reuse a connection left in an unknown state
+            raise
+
+    async def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._pool.release(conn)
+
+
 class ConsumerRunner:
     """Runs one handler against the bus until `stop` is set."""
 
@@ -262,6 +289,7 @@ class ConsumerRunner:
         await ensure_position(self.pool, self.handler.name)
         subscription = await self.bus.subscribe(self.handler.name)
         sampler = asyncio.create_task(self._sample(stop))
+        held = _HeldConnection(self.pool)
         try:
             while not stop.is_set():
                 deliveries = await subscription.fetch(self.fetch_max, self.fetch_timeout_s)
@@ -278,6 +306,7 @@ class ConsumerRunner:
                         stop=stop,
                         stream=stream,
                         keepalive=keepalive,
+                        lease=held.lease,
                     )
                     if done is None:
                         break  # stopped during a retry wait: leave them unacked for redelivery
@@ -288,6 +317,7 @@ class ConsumerRunner:
         finally:
             sampler.cancel()
             await asyncio.gather(sampler, return_exceptions=True)
+            await held.release()
             await subscription.close()
 
     def _verifiable(self, deliveries: Sequence[Any], stream: str) -> list[tuple[Batch, bytes | None]]:

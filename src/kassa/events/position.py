@@ -16,12 +16,15 @@ broker) is dropped and counted, never applied.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from kassa.events.batch import ENVELOPE_JSON, Batch
+from kassa.events.batch import ENVELOPE_JSON, Batch, digest
 from kassa.events.envelope import Envelope
+from kassa.shared.invariants import invariant
+from kassa.store.tenancy import tenant_list
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -64,30 +67,36 @@ async def lag_events(pool: Pool, consumer: str) -> int:
     return int(found or 0)
 
 
-async def lock_position(conn: asyncpg.Connection[Any], consumer: str) -> int:
-    found = await conn.fetchval(
-        "SELECT batch_no FROM event_consumer_positions WHERE consumer = $1 FOR UPDATE", consumer
+_OPEN = "SELECT position_before, position_after, verified FROM kassa_consumer_open($1, $2, $3, $4)"
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A consumer transaction's start: its position before and after the batches, and the
+    indexes of the batches that passed the digest check."""
+
+    before: int
+    after: int
+    verified: frozenset[int]
+
+
+async def open_batches(
+    conn: asyncpg.Connection[Any], consumer: str, batches: Sequence[tuple[Batch, bytes | None]]
+) -> Opened:
+    """Lock `consumer`'s position, check each broker message (raw bytes) against the digest the
+    relay recorded for its batch number (a batch with None was read from the outbox: trusted),
+    scope the transaction to the verified batches' tenants and move the position past them:
+    one statement (migration 0075). Call it first in the transaction of the effects."""
+    invariant(conn.is_in_transaction(), "a consumer's position moves in the transaction of its effects")
+    row = await conn.fetchrow(
+        _OPEN,
+        consumer,
+        [b.batch for b, _ in batches],
+        [None if raw is None else digest(raw) for _, raw in batches],
+        [tenant_list({e.tenant_id for e in b.events}) for b, _ in batches],
     )
-    return int(found or 0)
-
-
-_SAVE = """
-WITH moved AS (
-    UPDATE event_consumer_positions SET batch_no = $3, updated_at = now() WHERE consumer = $1 AND batch_no < $3
-)
-INSERT INTO event_consumer_batches (consumer, batch_no) SELECT $1, n FROM generate_series($2::bigint, $3) AS n
-"""
-
-
-async def save_position(conn: asyncpg.Connection[Any], consumer: str, applied_from: int, batch_no: int) -> None:
-    """Move the position to `batch_no`, logging batches `applied_from`..`batch_no` as applied now."""
-    if batch_no >= applied_from:
-        await conn.execute(_SAVE, consumer, applied_from, batch_no)
-
-
-async def recorded_digests(conn: asyncpg.Connection[Any], batch_nos: Sequence[int]) -> dict[int, bytes]:
-    rows = await conn.fetch("SELECT batch_no, digest FROM relay_batches WHERE batch_no = ANY($1::bigint[])", batch_nos)
-    return {r["batch_no"]: bytes(r["digest"]) for r in rows}
+    assert row is not None  # the function returns one row
+    return Opened(int(row[0]), int(row[1]), frozenset(i - 1 for i in row[2]))
 
 
 async def last_published(conn: asyncpg.Connection[Any] | Pool) -> int:
