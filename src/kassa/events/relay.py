@@ -60,9 +60,10 @@ RELAY_LOCK_KEY = 0x6B61737372
 # hang, so that the test can SIGKILL the relay at exactly that point. Never set in production.
 PAUSE_AFTER_PUBLISH_ENV = "KASSA_RELAY_TEST_PAUSE_AFTER_PUBLISH"
 
+# $2/$3: the batch published and not yet marked (its highest seq, its seqs), left out.
 _SELECT = f"""
 SELECT o.seq, o.occurred_at, o.id::text AS id, o.tenant_id, o.type, o.traceparent, {ENVELOPE_JSON} AS envelope
-FROM outbox o WHERE o.published_at IS NULL ORDER BY o.seq LIMIT $1
+FROM outbox o WHERE o.published_at IS NULL AND (o.seq > $2 OR NOT o.seq = ANY($3::bigint[])) ORDER BY o.seq LIMIT $1
 """
 _IN_FLIGHT = "SELECT batch_no, seqs, digest FROM relay_batches WHERE published_at IS NULL ORDER BY batch_no"
 _REBUILD = f"SELECT {ENVELOPE_JSON} AS envelope FROM outbox o WHERE o.seq = ANY($1::bigint[]) ORDER BY o.seq"
@@ -74,6 +75,19 @@ WITH batch AS (
     UPDATE relay_batches SET published_at = now(), seqs = NULL WHERE batch_no = $1 AND published_at IS NULL
 )
 UPDATE outbox SET published_at = now(), batch_no = $1 WHERE seq = ANY($2::bigint[]) AND published_at IS NULL
+"""
+# Marks the published batch $1 and records the next one ($3..$8) in one statement (one commit):
+# at most one batch is ever recorded and unpublished, as with the two statements apart.
+_MARK_AND_RECORD = """
+WITH batch AS (
+    UPDATE relay_batches SET published_at = now(), seqs = NULL WHERE batch_no = $1 AND published_at IS NULL
+), marked AS (
+    UPDATE outbox SET published_at = now(), batch_no = $1 WHERE seq = ANY($2::bigint[]) AND published_at IS NULL
+    RETURNING 1
+), recorded AS (
+    INSERT INTO relay_batches (batch_no, seq_min, seq_max, event_count, digest, seqs) VALUES ($3, $4, $5, $6, $7, $8)
+)
+SELECT count(*) FROM marked
 """
 
 
@@ -116,6 +130,9 @@ class Relay:
         self._stream: str | None = None
         self._recovered = False  # the batch a previous leader left in flight was republished
         self._next_batch_no: int | None = None  # read from relay_batches once per lease
+        # The batch published last and not marked yet (number, seqs): marked together with the
+        # recording of the next batch, or alone when the outbox is drained.
+        self._unmarked: tuple[int, list[int]] | None = None
         # occurred_at of the oldest row of the batch in flight; the lag gauge ages from it even
         # while a publish is stuck waiting for an absent broker.
         self._oldest_unpublished: datetime | None = None
@@ -140,6 +157,7 @@ class Relay:
     async def _lead(self, conn: asyncpg.Connection[Any], stop: asyncio.Event) -> None:
         self._recovered = False
         self._next_batch_no = None
+        self._unmarked = None  # one left by a lost lease is in flight: recovery republishes it
         self.stats.leader = True
         metrics.relay_leader.set(1)
         sampler = asyncio.create_task(self._sample_lag())
@@ -149,6 +167,13 @@ class Relay:
                     await _wait(stop, self.idle_poll_s)
         finally:
             sampler.cancel()
+            if self._unmarked is not None and not conn.is_closed():
+                try:
+                    await self._mark(conn)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    # Left in flight: the next leader republishes it (deduplicated, dropped by
+                    # every consumer whose position covers it).
+                    log.warning("relay: marking the last batch failed: %r", exc)
             self.stats.leader = False
             metrics.relay_leader.set(0)
             if not conn.is_closed():
@@ -168,10 +193,13 @@ class Relay:
             if in_flight:
                 return await self._republish(conn, in_flight[0])
             self._recovered = True
-        rows = await conn.fetch(_SELECT, self.batch_max)
+        unmarked = self._unmarked[1] if self._unmarked is not None else []
+        rows = await conn.fetch(_SELECT, self.batch_max, max(unmarked, default=0), unmarked)
         self._oldest_unpublished = rows[0]["occurred_at"] if rows else None
         self._set_lag()
         if not rows:
+            if self._unmarked is not None:
+                await self._mark(conn)
             return 0
         started = time.perf_counter()
         rows = _fitting(rows, self.message_bytes_max)
@@ -190,9 +218,13 @@ class Relay:
                 for r, tp in zip(rows, spans, strict=True)
             ]
             payload = message_bytes(self._stream, batch_no, texts)
-            await conn.execute(_RECORD, batch_no, min(seqs), max(seqs), len(seqs), digest(payload), seqs)
+            record = (batch_no, min(seqs), max(seqs), len(seqs), digest(payload), seqs)
+            if self._unmarked is not None:
+                await self._mark(conn, record)
+            else:
+                await conn.execute(_RECORD, *record)
             self._next_batch_no = batch_no + 1
-            await self._publish_and_mark(conn, batch_no, payload, seqs)
+            await self._publish(batch_no, payload, seqs)
         metrics.relay_batch_seconds.observe(time.perf_counter() - started)
         return len(rows)
 
@@ -214,18 +246,27 @@ class Relay:
             await conn.execute("UPDATE relay_batches SET digest = $2 WHERE batch_no = $1", batch_no, digest(payload))
             suffix = ":" + digest(payload).hex()[:16]
         log.info("relay: republishing batch %d left in flight by a previous leader", batch_no)
-        await self._publish_and_mark(conn, batch_no, payload, list(batch["seqs"]), suffix)
+        await self._publish(batch_no, payload, list(batch["seqs"]), suffix)
         return len(rows)
 
-    async def _publish_and_mark(
-        self, conn: asyncpg.Connection[Any], batch_no: int, payload: bytes, seqs: list[int], id_suffix: str = ""
-    ) -> None:
+    async def _publish(self, batch_no: int, payload: bytes, seqs: list[int], id_suffix: str = "") -> None:
         assert self._stream is not None  # set by relay_once
         await self.bus.publish(Message(dedup_id(self._stream, batch_no) + id_suffix, batch_no, payload))
         await _test_pause_after_publish()
+        self._unmarked = (batch_no, seqs)
+
+    async def _mark(self, conn: asyncpg.Connection[Any], record: tuple[Any, ...] | None = None) -> None:
+        """Mark the published batch, recording the next one (`_RECORD`'s arguments) with it."""
+        assert self._unmarked is not None
+        batch_no, seqs = self._unmarked
         n = len(seqs)
-        marked = await conn.execute(_MARK, batch_no, seqs)
-        invariant(marked == f"UPDATE {n}", "marking a batch marks exactly its rows")
+        if record is None:
+            marked = await conn.execute(_MARK, batch_no, seqs)
+            invariant(marked == f"UPDATE {n}", "marking a batch marks exactly its rows")
+        else:
+            count = await conn.fetchval(_MARK_AND_RECORD, batch_no, seqs, *record)
+            invariant(count == n, "marking a batch marks exactly its rows")
+        self._unmarked = None
         metrics.published_total.inc(n)
         self.stats.published += n
         self.stats.batches += 1
