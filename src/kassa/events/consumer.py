@@ -38,10 +38,10 @@ from kassa.events.position import (
     open_batches,
     position,
     read_batches,
+    save_position,
     stream_id,
 )
 from kassa.observability import tracing
-from kassa.shared.invariants import invariant
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -128,10 +128,10 @@ async def _apply_in_transaction(
     """Apply new batches and move the position. A batch with raw bytes came from the broker
     and must match its recorded digest; None marks one read from the outbox (trusted)."""
     # One statement locks the position, checks every message against its recorded digest
-    # before anything of its content (its tenants included) is used, scopes the transaction to
-    # the verified batches' tenants and moves the position past them (`open_batches`).
+    # before anything of its content (its tenants included) is used, and scopes the
+    # transaction to the verified batches' tenants (`open_batches`).
     opened = await open_batches(conn, handler.name, batches)
-    at = opened.before
+    at = started = opened.at
     for index, (batch, _raw) in enumerate(batches):
         if index not in opened.verified:
             log.warning(
@@ -151,7 +151,7 @@ async def _apply_in_transaction(
         outcomes.add("dead_lettered", dead)
         outcomes.add("skipped", len(batch.events) - applied - dead)
         at = batch.batch
-    invariant(at == opened.after, "the position moved to exactly the batches applied")
+    await save_position(conn, handler.name, started + 1, at)
 
 
 async def apply_with_retries(

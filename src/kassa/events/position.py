@@ -67,16 +67,31 @@ async def lag_events(pool: Pool, consumer: str) -> int:
     return int(found or 0)
 
 
-_OPEN = "SELECT position_before, position_after, verified FROM kassa_consumer_open($1, $2, $3, $4)"
+# Locks the position ($1), keeps the messages whose digest matches the recorded batch (a NULL
+# digest: read from the outbox, trusted) and scopes the transaction to their tenants only.
+_OPEN = """
+WITH locked AS (
+    SELECT batch_no FROM event_consumer_positions WHERE consumer = $1 FOR UPDATE
+), verified AS (
+    SELECT m.ord, m.tenants FROM unnest($2::bigint[], $3::bytea[], $4::text[]) WITH ORDINALITY AS m (n, d, tenants, ord)
+    -- One probe of the primary key per message.
+    WHERE m.d IS NULL OR m.d = (SELECT b.digest FROM relay_batches b WHERE b.batch_no = m.n)
+)
+SELECT (SELECT batch_no FROM locked) AS at,
+       (SELECT array_agg(ord::integer) FROM verified) AS verified,
+       set_config('kassa.tenant_id', (
+           SELECT coalesce(string_agg(DISTINCT t, ',' ORDER BY t), '')
+           FROM verified, unnest(string_to_array(verified.tenants, ',')) AS t
+       ), true) IS NULL AS unscoped
+"""
 
 
 @dataclass(frozen=True, slots=True)
 class Opened:
-    """A consumer transaction's start: its position before and after the batches, and the
-    indexes of the batches that passed the digest check."""
+    """A consumer transaction's start: its position, and the indexes of the batches that
+    passed the digest check."""
 
-    before: int
-    after: int
+    at: int
     verified: frozenset[int]
 
 
@@ -84,19 +99,46 @@ async def open_batches(
     conn: asyncpg.Connection[Any], consumer: str, batches: Sequence[tuple[Batch, bytes | None]]
 ) -> Opened:
     """Lock `consumer`'s position, check each broker message (raw bytes) against the digest the
-    relay recorded for its batch number (a batch with None was read from the outbox: trusted),
-    scope the transaction to the verified batches' tenants and move the position past them:
-    one statement (migration 0075). Call it first in the transaction of the effects."""
+    relay recorded for its batch number (a batch with None was read from the outbox: trusted)
+    and scope the transaction to the verified batches' tenants, in one statement. Call it first
+    in the transaction of the effects."""
     invariant(conn.is_in_transaction(), "a consumer's position moves in the transaction of its effects")
     row = await conn.fetchrow(
         _OPEN,
         consumer,
         [b.batch for b, _ in batches],
         [None if raw is None else digest(raw) for _, raw in batches],
-        [tenant_list({e.tenant_id for e in b.events}) for b, _ in batches],
+        [_tenants(b) for b, _ in batches],
     )
-    assert row is not None  # the function returns one row
-    return Opened(int(row[0]), int(row[1]), frozenset(i - 1 for i in row[2]))
+    assert row is not None  # one row, always
+    verified = frozenset(i - 1 for i in row["verified"] or ())
+    # A forged message may name any tenant id: it is never used. One of a verified batch that
+    # is not a tenant id fails here, as `tenant_list` would have before the scope.
+    invariant(all(_tenants(batches[i][0]) is not None for i in verified), "tenant ids are well-formed")
+    invariant(not row["unscoped"], "the tenant scope is set")
+    return Opened(int(row["at"] or 0), verified)
+
+
+def _tenants(batch: Batch) -> str | None:
+    """The batch's tenants as a scope (`tenant_list`); None if one is not a tenant id."""
+    tenants = {e.tenant_id for e in batch.events}
+    if not all(t and "," not in t for t in tenants):
+        return None
+    return tenant_list(tenants)
+
+
+_SAVE = """
+WITH moved AS (
+    UPDATE event_consumer_positions SET batch_no = $3, updated_at = now() WHERE consumer = $1 AND batch_no < $3
+)
+INSERT INTO event_consumer_batches (consumer, batch_no) SELECT $1, n FROM generate_series($2::bigint, $3) AS n
+"""
+
+
+async def save_position(conn: asyncpg.Connection[Any], consumer: str, applied_from: int, batch_no: int) -> None:
+    """Move the position to `batch_no`, logging batches `applied_from`..`batch_no` as applied now."""
+    if batch_no >= applied_from:
+        await conn.execute(_SAVE, consumer, applied_from, batch_no)
 
 
 async def last_published(conn: asyncpg.Connection[Any] | Pool) -> int:
