@@ -133,6 +133,7 @@ class Relay:
         # The batch published last and not marked yet (number, seqs): marked together with the
         # recording of the next batch, or alone when the outbox is drained.
         self._unmarked: tuple[int, list[int]] | None = None
+        self._more = False  # the last round left unpublished rows behind (a full batch)
         # occurred_at of the oldest row of the batch in flight; the lag gauge ages from it even
         # while a publish is stuck waiting for an absent broker.
         self._oldest_unpublished: datetime | None = None
@@ -163,7 +164,11 @@ class Relay:
         sampler = asyncio.create_task(self._sample_lag())
         try:
             while not stop.is_set():
-                if not await self.relay_once(conn):
+                await self.relay_once(conn)
+                if not self._more:
+                    # The round took everything there was: wait before the next one, instead
+                    # of a read that would most likely find the outbox empty (one round trip
+                    # per batch less, and larger batches at the same bound on the delay).
                     await _wait(stop, self.idle_poll_s)
         finally:
             sampler.cancel()
@@ -197,12 +202,15 @@ class Relay:
         rows = await conn.fetch(_SELECT, self.batch_max, max(unmarked, default=0), unmarked)
         self._oldest_unpublished = rows[0]["occurred_at"] if rows else None
         self._set_lag()
+        self._more = False
         if not rows:
             if self._unmarked is not None:
                 await self._mark(conn)
             return 0
         started = time.perf_counter()
+        selected = len(rows)
         rows = _fitting(rows, self.message_bytes_max)
+        self._more = selected == self.batch_max or len(rows) < selected
         seqs = [r["seq"] for r in rows]
         # Numbers follow the last recorded batch without gaps; only the lease holder records
         # (so the number read once per lease stays right), and the primary key refuses a
@@ -232,6 +240,7 @@ class Relay:
         assert self._stream is not None  # set by relay_once
         rows = await conn.fetch(_REBUILD, batch["seqs"])
         self._recovered = True
+        self._more = True  # rows committed meanwhile wait behind it
         invariant(len(rows) == len(batch["seqs"]), "outbox rows are never deleted")
         batch_no = batch["batch_no"]
         payload = message_bytes(self._stream, batch_no, [r["envelope"] for r in rows])
