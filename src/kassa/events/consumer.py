@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import msgspec
 
 from kassa.events import limits, metrics
@@ -46,8 +47,6 @@ from kassa.observability import tracing
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
     from contextlib import AbstractAsyncContextManager
-
-    import asyncpg
 
     from kassa.events.batch import Batch
     from kassa.events.bus.base import EventBus
@@ -246,16 +245,22 @@ class _HeldConnection:
 
     @asynccontextmanager
     async def lease(self) -> AsyncIterator[asyncpg.Connection[Any]]:
-        if self._conn is not None and self._conn.is_closed():
+        if self._conn is not None and not self._usable():
             await self.release()
         if self._conn is None:
             self._conn = await self._pool.acquire()
         try:
             yield self._conn
         except BaseException:
-            if self._conn is not None and (self._conn.is_closed() or self._conn.is_in_transaction()):
-                await self.release()  # never reuse a connection left in an unknown state
+            if self._conn is not None and not self._usable():
+                await self.release()  # never reuse a connection left broken or mid-transaction
             raise
+
+    def _usable(self) -> bool:
+        try:
+            return not self._conn.is_closed() and not self._conn.is_in_transaction()
+        except asyncpg.InterfaceError:  # the pool took back a connection that was lost
+            return False
 
     async def release(self) -> None:
         conn, self._conn = self._conn, None
@@ -283,13 +288,14 @@ class ConsumerRunner:
         self.fetch_max = fetch_max
         self.fetch_timeout_s = fetch_timeout_s
         self.outcomes: dict[str, int] = {}
+        self._held: _HeldConnection | None = None  # while running
 
     async def run(self, stop: asyncio.Event) -> None:
         stream = await stream_id(self.pool)
         await ensure_position(self.pool, self.handler.name)
         subscription = await self.bus.subscribe(self.handler.name)
         sampler = asyncio.create_task(self._sample(stop))
-        held = _HeldConnection(self.pool)
+        held = self._held = _HeldConnection(self.pool)
         try:
             while not stop.is_set():
                 deliveries = await subscription.fetch(self.fetch_max, self.fetch_timeout_s)
