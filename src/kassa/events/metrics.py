@@ -18,7 +18,7 @@ outbox_lag_seconds = Gauge(
 published_total = Counter("kassa_events_published_total", "Outbox events published to the stream by the relay")
 relay_batch_seconds = Histogram(
     "kassa_relay_batch_seconds",
-    "Time to publish and mark one relay batch",
+    "Time to record and publish one relay batch (its mark goes with the next batch's record)",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 relay_leader = Gauge("kassa_relay_leader", "1 while this process holds the relay lease", multiprocess_mode="livesum")
