@@ -70,19 +70,21 @@ _REBUILD = f"SELECT {ENVELOPE_JSON} AS envelope FROM outbox o WHERE o.seq = ANY(
 _RECORD = """
 INSERT INTO relay_batches (batch_no, seq_min, seq_max, event_count, digest, seqs) VALUES ($1, $2, $3, $4, $5, $6)
 """
+# $3: when the broker acknowledged the batch (the mark may come a round later).
 _MARK = """
 WITH batch AS (
-    UPDATE relay_batches SET published_at = now(), seqs = NULL WHERE batch_no = $1 AND published_at IS NULL
+    UPDATE relay_batches SET published_at = $3, seqs = NULL WHERE batch_no = $1 AND published_at IS NULL
 )
-UPDATE outbox SET published_at = now(), batch_no = $1 WHERE seq = ANY($2::bigint[]) AND published_at IS NULL
+UPDATE outbox SET published_at = $3, batch_no = $1 WHERE seq = ANY($2::bigint[]) AND published_at IS NULL
 """
-# Marks the published batch $1 and records the next one ($3..$8) in one statement (one commit):
-# at most one batch is ever recorded and unpublished, as with the two statements apart.
+# Marks the published batch $1 (acknowledged at $9) and records the next one ($3..$8) in one
+# statement (one commit): at most one batch is ever recorded and unpublished, as with the two
+# statements apart.
 _MARK_AND_RECORD = """
 WITH batch AS (
-    UPDATE relay_batches SET published_at = now(), seqs = NULL WHERE batch_no = $1 AND published_at IS NULL
+    UPDATE relay_batches SET published_at = $9, seqs = NULL WHERE batch_no = $1 AND published_at IS NULL
 ), marked AS (
-    UPDATE outbox SET published_at = now(), batch_no = $1 WHERE seq = ANY($2::bigint[]) AND published_at IS NULL
+    UPDATE outbox SET published_at = $9, batch_no = $1 WHERE seq = ANY($2::bigint[]) AND published_at IS NULL
     RETURNING 1
 ), recorded AS (
     INSERT INTO relay_batches (batch_no, seq_min, seq_max, event_count, digest, seqs) VALUES ($3, $4, $5, $6, $7, $8)
@@ -132,7 +134,7 @@ class Relay:
         self._next_batch_no: int | None = None  # read from relay_batches once per lease
         # The batch published last and not marked yet (number, seqs): marked together with the
         # recording of the next batch, or alone when the outbox is drained.
-        self._unmarked: tuple[int, list[int]] | None = None
+        self._unmarked: tuple[int, list[int], datetime] | None = None  # with its ack time
         self._more = False  # the last round left unpublished rows behind (a full batch)
         # occurred_at of the oldest row of the batch in flight; the lag gauge ages from it even
         # while a publish is stuck waiting for an absent broker.
@@ -262,18 +264,18 @@ class Relay:
         assert self._stream is not None  # set by relay_once
         await self.bus.publish(Message(dedup_id(self._stream, batch_no) + id_suffix, batch_no, payload))
         await _test_pause_after_publish()
-        self._unmarked = (batch_no, seqs)
+        self._unmarked = (batch_no, seqs, utcnow())
 
     async def _mark(self, conn: asyncpg.Connection[Any], record: tuple[Any, ...] | None = None) -> None:
         """Mark the published batch, recording the next one (`_RECORD`'s arguments) with it."""
         assert self._unmarked is not None
-        batch_no, seqs = self._unmarked
+        batch_no, seqs, acked_at = self._unmarked
         n = len(seqs)
         if record is None:
-            marked = await conn.execute(_MARK, batch_no, seqs)
+            marked = await conn.execute(_MARK, batch_no, seqs, acked_at)
             invariant(marked == f"UPDATE {n}", "marking a batch marks exactly its rows")
         else:
-            count = await conn.fetchval(_MARK_AND_RECORD, batch_no, seqs, *record)
+            count = await conn.fetchval(_MARK_AND_RECORD, batch_no, seqs, *record, acked_at)
             invariant(count == n, "marking a batch marks exactly its rows")
         self._unmarked = None
         metrics.published_total.inc(n)

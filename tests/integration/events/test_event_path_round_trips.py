@@ -18,6 +18,7 @@ from kassa.events.batch import decode_batch
 from kassa.events.consumer import ConsumerRunner, apply_with_retries
 from kassa.events.position import ensure_position, position
 from kassa.events.relay import RELAY_LOCK_KEY, Relay, drain
+from kassa.shared.clock import utcnow
 from support.events import (
     RecordingBus,
     RecordingHandler,
@@ -30,6 +31,7 @@ from support.events import (
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
+    from datetime import datetime
 
     import asyncpg
 
@@ -68,12 +70,14 @@ async def test_the_relay_marks_a_batch_with_the_next_ones_record_and_never_leave
                 while await relay.relay_once(conn):  # the relay's first reads; other tests' rows
                     pass
                 rounds: list[list[str]] = []
+                acked_by: list[datetime] = []
                 for _ in range(2):
                     await write_outbox(pool, tenant, ["a", "b"], per_key=1)
                     sent: list[str] = []
                     log = _logging(conn, sent)
                     assert await relay.relay_once(conn) == 2
                     conn.remove_query_logger(log)
+                    acked_by.append(utcnow())
                     rounds.append(sent)
                     assert await _in_flight(pool) == 1  # the one just published, not yet marked
                 sent = []
@@ -92,6 +96,9 @@ async def test_the_relay_marks_a_batch_with_the_next_ones_record_and_never_leave
         assert len(rows) == 5 and all(r["published_at"] is not None for r in rows)
         mine = [m for m in bus.published if any(e.tenant_id == tenant for e in decode_batch(m.payload).events)]
         assert [r["batch_no"] for r in rows[1:]] == [mine[-2].batch_no] * 2 + [mine[-1].batch_no] * 2
+        # published_at is when the broker acknowledged the batch, not when a later round marked it.
+        assert all(r["published_at"] <= acked_by[0] for r in rows[1:3])
+        assert all(acked_by[0] <= r["published_at"] <= acked_by[1] for r in rows[3:])
     finally:
         await bus.close()
 
