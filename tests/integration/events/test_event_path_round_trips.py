@@ -6,7 +6,6 @@ verified batches' tenants only, and a consumer's kept connection is replaced whe
 from __future__ import annotations
 
 import asyncio
-import json
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -213,32 +212,4 @@ async def test_a_consumer_replaces_its_kept_connection_when_the_database_drops_i
     finally:
         stop.set()
         await task
-        await bus.close()
-
-
-async def test_a_nats_consumer_that_keeps_up_pulls_one_message_and_a_backlog_in_one_fetch(
-    nats_server: EmbeddedNats,
-) -> None:
-    from kassa.events.bus.base import Message
-
-    bus = await nats_bus(nats_server.url)
-    try:
-        sub = await bus.subscribe(f"pull-{new_tenant()}")
-        while deliveries := await sub.fetch(100, 0.5):  # the shared stream's history first
-            for delivery in deliveries:
-                await delivery.ack()
-        tag = new_tenant()
-        payloads = [json.dumps({"tenant": tag, "n": n}).encode() for n in range(3)]  # as other tests expect
-        for n, payload in enumerate(payloads):
-            await bus.publish(Message(f"{tag}:{n}", n + 1, payload))
-        first = await sub.fetch(10, 2.0)  # caught up: one message per pull
-        rest = await sub.fetch(10, 2.0)  # it said two more were pending: both at once
-        got = [d.raw for d in [*first, *rest]]
-        assert [len(first), len(rest)] == [1, 2]
-        assert got == payloads
-        for delivery in [*first, *rest]:
-            await delivery.ack()
-        assert await sub.fetch(10, 0.3) == []
-        await sub.close()
-    finally:
         await bus.close()

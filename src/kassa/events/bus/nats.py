@@ -63,30 +63,15 @@ class _NatsDelivery:
         await self._msg.in_progress()
 
 
-def _pending_after(msg: Any) -> bool:
-    """Whether the consumer has messages pending after `msg` (from its JetStream reply subject;
-    True when that cannot be read, so that the next fetch takes a batch)."""
-    try:
-        return bool(msg.metadata.num_pending)
-    except (nats.errors.Error, ValueError, AttributeError, IndexError):
-        return True
-
-
 class _NatsSubscription:
     def __init__(self, sub: Any) -> None:
         self._sub = sub
-        # Whether messages were pending behind the last one fetched. A consumer that keeps up
-        # gets one batch per fetch; for it a fetch of one message is a single waiting pull,
-        # where nats-py's fetch of several first probes with a no-wait pull (answered "no
-        # messages") and then waits: one request and one status message per batch saved.
-        self._behind = True
 
     async def fetch(self, max_count: int, timeout_s: float) -> Sequence[Delivery]:
         try:
-            msgs = await self._sub.fetch(max_count if self._behind else 1, timeout=timeout_s)
+            msgs = await self._sub.fetch(max_count, timeout=timeout_s)
         except TimeoutError:  # nats raises both its own subclass and the plain asyncio one
             return []
-        self._behind = _pending_after(msgs[-1]) if msgs else False
         return [_NatsDelivery(m) for m in msgs]
 
     async def lag(self) -> int:
