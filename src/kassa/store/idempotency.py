@@ -107,7 +107,10 @@ LEFT JOIN LATERAL (
 """
 
 
-_RESERVE = reserve_select("unnest($1::text[], $2::text[]) AS u(t, k)")
+# The keys travel as one JSON document, not arrays: with arrays of a few elements PostgreSQL
+# judged planning with the values cheaper every time and never kept the cached plan (a batch of
+# one keyed job was planned on every run), as the ledger's lock statements were (0071's notes).
+_RESERVE = reserve_select("json_to_recordset($1::json) AS u(t text, k text)")
 
 
 # The records travel as one JSON document (bytes in base64), like the rows of the ledger's write
@@ -187,7 +190,7 @@ async def reserve(conn: Conn, claims: list[IdemClaim | None]) -> list[Resolution
     if not todo:
         return results
     keys = sorted(todo)
-    rows = await conn.fetch(_RESERVE, [k[0] for k in keys], [k[1] for k in keys])
+    rows = await conn.fetch(_RESERVE, _ENCODER.encode([{"t": t, "k": k} for t, k in keys]).decode())
     resolve_reserved(claims, results, todo, rows)
     return results
 

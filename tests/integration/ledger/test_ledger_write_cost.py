@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
-from test_ledger_engine_key_records import keyed
+from test_ledger_engine_key_records import keyed, render
 
 from kassa.ledger.adapters import engine
 from kassa.ledger.adapters.engine import Job, run_batch
 from kassa.ledger.domain.model import CreateTransfer
 from kassa.ledger.domain.posting import Applied
+from kassa.store.idempotency import IdemClaim
 from kassa.store.pool import create_pool
 
 if TYPE_CHECKING:
@@ -188,11 +189,17 @@ async def test_one_transfer_batches_keep_the_generic_plans_of_their_statements(p
                 (new,) = await run_batch(conn, [keyed(tenant, str(uuid.uuid4()), f"gen-{n}", "acc-0", "acc-1")])
                 named = CreateTransfer(tenant, f"named-{n}", "acc-1", "acc-0", "USD", 1, False, None, None, {}, HASH)
                 (by_id,) = await run_batch(conn, [Job(named)])
-                assert isinstance(new, Applied) and isinstance(by_id, Applied), (new, by_id)
+                # A client-chosen id with an Idempotency-Key: its key is reserved on its own (`idempotency.reserve`).
+                named_keyed = CreateTransfer(
+                    tenant, f"named-k-{n}", "acc-0", "acc-1", "USD", 1, False, None, None, {}, HASH
+                )
+                (by_id_keyed,) = await run_batch(conn, [Job(named_keyed, IdemClaim(tenant, f"k-{n}", HASH), render)])
+                assert all(isinstance(r, Applied) for r in (new, by_id, by_id_keyed)), (new, by_id, by_id_keyed)
             # PostgreSQL plans a prepared statement with its values five times, then keeps the generic plan unless
             # the custom ones looked cheaper; with one-row arrays they did, and every run was planned again.
             found = {
                 "reserve and lock": await plans_of(conn, "WITH reserve AS MATERIALIZED"),
+                "reserve keys": await plans_of(conn, "AS u(t text, k text)"),
                 "lock transfers": await plans_of(conn, "FROM transfers t WHERE t.tenant_id = k.tn"),
                 "lock accounts": await plans_of(conn, "clock_timestamp() AS locked_at FROM "),
                 "writes": await plans_of(conn, "WITH balances AS ("),
