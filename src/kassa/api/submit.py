@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 class in_flight:  # used as a context manager, like a function
     """Refuse a second concurrent request with the same key in this process at once (409);
-    across processes the database claim serializes them instead. A plain context manager
-    (`with`, or `async with` where a caller prefers): no generator per request."""
+    across processes the database claim serializes them instead. A plain (synchronous) context
+    manager: no generator per request."""
 
     __slots__ = ("_ident", "_inflight")
 
@@ -44,12 +44,6 @@ class in_flight:  # used as a context manager, like a function
     def __exit__(self, *_: object) -> None:
         if self._ident is not None:
             self._inflight.discard(self._ident)
-
-    async def __aenter__(self) -> None:
-        self.__enter__()
-
-    async def __aexit__(self, *_: object) -> None:
-        self.__exit__()
 
 
 async def submit(

@@ -8,7 +8,7 @@ trips, the wake-up of the waiting request after its result is set; and the event
 long a callback made ready waits to run, sampled every 2 ms). A sampler process polls
 `pg_stat_activity` for the API's backends that are inside a transaction (their state, wait event
 and statement), which splits the batch's time on the server into execution, lock waits, WAL flush
-and waiting for the client. Summaries (ms: count, mean, p50, p90, p99) are written every 2 s to
+and waiting for the client. Summaries (ms: count, mean, p50, p90, p99) are written every second to
 `<file>.<pid>.json` and `<file>.pg.<pid>.json`.
 
 Off (the default), every hook in the batcher is one `is None` test; nothing here is imported into
@@ -133,18 +133,17 @@ class Profile:
         for _, future in batch:
             self._settled[id(future)] = now
 
-    async def job(self, awaited: asyncio.Future[T], queued: asyncio.Future[T]) -> T:
-        """Await `awaited`; `queued` is the future in the batcher's queue (the same one, or its
-        twin on the batcher's own loop)."""
+    async def job(self, future: asyncio.Future[T]) -> T:
+        """Await a job's `future`, the one queued in the batcher."""
         self.start()  # in the first process that submits (the API), not in every one that could
         start = time.perf_counter()
-        self._enqueued[id(queued)] = start
+        self._enqueued[id(future)] = start
         try:
-            return await awaited
+            return await future
         finally:
             now = time.perf_counter()
-            self._enqueued.pop(id(queued), None)
-            settled = self._settled.pop(id(queued), None)
+            self._enqueued.pop(id(future), None)
+            settled = self._settled.pop(id(future), None)
             if settled is not None:
                 self.add("resume", now - settled)
             self.add("job_total", now - start)

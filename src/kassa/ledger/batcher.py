@@ -90,16 +90,12 @@ class Batcher:
         if len(self._queue) >= self._queue_max:
             raise ServiceUnavailable("the ledger is at capacity; retry with the same Idempotency-Key")
         future: asyncio.Future[JobResult] = asyncio.get_running_loop().create_future()
-        tracing.batch_enqueued(future)
-        self._enqueue(job, future)
-        if (profile := batch_profile.PROFILE) is not None:
-            return await profile.job(future, future)
-        return await future
-
-    def _enqueue(self, job: Job, future: asyncio.Future[JobResult]) -> None:
-        """On the batcher's loop: queue the job and wake the loop that forms batches."""
         self._queue.append((job, future))
+        tracing.batch_enqueued(future)
         self._wakeup.set()
+        if (profile := batch_profile.PROFILE) is not None:
+            return await profile.job(future)
+        return await future
 
     async def _loop(self) -> None:
         while True:

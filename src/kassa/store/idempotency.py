@@ -109,7 +109,8 @@ LEFT JOIN LATERAL (
 
 # The keys travel as one JSON document, not arrays: with arrays of a few elements PostgreSQL
 # judged planning with the values cheaper every time and never kept the cached plan (a batch of
-# one keyed job was planned on every run), as the ledger's lock statements were (0071's notes).
+# one keyed job was planned on every run), as the ledger's lock statements were (`lock_keys`
+# in ledger/adapters/statements.py).
 _RESERVE = reserve_select("json_to_recordset($1::json) AS u(t text, k text)")
 
 

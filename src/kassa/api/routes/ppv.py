@@ -244,7 +244,7 @@ async def create_purchase(ctx: Ctx) -> Response:
 
         return receipt
 
-    async with in_flight(ctx, claim):
+    with in_flight(ctx, claim):
         try:
             row, result = await ctx.services.ppv.buy(
                 ctx.tenant_id,
@@ -352,7 +352,7 @@ async def create_refund(ctx: Ctx) -> Response:
     def receipt_for(row: RefundRow) -> Any:
         return lambda outcome: _rendered(outcome, lambda o: _refund_out(row, o), trace_id)
 
-    async with in_flight(ctx, claim):
+    with in_flight(ctx, claim):
         stored = await ctx.services.ppv.stored_replay(claim)
         if stored is not None:
             return replay_response(stored.status, stored.body)

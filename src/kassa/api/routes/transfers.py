@@ -219,7 +219,7 @@ async def create_batch(ctx: Ctx) -> Response:
         stored.append((results, _batch_response(batch.atomic, batch.merge(results))))
         return stored[-1][1]
 
-    async with in_flight(ctx, claim):
+    with in_flight(ctx, claim):
         result = await ctx.services.ledger.submit_batch(jobs, batch.atomic, claim, receipt)
     if isinstance(result, Replay):
         return replay_response(result.status, result.body)
