@@ -52,7 +52,7 @@ async def test_a_batch_of_new_keyed_transfers_makes_four_round_trips_with_no_val
         results, sent = await logged_round_trips(conn, jobs)
     assert all(isinstance(r, Applied) for r in results), results
     assert len(sent) == 4, [s[:80] for s in sent]
-    assert sent[0].startswith("BEGIN; SELECT set_config('kassa.tenant_id', ")
+    assert sent[0].startswith("BEGIN; SET LOCAL enable_seqscan = off; SELECT set_config('kassa.tenant_id', ")
     assert "pg_try_advisory_xact_lock" in sent[1] and "FOR UPDATE OF a" in sent[1]
     assert "INSERT INTO idempotency_keys" in sent[2] and sent[3] == "COMMIT"
     # Every value travels as a bound parameter: no key, id or body in any statement's text (which
@@ -107,7 +107,9 @@ async def test_the_write_arguments_reach_the_database_exactly(pool: Pool, text: 
 
 def test_the_scope_literal_never_ends_its_string_early() -> None:
     assert pipeline.quoted("a'b\\c") == "E'a''b\\\\c'"
-    assert pipeline.begin_sql(["t'1", "t2"]) == "BEGIN; SELECT set_config('kassa.tenant_id', E't''1,t2', true)"
+    assert pipeline.begin_sql(["t'1", "t2"]) == (
+        "BEGIN; SET LOCAL enable_seqscan = off; SELECT set_config('kassa.tenant_id', E't''1,t2', true)"
+    )
     with pytest.raises(InvariantViolation):
         pipeline.quoted("nul\x00")
 
