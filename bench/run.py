@@ -467,6 +467,18 @@ def _summary(result: dict[str, Any]) -> str:
         f"  worker CPU / API CPU per transfer = {best['worker_cpu_share_of_api']:.2f} "
         f"(target <= {TARGET_WORKER_CPU_SHARE}) {met(best['worker_cpu_met'])}"
     )
+    bound = best.get("cpu_bound")
+    if bound:
+        lines.append(
+            f"  CPU bounds (all {bound['cores']} cores busy at this run's CPU per operation): single / pgbench "
+            f"<= {bound['single_to_pgbench_max']:.2f}x, batch / pgbench <= {bound['batch_to_pgbench_max']:.2f}x"
+            + (
+                f", five-posting / single <= {bound['multi_to_single_max']:.2f}x"
+                if "multi_to_single_max" in bound
+                else ""
+            )
+            + (f", hot / random <= {bound['hot_to_single_max']:.2f}x" if "hot_to_single_max" in bound else "")
+        )
     lines.append(f"  relay kept up (no lag growth, drained after load): {best['relay_kept_up']}")
     lines.append(f"  consumers kept up (no backlog growth during the load): {best['consumers_kept_up']}")
     if result.get("live_event"):
@@ -504,6 +516,33 @@ def _headline(configs: list[dict[str, Any]], pgbench_tps: float, idempotency: bo
     if best.get("multi"):
         out["ratio_multi_to_single"] = _ratio(best["multi"]["transfers_per_s"], s["transfers_per_s"])
         out["multi_met"] = out["ratio_multi_to_single"] >= TARGET_MULTI_RATIO
+    out["cpu_bound"] = _cpu_bound(best, max(configs, key=lambda c: c["batch"]["transfers_per_s"]), pgbench_tps)
+    return out
+
+
+def _cpu_bound(best: dict[str, Any], batch: dict[str, Any], pgbench_tps: float) -> dict[str, Any]:
+    """What each ratio could be at most if every core of the machine did nothing but that work at
+    the CPU per transfer measured in this run (all roles and the load generator): the bound a
+    target meets or misses however the work is scheduled. For the ratio of two scenarios of one
+    configuration it is the inverse ratio of their CPU per operation."""
+    cores = os.cpu_count() or 1
+
+    def ceiling(phase: dict[str, Any]) -> float:
+        return 1000 * cores / float(phase["cpu"]["total_ms_per_transfer"])
+
+    single = best["single"]
+    out = {
+        "cores": cores,
+        "single_per_s_max": round(ceiling(single)),
+        "single_to_pgbench_max": _ratio(ceiling(single), pgbench_tps),
+        "batch_per_s_max": round(ceiling(batch["batch"])),
+        "batch_to_pgbench_max": _ratio(ceiling(batch["batch"]), pgbench_tps),
+    }
+    for key in ("multi", "hot"):
+        if best.get(key):
+            out[f"{key}_to_single_max"] = _ratio(
+                single["cpu"]["total_ms_per_transfer"], best[key]["cpu"]["total_ms_per_transfer"]
+            )
     return out
 
 

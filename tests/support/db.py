@@ -25,7 +25,7 @@ from kassa.store.migrate import migrate, migrations_dir
 from kassa.store.pool import Pool, create_pool
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Iterator, Sequence
 
 
 @pytest.fixture(scope="session")
@@ -106,6 +106,35 @@ async def database_migrated_before(server: EmbeddedPostgres, workdir: Path, vers
     url = server.url.rsplit("/", 1)[0] + f"/{name}"
     await migrate(url, before)
     return url
+
+
+async def fresh_database(server: EmbeddedPostgres) -> str:
+    """A new database of `server`, provisioned and migrated as a deployment's is; its name. The
+    API and worker roles may force their statistics out at once (`pg_stat_force_next_flush`), so a
+    test can read their scans without waiting for the periodic report."""
+    name = f"fresh_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(server.url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    server.provision(name)
+    await migrate(server.role_url(roles.OWNER, name))
+    superuser = await asyncpg.connect(server.role_url(roles.SUPERUSER, name))
+    try:
+        await superuser.execute(f"GRANT EXECUTE ON FUNCTION pg_stat_force_next_flush() TO {roles.APP}, {roles.WORKER}")
+    finally:
+        await superuser.close()
+    return name
+
+
+async def sequential_scans(conn: asyncpg.Connection[asyncpg.Record], tables: Sequence[str]) -> dict[str, int]:
+    """Sequential scans of `tables` so far, as the statistics last reported them."""
+    await conn.execute("SELECT pg_stat_clear_snapshot()")
+    rows = await conn.fetch(
+        "SELECT relname, seq_scan FROM pg_stat_user_tables WHERE relname = ANY($1::text[])", list(tables)
+    )
+    return {r["relname"]: r["seq_scan"] for r in rows}
 
 
 def pytest_configure(config: Any) -> None:

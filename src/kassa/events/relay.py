@@ -44,6 +44,7 @@ from kassa.events.errors import EventBusUnavailable
 from kassa.observability import tracing
 from kassa.shared.clock import utcnow
 from kassa.shared.invariants import invariant
+from kassa.store.plans import KEY_PROBES_ONLY_SESSION
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -163,6 +164,10 @@ class Relay:
         self._unmarked = None  # one left by a lost lease is in flight: recovery republishes it
         self.stats.leader = True
         metrics.relay_leader.set(1)
+        # The relay's reads and marks probe the outbox by its unpublished index and by seq, on
+        # plans this connection caches for the whole lease; on a table analysed nearly empty
+        # they were planned as scans of the whole outbox, which only grows (`kassa.store.plans`).
+        await conn.execute(KEY_PROBES_ONLY_SESSION)
         sampler = asyncio.create_task(self._sample_lag())
         try:
             while not stop.is_set():

@@ -22,8 +22,8 @@ from kassa.ledger.domain.model import CreateTransfer
 from kassa.ledger.domain.posting import Applied
 from kassa.store import roles
 from kassa.store.idempotency import IdemClaim
-from kassa.store.migrate import migrate
 from kassa.store.pool import create_pool
+from support.db import fresh_database, sequential_scans
 
 if TYPE_CHECKING:
     from kassa.store.embedded import EmbeddedPostgres
@@ -32,33 +32,6 @@ pytestmark = pytest.mark.integration
 
 WATCHED = ("accounts", "idempotency_keys", "transfers")
 GROWN_ROWS = 20_000
-
-
-async def fresh_database(server: EmbeddedPostgres) -> str:
-    """A new database of `server`, provisioned and migrated as a deployment's is; its name."""
-    name = f"stale_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(server.url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    server.provision(name)
-    await migrate(server.role_url(roles.OWNER, name))
-    # Only so that the test can read the API role's scans at once instead of waiting for its periodic report.
-    superuser = await asyncpg.connect(server.role_url(roles.SUPERUSER, name))
-    try:
-        await superuser.execute(f"GRANT EXECUTE ON FUNCTION pg_stat_force_next_flush() TO {roles.APP}")
-    finally:
-        await superuser.close()
-    return name
-
-
-async def sequential_scans(owner: asyncpg.Connection[asyncpg.Record]) -> dict[str, int]:
-    await owner.execute("SELECT pg_stat_clear_snapshot()")
-    rows = await owner.fetch(
-        "SELECT relname, seq_scan FROM pg_stat_user_tables WHERE relname = ANY($1::text[])", list(WATCHED)
-    )
-    return {r["relname"]: r["seq_scan"] for r in rows}
 
 
 async def test_plans_made_on_nearly_empty_tables_keep_probing_by_key_once_they_grew(
@@ -99,13 +72,13 @@ async def test_plans_made_on_nearly_empty_tables_keep_probing_by_key_once_they_g
                 GROWN_ROWS,
             )
             await conn.fetchval("SELECT pg_stat_force_next_flush()")
-            before = await sequential_scans(owner)
+            before = await sequential_scans(owner, WATCHED)
             jobs = [keyed(tenant, f"grown-{n}", f"grown-t-{n}") for n in range(3)]
             named = CreateTransfer(tenant, "grown-named", "alice", "bank", "USD", 2, False, None, None, {}, HASH)
             results = await run_batch(conn, [*jobs, Job(named, IdemClaim(tenant, "grown-k", HASH), render)])
             (named_again,) = await run_batch(conn, [Job(named, IdemClaim(tenant, "grown-k2", HASH), render)])
             await conn.fetchval("SELECT pg_stat_force_next_flush()")
-            after = await sequential_scans(owner)
+            after = await sequential_scans(owner, WATCHED)
         assert all(isinstance(r, Applied) for r in results), results
         assert isinstance(named_again, Applied) and not named_again.created, named_again  # found by its id
         assert set(before) == set(WATCHED), before

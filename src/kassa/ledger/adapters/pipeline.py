@@ -32,6 +32,7 @@ import msgspec
 from kassa.ledger.adapters.rows import LOCKED_ACCOUNT_COLUMNS, locked_account_from_row
 from kassa.shared.invariants import invariant
 from kassa.store import idempotency
+from kassa.store.plans import KEY_PROBES_ONLY_LOCAL
 from kassa.store.tenancy import TENANT_SETTING, tenant_list
 
 if TYPE_CHECKING:
@@ -50,17 +51,12 @@ def quoted(text: str) -> str:
     return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-# Every statement of a batch finds its rows by key (a probe of a primary key or a unique index
-# per row), and a connection runs them on plans it caches. PostgreSQL plans them from the
-# statistics of the moment: for a table analysed while it was nearly empty (a young platform,
-# a purge that emptied it, a restore) a sequential scan is the cheaper plan on paper, and the
-# cached plan keeps scanning the whole table on every run as it grows, until autovacuum's next
-# ANALYZE invalidates it. Measured: the Idempotency-Key reservation scanning 10,000 keys per
-# batch, 7.4 ms of database CPU for a batch of 20 instead of 2.3 ms, and growing with the
-# table (docs/ledger-cost.md). With sequential scans off for the batch's transaction, its
-# statements are planned on their indexes whatever the statistics say; a statement with no
-# index to use (a product's, say) still gets its scan.
-KEY_PROBES_ONLY = "SET LOCAL enable_seqscan = off"
+# Every statement of a batch finds its rows by key (the reservation, the locks, the balance
+# update, the triggers' probes), so the batch plans them on their indexes whatever the
+# statistics say (`kassa.store.plans`): a connection that planned them while the tables were
+# nearly empty scanned the whole Idempotency-Key table on every batch as it grew (7.4 ms of
+# database CPU for a batch of 20 instead of 2.3 ms, docs/ledger-cost.md).
+KEY_PROBES_ONLY = KEY_PROBES_ONLY_LOCAL
 
 
 def begin_sql(tenant_ids: Iterable[str]) -> str:
