@@ -43,6 +43,7 @@ from kassa.events.position import (
     stream_id,
 )
 from kassa.observability import tracing
+from kassa.store.plans import KEY_PROBES_ONLY_SESSION
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -248,7 +249,17 @@ class _HeldConnection:
         if self._conn is not None and not self._usable():
             await self.release()
         if self._conn is None:
-            self._conn = await self._pool.acquire()
+            conn = await self._pool.acquire()
+            try:
+                # The runner's statements (the position and digest probes, its handler's lookups
+                # such as the opted-in accounts) run on plans this connection caches for as long
+                # as it is held; on tables analysed nearly empty they were whole-table scans
+                # (`kassa.store.plans`). The pool's reset on release ends the setting.
+                await conn.execute(KEY_PROBES_ONLY_SESSION)
+            except BaseException:
+                await self._pool.release(conn)
+                raise
+            self._conn = conn
         try:
             yield self._conn
         except BaseException:

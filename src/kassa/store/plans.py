@@ -14,8 +14,8 @@ from __future__ import annotations
 
 # For one transaction (a ledger batch): ends with it.
 KEY_PROBES_ONLY_LOCAL = "SET LOCAL enable_seqscan = off"
-# For a connection held by one role for its lifetime (the relay's lease); the pool's reset on
-# release (RESET ALL) ends it.
+# For a connection held by one role for its lifetime (the relay's lease, a consumer runner's
+# kept connection); the pool's reset on release (RESET ALL) ends it.
 KEY_PROBES_ONLY_SESSION = "SET enable_seqscan = off"
 
 __all__ = ["KEY_PROBES_ONLY_LOCAL", "KEY_PROBES_ONLY_SESSION"]
