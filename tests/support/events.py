@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -269,6 +269,20 @@ def assert_commit_order_per_key(got: list[tuple[str, str]], ids: list[str]) -> N
     for key in {k for k, _ in got}:
         seen = [order[e] for k, e in got if k == key]
         assert seen == sorted(seen), f"key {key} applied out of commit order"
+
+
+class AcceptingBus:
+    """Acknowledges every published message at once and keeps it (no broker: for tests of the
+    relay's and consumers' database side). `as_bus` types it as the EventBus the relay takes."""
+
+    def __init__(self) -> None:
+        self.published: list[Message] = []
+
+    async def publish(self, message: Message) -> None:
+        self.published.append(message)
+
+    def as_bus(self) -> EventBus:
+        return cast("EventBus", self)
 
 
 class RecordingBus:

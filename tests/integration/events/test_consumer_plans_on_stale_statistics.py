@@ -26,9 +26,9 @@ from kassa.store import roles
 from kassa.store.idempotency import IdemClaim
 from kassa.store.pool import create_pool
 from support.db import fresh_database, sequential_scans
+from support.events import AcceptingBus
 
 if TYPE_CHECKING:
-    from kassa.events.bus.base import Message
     from kassa.store.embedded import EmbeddedPostgres
     from kassa.store.pool import Pool
 
@@ -38,14 +38,6 @@ FAST = RetryPolicy(attempts_max=3, base_s=0.01, delay_s_max=0.05)
 HASH = hashlib.sha256(b"stale consumer").digest()
 GROWN_ROWS = 20_000
 WARM_ROUNDS = 8  # more than five runs of each statement: the kept connection runs its cached generic plans
-
-
-class AcceptingBus:
-    def __init__(self) -> None:
-        self.published: list[Message] = []
-
-    async def publish(self, message: Message) -> None:
-        self.published.append(message)
 
 
 def receipt(outcome: Outcome) -> tuple[int, bytes]:
@@ -62,7 +54,7 @@ async def one_round(app: Pool, worker: Pool, bus: AcceptingBus, held: _HeldConne
         (done,) = await run_batch(conn, [Job(command, IdemClaim(tenant, f"k-{n}", HASH), receipt)])
     assert isinstance(done, Applied), done
     seen = len(bus.published)
-    assert await drain(worker, bus) == 1
+    assert await drain(worker, bus.as_bus()) == 1
     batches = [(decode_batch(m.payload), m.payload) for m in bus.published[seen:]]
     applied = await apply_with_retries(
         worker,

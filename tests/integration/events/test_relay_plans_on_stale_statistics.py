@@ -15,26 +15,15 @@ from kassa.events.relay import Relay
 from kassa.store import roles
 from kassa.store.pool import create_pool
 from support.db import fresh_database, sequential_scans
-from support.events import new_tenant, wait_for, write_outbox
+from support.events import AcceptingBus, new_tenant, wait_for, write_outbox
 
 if TYPE_CHECKING:
-    from kassa.events.bus.base import Message
     from kassa.store.embedded import EmbeddedPostgres
 
 pytestmark = pytest.mark.integration
 
 GROWN_ROWS = 20_000
 POLLS_OBSERVED = 10  # relay reads after the growth that must have reached the statistics
-
-
-class AcceptingBus:
-    """Acknowledges every message at once (the relay's plans are the subject, not the broker)."""
-
-    def __init__(self) -> None:
-        self.published: list[Message] = []
-
-    async def publish(self, message: Message) -> None:
-        self.published.append(message)
 
 
 async def outbox_scans(owner: asyncpg.Connection[asyncpg.Record]) -> tuple[int, int]:
@@ -60,7 +49,7 @@ async def test_a_relay_that_planned_on_a_nearly_empty_outbox_reads_it_by_index_o
     owner_pool = await create_pool(pg_server.role_url(roles.OWNER, name), size_max=2)
     worker_pool = await create_pool(pg_server.role_url(roles.WORKER, name), size_max=2)
     bus = AcceptingBus()
-    relay = Relay(worker_pool, bus, idle_poll_s=0.005)  # type: ignore[arg-type]
+    relay = Relay(worker_pool, bus.as_bus(), idle_poll_s=0.005)
     stop = asyncio.Event()
     running = asyncio.create_task(relay.run(stop))
     tenant = new_tenant()
