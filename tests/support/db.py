@@ -89,6 +89,16 @@ async def pool(pg_url: str) -> AsyncIterator[Pool]:
         await pool.close()
 
 
+async def _new_database(server: EmbeddedPostgres, prefix: str) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(server.url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return name
+
+
 async def database_migrated_before(server: EmbeddedPostgres, workdir: Path, version: int) -> str:
     """A new database of `server` with only the migrations numbered below `version` applied (what
     an older release left behind, for upgrade tests); its superuser URL."""
@@ -97,12 +107,7 @@ async def database_migrated_before(server: EmbeddedPostgres, workdir: Path, vers
     for path in sorted(migrations_dir().glob("*.sql")):
         if int(path.name[:4]) < version:
             shutil.copy(path, before / path.name)
-    name = f"up_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(server.url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
+    name = await _new_database(server, "up")
     url = server.url.rsplit("/", 1)[0] + f"/{name}"
     await migrate(url, before)
     return url
@@ -112,12 +117,7 @@ async def fresh_database(server: EmbeddedPostgres) -> str:
     """A new database of `server`, provisioned and migrated as a deployment's is; its name. The
     API and worker roles may force their statistics out at once (`pg_stat_force_next_flush`), so a
     test can read their scans without waiting for the periodic report."""
-    name = f"fresh_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(server.url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
+    name = await _new_database(server, "fresh")
     server.provision(name)
     await migrate(server.role_url(roles.OWNER, name))
     superuser = await asyncpg.connect(server.role_url(roles.SUPERUSER, name))
