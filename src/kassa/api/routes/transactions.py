@@ -9,7 +9,8 @@ product created (a top-up's, a withdrawal's, a purchase held for review: metadat
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 
@@ -27,6 +28,7 @@ from kassa.ledger import (
     VoidTransaction,
     validate,
 )
+from kassa.shared.errors import InvalidRequest
 from kassa.shared.ids import new_id
 from kassa.shared.limits import hold_timeout_s_default
 
@@ -34,6 +36,25 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
 _ERRORS = (400, 401, 404, 409, 413, 422, 503)
+T = TypeVar("T")
+# Where msgspec says a schema error is: "... - at `$.postings[2].amount`" (a create) or
+# "... - at `$.amounts[2]`" (a post). Anchored at the end: a field name in the message cannot fake it.
+_AT_POSTING = re.compile(r" - at `\$\.(?:postings|amounts)\[(\d+)\][^`]*`\Z")
+
+
+def decode_postings(ctx: Ctx, kind: type[T]) -> T:
+    """Decode the body; a schema error inside one posting (an amount of 0, an overlong account
+    id, ...) names that posting as the domain's errors do: `posting_index` in the problem and
+    `postings[i]: ` before its detail. Without this only the domain's checks (currency, ...)
+    named it, so a bad amount at index 3 of 128 left the client to parse msgspec's message."""
+    try:
+        return ctx.decode(kind)
+    except InvalidRequest as exc:
+        found = _AT_POSTING.search(exc.detail)
+        if found is not None:
+            exc.detail = f"postings[{found[1]}]: {exc.detail}"
+            exc.extra["posting_index"] = int(found[1])
+        raise
 
 
 def to_command(tenant_id: str, data: TransactionCreate, canonical: bytes | None = None) -> CreateTransaction:
@@ -67,7 +88,7 @@ def to_command(tenant_id: str, data: TransactionCreate, canonical: bytes | None 
     idempotent=True,
 )
 async def create_transaction(ctx: Ctx) -> Response:
-    data = ctx.decode(TransactionCreate)
+    data = decode_postings(ctx, TransactionCreate)
     canonical = msgspec.json.encode(data, order="sorted")  # once: the request's hash and its key's fingerprint
     command = to_command(ctx.tenant_id, data, canonical)  # validated
     return await submit(ctx, command, canonical, 201, "transaction", validated=True)
@@ -120,7 +141,7 @@ async def list_transactions(ctx: Ctx) -> Response:
     idempotent=True,
 )
 async def post_transaction(ctx: Ctx) -> Response:
-    data = ctx.decode(TransactionPost)
+    data = decode_postings(ctx, TransactionPost)
     amounts = None if data.amounts is None else tuple(data.amounts)
     command = PostTransaction(ctx.tenant_id, ctx.path_id(TransactionNotFound), amounts)
     validate(command)
