@@ -12,6 +12,7 @@ import msgspec
 from msgspec import Meta
 
 from kassa.api.render import transaction_out
+from kassa.api.routes.transactions import decode_postings
 from kassa.api.routing import Ctx, endpoint, json_response
 from kassa.api.schemas import ClientId, Input
 from kassa.api.submit import submit
@@ -109,7 +110,7 @@ def to_command(tenant_id: str, data: AdjustmentCreate) -> CreateTransaction:
     idempotent=True,
 )
 async def create_adjustment(ctx: Ctx) -> Response:
-    data = ctx.decode(AdjustmentCreate)
+    data = decode_postings(ctx, AdjustmentCreate)  # a schema error names its posting, as for transactions
     command = to_command(ctx.tenant_id, data)
     principal = ctx.principal
     assert principal is not None  # ctx.tenant_id refused a request without a tenant key
