@@ -10,11 +10,12 @@ and body; without one the ledger stores `domain_receipt`).
 A product commits its own rows and events in the same coalesced database transaction as its
 postings with a `ProductWrite` (see `kassa.ledger.products`): the engine calls the product's
 writer once per batch, set-based, with the jobs whose postings were applied, so a product row
-exists exactly when its money moved. A pay-per-view purchase split three ways:
+exists exactly when its money moved. A shop's purchase split two ways (`shop_purchases` is the
+product's own tenant table; `tests/integration/ledger/test_ledger_doc_example.py` runs this text):
 
     class Purchases:  # a ProductWriter: one per product type, called once per batch
         async def write(self, conn, applied, now):  # applied: [(Order, TransactionApplied), ...]
-            await conn.execute("INSERT INTO purchases (tenant_id, id, transaction_id, created_at)"
+            await conn.execute("INSERT INTO shop_purchases (tenant_id, id, transaction_id, created_at)"
                                " SELECT t, i, x, $4 FROM unnest($1::text[], $2::text[], $3::text[]) u(t, i, x)",
                                [o.tenant_id for o, _ in applied], [o.id for o, _ in applied],
                                [a.transaction.id for _, a in applied], now)
