@@ -128,7 +128,7 @@ class LedgerService:
         creates its account together with its own rows does so on its one connection (holding
         a connection while waiting for another from the same pool can deadlock the pool).
         Raises InvalidRequest, UnknownCurrency; an existing id is returned as AccountExists."""
-        validation.check_account(account.currency, account.metadata)
+        validation.check_account(account.currency, account.metadata, account.id)
         row = await conn.fetchrow(
             "INSERT INTO accounts (tenant_id, id, currency, normal_balance, allow_negative, metadata)"
             " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING created_at",
