@@ -77,8 +77,9 @@ async def test_bad_ids_and_nul_text_are_invalid_requests_from_the_domain_and_wri
 ) -> None:
     tenant = f"inproc-{uuid.uuid4().hex[:12]}"
     await pool.execute("INSERT INTO tenants (id, name) VALUES ($1, 'in-process')", tenant)
-    for name, normal in (("bank", "debit"), ("alice", "credit"), ("bob", "credit")):
-        await ledger.create_account(Account(tenant, name, "EUR", normal, normal == "debit", Balance()))
+    await ledger.create_account(Account(tenant, "bank", "EUR", "debit", True, Balance()))
+    for name in ("alice", "bob"):
+        await ledger.create_account(Account(tenant, name, "EUR", "credit", False, Balance()))
     await ledger.execute(transfer(tenant, id="fund", debit_account_id="bank", credit_account_id="alice", amount=100))
 
     refused_transactions = [
