@@ -255,3 +255,7 @@ class Problem(msgspec.Struct):
     detail: str
     code: str
     trace_id: str | None
+    # Present when one posting of a transaction (or adjustment) caused the error: its index.
+    posting_index: Annotated[int, Meta(ge=0, description="the failing posting's index")] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
