@@ -101,3 +101,25 @@ async def test_a_bad_amount_when_posting_a_pending_transaction_names_its_posting
     still = (await api.get(f"/v1/transactions/{held_id}")).json()
     assert still["status"] == "pending" and (await balances(api, "buyer"))["available"] == 10_000 - 3
     assert (await api.post(f"/v1/transactions/{held_id}/void")).status_code == 200
+
+
+async def test_json_bodies_are_read_with_any_json_label_or_none(api: httpx.AsyncClient) -> None:
+    body = json.dumps({"postings": GOOD}).encode()
+    for headers in ({}, {"Content-Type": "application/json; charset=utf-8"}, {"Content-Type": "Application/JSON"}):
+        created = await api.post("/v1/transactions", content=body, headers=headers)
+        assert created.status_code == 201, (headers, created.text)
+    # An empty body (a void, a post of the whole hold) is not refused for its label.
+    hold = await api.post("/v1/transactions", json={"postings": GOOD, "pending": True})
+    posted = await api.post(f"/v1/transactions/{hold.json()['id']}/post", headers={"Content-Type": "text/plain"})
+    assert posted.status_code == 200 and posted.json()["status"] == "posted", posted.text
+    assert (await balances(api, "buyer"))["posted"] == 10_000 - 4 * 3
+
+
+async def test_the_openapi_problem_documents_the_posting_index_the_problems_carry(api: httpx.AsyncClient) -> None:
+    problem = (await api.get("/openapi.json")).json()["components"]["schemas"]["Problem"]
+    assert problem["properties"]["posting_index"] == {
+        "description": "the failing posting's index",
+        "type": "integer",
+        "minimum": 0,
+    }
+    assert "posting_index" not in problem["required"]  # only a posting's error has one
