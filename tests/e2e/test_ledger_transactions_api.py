@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from kassa.shared.limits import transaction_postings_max
-from support.ledger import assert_tenant_ledger_consistent
-from support.server import balances, create_accounts, fund, new_tenant, tenant_id_of
+from support.server import balances, ledger_tenant
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -37,14 +36,8 @@ ACCOUNTS: list[dict[str, object]] = [
 @pytest.fixture
 async def api(platform: Platform, platform_db: Pool) -> AsyncIterator[httpx.AsyncClient]:
     """A fresh tenant whose buyer has 10,000 USD; its ledger is checked after the test."""
-    secret = await new_tenant(platform)
-    async with platform.client(secret) as client:
-        await create_accounts(client, ACCOUNTS)
-        await fund(client, "bank", "buyer", 10_000)
+    async with ledger_tenant(platform, platform_db, ACCOUNTS, 10_000) as client:
         yield client
-    tenant = await tenant_id_of(platform_db, secret)
-    async with platform_db.acquire() as conn:
-        await assert_tenant_ledger_consistent(conn, tenant)
 
 
 def leg(debit: str, credit: str, amount: int, currency: str = "USD") -> dict[str, object]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import pytest
 
+from kassa.ledger import Batcher, LedgerService
 from kassa.store import roles
 from kassa.store.embedded import EmbeddedPostgres
 from kassa.store.migrate import migrate, migrations_dir
@@ -78,6 +79,18 @@ async def app_pool(app_url: str) -> AsyncIterator[Pool]:
 async def worker_pool(worker_url: str) -> AsyncIterator[Pool]:
     async with _small_pool(worker_url) as pool:
         yield pool
+
+
+@pytest.fixture
+async def ledger(app_pool: Pool) -> AsyncIterator[LedgerService]:
+    """A ledger service with its own running batcher, on the application role as the API runs
+    (row-level security and the sweeper's doors apply). A test module may define its own."""
+    batcher = Batcher(app_pool)
+    batcher.start()
+    try:
+        yield LedgerService(app_pool, batcher)
+    finally:
+        await batcher.stop()
 
 
 @pytest.fixture(scope="session")

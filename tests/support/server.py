@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ import pytest
 
 from kassa.store.embedded import free_port
 from kassa.store.pool import create_pool
+from support.ledger import assert_tenant_ledger_consistent
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -191,6 +192,22 @@ async def new_tenant(platform: Platform) -> str:
     assert response.status_code == 201, response.text
     secret: str = response.json()["api_key"]["secret"]
     return secret
+
+
+@asynccontextmanager
+async def ledger_tenant(
+    platform: Platform, platform_db: Pool, accounts: list[dict[str, object]], buyer_funds: int
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A fresh tenant (its first key has `admin`) with `accounts`, whose "buyer" got
+    `buyer_funds` USD from "bank"; its ledger's invariants are checked when the block ends."""
+    secret = await new_tenant(platform)
+    async with platform.client(secret) as client:
+        await create_accounts(client, accounts)
+        await fund(client, "bank", "buyer", buyer_funds)
+        yield client
+    tenant = await tenant_id_of(platform_db, secret)
+    async with platform_db.acquire() as conn:
+        await assert_tenant_ledger_consistent(conn, tenant)
 
 
 async def tenant_id_of(pool: Pool, secret: str) -> str:

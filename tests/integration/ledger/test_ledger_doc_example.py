@@ -17,7 +17,6 @@ import pytest
 import kassa.ledger
 from kassa.events.outbox import NewEvent
 from kassa.ledger import (
-    Batcher,
     CreateTransaction,
     CreateTransfer,
     InsufficientFunds,
@@ -32,8 +31,6 @@ from kassa.store.rls import secure_schema
 from support.ledger import assert_tenant_ledger_consistent
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from kassa.store.pool import Pool
 
 pytestmark = pytest.mark.integration
@@ -58,16 +55,6 @@ def example() -> tuple[str, str]:
     code = textwrap.dedent(doc[start : doc.index("\nUnder load", start)])
     writer, statements = code.split("\n\n", 1)
     return writer, statements
-
-
-@pytest.fixture
-async def ledger(app_pool: Pool) -> AsyncIterator[LedgerService]:
-    batcher = Batcher(app_pool)
-    batcher.start()
-    try:
-        yield LedgerService(app_pool, batcher)
-    finally:
-        await batcher.stop()
 
 
 async def shop(pool: Pool, buyer_funds: int) -> str:

@@ -12,7 +12,6 @@ import pytest
 
 from kassa.events.outbox import NewEvent
 from kassa.ledger import (
-    Batcher,
     CreateTransaction,
     LedgerService,
     NewPosting,
@@ -24,7 +23,7 @@ from support.ledger import assert_tenant_ledger_consistent
 from support.product import open_shop
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import Sequence
     from datetime import datetime
 
     from kassa.ledger import Transaction
@@ -46,16 +45,6 @@ class Follower:
         if self.fail:
             raise asyncpg.CheckViolationError("the product refuses")
         return [NewEvent(t.tenant_id, "TestHoldExpired", "transaction", t.id, {"id": t.id}) for t in transactions]
-
-
-@pytest.fixture
-async def ledger(app_pool: Pool) -> AsyncIterator[LedgerService]:
-    batcher = Batcher(app_pool)  # the application role: row-level security and the sweeper's door apply
-    batcher.start()
-    try:
-        yield LedgerService(app_pool, batcher)
-    finally:
-        await batcher.stop()
 
 
 async def _hold(ledger: LedgerService, tenant: str, transaction_id: str, timeout_s: int) -> None:

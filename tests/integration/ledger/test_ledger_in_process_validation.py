@@ -13,7 +13,6 @@ import pytest
 from kassa.ledger import (
     Account,
     Balance,
-    Batcher,
     CreateTransaction,
     CreateTransfer,
     LedgerService,
@@ -23,22 +22,10 @@ from kassa.ledger import (
 from kassa.shared.errors import InvalidRequest
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from kassa.store.pool import Pool
 
 pytestmark = pytest.mark.integration
 OK = NewPosting("alice", "bob", 1, "EUR")
-
-
-@pytest.fixture
-async def ledger(app_pool: Pool) -> AsyncIterator[LedgerService]:
-    batcher = Batcher(app_pool)
-    batcher.start()
-    try:
-        yield LedgerService(app_pool, batcher)
-    finally:
-        await batcher.stop()
 
 
 def transaction(tenant: str, **changes: Any) -> CreateTransaction:

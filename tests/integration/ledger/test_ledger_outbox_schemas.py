@@ -13,7 +13,6 @@ from kassa.identity.service import IdentityService
 from kassa.ledger import (
     Account,
     Balance,
-    Batcher,
     CreateTransaction,
     CreateTransfer,
     LedgerService,
@@ -26,22 +25,9 @@ from kassa.ledger import (
 from support.ledger import outbox_envelopes
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from kassa.store.pool import Pool
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def ledger(app_pool: Pool) -> AsyncIterator[LedgerService]:
-    # The application role, as the API runs: row-level security and the sweeper's doors apply.
-    batcher = Batcher(app_pool)
-    batcher.start()
-    try:
-        yield LedgerService(app_pool, batcher)
-    finally:
-        await batcher.stop()
 
 
 async def test_every_event_type_written_to_the_outbox_matches_its_schema(pool: Pool, ledger: LedgerService) -> None:
