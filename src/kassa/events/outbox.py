@@ -9,6 +9,7 @@ also embedded by the ledger engine into its single write statement.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime  # msgspec reads OutboxRow's annotations at runtime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -18,8 +19,6 @@ from kassa.observability import tracing
 from kassa.shared.invariants import invariant
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from kassa.store.pool import Conn
 
 
@@ -46,25 +45,66 @@ FROM json_to_recordset($OUTBOX::json) AS x(id uuid, tenant_id text, type text, v
 _encoder = msgspec.json.Encoder()
 
 
+class OutboxRow(msgspec.Struct, gc=False):
+    """One row of OUTBOX_INSERT's JSON document: its fields are the statement's columns, in order.
+    Encoded as the JSON object a dict of these keys would be, byte for byte, but built without a
+    dict (the ledger writes one per transfer); out of the cycle collector, as it refers to
+    nothing that could refer back to it."""
+
+    id: str
+    tenant_id: str
+    type: str
+    version: int
+    aggregate_type: str
+    aggregate_id: str
+    occurred_at: datetime
+    trace_id: str | None
+    data: dict[str, Any]
+    traceparent: str | None
+
+
+def outbox_row(
+    tenant_id: str,
+    type: str,
+    aggregate_type: str,
+    aggregate_id: str,
+    data: dict[str, Any],
+    trace_id: str | None,
+    occurred_at: datetime,
+    version: int = 1,
+) -> OutboxRow:
+    """One row for OUTBOX_INSERT (a `NewEvent` written at `occurred_at`), with a fresh
+    time-ordered UUIDv7 id. The ledger's write builds its events' rows with it directly: a
+    NewEvent per transfer was a frozen object built only to be read once here."""
+    return OutboxRow(
+        str(uuid_utils.uuid7()),
+        tenant_id,
+        type,
+        version,
+        aggregate_type,
+        aggregate_id,
+        occurred_at,
+        trace_id,
+        data,
+        tracing.traceparent_for(trace_id),
+    )
+
+
 def outbox_json(events: list[NewEvent], occurred_at: datetime) -> bytes:
     """The rows for OUTBOX_INSERT; each event gets a fresh time-ordered UUIDv7 id."""
     return _encoder.encode(
         [
-            {
-                "id": str(uuid_utils.uuid7()),
-                "tenant_id": e.tenant_id,
-                "type": e.type,
-                "version": e.version,
-                "aggregate_type": e.aggregate_type,
-                "aggregate_id": e.aggregate_id,
-                "occurred_at": occurred_at,
-                "trace_id": e.trace_id,
-                "data": e.data,
-                "traceparent": tracing.traceparent_for(e.trace_id),
-            }
+            outbox_row(
+                e.tenant_id, e.type, e.aggregate_type, e.aggregate_id, e.data, e.trace_id, occurred_at, e.version
+            )
             for e in events
         ]
     )
+
+
+def rows_json(rows: list[OutboxRow]) -> str:
+    """`outbox_row()`s as the text argument of OUTBOX_INSERT."""
+    return _encoder.encode(rows).decode()
 
 
 async def write_events(conn: Conn, events: list[NewEvent], occurred_at: datetime) -> None:

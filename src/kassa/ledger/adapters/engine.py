@@ -25,17 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
-from kassa.events.outbox import NewEvent, outbox_json, write_events
-from kassa.ledger.adapters import pipeline, statements
+from kassa.events.outbox import OutboxRow, outbox_row, rows_json, write_events
+from kassa.ledger.adapters import pipeline, statements, write_rows
 from kassa.ledger.adapters.rows import locked_account_from_row, transaction_from_row, transfer_from_row
 from kassa.ledger.domain.model import (
     Account,
     Command,
     CreateTransaction,
     CreateTransfer,
-    Entry,
     Transaction,
     Transfer,
     command_transfer_key,
@@ -86,9 +83,6 @@ class _AtomicAbort(Exception):
     def __init__(self, results: list[JobResult]) -> None:
         super().__init__("atomic batch aborted")
         self.results = results
-
-
-_ENCODER = msgspec.json.Encoder()
 
 
 async def run_batch(
@@ -309,20 +303,43 @@ def _expired(posting: Posting) -> list[Transaction]:
     return [t for t in posting.effects.changed_transactions.values() if t.status == "expired"]
 
 
-def _event(item: Transfer | Transaction, trace_ids: dict[tuple[bool, tuple[str, str]], str | None]) -> NewEvent:
-    multileg = isinstance(item, Transaction)
-    return NewEvent(
-        tenant_id=item.tenant_id,
-        type=(TRANSACTION_EVENT_BY_STATUS if multileg else EVENT_BY_STATUS)[item.status],
-        aggregate_type="transaction" if multileg else "transfer",
-        aggregate_id=item.id,
-        data=transaction_data(item) if isinstance(item, Transaction) else transfer_data(item),
-        trace_id=trace_ids.get((multileg, item.key)),
+def _event_row(
+    item: Transfer | Transaction, trace_ids: dict[tuple[bool, tuple[str, str]], str | None], now: datetime
+) -> OutboxRow:
+    """The outbox row of the event of `item`'s change (the NewEvent it stands for, written now)."""
+    if isinstance(item, Transaction):
+        return outbox_row(
+            item.tenant_id,
+            TRANSACTION_EVENT_BY_STATUS[item.status],
+            "transaction",
+            item.id,
+            transaction_data(item),
+            trace_ids.get((True, (item.tenant_id, item.id))),
+            now,
+        )
+    return outbox_row(
+        item.tenant_id,
+        EVENT_BY_STATUS[item.status],
+        "transfer",
+        item.id,
+        transfer_data(item),
+        trace_ids.get((False, (item.tenant_id, item.id))),
+        now,
     )
 
 
-def _json(rows: list[dict[str, Any]]) -> str:
-    return _ENCODER.encode(rows).decode()
+def _trace_ids(jobs: list[Job]) -> dict[tuple[bool, tuple[str, str]], str | None]:
+    """Each traced job's trace id by (is a transaction, the key its command names)."""
+    found: dict[tuple[bool, tuple[str, str]], str | None] = {}
+    for job in jobs:
+        if job.trace_id is None:
+            continue
+        command = job.command
+        if type(command) is CreateTransfer:  # the hot path, without two calls
+            found[(False, (command.tenant_id, command.id))] = job.trace_id
+        else:
+            found[(is_transaction(command), command_transfer_key(command))] = job.trace_id
+    return found
 
 
 def _write_statement(multileg: bool, keyed: bool) -> str:
@@ -335,59 +352,25 @@ def _write(posting: Posting, jobs: list[Job], now: datetime, records: list[_Reco
     """The batch's one write statement (None: nothing to write), with the row count each of
     its tables must report (`pipeline.Write.run` checks them)."""
     fx = posting.effects
-    trace_ids = {(is_transaction(j.command), command_transfer_key(j.command)): j.trace_id for j in jobs}
-    events = [_event(item, trace_ids) for item in fx.events]
+    trace_ids = _trace_ids(jobs)
+    events = [_event_row(item, trace_ids, now) for item in fx.events]
     touched = [posting.accounts[k] for k in sorted(fx.touched)]
     if not (touched or events):  # every job failed or was a retry by id: only the keys' records
         rows = idempotency.record_rows(records)
         return pipeline.Write(idempotency.RECORD_WRITE, rows, {"idempotency_keys": len(records)}) if records else None
     multileg = bool(fx.new_transactions or fx.changed_transactions)
     args: list[Any] = [
-        _json(
-            [
-                {
-                    "t": a.tenant_id,
-                    "i": a.id,
-                    "dp": a.balance.debits_posted,
-                    "cp": a.balance.credits_posted,
-                    "dq": a.balance.debits_pending,
-                    "cq": a.balance.credits_pending,
-                }
-                for a in touched
-            ]
-        ),
-        _json(
-            [
-                {
-                    "t": t.tenant_id,
-                    "i": t.id,
-                    "d": t.debit_account_id,
-                    "c": t.credit_account_id,
-                    "cur": t.currency,
-                    "amt": t.amount,
-                    "p": t.posted_amount,
-                    "s": t.status,
-                    "ts": t.timeout_s,
-                    "exp": t.expires_at,
-                    "ref": t.reference,
-                    "md": t.metadata,
-                    "h": t.request_hash,
-                    "at": t.created_at,
-                }
-                for t in fx.new_transfers.values()
-            ]
-        ),
-        _json(
-            [
-                {"t": t.tenant_id, "i": t.id, "s": t.status, "p": t.posted_amount, "at": t.updated_at}
-                for t in fx.changed_transfers.values()
-            ]
-        ),
-        _json(_entry_rows(fx.entries, multileg)),
-        outbox_json(events, now).decode(),
+        write_rows.balances(touched),
+        write_rows.new_transfers(fx.new_transfers.values()),
+        write_rows.changed_transfers(fx.changed_transfers.values()),
+        write_rows.entries(fx.entries, multileg),
+        rows_json(events),
     ]
     if multileg:
-        args += _transaction_args(posting)
+        args += [
+            write_rows.new_transactions(fx.new_transactions.values()),
+            write_rows.changed_transactions(fx.changed_transactions.values()),
+        ]
     invariant(
         len(args) == (statements.WRITE_ARGS_ALL if multileg else statements.WRITE_ARGS_TRANSFERS),
         "the keys' records follow exactly the arguments of the statement without keys",
@@ -407,73 +390,6 @@ def _write(posting: Posting, jobs: list[Job], now: datetime, records: list[_Reco
     if records:
         counts["idempotency_keys"] = len(records)
     return pipeline.Write(_write_statement(multileg, bool(records)), args, counts)
-
-
-def _entry_rows(entries: list[Entry], multileg: bool) -> list[dict[str, Any]]:
-    rows = [
-        {
-            "t": e.tenant_id,
-            "a": e.account_id,
-            "tr": e.transfer_id,
-            "k": e.kind,
-            "sd": e.side,
-            "cur": e.currency,
-            "pa": e.posted_amount,
-            "qa": e.pending_amount,
-            "dp": e.after.debits_posted,
-            "cp": e.after.credits_posted,
-            "dq": e.after.debits_pending,
-            "cq": e.after.credits_pending,
-            "at": e.created_at,
-        }
-        for e in entries
-    ]
-    if multileg:  # only the statement with transactions has these columns
-        for row, e in zip(rows, entries, strict=True):
-            row["tx"] = e.transaction_id
-            row["n"] = e.posting_index
-    return rows
-
-
-def _transaction_args(posting: Posting) -> list[str]:
-    """New transactions with their postings as arrays (one row each), and changed ones with their
-    posted amounts when they were posted (a void or expiry keeps them)."""
-    fx = posting.effects
-    return [
-        _json(
-            [
-                {
-                    "t": t.tenant_id,
-                    "i": t.id,
-                    "s": t.status,
-                    "ts": t.timeout_s,
-                    "exp": t.expires_at,
-                    "ref": t.reference,
-                    "md": t.metadata,
-                    "h": t.request_hash,
-                    "at": t.created_at,
-                    "d": [p.debit_account_id for p in t.postings],
-                    "c": [p.credit_account_id for p in t.postings],
-                    "cur": [p.currency for p in t.postings],
-                    "amt": [p.amount for p in t.postings],
-                    "p": [p.posted_amount for p in t.postings],
-                }
-                for t in fx.new_transactions.values()
-            ]
-        ),
-        _json(
-            [
-                {
-                    "t": t.tenant_id,
-                    "i": t.id,
-                    "s": t.status,
-                    "at": t.updated_at,
-                    "p": [p.posted_amount for p in t.postings] if t.status == "posted" else None,
-                }
-                for t in fx.changed_transactions.values()
-            ]
-        ),
-    ]
 
 
 def _transaction_counts(posting: Posting) -> dict[str, int]:
