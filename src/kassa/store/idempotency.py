@@ -137,6 +137,17 @@ Resolution = Replay | KassaError | None
 _ENCODER = msgspec.json.Encoder()
 
 
+class RecordRow(msgspec.Struct, gc=False):
+    """One record of `_record_sql`'s JSON document (its columns, in order): the same JSON object
+    as a dict of these keys, built without the dict (one per keyed job of a batch)."""
+
+    t: str
+    k: str
+    h: bytes
+    s: int | None
+    b: bytes | None
+
+
 def _distinct(claims: list[IdemClaim | None]) -> tuple[list[Resolution], dict[tuple[str, str], int]]:
     """Per position None, or in flight for a key already earlier in this batch; and the
     position of each distinct key."""
@@ -222,7 +233,7 @@ def record_rows(done: list[tuple[IdemClaim, int | None, bytes | None]]) -> list[
     refused as in flight, as with a claim never completed)."""
     # msgspec writes bytes as standard base64 (RFC 4648, padded), which `decode(x, 'base64')`
     # reads: no b64encode and str copy per value (half the cost of a batch's records).
-    rows = [{"t": c.tenant_id, "k": c.key, "h": c.request_hash, "s": s, "b": b} for c, s, b in done]
+    rows = [RecordRow(c.tenant_id, c.key, c.request_hash, s, b) for c, s, b in done]
     return [_ENCODER.encode(rows).decode()]
 
 

@@ -1,7 +1,8 @@
 """The JSON documents of a batch's write statement (`statements.py`), one per table.
 
 Each row is a `msgspec.Struct` whose fields are exactly the columns its statement's
-`json_to_recordset` declares, in order (a unit test compares them with the SQL text): msgspec
+`json_to_recordset` declares (a unit test compares them with the SQL text; the keys are matched by
+name, and each struct keeps the key order of the dict it replaced): msgspec
 encodes a Struct as the same JSON object as a dict of those keys, byte for byte, but builds it in
 C without hashing a key per value, and writes its keys from a precomputed encoding. For a batch
 of 20 keyed transfers the dicts cost about as much as the posting engine's rules
