@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from kassa.events.outbox import OUTBOX_INSERT, OutboxRow
-from kassa.ledger.adapters import statements, write_rows
+from kassa.ledger.adapters import pipeline, statements, write_rows
 from kassa.ledger.domain.model import Account, Balance, Entry, Transfer
 from kassa.store import idempotency
 from kassa.store.idempotency import IdemClaim
@@ -118,3 +118,9 @@ def test_the_key_records_encode_to_the_same_json_as_their_dicts() -> None:
     assert idempotency.record_rows([(claim, 201, b'{"id":"x"}'), (claim, None, None)]) == [
         msgspec.json.encode(expected).decode()
     ]
+
+
+def test_the_reservation_rows_are_read_at_the_positions_of_the_statements_columns() -> None:
+    first_branch = pipeline.RESERVE_AND_LOCK.split("SELECT r.n,", 1)[1].split("FROM reserve r", 1)[0]
+    names = ["n"] + [c.strip().split(" AS ")[-1].removeprefix("r.") for c in first_branch.split(",")]
+    assert pipeline._AT == {name: position for position, name in enumerate(names)}

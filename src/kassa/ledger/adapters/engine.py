@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from kassa.events.outbox import OutboxRow, outbox_row, rows_json, write_events
 from kassa.ledger.adapters import pipeline, statements, write_rows
-from kassa.ledger.adapters.rows import locked_account_from_row, transaction_from_row, transfer_from_row
+from kassa.ledger.adapters.rows import locked_accounts, transaction_from_row, transfer_from_row
 from kassa.ledger.domain.model import (
     Account,
     Command,
@@ -127,7 +127,8 @@ async def run_client_batch(
 
 def batch_tenants(jobs: list[Job], claim: IdemClaim | None = None) -> set[str]:
     """The tenants a (coalesced) batch touches: its row-level security scope."""
-    found = {command_transfer_key(j.command)[0] for j in jobs} | {j.claim.tenant_id for j in jobs if j.claim}
+    # Every command carries its tenant (`command_transfer_key(c)[0]` is `c.tenant_id`).
+    found = {j.command.tenant_id for j in jobs} | {j.claim.tenant_id for j in jobs if j.claim}
     return found | ({claim.tenant_id} if claim is not None else set())
 
 
@@ -264,10 +265,13 @@ async def _lock_accounts(
     # Time is read after every lock is held, from the database clock: entries of one account are
     # then stamped in commit order, which makes `as_of` lookups exact.
     now: datetime = rows[-1]["locked_at"] if rows else await conn.fetchval("SELECT clock_timestamp()")
-    return {(r["tenant_id"], r["id"]): locked_account_from_row(r) for r in rows}, now
+    # LOCK_ACCOUNTS' rows are LOCKED_ACCOUNT_COLUMNS, then locked_at.
+    return locked_accounts(rows, 0, 1, 2), now
 
 
 _Record = tuple[IdemClaim, int | None, bytes | None]
+_APPLIED = (Applied, TransactionApplied)
+_RECORDED = (Applied, TransactionApplied, KassaError)  # a tuple: isinstance is faster than with a union
 
 
 def _records(claimed: list[tuple[Job, JobResult | None]]) -> list[_Record]:
@@ -279,7 +283,7 @@ def _records(claimed: list[tuple[Job, JobResult | None]]) -> list[_Record]:
     for job, result in claimed:
         if job.claim is None:
             continue
-        if job.receipt is not None and isinstance(result, Applied | TransactionApplied | KassaError):
+        if job.receipt is not None and isinstance(result, _RECORDED):
             done.append((job.claim, *job.receipt(result)))
         else:
             done.append((job.claim, None, None))
@@ -293,7 +297,7 @@ def _product_writes(
     return [
         (job.product, result)
         for job, result in done
-        if job.product is not None and isinstance(result, Applied | TransactionApplied) and result.created
+        if job.product is not None and isinstance(result, _APPLIED) and result.created
     ]
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from kassa.ledger.adapters.rows import LOCKED_ACCOUNT_COLUMNS, locked_account_from_row
+from kassa.ledger.adapters.rows import LOCKED_ACCOUNT_COLUMNS, locked_accounts
 from kassa.shared.invariants import invariant
 from kassa.store import idempotency
 from kassa.store.plans import KEY_PROBES_ONLY_LOCAL
@@ -133,6 +133,15 @@ FROM wanted k CROSS JOIN LATERAL (
 """
 
 
+# The position of each column of RESERVE_AND_LOCK's rows.
+_RESERVE_AND_LOCK_COLUMNS = [
+    *("n", "tenant_id", "key", "id", "got", "request_hash", "response_status", "response_body"),
+    *_ACCOUNT_VALUES,
+    "locked_at",
+]
+_AT = {name: position for position, name in enumerate(_RESERVE_AND_LOCK_COLUMNS)}
+
+
 @dataclass(frozen=True, slots=True)
 class Reserved:
     """What step 2 found: per job its key's resolution, the locked accounts, the database time."""
@@ -150,19 +159,37 @@ async def reserve_and_lock(
     resolutions, todo = idempotency.reservations(claims)
     keys = sorted(todo)
     wanted = [
-        (tenant, account, (todo[(claim.tenant_id, claim.key)] if claim is not None else None))
+        _Wanted(tenant, account, (todo[(claim.tenant_id, claim.key)] if claim is not None else None))
         for position, (claim, needed) in enumerate(zip(claims, accounts, strict=True))
         if resolutions[position] is None  # a key's second use in the batch runs nothing
         for tenant, account in sorted(needed)
     ]
     rows = await conn.fetch(
         RESERVE_AND_LOCK,
-        _ENCODER.encode([{"n": todo[k], "t": k[0], "k": k[1]} for k in keys]).decode(),
-        _ENCODER.encode([{"t": w[0], "i": w[1], "n": w[2]} for w in wanted]).decode(),
+        _ENCODER.encode([_Key(todo[k], k[0], k[1]) for k in keys]).decode(),
+        _ENCODER.encode(wanted).decode(),
     )
-    reservation = [r for r in rows if r["got"] is not None]
+    # Read by position (the columns of RESERVE_AND_LOCK, `_AT`): half the cost of by name.
+    got = _AT["got"]
+    reservation = [r for r in rows if r[got] is not None]
     locked = rows[len(reservation) :]
-    invariant(all(r["got"] is None for r in locked), "the reservation's rows come before the locked accounts")
+    invariant(all(r[got] is None for r in locked), "the reservation's rows come before the locked accounts")
     idempotency.resolve_reserved(claims, resolutions, todo, reservation)
-    now: datetime = rows[-1]["locked_at"] if rows else await conn.fetchval("SELECT clock_timestamp()")
-    return Reserved(resolutions, {(r["tenant_id"], r["id"]): locked_account_from_row(r) for r in locked}, now)
+    now: datetime = rows[-1][_AT["locked_at"]] if rows else await conn.fetchval("SELECT clock_timestamp()")
+    return Reserved(resolutions, locked_accounts(locked, _AT["tenant_id"], _AT["id"], _AT[_ACCOUNT_VALUES[0]]), now)
+
+
+class _Key(msgspec.Struct, gc=False):
+    """A key to reserve: `u(n, t, k)` of RESERVE_AND_LOCK (the same JSON object as a dict)."""
+
+    n: int
+    t: str
+    k: str
+
+
+class _Wanted(msgspec.Struct, gc=False):
+    """An account a job needs: `w(t, i, n)` of RESERVE_AND_LOCK, `n` its job's key position."""
+
+    t: str
+    i: str
+    n: int | None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kassa.ledger.domain.model import Account, Balance, Transaction, TransactionPosting, Transfer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 TRANSFER_COLUMNS = (
     "tenant_id, id, debit_account_id, credit_account_id, currency, amount, posted_amount, status,"
@@ -69,6 +72,20 @@ def locked_account_from_row(row: Any) -> Account:
         allow_negative=row["allow_negative"],
         balance=Balance(row["debits_posted"], row["credits_posted"], row["debits_pending"], row["credits_pending"]),
     )
+
+
+def locked_accounts(rows: Iterable[Any], tenant_at: int, id_at: int, values_at: int) -> dict[tuple[str, str], Account]:
+    """`locked_account_from_row` for rows whose tenant and id are at `tenant_at` and `id_at` and
+    whose other LOCKED_ACCOUNT_COLUMNS follow each other, in order, from `values_at`: read by
+    position, which costs a batch's account rows half of what reading them by name does."""
+    found: dict[tuple[str, str], Account] = {}
+    end = values_at + 7
+    for row in rows:
+        tenant, ident = row[tenant_at], row[id_at]
+        currency, normal, allow, debits_posted, credits_posted, debits_pending, credits_pending = row[values_at:end]
+        balance = Balance(debits_posted, credits_posted, debits_pending, credits_pending)
+        found[(tenant, ident)] = Account(tenant, ident, currency, normal, allow, balance)
+    return found
 
 
 def transaction_from_row(row: Any) -> Transaction:
