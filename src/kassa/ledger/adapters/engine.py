@@ -37,6 +37,7 @@ from kassa.ledger.domain.model import (
     Transfer,
     command_transfer_key,
     is_transaction,
+    slot_init,
 )
 from kassa.ledger.domain.posting import (
     EVENT_BY_STATUS,
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
 Receipt = Callable[[Outcome], tuple[int, bytes]]
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Job:
     command: Command

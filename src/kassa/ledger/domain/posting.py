@@ -32,6 +32,7 @@ from kassa.ledger.domain.model import (
     Transfer,
     VoidPending,
     VoidTransaction,
+    slot_init,
 )
 from kassa.ledger.domain.transactions import TRANSACTION_EVENT_BY_STATUS, TransactionApplied, transaction_data
 from kassa.ledger.errors import (
@@ -51,6 +52,7 @@ from kassa.shared.invariants import invariant
 from kassa.shared.limits import amount_minor_max
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Applied:
     transfer: Transfer

@@ -31,6 +31,7 @@ from kassa.ledger.domain.model import (
     TransactionPosting,
     TransferStatus,
     VoidTransaction,
+    slot_init,
 )
 from kassa.ledger.errors import (
     AccountsMustBeDifferent,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from kassa.ledger.domain.posting import Posting
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class TransactionApplied:
     transaction: Transaction
