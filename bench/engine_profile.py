@@ -172,8 +172,8 @@ def client_run(
         loop.close()
 
 
-def callgrind_instructions(url: str, tenant: str, size: int, count: int, out: Path) -> int:
-    """The client's instructions inside the marker for `count` batches of `size`, under callgrind."""
+def callgrind_count(child_args: list[str], out: Path) -> int:
+    """The instructions a child run of this harness executes inside its marker, under callgrind."""
     valgrind = shutil.which("valgrind") or os.path.expanduser("~/.cache/kassa/tools/valgrind/usr/bin/valgrind")
     cmd = [
         valgrind,
@@ -184,16 +184,8 @@ def callgrind_instructions(url: str, tenant: str, size: int, count: int, out: Pa
         sys.executable,
         "-m",
         "bench.engine_profile",
-        "--client",
-        url,
-        tenant,
-        "--sizes",
-        str(size),
-        "--batches",
-        str(count),
+        *child_args,
         "--marker",
-        "--seed",
-        "1",
     ]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if done.returncode != 0:
@@ -202,6 +194,12 @@ def callgrind_instructions(url: str, tenant: str, size: int, count: int, out: Pa
         if line.startswith(("summary:", "totals:")):
             return int(line.split()[1])
     raise RuntimeError(f"no totals in {out}")
+
+
+def callgrind_instructions(url: str, tenant: str, size: int, count: int, out: Path) -> int:
+    """The client's instructions inside the marker for `count` batches of `size`, under callgrind."""
+    child = ["--client", url, tenant, "--sizes", str(size), "--batches", str(count), "--seed", "1"]
+    return callgrind_count(child, out)
 
 
 def run_server(args: argparse.Namespace) -> None:
@@ -236,52 +234,79 @@ def run_server(args: argparse.Namespace) -> None:
 
 
 # The batcher alone ---------------------------------------------------------------------------
-def run_batcher(args: argparse.Namespace) -> None:
-    from kassa.ledger.batcher import Batcher
-
-    class StubBatcher(Batcher):
-        async def _apply(self, jobs: list[Job]) -> list[JobResult]:
-            return [RESULT] * len(jobs)
-
+def batcher_section(size: int, count: int, mode: str, marker: bool) -> float:
+    """`count` rounds of `size` concurrent requests through a batcher whose engine returns at
+    once (`mode` "batcher"), or awaiting their result directly ("direct"): CPU seconds."""
     from datetime import UTC, datetime
 
+    from kassa.ledger.batcher import Batcher
     from kassa.ledger.domain.model import Transfer
 
-    now = datetime.now(UTC)
-    RESULT = Applied(
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    result = Applied(
         Transfer("t", "x", "a", "b", "EUR", 5, 5, "posted", None, None, None, {}, HASH, now, now), created=True
     )
 
-    async def direct(job: Job) -> JobResult:
-        return RESULT
+    class StubBatcher(Batcher):
+        async def _apply(self, jobs: list[Job]) -> list[JobResult]:
+            return [result] * len(jobs)
 
-    async def rounds(submit: Callable[[Job], Awaitable[JobResult]], batches: list[list[Job]]) -> float:
-        start = time.thread_time()
+    async def direct(job: Job) -> JobResult:
+        return result
+
+    async def rounds(submit: Callable[[Job], Awaitable[JobResult]], batches: list[list[Job]]) -> None:
         for jobs in batches:
             await asyncio.gather(*(submit(job) for job in jobs))
-        return time.thread_time() - start
 
-    async def main() -> None:
-        rng = random.Random(7)
-        for size in args.sizes:
-            count = max(1, args.transfers // size)
-            batches = [build_jobs(rng, "t", size) for _ in range(count)]
-            batcher = StubBatcher(None, window_ms=0)  # type: ignore[arg-type]
-            batcher.start()
-            await rounds(batcher.submit, batches[:WARMUP_BATCHES])
-            spent = {"batcher": 0.0, "direct": 0.0}
-            for _ in range(3):  # interleaved
-                spent["batcher"] += await rounds(batcher.submit, batches)
-                spent["direct"] += await rounds(direct, batches)
-            await batcher.stop()
-            jobs = 3 * count * size
-            per_job = (spent["batcher"] - spent["direct"]) / jobs * 1e6
-            print(
-                f"B={size:4} batcher {spent['batcher'] / jobs * 1e6:6.2f} us/job, direct await"
-                f" {spent['direct'] / jobs * 1e6:6.2f} us/job: the batcher's own {per_job:6.2f} us/job"
-            )
+    rng = random.Random(7)
+    batches = [build_jobs(rng, "t", size) for _ in range(count)]
+    loop = asyncio.new_event_loop()
+    try:
+        batcher = StubBatcher(None, window_ms=0)  # type: ignore[arg-type]
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.call_soon(batcher.start)
+        submit = batcher.submit if mode == "batcher" else direct
+        loop.run_until_complete(rounds(submit, [build_jobs(rng, "t", size) for _ in range(WARMUP_BATCHES)]))
+        start = time.thread_time()
 
-    asyncio.run(main())
+        def section() -> None:
+            loop.run_until_complete(rounds(submit, batches))
+
+        if marker:
+            in_marker(section)
+        else:
+            section()
+        spent = time.thread_time() - start
+        loop.run_until_complete(batcher.stop())
+        return spent
+    finally:
+        loop.close()
+
+
+def run_batcher(args: argparse.Namespace) -> None:
+    for size in args.sizes:
+        count = max(1, args.transfers // size)
+        spent = {"batcher": 0.0, "direct": 0.0}
+        for _ in range(3):  # interleaved
+            for mode in spent:
+                spent[mode] += batcher_section(size, count, mode, marker=False)
+        jobs = 3 * count * size
+        line = (
+            f"B={size:4} batcher {spent['batcher'] / jobs * 1e6:6.2f} us/job, direct await"
+            f" {spent['direct'] / jobs * 1e6:6.2f} us/job: the batcher's own"
+            f" {(spent['batcher'] - spent['direct']) / jobs * 1e6:6.2f} us/job"
+        )
+        if args.callgrind:
+            calls = max(1, count // args.callgrind_divisor)
+            found = {}
+            for mode in spent:
+                found[mode] = callgrind_count(
+                    ["--batcher-child", mode, "--sizes", str(size), "--batches", str(calls)],
+                    Path(tempfile.gettempdir()) / f"callgrind-batcher-{mode}-{size}.out",
+                )
+            own = (found["batcher"] - found["direct"]) / (calls * size)
+            line += f" | the batcher's own {own:8.0f} instructions/job"
+        print(line, flush=True)
 
 
 def main() -> None:
@@ -294,11 +319,14 @@ def main() -> None:
     parser.add_argument("--callgrind-out", metavar="DIR", help="keep callgrind-<B>.out there (callgrind_annotate)")
     parser.add_argument("--cprofile", metavar="PREFIX", help="cProfile the measured section, dump to PREFIX-<B>.out")
     parser.add_argument("--batcher", action="store_true", help="measure the batcher alone (stub engine)")
+    parser.add_argument("--batcher-child", metavar="MODE", help=argparse.SUPPRESS)
     parser.add_argument("--client", nargs=2, metavar=("URL", "TENANT"), help=argparse.SUPPRESS)
     parser.add_argument("--marker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.batcher:
+    if args.batcher_child:
+        batcher_section(args.sizes[0], args.batches, args.batcher_child, marker=args.marker)
+    elif args.batcher:
         run_batcher(args)
     elif args.client:
         url, tenant = args.client

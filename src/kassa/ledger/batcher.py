@@ -119,7 +119,7 @@ class Batcher:
                 self._slots.release()
                 continue
             token = id(batch)
-            self._busy[token] = set().union(*(command_accounts(job.command) or () for job, _ in batch))
+            self._busy[token] = _accounts_of(batch)
             task = asyncio.create_task(self._run(batch, token))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -146,7 +146,8 @@ class Batcher:
             if not batch:
                 batch, kept = kept[: self._batch_max], kept[self._batch_max :]
             self._queue = kept
-        self._deferred.difference_update(future for _, future in batch)
+        if self._deferred:  # empty unless batches ran side by side: no pass over the batch
+            self._deferred.difference_update(future for _, future in batch)
         return batch
 
     async def _run(self, batch: list[tuple[Job, asyncio.Future[JobResult]]], token: int) -> None:
@@ -207,6 +208,16 @@ class Batcher:
             return await batch_profile.PROFILE.apply(self._pool, jobs, self.expiry_writers)
         async with self._pool.acquire() as conn:
             return await run_batch(conn, jobs, on_expiry=self.expiry_writers)
+
+
+def _accounts_of(batch: list[tuple[Job, asyncio.Future[JobResult]]]) -> set[tuple[str, str]]:
+    """Every account the commands of `batch` name (those on existing rows name none)."""
+    found: set[tuple[str, str]] = set()
+    for job, _ in batch:
+        accounts = command_accounts(job.command)
+        if accounts is not None:
+            found |= accounts
+    return found
 
 
 def _free(job: Job, busy: set[tuple[str, str]]) -> bool:

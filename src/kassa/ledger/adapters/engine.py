@@ -166,7 +166,7 @@ async def _lock_and_apply(
     named = bool(_named_keys(all_commands))
     if not named:
         # Nothing to lock by id (every create has a generated id): reserve and lock in one statement.
-        needed = [_account_keys([c], {}, {}) for c in all_commands]
+        needed = [command_accounts(c) or set() for c in all_commands]  # all creates: never None
         reserved = await pipeline.reserve_and_lock(conn, claims, needed)
         results: list[JobResult | None] = list(reserved.resolutions)
         transfers: dict[tuple[str, str], Transfer] = {}
