@@ -79,6 +79,10 @@ class Job:
 
 
 JobResult = Outcome | Replay
+# Tuples, not unions: isinstance against a tuple is about three times faster.
+_APPLIED = (Applied, TransactionApplied)
+_CREATES = (CreateTransfer, CreateTransaction)
+_RECORDED = (Applied, TransactionApplied, KassaError)
 
 
 class _AtomicAbort(Exception):
@@ -196,13 +200,7 @@ def _atomic_failure(results: list[JobResult | None]) -> list[JobResult]:
 
 def _named_keys(commands: list[Command]) -> list[tuple[str, str]]:
     # A generated id is new by construction; only client-chosen ids can name an existing row.
-    return sorted(
-        {
-            command_transfer_key(c)
-            for c in commands
-            if not (isinstance(c, CreateTransfer | CreateTransaction) and c.generated_id)
-        }
-    )
+    return sorted({command_transfer_key(c) for c in commands if not (isinstance(c, _CREATES) and c.generated_id)})
 
 
 async def _lock_transfers(conn: Conn, commands: list[Command]) -> dict[tuple[str, str], Transfer]:
@@ -272,8 +270,6 @@ async def _lock_accounts(
 
 
 _Record = tuple[IdemClaim, int | None, bytes | None]
-_APPLIED = (Applied, TransactionApplied)
-_RECORDED = (Applied, TransactionApplied, KassaError)  # a tuple: isinstance is faster than with a union
 
 
 def _records(claimed: list[tuple[Job, JobResult | None]]) -> list[_Record]:

@@ -23,7 +23,6 @@ response. Bound parameters keep them out of all three.
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +35,7 @@ from kassa.store.plans import KEY_PROBES_ONLY_LOCAL
 from kassa.store.tenancy import TENANT_SETTING, tenant_list
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable
+    from collections.abc import Iterable
     from datetime import datetime
 
     from kassa.ledger.domain.model import Account
@@ -87,20 +86,38 @@ class Write:
         )
 
 
-@asynccontextmanager
-async def transaction(conn: Conn, tenant_ids: Iterable[str]) -> AsyncIterator[None]:
+class transaction:  # used as an async context manager, like a function  # noqa: N801
     """A transaction scoped to `tenant_ids`, begun in one round trip; committed at the end,
-    rolled back on any error."""
-    # A BEGIN inside a caller's transaction would only warn, and our COMMIT would end the caller's.
-    invariant(not conn.is_in_transaction(), "a ledger batch is a transaction of its own")
-    await conn.execute(begin_sql(tenant_ids))
-    try:
-        yield
-        await conn.execute("COMMIT")
-    except BaseException:
+    rolled back on any error. A plain class rather than an `asynccontextmanager`: no async
+    generator and its wrapper per batch."""
+
+    __slots__ = ("_conn", "_tenant_ids")
+
+    def __init__(self, conn: Conn, tenant_ids: Iterable[str]) -> None:
+        self._conn = conn
+        self._tenant_ids = tenant_ids
+
+    async def __aenter__(self) -> None:
+        conn = self._conn
+        # A BEGIN inside a caller's transaction would only warn, and our COMMIT would end the caller's.
+        invariant(not conn.is_in_transaction(), "a ledger batch is a transaction of its own")
+        await conn.execute(begin_sql(self._tenant_ids))
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: object) -> None:
+        conn = self._conn
+        if kind is None:
+            try:
+                await conn.execute("COMMIT")
+            except BaseException:
+                await self._roll_back()
+                raise
+        else:
+            await self._roll_back()
+
+    async def _roll_back(self) -> None:
+        conn = self._conn
         if not conn.is_closed() and conn.is_in_transaction():
             await conn.execute("ROLLBACK")
-        raise
 
 
 _ACCOUNT_VALUES = [c.strip() for c in LOCKED_ACCOUNT_COLUMNS.split(",")][2:]
