@@ -86,7 +86,7 @@ class Write:
         )
 
 
-class transaction:  # used as an async context manager, like a function  # noqa: N801
+class transaction:  # used as an async context manager, like a function
     """A transaction scoped to `tenant_ids`, begun in one round trip; committed at the end,
     rolled back on any error. A plain class rather than an `asynccontextmanager`: no async
     generator and its wrapper per batch."""
