@@ -335,18 +335,30 @@ def _check_balances(
 ) -> None:
     """A leg's checks, in their order: overflow of either side, then available funds of the
     debit side, then of the credit side. `debit` and `credit` are (before, after) the leg;
-    `amount` is what the caller asked to move (for the message)."""
-    for balance in (debit[1], credit[1]):
-        if (
-            max(balance.debits_posted, balance.credits_posted, balance.debits_pending, balance.credits_pending)
-            > amount_minor_max
-        ):
-            raise BalanceOverflow("a balance counter would exceed 2^63-1 minor units")
-        invariant(min(balance.debits_pending, balance.credits_pending) >= 0, "pending never negative")
-    for account, (before, after) in ((debit_account, debit), (credit_account, credit)):
-        if not account.allow_negative and after.available(account.normal_balance) < 0:
-            have = before.available(account.normal_balance)
-            raise InsufficientFunds(f"account '{account.id}' has {have} available, needs {amount}")
+    `amount` is what the caller asked to move (for the message). Written out side by side
+    (no loops over tuples, no max() of a tuple): it runs for every leg of every batch."""
+    _check_counters(debit[1])
+    _check_counters(credit[1])
+    if not debit_account.allow_negative and debit[1].available(debit_account.normal_balance) < 0:
+        _refuse_funds(debit_account, debit[0], amount)
+    if not credit_account.allow_negative and credit[1].available(credit_account.normal_balance) < 0:
+        _refuse_funds(credit_account, credit[0], amount)
+
+
+def _check_counters(balance: Balance) -> None:
+    if (
+        balance.debits_posted > amount_minor_max
+        or balance.credits_posted > amount_minor_max
+        or balance.debits_pending > amount_minor_max
+        or balance.credits_pending > amount_minor_max
+    ):
+        raise BalanceOverflow("a balance counter would exceed 2^63-1 minor units")
+    invariant(balance.debits_pending >= 0 and balance.credits_pending >= 0, "pending never negative")
+
+
+def _refuse_funds(account: Account, before: Balance, amount: int) -> None:
+    have = before.available(account.normal_balance)
+    raise InsufficientFunds(f"account '{account.id}' has {have} available, needs {amount}")
 
 
 def transfer_data(transfer: Transfer) -> dict[str, Any]:
