@@ -76,22 +76,10 @@ class EntryRow(msgspec.Struct, gc=False):
     at: datetime
 
 
-class MultilegEntryRow(msgspec.Struct, gc=False):
-    """An entry in the statement with transactions: `tx` and `n` after the others."""
+class MultilegEntryRow(EntryRow, gc=False):
+    """An entry in the statement with transactions: `tx` and `n` after the others (a Struct's
+    own fields follow its base's)."""
 
-    t: str
-    a: str
-    tr: str | None
-    k: str
-    sd: str
-    cur: str
-    pa: int
-    qa: int
-    dp: int
-    cp: int
-    dq: int
-    cq: int
-    at: datetime
     tx: str | None
     n: int | None
 
@@ -169,49 +157,31 @@ def changed_transfers(transfers: Iterable[Transfer]) -> str:
 
 def entries(journal: list[Entry], multileg: bool) -> str:
     if multileg:  # only the statement with transactions has `tx` and `n`
-        return encode(
-            [
-                MultilegEntryRow(
-                    e.tenant_id,
-                    e.account_id,
-                    e.transfer_id,
-                    e.kind,
-                    e.side,
-                    e.currency,
-                    e.posted_amount,
-                    e.pending_amount,
-                    e.after.debits_posted,
-                    e.after.credits_posted,
-                    e.after.debits_pending,
-                    e.after.credits_pending,
-                    e.created_at,
-                    e.transaction_id,
-                    e.posting_index,
-                )
-                for e in journal
-            ]
-        )
-    rows = []
-    for e in journal:
-        after = e.after
-        rows.append(
-            EntryRow(
-                e.tenant_id,
-                e.account_id,
-                e.transfer_id,
-                e.kind,
-                e.side,
-                e.currency,
-                e.posted_amount,
-                e.pending_amount,
-                after.debits_posted,
-                after.credits_posted,
-                after.debits_pending,
-                after.credits_pending,
-                e.created_at,
-            )
-        )
-    return encode(rows)
+        return encode([MultilegEntryRow(*_entry_values(e), e.transaction_id, e.posting_index) for e in journal])
+    return encode([EntryRow(*_entry_values(e)) for e in journal])
+
+
+_EntryValues = tuple[str, str, str | None, str, str, str, int, int, int, int, int, int, datetime]
+
+
+def _entry_values(e: Entry) -> _EntryValues:
+    """An EntryRow's fields, in order."""
+    after = e.after
+    return (
+        e.tenant_id,
+        e.account_id,
+        e.transfer_id,
+        e.kind,
+        e.side,
+        e.currency,
+        e.posted_amount,
+        e.pending_amount,
+        after.debits_posted,
+        after.credits_posted,
+        after.debits_pending,
+        after.credits_pending,
+        e.created_at,
+    )
 
 
 def new_transactions(transactions: Iterable[Transaction]) -> str:
