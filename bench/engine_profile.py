@@ -11,6 +11,7 @@ outbox rows, the receipts, asyncpg's encoding and decoding of the four round tri
     python -m bench.engine_profile --callgrind             # + client instructions (valgrind)
     python -m bench.engine_profile --cprofile /tmp/prof    # + cProfile per size, top functions
     python -m bench.engine_profile --batcher               # the batcher alone, stub engine
+    python -m bench.engine_profile --pure --callgrind      # posting, records, write args: no database
 
 `--callgrind` runs the client of each size in a child under `valgrind --tool=callgrind`, counting
 only the instructions executed inside a marker call (libc's `lfind`, called through ctypes with
@@ -309,6 +310,75 @@ def run_batcher(args: argparse.Namespace) -> None:
         print(line, flush=True)
 
 
+# The pure parts alone ------------------------------------------------------------------------
+PURE_PHASES = ("apply", "records", "write")
+
+
+def pure_section(size: int, count: int, phase: str, marker: bool) -> float:
+    """No database: `count` batches of `size` applied to accounts in memory (`apply`), their
+    key records with receipts (`records`), the write's arguments (`write`); `phase` is the one
+    measured (inside the marker when `marker`), the others run outside it. CPU seconds."""
+    import gc
+    from datetime import UTC, datetime
+
+    from kassa.ledger.adapters.engine import _records, _write
+    from kassa.ledger.domain.model import Account, Balance
+    from kassa.ledger.domain.posting import Posting
+
+    rng = random.Random(11)
+    tenant = "ep-pure"
+    batches = [build_jobs(rng, tenant, size) for _ in range(count)]
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    ledgers = [
+        {(tenant, f"acc-{n}"): Account(tenant, f"acc-{n}", "EUR", "credit", True, Balance()) for n in range(ACCOUNTS)}
+        for _ in range(count)
+    ]
+    gc.collect()
+    gc.freeze()
+    gc.disable()  # collections would land in whichever phase runs when the counters say so
+    postings: list[Any] = []
+    records: list[Any] = []
+    spent = 0.0
+
+    def apply() -> None:
+        for jobs, accounts in zip(batches, ledgers, strict=True):
+            posting = Posting(accounts, {}, now, {})
+            postings.append((posting, [posting.apply(job.command) for job in jobs]))
+
+    def record() -> None:
+        for jobs, (_, results) in zip(batches, postings, strict=True):
+            records.append(_records(list(zip(jobs, results, strict=True))))
+
+    def write() -> None:
+        for jobs, (posting, _), done in zip(batches, postings, records, strict=True):
+            _write(posting, jobs, now, done)
+
+    for name, section in zip(PURE_PHASES, (apply, record, write), strict=True):
+        start = time.thread_time()
+        if name == phase and marker:
+            in_marker(section)
+        else:
+            section()
+        if name == phase:
+            spent = time.thread_time() - start
+    gc.enable()
+    return spent
+
+
+def run_pure(args: argparse.Namespace) -> None:
+    for size in args.sizes:
+        count = max(1, args.transfers // size)
+        line = f"B={size:4}"
+        for phase in PURE_PHASES:
+            spent = min(pure_section(size, count, phase, marker=False) for _ in range(3))
+            line += f" | {phase} {spent / (count * size) * 1e6:5.2f} us"
+            if args.callgrind:
+                out = Path(tempfile.gettempdir()) / f"callgrind-pure-{phase}-{size}.out"
+                child = ["--pure-child", phase, "--sizes", str(size), "--batches", str(count)]
+                line += f" {callgrind_count(child, out) / (count * size) / 1e3:6.1f} k instructions"
+        print(line + " per transfer", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 20, 100])
@@ -319,12 +389,18 @@ def main() -> None:
     parser.add_argument("--callgrind-out", metavar="DIR", help="keep callgrind-<B>.out there (callgrind_annotate)")
     parser.add_argument("--cprofile", metavar="PREFIX", help="cProfile the measured section, dump to PREFIX-<B>.out")
     parser.add_argument("--batcher", action="store_true", help="measure the batcher alone (stub engine)")
+    parser.add_argument("--pure", action="store_true", help="the engine's pure parts alone, no database")
     parser.add_argument("--batcher-child", metavar="MODE", help=argparse.SUPPRESS)
+    parser.add_argument("--pure-child", metavar="PHASE", help=argparse.SUPPRESS)
     parser.add_argument("--client", nargs=2, metavar=("URL", "TENANT"), help=argparse.SUPPRESS)
     parser.add_argument("--marker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.batcher_child:
+    if args.pure_child:
+        pure_section(args.sizes[0], args.batches, args.pure_child, marker=args.marker)
+    elif args.pure:
+        run_pure(args)
+    elif args.batcher_child:
         batcher_section(args.sizes[0], args.batches, args.batcher_child, marker=args.marker)
     elif args.batcher:
         run_batcher(args)
