@@ -59,7 +59,7 @@ class OutboxRow(msgspec.Struct, gc=False):
     aggregate_id: str
     occurred_at: datetime
     trace_id: str | None
-    data: dict[str, Any]
+    data: dict[str, Any] | msgspec.Struct  # a struct encodes as the object of its fields
     traceparent: str | None
 
 
@@ -68,7 +68,7 @@ def outbox_row(
     type: str,
     aggregate_type: str,
     aggregate_id: str,
-    data: dict[str, Any],
+    data: dict[str, Any] | msgspec.Struct,
     trace_id: str | None,
     occurred_at: datetime,
     version: int = 1,

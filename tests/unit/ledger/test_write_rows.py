@@ -11,6 +11,7 @@ import pytest
 from kassa.events.outbox import OUTBOX_INSERT, OutboxRow
 from kassa.ledger.adapters import pipeline, statements, write_rows
 from kassa.ledger.domain.model import Account, Balance, Entry, Transfer
+from kassa.ledger.domain.posting import transfer_data
 from kassa.store import idempotency
 from kassa.store.idempotency import IdemClaim
 
@@ -124,3 +125,12 @@ def test_the_reservation_rows_are_read_at_the_positions_of_the_statements_column
     first_branch = pipeline.RESERVE_AND_LOCK.split("SELECT r.n,", 1)[1].split("FROM reserve r", 1)[0]
     names = ["n"] + [c.strip().split(" AS ")[-1].removeprefix("r.") for c in first_branch.split(",")]
     assert pipeline._AT == {name: position for position, name in enumerate(names)}
+
+
+def test_a_transfer_events_data_is_the_json_of_its_public_shape() -> None:
+    now = datetime(2026, 12, 1, 19, 30, tzinfo=UTC)
+    for transfer in (
+        Transfer("t1", "x", "a", "b", "EUR", 5, 0, "pending", 30, now, "r", {"k": 1}, b"h", now, now),
+        Transfer("t1", "y", "a", "b", "EUR", 7, 7, "posted", None, None, None, {}, b"h", now, now),
+    ):
+        assert msgspec.json.encode(write_rows.transfer_data(transfer)) == msgspec.json.encode(transfer_data(transfer))

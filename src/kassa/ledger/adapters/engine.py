@@ -47,7 +47,6 @@ from kassa.ledger.domain.posting import (
     Posting,
     TransactionApplied,
     transaction_data,
-    transfer_data,
 )
 from kassa.ledger.errors import BatchFailed
 from kassa.ledger.products import ProductWrite, run_expiry_writers, run_product_writes
@@ -324,7 +323,7 @@ def _event_row(
         EVENT_BY_STATUS[item.status],
         "transfer",
         item.id,
-        transfer_data(item),
+        write_rows.transfer_data(item),
         trace_ids.get((False, (item.tenant_id, item.id))),
         now,
     )

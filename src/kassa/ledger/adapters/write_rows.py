@@ -109,6 +109,45 @@ class ChangedTransactionRow(msgspec.Struct, gc=False):
     p: list[int] | None
 
 
+class TransferData(msgspec.Struct, gc=False):
+    """`posting.transfer_data()` as a struct: the `data` of a transfer's event, the same JSON
+    object (keys in the same order), built without a dict of fourteen keys per transfer."""
+
+    id: str
+    status: str
+    amount: int
+    posted_amount: int
+    currency: str
+    debit_account_id: str
+    credit_account_id: str
+    pending: bool
+    timeout_s: int | None
+    expires_at: datetime | None
+    reference: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+def transfer_data(t: Transfer) -> TransferData:
+    return TransferData(
+        t.id,
+        t.status,
+        t.amount,
+        t.posted_amount,
+        t.currency,
+        t.debit_account_id,
+        t.credit_account_id,
+        t.pending,
+        t.timeout_s,
+        t.expires_at,
+        t.reference,
+        t.metadata,
+        t.created_at,
+        t.updated_at,
+    )
+
+
 _ENCODER = msgspec.json.Encoder()
 
 
