@@ -62,7 +62,7 @@ from kassa.payments.ppv_orders import (
     purchase_order,
     refund_order,
 )
-from kassa.payments.replays import stored_replay
+from kassa.payments.replays import kept_refusal, stored_replay
 from kassa.shared.clock import utcnow
 from kassa.shared.errors import InvalidRequest, KassaError
 from kassa.shared.invariants import invariant
@@ -80,6 +80,9 @@ if TYPE_CHECKING:
 
 PURCHASES = PurchaseWriter()
 REFUNDS = RefundWriter()
+# Refusals of a purchase that a later state can undo; their answer is kept under the key as the
+# ledger keeps insufficient_funds. Compliance refusals are not: a retry may pass after KYC.
+_KEPT_REFUSALS = (ContentNotFound, PriceNotAvailable, WalletNotFound, AlreadyEntitled)
 
 
 class PayPerView:
@@ -262,6 +265,7 @@ class PayPerView:
         claim: IdemClaim | None = None,
         receipt_for: Callable[[PurchaseRow], Receipt] | None = None,
         trace_id: str | None = None,
+        refusal: Callable[[KassaError], tuple[int, bytes]] | None = None,
     ) -> tuple[PurchaseRow | None, TransactionApplied | Replay]:
         """Prepare and charge a purchase; the row is None for a replayed Idempotency-Key.
 
@@ -270,22 +274,28 @@ class PayPerView:
         pricing looks its key up, so that a retry of a purchase that went through replays it
         rather than answering already_entitled. A purchase priced from a stale view (a content
         another process changed, an entitlement this process had not seen) is priced again
-        from the database. Raises what prepare_purchase and purchase raise."""
+        from the database. A refusal of the purchase itself (no such content or price or
+        wallet, already entitled) is kept under the key as `refusal` renders it, so that a
+        retry replays it even after the state changed. Raises what prepare_purchase and
+        purchase raise."""
         attempt, fresh = 0, False
         while True:
             attempt += 1
             try:
                 order = await self.prepare_purchase(tenant_id, customer_id, content_id, currency, fresh=fresh)
-            except KassaError:
-                stored = await self.stored_replay(claim)
+            except KassaError as error:
+                stored = await self._refused(claim, error, refusal)
                 if stored is not None:
                     return None, stored
                 raise
             try:
                 receipt = receipt_for(order.row) if receipt_for else None
                 return order.row, await self.purchase(order, claim, receipt, trace_id)
-            except AlreadyEntitled:
+            except AlreadyEntitled as error:
                 if order.row.expire or attempt == purchase_retry_max:
+                    stored = await self._refused(claim, error, refusal)
+                    if stored is not None:
+                        return None, stored
                     raise
                 # Priced on a cached "no entitlement": ask the database (an entitlement whose
                 # window ended must be expired by the write, one that gives access refuses).
@@ -294,6 +304,13 @@ class PayPerView:
             except PricedFromStaleContent:
                 if attempt == purchase_retry_max:
                     raise
+
+    async def _refused(
+        self, claim: IdemClaim | None, error: KassaError, refusal: Callable[[KassaError], tuple[int, bytes]] | None
+    ) -> Replay | None:
+        if refusal is None or not isinstance(error, _KEPT_REFUSALS):
+            return await self.stored_replay(claim)
+        return await kept_refusal(self.pool, claim, *refusal(error))
 
     async def get_purchase(self, tenant_id: str, purchase_id: str) -> dict[str, Any]:
         """Raises PurchaseNotFound."""
