@@ -254,6 +254,7 @@ async def create_purchase(ctx: Ctx) -> Response:
                 claim,
                 receipt_for if claim else None,
                 trace_id,
+                lambda refused: _rendered(refused, None, trace_id),  # kept under the key
             )
         except KassaError as error:
             metrics.observe_outcome("purchase", error)
