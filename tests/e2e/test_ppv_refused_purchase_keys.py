@@ -1,9 +1,12 @@
-"""A purchase refused while pricing keeps its Idempotency-Key's answer (README, "Idempotency").
+"""A purchase refused while pricing, or a refund of a purchase held for review, keeps its
+Idempotency-Key's answer (README, "Idempotency").
 
 Found from the outside: a purchase answered 409 `already_entitled` (or 404 `content_not_found`,
 422 `price_not_available`) kept nothing under its key, so the same request with the same key,
 retried after the state changed (the entitlement refunded, the content created or priced),
 charged the wallet: one key, two different answers, and an effect the first answer had refused.
+The same held for a refund of a purchase held for review (404 `purchase_not_found`, as it is
+not a completed purchase yet): retried with its key after the approval, it refunded.
 """
 
 from __future__ import annotations
@@ -99,4 +102,26 @@ async def test_a_refused_key_with_a_different_request_is_still_refused_as_reused
     assert (await buy(client, key, content="missing")).status_code == 404
     other = await buy(client, key)
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+    assert await wallet_balance(client, "ann") == 1000
+
+
+async def test_a_refund_refused_while_its_purchase_was_held_is_replayed_after_the_approval(
+    shop: httpx.AsyncClient,
+) -> None:
+    client = shop
+    rules = [{"id": "large", "condition": {"kind": "large_amount", "amount_min": 100}, "action": "review"}]
+    stored = await client.post("/v1/compliance/rules", json={"reason": "hold purchases", "rules": rules})
+    assert stored.status_code == 201, stored.text
+    held = await buy(client, str(uuid.uuid4()))
+    assert held.status_code == 201 and held.json()["status"] == "pending_review", held.text
+    url, key = f"/v1/purchases/{held.json()['id']}/refunds", str(uuid.uuid4())
+    refused = await client.post(url, json={"reason": "other"}, headers={"Idempotency-Key": key})
+    assert refused.status_code == 404 and refused.json()["code"] == "purchase_not_found"
+    approved = await client.post(f"/v1/reviews/{held.json()['review_id']}/approve", json={"reason": "fine"})
+    assert approved.status_code == 200, approved.text
+    assert await wallet_balance(client, "ann") == 1000 - 199
+    same_answer(refused, await client.post(url, json={"reason": "other"}, headers={"Idempotency-Key": key}))
+    assert await wallet_balance(client, "ann") == 1000 - 199
+    refund = await client.post(url, json={"reason": "other"}, headers={"Idempotency-Key": str(uuid.uuid4())})
+    assert refund.status_code == 201 and refund.json()["amount"] == 199, refund.text
     assert await wallet_balance(client, "ann") == 1000

@@ -82,7 +82,7 @@ PURCHASES = PurchaseWriter()
 REFUNDS = RefundWriter()
 # Refusals of a purchase that a later state can undo; their answer is kept under the key as the
 # ledger keeps insufficient_funds. Compliance refusals are not: a retry may pass after KYC.
-_KEPT_REFUSALS = (ContentNotFound, PriceNotAvailable, WalletNotFound, AlreadyEntitled)
+_KEPT_REFUSALS = (ContentNotFound, PriceNotAvailable, WalletNotFound, AlreadyEntitled)  # and a refund's PurchaseNotFound
 
 
 class PayPerView:
@@ -394,12 +394,22 @@ class PayPerView:
         claim: IdemClaim | None = None,
         receipt_for: Callable[[RefundRow], Receipt] | None = None,
         trace_id: str | None = None,
+        refusal: Callable[[KassaError], tuple[int, bytes]] | None = None,
     ) -> tuple[RefundRow, TransactionApplied | Replay]:
         """Reverse (part of) a purchase. A refund computed from a state another refund changed
-        first is recomputed from the new one, so concurrent refunds never exceed the price.
+        first is recomputed from the new one, so concurrent refunds never exceed the price. A
+        refusal for no such completed purchase (a held one is not refundable yet) is kept under
+        the key as `refusal` renders it, so a retry after the purchase was approved replays it.
         Raises PurchaseNotFound, InvalidRequest, RefundExceedsPurchase and the ledger's errors."""
         for _attempt in range(refund_retry_max):
-            order = await self.prepare_refund(tenant_id, purchase_id, amount, reason, refund_fee)
+            try:
+                order = await self.prepare_refund(tenant_id, purchase_id, amount, reason, refund_fee)
+            except PurchaseNotFound as error:
+                if refusal is not None:
+                    # The caller replayed a stored answer before calling; one stored since can
+                    # only be a racing request with this key, which answered on its own.
+                    await kept_refusal(self.pool, claim, *refusal(error))
+                raise
             try:
                 receipt = receipt_for(order.row) if receipt_for else None
                 result = await self.ledger.execute(
