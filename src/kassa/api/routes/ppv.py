@@ -367,6 +367,7 @@ async def create_refund(ctx: Ctx) -> Response:
                 claim,
                 receipt_for if claim else None,
                 trace_id,
+                lambda refused: _rendered(refused, None, trace_id),  # kept under the key
             )
         except KassaError as error:
             metrics.observe_outcome("refund", error)
