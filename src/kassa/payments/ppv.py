@@ -80,9 +80,10 @@ if TYPE_CHECKING:
 
 PURCHASES = PurchaseWriter()
 REFUNDS = RefundWriter()
-# Refusals of a purchase that a later state can undo; their answer is kept under the key as the
-# ledger keeps insufficient_funds. Compliance refusals are not: a retry may pass after KYC.
-_KEPT_REFUSALS = (ContentNotFound, PriceNotAvailable, WalletNotFound, AlreadyEntitled)  # and a refund's PurchaseNotFound
+# Refusals of a purchase that a later state can undo (and a refund's PurchaseNotFound); their
+# answer is kept under the key as the ledger keeps insufficient_funds. Compliance refusals are
+# not: a retry may pass after KYC.
+_KEPT_REFUSALS = (ContentNotFound, PriceNotAvailable, WalletNotFound, AlreadyEntitled)
 
 
 class PayPerView:
