@@ -53,6 +53,11 @@ class StubBatcher:
     expiry_writers: list[Any] = []
 
     def __init__(self) -> None:
+        # Imported here, after `_environment`: kassa.ledger imports prometheus_client.
+        global Applied, CreateTransaction, CreateTransfer, TransactionApplied, Transaction, TransactionPosting, Transfer
+        from kassa.ledger import Applied, CreateTransaction, CreateTransfer, TransactionApplied
+        from kassa.ledger.domain.model import Transaction, TransactionPosting, Transfer
+
         self._queue: list[tuple[Any, asyncio.Future[Any]]] = []
         self.now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -73,9 +78,6 @@ class StubBatcher:
             future.set_result(outcome)
 
     def _apply(self, command: Any) -> Any:
-        from kassa.ledger import Applied, CreateTransaction, CreateTransfer, TransactionApplied
-        from kassa.ledger.domain.model import Transaction, TransactionPosting, Transfer
-
         now = self.now
         if isinstance(command, CreateTransfer):
             transfer = Transfer(

@@ -148,7 +148,7 @@ class AccessMiddleware:
                 metrics.http_latency.labels(*labels),
             )
         metrics.count(series[0])
-        series[1].observe(elapsed)
+        metrics.observe(series[1], elapsed)
         if not log.isEnabledFor(logging.INFO):
             return
         state = scope.get("state") or {}

@@ -98,37 +98,80 @@ def child(metric: Counter, *labels: str) -> Any:
     return found
 
 
-# Counter increments of the request path, summed per series until the end of the event loop's
-# current iteration (`count`). In multiprocess mode (`kassa up`) every increment takes a lock,
-# a getpid() and a write to the series' mmapped file (0.7 us); a coalesced batch of transfers
-# resumes all its requests in one iteration, so their four increments each become one per
-# series. A scrape sees them once the iteration ends (this process's /metrics flushes first).
+# Counter increments and histogram observations of the request path, summed per series until the
+# end of the event loop's current iteration (`count`, `observe`). In multiprocess mode (`kassa
+# up`) every increment takes a lock, a getpid() and a write to the series' mmapped file (0.7 us),
+# and a histogram observation is two of them (its sum and its bucket); a coalesced batch of
+# transfers resumes all its requests in one iteration, so their increments each become one per
+# series (and per bucket). A scrape sees them once the iteration ends (this process's /metrics
+# flushes first).
 _pending: dict[Any, float] = {}
+_observed: dict[Any, list[float]] = {}
 _flush_on: list[asyncio.AbstractEventLoop | None] = [None]  # the loop that will run `flush`
 
 
-def count(counter_child: Any, amount: float = 1.0) -> None:
-    """`counter_child.inc(amount)`, applied at the end of this loop iteration (at once when no
-    event loop runs in this thread)."""
+def _deferred() -> bool:
+    """Whether a flush will run at the end of this loop iteration (scheduled now if need be);
+    False when no event loop runs in this thread (apply at once)."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        counter_child.inc(amount)
-        return
+        return False
     # Checked by loop, not by "anything pending": a loop closed before it ran its flush (a test's)
     # must not leave the increments behind for good.
     if _flush_on[0] is not loop:
         _flush_on[0] = loop
         loop.call_soon(flush)
-    _pending[counter_child] = _pending.get(counter_child, 0.0) + amount
+    return True
+
+
+def count(counter_child: Any, amount: float = 1.0) -> None:
+    """`counter_child.inc(amount)`, applied at the end of this loop iteration (at once when no
+    event loop runs in this thread)."""
+    if _deferred():
+        _pending[counter_child] = _pending.get(counter_child, 0.0) + amount
+    else:
+        counter_child.inc(amount)
+
+
+def observe(histogram_child: Any, amount: float) -> None:
+    """`histogram_child.observe(amount)` (a labelled child, no exemplar), applied at the end of
+    this loop iteration (at once when no event loop runs in this thread)."""
+    if not _deferred():
+        histogram_child.observe(amount)
+    elif (values := _observed.get(histogram_child)) is None:
+        _observed[histogram_child] = [amount]
+    else:
+        values.append(amount)
+
+
+def _apply_observations(histogram_child: Any, amounts: list[float]) -> None:
+    """What `observe` of each amount does to the child's sum and buckets (prometheus_client's
+    Histogram.observe: the sum grows by the amount, the first bucket whose upper bound is at least
+    the amount by one), with one increment per bucket touched instead of one per amount."""
+    bounds: list[float] = histogram_child._upper_bounds
+    buckets = histogram_child._buckets
+    counts = [0] * len(bounds)
+    for amount in amounts:
+        for i, bound in enumerate(bounds):
+            if amount <= bound:
+                counts[i] += 1
+                break
+    histogram_child._sum.inc(sum(amounts))
+    for i, n in enumerate(counts):
+        if n:
+            buckets[i].inc(n)
 
 
 def flush() -> None:
-    """Apply the increments `count` has summed so far."""
+    """Apply the increments and observations `count` and `observe` have collected so far."""
     _flush_on[0] = None
     while _pending:
         counter_child, amount = _pending.popitem()
         counter_child.inc(amount)
+    while _observed:
+        histogram_child, amounts = _observed.popitem()
+        _apply_observations(histogram_child, amounts)
 
 
 def observe_outcome(product: str, result: object) -> None:

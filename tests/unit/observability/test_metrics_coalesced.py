@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from prometheus_client import CollectorRegistry, Counter
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from kassa.observability import metrics
 
@@ -79,3 +80,56 @@ def test_increments_left_by_a_loop_that_closed_before_its_flush_are_applied_by_t
 
     asyncio.run(count_again())
     assert first.calls == [1.0] and second.calls == [1.0]
+
+
+def histogram_samples(h: Histogram, route: str = "/a") -> dict[tuple[str, str], float]:
+    """One series' samples (bucket, sum, count) by (sample name, upper bound)."""
+    return {
+        (s.name, s.labels.get("le", "")): s.value
+        for m in h.collect()
+        for s in m.samples
+        if "created" not in s.name and s.labels["route"] == route
+    }
+
+
+async def test_observations_are_applied_when_the_iteration_ends_as_one_observe_each_would() -> None:
+    buckets = (0.001, 0.01, 0.1, 1.0)
+    coalesced = Histogram("coalesced_test_seconds", "test", ["route"], buckets=buckets, registry=CollectorRegistry())
+    direct = Histogram("direct_test_seconds", "test", ["route"], buckets=buckets, registry=CollectorRegistry())
+    # Below, on and above bounds, past the last one (the +Inf bucket) and zero.
+    amounts = [0.0, 0.0005, 0.001, 0.0011, 0.01, 0.05, 0.1, 0.7, 1.0, 3.0, 3.0, 250.0]
+    for amount in amounts:
+        metrics.observe(coalesced.labels("/a"), amount)
+        direct.labels("/a").observe(amount)
+    metrics.observe(coalesced.labels("/b"), 0.02)
+    direct.labels("/b").observe(0.02)
+    assert coalesced.labels("/a")._sum.get() == 0  # still in this iteration
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    expected = {(name.replace("direct", "coalesced"), le): v for (name, le), v in histogram_samples(direct).items()}
+    got = histogram_samples(coalesced)
+    assert got.keys() == expected.keys()
+    for key, v in expected.items():
+        assert got[key] == pytest.approx(v, rel=1e-12), key
+    assert got[("coalesced_test_seconds_count", "")] == len(amounts)
+    assert histogram_samples(coalesced, "/b")[("coalesced_test_seconds_bucket", "0.1")] == 1
+
+
+async def test_observations_are_applied_once_and_a_scrape_flushes_them_first() -> None:
+    h = Histogram("scraped_test_seconds", "test", ["route"], buckets=(0.1, 1.0), registry=CollectorRegistry())
+    metrics.observe(h.labels("/a"), 0.5)
+    metrics.observe(h.labels("/a"), 0.05)
+    metrics.render()  # what /metrics does
+    assert h.labels("/a")._sum.get() == pytest.approx(0.55)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the iteration's flush finds nothing left: not applied twice
+    samples = histogram_samples(h)
+    assert samples[("scraped_test_seconds_bucket", "0.1")] == 1
+    assert samples[("scraped_test_seconds_bucket", "1.0")] == 2
+    assert samples[("scraped_test_seconds_count", "")] == 2
+
+
+def test_without_a_running_loop_an_observation_is_applied_at_once() -> None:
+    h = Histogram("direct_now_test_seconds", "test", ["route"], buckets=(0.1,), registry=CollectorRegistry())
+    metrics.observe(h.labels("/a"), 0.05)
+    assert histogram_samples(h)[("direct_now_test_seconds_bucket", "0.1")] == 1
