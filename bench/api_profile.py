@@ -25,39 +25,45 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-_SECRET = "kassa_profile_secret_0123456789abcdef"
+_SECRET = "kassa_profile_secret_0123456789abcdef"  # noqa: S105 - a stub key of this harness
 _TENANT = "ten_profile"
 
 
 def _environment(metrics_dir: str) -> None:
-    # Before anything imports prometheus_client: multiprocess mode, as under `kassa up`.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ.setdefault("KASSA_LOG_LEVEL", "WARNING")  # what bench.run gives `kassa up`
     for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         os.environ.pop(name, None)
 
 
+# Before anything imports prometheus_client (kassa.ledger does): multiprocess mode, as under
+# `kassa up`, in a directory of this process's own.
+_METRICS_DIR = tempfile.mkdtemp(prefix="kassa-api-profile-")
+atexit.register(shutil.rmtree, _METRICS_DIR, True)
+_environment(_METRICS_DIR)
+
+from kassa.ledger import Applied, CreateTransaction, CreateTransfer, TransactionApplied  # noqa: E402
+from kassa.ledger.domain.model import Transaction, TransactionPosting, Transfer  # noqa: E402
+
+
 class StubBatcher:
     """Answers each job as the engine does, all jobs queued in one loop iteration together."""
 
-    expiry_writers: list[Any] = []
+    expiry_writers: ClassVar[list[Any]] = []
 
     def __init__(self) -> None:
-        # Imported here, after `_environment`: kassa.ledger imports prometheus_client.
-        global Applied, CreateTransaction, CreateTransfer, TransactionApplied, Transaction, TransactionPosting, Transfer
-        from kassa.ledger import Applied, CreateTransaction, CreateTransfer, TransactionApplied
-        from kassa.ledger.domain.model import Transaction, TransactionPosting, Transfer
-
         self._queue: list[tuple[Any, asyncio.Future[Any]]] = []
         self.now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -278,7 +284,7 @@ def _callgrind(args: argparse.Namespace) -> None:
             *_passed(args),
         ]
         env = {**os.environ, "PYTHONHASHSEED": "0"}
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise SystemExit(done.stderr[-4000:])
         summary = re.search(r"^summary: (\d+)", out.read_text(), re.MULTILINE)
@@ -292,8 +298,6 @@ def _callgrind(args: argparse.Namespace) -> None:
 
 
 def _valgrind() -> str:
-    import shutil
-
     found = shutil.which("valgrind")
     if found:
         return found
@@ -301,11 +305,11 @@ def _valgrind() -> str:
     binary = tools / "usr/bin/valgrind"
     if not binary.exists():
         tools.mkdir(parents=True, exist_ok=True)
-        if subprocess.run(["apt-get", "download", "valgrind"], cwd=tools, check=False).returncode != 0:  # noqa: S607
-            subprocess.run(["apt-get", "update"], check=True)  # noqa: S607
-            subprocess.run(["apt-get", "download", "valgrind"], cwd=tools, check=True)  # noqa: S607
+        if subprocess.run(["apt-get", "download", "valgrind"], cwd=tools, check=False).returncode != 0:
+            subprocess.run(["apt-get", "update"], check=True)
+            subprocess.run(["apt-get", "download", "valgrind"], cwd=tools, check=True)
         deb = next(tools.glob("valgrind_*.deb"))
-        subprocess.run(["dpkg", "-x", str(deb), str(tools)], check=True)  # noqa: S607
+        subprocess.run(["dpkg", "-x", str(deb), str(tools)], check=True)
     os.environ["VALGRIND_LIB"] = str(tools / "usr/libexec/valgrind")
     return str(binary)
 
@@ -333,26 +337,24 @@ def main() -> None:
     if args.callgrind:
         _callgrind(args)
         return
-    with tempfile.TemporaryDirectory() as metrics_dir:
-        _environment(metrics_dir)
-        loop, driver = _prepare(args)
-        if args.inner:  # under callgrind: only this call is counted
-            sys.call_tracing(_measured, (loop, driver, args.requests))
-        elif args.cprofile:
-            import cProfile
-            import pstats
+    loop, driver = _prepare(args)
+    if args.inner:  # under callgrind: only this call is counted
+        sys.call_tracing(_measured, (loop, driver, args.requests))
+    elif args.cprofile:
+        import cProfile
+        import pstats
 
-            profile = cProfile.Profile()
-            profile.runcall(_measured, loop, driver, args.requests)
-            pstats.Stats(profile).sort_stats("tottime").print_stats(args.cprofile)
-        else:
-            started = time.process_time()
-            _measured(loop, driver, args.requests)
-            used = time.process_time() - started
-            print(f"{args.route}: {used / args.requests * 1e6:.1f} us CPU per request (indicative only)")
-        if set(driver.statuses) != {201}:
-            raise SystemExit(f"unexpected statuses: {driver.statuses}")
-        loop.close()
+        profile = cProfile.Profile()
+        profile.runcall(_measured, loop, driver, args.requests)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(args.cprofile)
+    else:
+        started = time.process_time()
+        _measured(loop, driver, args.requests)
+        used = time.process_time() - started
+        print(f"{args.route}: {used / args.requests * 1e6:.1f} us CPU per request (indicative only)")
+    if set(driver.statuses) != {201}:
+        raise SystemExit(f"unexpected statuses: {driver.statuses}")
+    loop.close()
 
 
 if __name__ == "__main__":
