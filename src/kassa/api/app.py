@@ -12,8 +12,9 @@ import random
 import re
 import time
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from starlette._utils import is_async_callable
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware.errors import ServerErrorMiddleware
@@ -49,10 +50,12 @@ from kassa.shared.heap import freeze_startup_heap, set_young_threshold
 from kassa.shared.limits import api_gc_young_threshold_objects
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from starlette.responses import Response
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    ServerErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 log = logging.getLogger("kassa.access")
 # Importing them registers their endpoints.
@@ -84,6 +87,24 @@ def _random_hex(bits: int) -> str:
     return "%0*x" % (bits // 4, random.getrandbits(bits))  # noqa: UP031 - a third of the f-string's cost
 
 
+def correlation_ids(headers: list[tuple[bytes, bytes]]) -> tuple[str, str]:
+    """The request id (the client's last valid `x-request-id`, else 64 random bits in hex) and
+    the trace id (of a valid `traceparent`, else the current span's, else 128 random bits)."""
+    rid = traceparent = b""
+    for name, value in headers:
+        if name == b"x-request-id":
+            rid = value
+        elif name == b"traceparent":
+            traceparent = value
+    request_id = rid.decode("latin-1") if rid and _REQUEST_ID.fullmatch(rid) else None
+    match = _TRACEPARENT.fullmatch(traceparent) if traceparent else None
+    trace_id = match.group(1).decode() if match else tracing.current_trace_id()
+    if request_id is None and trace_id is None:  # most requests: both ids from one draw
+        both = _random_hex(64 + 128)
+        return both[:16], both[16:]
+    return request_id or _random_hex(64), trace_id or _random_hex(128)
+
+
 class AccessMiddleware:
     """Request id, trace id, one JSON log line and metrics per request (pure ASGI: cheap).
 
@@ -91,9 +112,15 @@ class AccessMiddleware:
     a problem document, in place of Starlette's ExceptionMiddleware (see `_App`): that one built
     a Request and wrapped `send` once more on every request for the few that need it."""
 
-    def __init__(self, app: ASGIApp, route_paths: dict[Any, str]) -> None:
+    def __init__(
+        self, app: ASGIApp, route_paths: dict[Any, str], server_error: ServerErrorHandler | None = None
+    ) -> None:
         self.app = app
         self.route_paths = route_paths
+        # When it is the outermost layer (no tracing middleware), it also does what Starlette's
+        # ServerErrorMiddleware would one step out (see `_App`): one layer and one `send`
+        # wrapper fewer per request.
+        self.server_error = server_error
         # Label lookups take a lock and hash the labels; cache the children per series (bounded:
         # routes x methods x statuses).
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -102,18 +129,7 @@ class AccessMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = traceparent = b""
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                rid = value
-            elif name == b"traceparent":
-                traceparent = value
-        request_id = rid.decode("latin-1") if rid and _REQUEST_ID.fullmatch(rid) else _random_hex(64)
-        match = _TRACEPARENT.fullmatch(traceparent) if traceparent else None
-        if match:
-            trace_id = match.group(1).decode()
-        else:
-            trace_id = tracing.current_trace_id() or _random_hex(128)
+        request_id, trace_id = correlation_ids(scope["headers"])
         jsonlog.request_id_var.set(request_id)
         jsonlog.trace_id_var.set(trace_id)
         id_header = (b"x-request-id", request_id.encode())
@@ -128,14 +144,25 @@ class AccessMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
-        except HTTPException as exc:
-            if status:
-                raise RuntimeError("Caught handled exception, but response already started.") from exc
-            response = await _http_error(Request(scope, receive), exc)
-            await response(scope, receive, send_with_id)
-        finally:
-            self._observe(scope, status or 500, time.perf_counter() - started)
+            try:
+                await self.app(scope, receive, send_with_id)
+            except HTTPException as exc:
+                if status:
+                    raise RuntimeError("Caught handled exception, but response already started.") from exc
+                response = await _http_error(Request(scope, receive), exc)
+                await response(scope, receive, send_with_id)
+            finally:
+                self._observe(scope, status or 500, time.perf_counter() - started)
+        except Exception as exc:
+            if self.server_error is None:
+                raise
+            # ServerErrorMiddleware's outcome exactly: the handler's 500 answer, unless a response
+            # had started, sent past this middleware's `send_with_id` (so without a request id),
+            # then the error raised on to the server.
+            response = await self.server_error(Request(scope), exc)
+            if not status:
+                await response(scope, receive, send)
+            raise exc
 
     def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
         name = self.route_paths.get(scope.get("endpoint"), "unmatched")
@@ -189,10 +216,15 @@ class _App(Starlette):
         handlers = {k: v for k, v in self.exception_handlers.items() if k not in (500, Exception)}
         assert set(handlers) == {HTTPException}, "only the router's HTTPException is handled inside"
         assert self.user_middleware and getattr(self.user_middleware[-1], "cls", None) is AccessMiddleware
+        server_error = self.exception_handlers.get(Exception)
+        if len(self.user_middleware) == 1 and is_async_callable(server_error) and not self.debug:
+            # AccessMiddleware alone (tracing off): it is the outermost layer and answers the 500s.
+            route_paths = cast("dict[Any, str]", self.user_middleware[0].kwargs["route_paths"])
+            return AccessMiddleware(self.router, route_paths, cast("ServerErrorHandler", server_error))
         app: ASGIApp = self.router
         for cls, args, kwargs in reversed(self.user_middleware):
             app = cls(app, *args, **kwargs)
-        return ServerErrorMiddleware(app, handler=self.exception_handlers.get(Exception), debug=self.debug)
+        return ServerErrorMiddleware(app, handler=server_error, debug=self.debug)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
