@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
-from starlette.routing import Route
+from starlette.routing import Route, Router
 
 from kassa import observability
 from kassa.api import problems
@@ -220,11 +220,17 @@ class _App(Starlette):
         if len(self.user_middleware) == 1 and is_async_callable(server_error) and not self.debug:
             # AccessMiddleware alone (tracing off): it is the outermost layer and answers the 500s.
             route_paths = cast("dict[Any, str]", self.user_middleware[0].kwargs["route_paths"])
-            return AccessMiddleware(self.router, route_paths, cast("ServerErrorHandler", server_error))
-        app: ASGIApp = self.router
+            return AccessMiddleware(_routed(self.router), route_paths, cast("ServerErrorHandler", server_error))
+        app: ASGIApp = _routed(self.router)
         for cls, args, kwargs in reversed(self.user_middleware):
             app = cls(app, *args, **kwargs)
         return ServerErrorMiddleware(app, handler=server_error, debug=self.debug)
+
+
+def _routed(router: Router) -> ASGIApp:
+    """The router as the innermost middleware calls it: IndexedRouter.route, which hands a
+    literal path's request to its endpoint without coroutines of the router's own."""
+    return router.route if isinstance(router, IndexedRouter) else router
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from starlette.responses import Response
-    from starlette.types import Receive, Scope, Send
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["IndexedRouter", "PathEndpoint"]
 
@@ -116,6 +116,7 @@ class IndexedRouter(Router):
         self._index: dict[_Key, list[BaseRoute]] | None = None
         self._exact: dict[tuple[str, str], Route] = {}
         self._indexed_count = -1
+        self._bare = self.middleware_stack == self.app  # no middleware of its own (`route`)
 
     def _indexed(self) -> dict[_Key, list[BaseRoute]]:
         if self._indexed_count != len(self.routes):  # routes added after construction
@@ -133,20 +134,42 @@ class IndexedRouter(Router):
         self._indexed()
         return self._exact.get((path, method))
 
+    def route(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """What calling the router does (it has no middleware of its own), as an awaitable for
+        the caller to await: for a literal path, the route's own app's, without a coroutine of
+        the router's in between (two frames fewer on every await of the request's handler)."""
+        if self._bare:
+            found = self._exact_app(scope)
+            if found is not None:
+                return found(scope, receive, send)
+        return self.middleware_stack(scope, receive, send)
+
+    def _exact_app(self, scope: Scope) -> ASGIApp | None:
+        """The app of the route a literal path and method resolve to (None: match them all), with
+        the scope updated as Route.matches would for a full match."""
+        if scope["type"] != "http" or self.redirect_slashes:
+            return None
+        exact = self.exact(get_route_path(scope), scope["method"])
+        if exact is None:
+            return None
+        if "router" not in scope:
+            scope["router"] = self
+        scope["route"] = exact
+        scope["endpoint"] = exact.endpoint
+        scope["path_params"] = dict(scope.get("path_params", {}))
+        return exact.app
+
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = self._exact_app(scope)
+        if found is not None:
+            await found(scope, receive, send)
+            return
         if scope["type"] != "http" or self.redirect_slashes:
             await super().app(scope, receive, send)
             return
         if "router" not in scope:
             scope["router"] = self
         route_path = get_route_path(scope)
-        exact = self.exact(route_path, scope["method"])
-        if exact is not None:  # what Route.matches gives for a full match of a literal path
-            scope["route"] = exact
-            scope["endpoint"] = exact.endpoint
-            scope["path_params"] = dict(scope.get("path_params", {}))
-            await exact.app(scope, receive, send)
-            return
         partial: tuple[BaseRoute, Scope] | None = None
         for route in self.candidates(route_path):
             match, child_scope = route.matches(scope)

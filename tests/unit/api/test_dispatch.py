@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from typing import TYPE_CHECKING
 
 from hypothesis import given, settings
@@ -15,7 +17,7 @@ from kassa.api.routing import REGISTRY, path_routes
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from starlette.types import Scope
+    from starlette.types import Message, Receive, Scope, Send
 
 ROUTES: list[BaseRoute] = [
     *path_routes(REGISTRY),
@@ -86,3 +88,47 @@ def test_every_literal_path_and_method_is_looked_up_whole_unless_an_earlier_rout
     shadowed = Route("/v1/x", lambda request: None, methods=["GET", "POST"])
     router = IndexedRouter([first, shadowed], redirect_slashes=False)
     assert router.exact("/v1/x", "GET") is None and router.exact("/v1/x", "POST") is shadowed
+
+
+def asgi_scope(path: str, method: str) -> Scope:
+    return {"type": "http", "path": path, "root_path": "", "method": method, "query_string": b"", "headers": []}
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(SEGMENT, min_size=0, max_size=4), METHODS)
+def test_route_hands_a_request_to_the_app_that_calling_the_router_runs_with_the_same_scope(
+    segments: list[str], method: str
+) -> None:
+    path = "/" + "/".join(segments)
+    handed, called = asgi_scope(path, method), asgi_scope(path, method)
+    ran: list[tuple[object, Scope]] = []
+    sent: list[Message] = []
+
+    async def recorder(route: BaseRoute | None, scope: Scope, receive: Receive, send: Send) -> None:
+        ran.append((route, dict(scope)))
+
+    async def send(message: Message) -> None:  # a 405 answered by the route itself
+        sent.append(message)
+
+    async def receive() -> Message:
+        raise AssertionError("nothing is read by the stubs")
+
+    # Every route's app (and the 404 default) records what it was handed instead of answering.
+    routes = [Route(r.path, r.endpoint, methods=sorted(r.methods or ())) for r in ROUTES if isinstance(r, Route)]
+    router = IndexedRouter(routes, redirect_slashes=False)
+    for route in routes:
+        route.app = functools.partial(recorder, route)
+    router.default = functools.partial(recorder, None)
+
+    async def both() -> None:
+        await router.route(handed, receive, send)
+        await router(called, receive, send)
+
+    asyncio.run(both())
+    if sent:  # a 405: both answered it, the same way
+        assert not ran and len(sent) == 4 and sent[:2] == sent[2:]
+    else:
+        (route_handed, scope_handed), (route_called, scope_called) = ran
+        assert route_handed is route_called
+        assert scope_handed == scope_called
+    assert handed == called
