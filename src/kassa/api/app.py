@@ -174,8 +174,7 @@ class AccessMiddleware:
                 metrics.http_requests.labels(*labels),
                 metrics.http_latency.labels(*labels),
             )
-        metrics.count(series[0])
-        metrics.observe(series[1], elapsed)
+        metrics.served(series[0], series[1], elapsed)
         if not log.isEnabledFor(logging.INFO):
             return
         state = scope.get("state") or {}

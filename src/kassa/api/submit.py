@@ -98,6 +98,4 @@ async def submit(
 
 
 def _count(product: str, result: object, outcome: str) -> None:
-    metrics.observe_outcome(product, result)
-    if product == "transfer":
-        metrics.count(metrics.child(metrics.transfers, outcome))
+    metrics.observe_outcome(product, result, outcome if product == "transfer" else None)

@@ -174,12 +174,50 @@ def flush() -> None:
         _apply_observations(histogram_child, amounts)
 
 
-def observe_outcome(product: str, result: object) -> None:
-    """Count one money-moving command's outcome, and the money it posted."""
+# The series one outcome counts in, by (product, outcome, currency, transfers outcome): bounded
+# as their labels are (see above).
+_outcome_series: dict[tuple[str, str, str | None, str | None], tuple[Any, Any, Any]] = {}
+
+
+def observe_outcome(product: str, result: object, transfers_outcome: str | None = None) -> None:
+    """Count one money-moving command's outcome, and the money it posted; with
+    `transfers_outcome`, also one in `kassa_transfers_total` under that label."""
     outcome, currency, amount = _outcome(result)
-    count(child(transactions, product, outcome))
-    if currency is not None:
-        count(child(money_moved, currency), amount)
+    key = (product, outcome, currency, transfers_outcome)
+    series = _outcome_series.get(key)
+    if series is None:
+        series = _outcome_series[key] = (
+            child(transactions, product, outcome),
+            None if currency is None else child(money_moved, currency),
+            None if transfers_outcome is None else child(transfers, transfers_outcome),
+        )
+    commands, moved, transferred = series
+    if not _deferred():
+        commands.inc()
+        if moved is not None:
+            moved.inc(amount)
+        if transferred is not None:
+            transferred.inc()
+        return
+    pending = _pending
+    pending[commands] = pending.get(commands, 0.0) + 1.0
+    if moved is not None:
+        pending[moved] = pending.get(moved, 0.0) + amount
+    if transferred is not None:
+        pending[transferred] = pending.get(transferred, 0.0) + 1.0
+
+
+def served(requests_child: Any, latency_child: Any, elapsed_s: float) -> None:
+    """`count(requests_child)` and `observe(latency_child, elapsed_s)`: one HTTP request."""
+    if not _deferred():
+        requests_child.inc()
+        latency_child.observe(elapsed_s)
+        return
+    _pending[requests_child] = _pending.get(requests_child, 0.0) + 1.0
+    if (values := _observed.get(latency_child)) is None:
+        _observed[latency_child] = [elapsed_s]
+    else:
+        values.append(elapsed_s)
 
 
 def observe_outcomes(product: str, results: Iterable[object]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 from kassa.observability import metrics
 
@@ -133,3 +133,72 @@ def test_without_a_running_loop_an_observation_is_applied_at_once() -> None:
     h = Histogram("direct_now_test_seconds", "test", ["route"], buckets=(0.1,), registry=CollectorRegistry())
     metrics.observe(h.labels("/a"), 0.05)
     assert histogram_samples(h)[("direct_now_test_seconds_bucket", "0.1")] == 1
+
+
+class _Transfer:
+    status, currency, posted_amount = "posted", "SEK", 250
+
+
+class _Applied:
+    transfer, created = _Transfer(), True
+
+
+class _Refused:
+    code = "insufficient_funds"
+
+
+def outcome_values() -> tuple[float, float, float, float]:
+    def sample(name: str, labels: dict[str, str]) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    return (
+        sample("kassa_transactions_total", {"product": "transfer", "outcome": "ok"}),
+        sample("kassa_transactions_total", {"product": "transfer", "outcome": "insufficient_funds"}),
+        sample("kassa_money_moved_minor_units_total", {"currency": "SEK"}),
+        sample("kassa_transfers_total", {"outcome": "ok"}) + 1000 * sample("kassa_transfers_total", {"outcome": "insufficient_funds"}),
+    )
+
+
+async def test_an_outcome_counts_in_each_of_its_series_once_the_iteration_ends() -> None:
+    before = outcome_values()
+    for _ in range(3):
+        metrics.observe_outcome("transfer", _Applied(), "ok")
+    metrics.observe_outcome("transfer", _Refused(), "insufficient_funds")
+    metrics.observe_outcome("transfer", _Applied())  # no transfers_outcome: not in kassa_transfers_total
+    assert outcome_values() == before
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    after = outcome_values()
+    assert [a - b for a, b in zip(after, before, strict=True)] == [4, 1, 4 * 250, 3 + 1000]
+
+
+def test_without_a_running_loop_an_outcome_and_a_request_are_counted_at_once() -> None:
+    before = outcome_values()
+    metrics.observe_outcome("transfer", _Applied(), "ok")
+    assert [a - b for a, b in zip(outcome_values(), before, strict=True)] == [1, 0, 250, 1]
+    requests = counter().labels("ok")
+    latency = Histogram("served_test_seconds", "test", buckets=(0.1,), registry=CollectorRegistry())
+    metrics.served(requests, latency, 0.05)
+    assert requests._value.get() == 1
+    assert histogram_samples_unlabelled(latency)[("served_test_seconds_bucket", "0.1")] == 1
+
+
+async def test_a_served_request_is_counted_and_observed_when_the_iteration_ends() -> None:
+    requests = counter().labels("ok")
+    latency = Histogram("served_later_test_seconds", "test", buckets=(0.1, 1.0), registry=CollectorRegistry())
+    metrics.served(requests, latency, 0.05)
+    metrics.served(requests, latency, 0.5)
+    assert requests._value.get() == 0
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    samples = histogram_samples_unlabelled(latency)
+    assert requests._value.get() == 2
+    assert samples[("served_later_test_seconds_bucket", "0.1")] == 1
+    assert samples[("served_later_test_seconds_bucket", "1.0")] == 2
+    assert samples[("served_later_test_seconds_sum", "")] == pytest.approx(0.55)
+
+
+def histogram_samples_unlabelled(h: Histogram) -> dict[tuple[str, str], float]:
+    return {
+        (s.name, s.labels.get("le", "")): s.value for m in h.collect() for s in m.samples if "created" not in s.name
+    }

@@ -44,6 +44,8 @@ from kassa.shared.ids import new_id
 from kassa.shared.limits import hold_timeout_s_default
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from starlette.responses import Response
 
 _ERRORS = (400, 401, 404, 409, 413, 422, 503)
@@ -71,10 +73,11 @@ def to_command(tenant_id: str, data: TransferCreate, canonical: bytes | None = N
     return command
 
 
-async def _submit(
+def _submit(
     ctx: Ctx, command: Command, canonical: bytes, created_status: int, *, validated: bool = False
-) -> Response:
-    return await submit(ctx, command, canonical, created_status, "transfer", validated=validated)
+) -> Awaitable[Response]:
+    # Not a coroutine of its own: the caller awaits `submit`'s (one frame fewer on its awaits).
+    return submit(ctx, command, canonical, created_status, "transfer", validated=validated)
 
 
 @endpoint(
