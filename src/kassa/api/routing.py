@@ -62,6 +62,7 @@ def is_idempotency_key(key: str) -> bool:
     its cost): ASCII, printable (no control character, no DEL) and no space is exactly `[!-~]`."""
     return 0 < len(key) <= idempotency_key_chars_max and key.isascii() and key.isprintable() and " " not in key
 
+
 Auth = Literal["admin", "tenant", "none"]
 T = TypeVar("T")
 

@@ -155,7 +155,8 @@ def outcome_values() -> tuple[float, float, float, float]:
         sample("kassa_transactions_total", {"product": "transfer", "outcome": "ok"}),
         sample("kassa_transactions_total", {"product": "transfer", "outcome": "insufficient_funds"}),
         sample("kassa_money_moved_minor_units_total", {"currency": "SEK"}),
-        sample("kassa_transfers_total", {"outcome": "ok"}) + 1000 * sample("kassa_transfers_total", {"outcome": "insufficient_funds"}),
+        sample("kassa_transfers_total", {"outcome": "ok"})
+        + 1000 * sample("kassa_transfers_total", {"outcome": "insufficient_funds"}),
     )
 
 
