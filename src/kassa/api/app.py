@@ -83,8 +83,9 @@ _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 def _random_hex(bits: int) -> str:
     # Correlation ids, not secrets: the Mersenne Twister costs no system call per request (the
     # OpenTelemetry SDK draws its trace ids the same way). The module's generator, because Python
-    # reseeds it in a forked child: each HTTP worker process draws its own ids.
-    return "%0*x" % (bits // 4, random.getrandbits(bits))  # noqa: UP031 - a third of the f-string's cost
+    # reseeds it in a forked child: each HTTP worker process draws its own ids. The bytes' hex()
+    # gives the same zero-padded lower-case digits as "%0*x", at 40 % of its cost.
+    return random.getrandbits(bits).to_bytes(bits // 8, "big").hex()
 
 
 def correlation_ids(headers: list[tuple[bytes, bytes]]) -> tuple[str, str]:

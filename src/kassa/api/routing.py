@@ -294,9 +294,10 @@ def _error_headers(error: KassaError) -> dict[str, str] | None:
     return None
 
 
-async def _authorize(ep: Endpoint, services: Services, request: Request, token: str) -> tuple[Principal, Decision]:
-    """Who (401), whether they may (403, naming the missing scope), how often (429), in that order."""
-    principal = await services.identity.authenticate(token)
+def _permit(ep: Endpoint, request: Request, principal: Principal) -> None:
+    """Whether the authenticated principal may call `ep` (403, naming the missing scope). The
+    request path asks who (401), then this, then how often (429), in that order; a plain function
+    between the two awaits (not a coroutine of its own around them)."""
     assert ep.scope is not None  # endpoint() guarantees it for authenticated routes
     if ep.auth == "tenant" and principal.tenant_id is None:
         raise Forbidden("this endpoint needs a tenant API key")
@@ -308,7 +309,6 @@ async def _authorize(ep: Endpoint, services: Services, request: Request, token: 
     # A platform route's scope (tenants:write) is held by the platform's admin key only.
     if ep.scope not in principal.scopes or (ep.auth == "admin" and principal.role != "admin"):
         raise ScopeMissing(ep.scope)
-    return principal, await services.identity.admit(principal)
 
 
 # Not an IANA status: nginx's "client closed request", used in logs and metrics only (the client
@@ -326,7 +326,9 @@ def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             authorization, idempotency_key, content_length = hot_headers(request.scope["headers"])
             principal = None
             if ep.auth != "none":
-                principal, decision = await _authorize(ep, services, request, bearer_token(authorization))
+                principal = await services.identity.authenticate(bearer_token(authorization))
+                _permit(ep, request, principal)
+                decision = await services.identity.admit(principal)
             check_params(request, ep.not_found)
             body = b""
             if ep.body is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -106,6 +107,7 @@ def child(metric: Counter, *labels: str) -> Any:
 # series (and per bucket). A scrape sees them once the iteration ends (this process's /metrics
 # flushes first).
 _pending: dict[Any, float] = {}
+# Per histogram child: [sum of the amounts, then how many fell in each bucket].
 _observed: dict[Any, list[float]] = {}
 _flush_on: list[asyncio.AbstractEventLoop | None] = [None]  # the loop that will run `flush`
 
@@ -137,28 +139,30 @@ def count(counter_child: Any, amount: float = 1.0) -> None:
 def observe(histogram_child: Any, amount: float) -> None:
     """`histogram_child.observe(amount)` (a labelled child, no exemplar), applied at the end of
     this loop iteration (at once when no event loop runs in this thread)."""
-    if not _deferred():
-        histogram_child.observe(amount)
-    elif (values := _observed.get(histogram_child)) is None:
-        _observed[histogram_child] = [amount]
+    if _deferred():
+        _collect(histogram_child, amount)
     else:
-        values.append(amount)
+        histogram_child.observe(amount)
 
 
-def _apply_observations(histogram_child: Any, amounts: list[float]) -> None:
-    """What `observe` of each amount does to the child's sum and buckets (prometheus_client's
-    Histogram.observe: the sum grows by the amount, the first bucket whose upper bound is at least
-    the amount by one), with one increment per bucket touched instead of one per amount."""
+def _collect(histogram_child: Any, amount: float) -> None:
+    """Note what prometheus_client's Histogram.observe would do: the sum grows by the amount, the
+    first bucket whose upper bound is at least the amount (none for NaN) by one."""
     bounds: list[float] = histogram_child._upper_bounds
+    collected = _observed.get(histogram_child)
+    if collected is None:
+        collected = _observed[histogram_child] = [0.0] * (len(bounds) + 1)
+    collected[0] += amount
+    i = bisect_left(bounds, amount)
+    if i < len(bounds) and amount <= bounds[i]:
+        collected[i + 1] += 1
+
+
+def _apply_observations(histogram_child: Any, collected: list[float]) -> None:
+    """The collected observations: one increment of the sum and one per bucket touched."""
+    histogram_child._sum.inc(collected[0])
     buckets = histogram_child._buckets
-    counts = [0] * len(bounds)
-    for amount in amounts:
-        for i, bound in enumerate(bounds):
-            if amount <= bound:
-                counts[i] += 1
-                break
-    histogram_child._sum.inc(sum(amounts))
-    for i, n in enumerate(counts):
+    for i, n in enumerate(collected[1:]):
         if n:
             buckets[i].inc(n)
 
@@ -170,8 +174,7 @@ def flush() -> None:
         counter_child, amount = _pending.popitem()
         counter_child.inc(amount)
     while _observed:
-        histogram_child, amounts = _observed.popitem()
-        _apply_observations(histogram_child, amounts)
+        _apply_observations(*_observed.popitem())
 
 
 # The series one outcome counts in, by (product, outcome, currency, transfers outcome): bounded
@@ -214,10 +217,7 @@ def served(requests_child: Any, latency_child: Any, elapsed_s: float) -> None:
         latency_child.observe(elapsed_s)
         return
     _pending[requests_child] = _pending.get(requests_child, 0.0) + 1.0
-    if (values := _observed.get(latency_child)) is None:
-        _observed[latency_child] = [elapsed_s]
-    else:
-        values.append(elapsed_s)
+    _collect(latency_child, elapsed_s)
 
 
 def observe_outcomes(product: str, results: Iterable[object]) -> None:
