@@ -100,8 +100,8 @@ def correlation_ids(headers: list[tuple[bytes, bytes]]) -> tuple[str, str]:
     request_id = rid.decode("latin-1") if rid and _REQUEST_ID.fullmatch(rid) else None
     match = _TRACEPARENT.fullmatch(traceparent) if traceparent else None
     trace_id = match.group(1).decode() if match else tracing.current_trace_id()
-    if request_id is None and trace_id is None:  # most requests: both ids from one draw
-        both = _random_hex(64 + 128)
+    if request_id is None and trace_id is None:  # most requests: both ids from one draw (_random_hex)
+        both = random.getrandbits(192).to_bytes(24, "big").hex()
         return both[:16], both[16:]
     return request_id or _random_hex(64), trace_id or _random_hex(128)
 

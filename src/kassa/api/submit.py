@@ -26,24 +26,31 @@ class in_flight:  # used as a context manager, like a function
     across processes the database claim serializes them instead. A plain (synchronous) context
     manager: no generator per request."""
 
-    __slots__ = ("_ident", "_inflight")
+    __slots__ = ("_claim", "_ident", "_inflight")
 
     def __init__(self, ctx: Ctx, claim: IdemClaim | None) -> None:
         self._inflight = ctx.services.inflight_keys
-        self._ident = None if claim is None else (claim.tenant_id, claim.key)
+        self._ident: tuple[str, str] | None = None
+        self._claim = claim
 
     def __enter__(self) -> None:
-        ident = self._ident
-        if ident is None:
-            return
-        if ident in self._inflight:
-            self._ident = None  # not ours to release
-            raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still being processed")
-        self._inflight.add(ident)
+        self._ident = enter_in_flight(self._inflight, self._claim)
 
     def __exit__(self, *_: object) -> None:
         if self._ident is not None:
             self._inflight.discard(self._ident)
+
+
+def enter_in_flight(inflight: set[tuple[str, str]], claim: IdemClaim | None) -> tuple[str, str] | None:
+    """`in_flight`'s entry, for a caller that releases the key itself (`inflight.discard` of what
+    this returns, None for no key): refuses a key already in flight here (409)."""
+    if claim is None:
+        return None
+    ident = (claim.tenant_id, claim.key)
+    if ident in inflight:
+        raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still being processed")
+    inflight.add(ident)
+    return ident
 
 
 async def submit(
@@ -75,23 +82,29 @@ async def submit(
         rendered[:] = [(outcome, response)]
         return response
 
+    # `in_flight` written out (the hottest caller: three calls fewer per request).
+    inflight = ctx.services.inflight_keys
+    ident = None
     try:
-        with in_flight(ctx, claim):
-            result = await ctx.services.ledger.execute(
-                command,
-                claim=claim,
-                receipt=receipt if claim else None,
-                product=write,
-                trace_id=trace_id,
-                validated=validated,
-            )
+        ident = enter_in_flight(inflight, claim)  # a 409 here is counted like the ledger's errors
+        result = await ctx.services.ledger.execute(
+            command,
+            claim=claim,
+            receipt=receipt if claim else None,
+            product=write,
+            trace_id=trace_id,
+            validated=validated,
+        )
     except KassaError as error:
         _count(product, error, error.code)
         raise
+    finally:
+        if ident is not None:
+            inflight.discard(ident)
     if isinstance(result, Replay):
         _count(product, result, "replayed")
         return replay_response(result.status, result.body)
-    _count(product, result, "ok")
+    metrics.observe_outcome(product, result, "ok" if product == "transfer" else None)  # `_count`, written out
     if rendered and rendered[0][0] is result:
         return encoded_response(*rendered[0][1])
     return encoded_response(*outcome_response(result, created_status, trace_id))

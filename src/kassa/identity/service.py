@@ -29,6 +29,7 @@ from kassa.shared.limits import rate_limit_burst_default, rate_limit_per_s_defau
 from kassa.store import idempotency, tenancy
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
     from datetime import datetime
 
     import asyncpg
@@ -61,9 +62,10 @@ class IdentityService:
         await self.authn.close()
         await self.limiter.close()
 
-    async def authenticate(self, secret: str) -> Principal:
-        """Raises Unauthorized for a missing, unknown, revoked or expired key."""
-        return await self.authn.authenticate(secret)
+    def authenticate(self, secret: str) -> Awaitable[Principal]:
+        """Raises Unauthorized for a missing, unknown, revoked or expired key. (The authenticator's
+        awaitable itself: no coroutine of this method's around it, on every request.)"""
+        return self.authn.authenticate(secret)
 
     async def admit(self, principal: Principal) -> Decision:
         """Take one token from the key's bucket. Raises RateLimited when it is empty."""

@@ -211,11 +211,16 @@ def observe_outcome(product: str, result: object, transfers_outcome: str | None 
 
 
 def served(requests_child: Any, latency_child: Any, elapsed_s: float) -> None:
-    """`count(requests_child)` and `observe(latency_child, elapsed_s)`: one HTTP request."""
-    if not _deferred():
+    """`count(requests_child)` and `observe(latency_child, elapsed_s)`: one HTTP request. (Once
+    per request: `_deferred` written out, a call fewer.)"""
+    loop = asyncio._get_running_loop()  # None, rather than an exception, outside a loop
+    if loop is None:
         requests_child.inc()
         latency_child.observe(elapsed_s)
         return
+    if _flush_on[0] is not loop:
+        _flush_on[0] = loop
+        loop.call_soon(flush)
     _pending[requests_child] = _pending.get(requests_child, 0.0) + 1.0
     _collect(latency_child, elapsed_s)
 
