@@ -9,7 +9,9 @@ Python per request"); `tests/unit/api/test_bearer.py` and `test_read_body.py` pi
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import math
+import weakref
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import ClientDisconnect
 
@@ -73,26 +75,34 @@ async def read_body(
 
 
 class _Deadline:
-    """`asyncio.timeout` for one await loop, at a third of its cost: a timer that cancels the
-    task, and `expired()` to tell that cancellation from any other (which it re-raises). As in
-    `asyncio.timeout`, a cancellation of our own is taken back with `Task.uncancel`, and counts
-    as ours only if no other cancellation is pending besides it."""
+    """`asyncio.timeout` for one await loop, at a fraction of its cost: the task is cancelled at
+    the deadline, and `expired()` tells that cancellation from any other (which it re-raises). As
+    in `asyncio.timeout`, a cancellation of our own is taken back with `Task.uncancel`, and counts
+    as ours only if no other cancellation is pending besides it. The loop's reads share one timer
+    (`_Deadlines`): a read that ends in time costs a dict entry, not a timer of its own."""
 
-    __slots__ = ("_cancelling", "_fired", "_handle", "_task", "_timeout_s")
+    __slots__ = ("_cancelling", "_fired", "_reads", "_task", "_timeout_s", "when")
 
     def __init__(self, timeout_s: float) -> None:
         self._timeout_s = timeout_s
         self._fired = False
 
     def __enter__(self) -> _Deadline:
-        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         assert task is not None, "read in a task"
         self._task = task
         self._cancelling = task.cancelling()
-        self._handle = asyncio.get_running_loop().call_later(self._timeout_s, self._fire)
+        self.when = loop.time() + self._timeout_s
+        last = _last[0]  # one read of the pair: another thread's loop may replace it at any time
+        deadlines = last[1] if last[0] is loop else _deadlines_of(loop)
+        self._reads = reads = deadlines.reads
+        reads[self] = None
+        if self.when < deadlines.armed_for:
+            deadlines.arm(self.when)
         return self
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
         self._fired = True
         self._task.cancel()
 
@@ -104,10 +114,53 @@ class _Deadline:
         return self._task.uncancel() <= self._cancelling
 
     def __exit__(self, *_: object) -> None:
-        self._handle.cancel()
+        self._reads.pop(self, None)
         if self._fired:  # fired after the read ended, before this exit: take the cancel back
             self._fired = False
             self._task.uncancel()
+
+
+class _Deadlines:
+    """The read deadlines of one event loop, on one timer armed for the soonest. When it fires it
+    cancels every read due and re-arms for the soonest left (an entry of a read that ended has
+    been removed by then), so each read is cancelled at its own deadline, as with a timer each."""
+
+    __slots__ = ("_handle", "_loop", "armed_for", "reads")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.reads: dict[_Deadline, None] = {}  # in flight, in the order they started
+        self._handle: asyncio.TimerHandle | None = None
+        self.armed_for = math.inf
+
+    def arm(self, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self.armed_for = when
+        self._handle = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._handle, self.armed_for = None, math.inf
+        now = self._loop.time()
+        due = [read for read in self.reads if read.when <= now]
+        for read in due:
+            del self.reads[read]
+            read.fire()
+        if self.reads:  # a timer may fire a little before its time: then that read is still here
+            self.arm(min(read.when for read in self.reads))
+
+
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = weakref.WeakKeyDictionary()
+# The last loop asked for and its deadlines, as one pair (one loop per process, mostly).
+_last: list[tuple[Any, Any]] = [(None, None)]
+
+
+def _deadlines_of(loop: asyncio.AbstractEventLoop) -> _Deadlines:
+    found = _by_loop.get(loop)
+    if found is None:
+        found = _by_loop[loop] = _Deadlines(loop)
+    _last[0] = (loop, found)
+    return found
 
 
 def hot_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None, str | None]:

@@ -86,3 +86,67 @@ async def test_an_outside_cancellation_at_the_deadline_stays_a_cancellation() ->
     reading = asyncio.ensure_future(read_then_cancelled())
     with pytest.raises(asyncio.CancelledError):
         await reading
+
+
+def gated_request(gate: asyncio.Event) -> Request:
+    """A client that sends its last chunk once `gate` is set."""
+    sent = [part(b"a", True)]
+
+    async def receive() -> dict[str, Any]:
+        if sent:
+            return sent.pop(0)
+        await gate.wait()
+        return part(b"b", False)
+
+    return Request({"type": "http", "method": "POST", "path": "/", "query_string": b"", "headers": []}, receive)
+
+
+async def test_reads_sharing_the_loops_timer_each_end_at_their_own_deadline() -> None:
+    loop = asyncio.get_running_loop()
+    ended: dict[str, float] = {}
+
+    async def read(name: str, timeout_s: float, gate: asyncio.Event | None = None) -> bytes | str:
+        started = loop.time()
+        try:
+            if gate is None:
+                return await read_body(request([part(b"1", True)], stall=True), timeout_s=timeout_s)
+            return await read_body(gated_request(gate), timeout_s=timeout_s)
+        except RequestTimeout:
+            ended[name] = loop.time() - started
+            return "408"
+
+    in_time = asyncio.Event()
+    reads = {
+        "long": asyncio.ensure_future(read("long", 0.2)),  # arms the timer first
+        "short, started later": asyncio.ensure_future(read("short, started later", 0.02)),
+        "finishes in time": asyncio.ensure_future(read("finishes in time", 0.05, in_time)),
+        "medium": asyncio.ensure_future(read("medium", 0.08)),
+    }
+    await asyncio.sleep(0)
+    in_time.set()
+    results = {name: await task for name, task in reads.items()}
+    assert results == {"long": "408", "short, started later": "408", "finishes in time": b"ab", "medium": "408"}
+    # Each ended at (never before) its own deadline, the shortest first, though the timer was
+    # armed for the longest when the others started.
+    assert ended["short, started later"] >= 0.02 - 0.001
+    assert ended["medium"] >= 0.08 - 0.001
+    assert ended["long"] >= 0.2 - 0.001
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    await asyncio.sleep(0.25)  # the shared timer, left armed by reads that ended, cancels nothing
+
+
+async def test_the_shared_timer_serves_each_event_loop_of_the_process() -> None:
+    def in_a_new_loop() -> str:
+        async def stalled() -> str:
+            try:
+                await read_body(request([part(b"1", True)], stall=True), timeout_s=0.01)
+            except RequestTimeout:
+                return "408"
+            return "read"
+
+        return asyncio.run(stalled())
+
+    assert await asyncio.to_thread(in_a_new_loop) == "408"  # another loop, in another thread
+    with pytest.raises(RequestTimeout):  # and this one still
+        await read_body(request([part(b"1", True)], stall=True), timeout_s=0.01)
