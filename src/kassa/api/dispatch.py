@@ -33,6 +33,21 @@ __all__ = ["IndexedRouter", "PathEndpoint"]
 _Key = tuple[int, str, str]
 
 
+class _Request(Request):
+    """Starlette's Request built in one call, not two (its __init__ calls HTTPConnection's): the
+    same attributes, set the same way (Starlette is pinned; `tests/unit/api/test_dispatch.py`
+    compares them)."""
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self._stream_consumed = False
+        self._is_disconnected = False
+        self._form = None
+
+
 class PathEndpoint:
     """One path's handlers by method (HEAD served by GET's), called with a Starlette Request."""
 
@@ -44,7 +59,7 @@ class PathEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The route has already answered 405 for a method it does not serve.
-        request = Request(scope, receive, send)
+        request = _Request(scope, receive, send)
         response = await self.handlers[scope["method"]](request)
         await response(scope, receive, send)
 

@@ -49,7 +49,8 @@ async def read_body(
     receive = request.receive
     chunks: list[bytes] = []
     size = 0
-    with _Deadline(timeout_s) as deadline:
+    deadline = _Deadline(timeout_s)  # armed: ended in the `finally` (a `with` would cost a call more)
+    try:
         try:
             while True:
                 message = await receive()
@@ -71,6 +72,8 @@ async def read_body(
             if deadline.expired():
                 raise RequestTimeout(f"the request body was not received within {timeout_s:g} s") from None
             raise
+    finally:
+        deadline.end()
     return b"".join(chunks)
 
 
@@ -84,10 +87,9 @@ class _Deadline:
     __slots__ = ("_cancelling", "_fired", "_reads", "_task", "_timeout_s", "when")
 
     def __init__(self, timeout_s: float) -> None:
+        """Armed at once: the caller ends it with `end()` when the read is over, however."""
         self._timeout_s = timeout_s
         self._fired = False
-
-    def __enter__(self) -> _Deadline:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task(loop)
         assert task is not None, "read in a task"
@@ -100,7 +102,6 @@ class _Deadline:
         reads[self] = None
         if self.when < deadlines.armed_for:
             deadlines.arm(self.when)
-        return self
 
     def fire(self) -> None:
         self._fired = True
@@ -113,7 +114,7 @@ class _Deadline:
         self._fired = False
         return self._task.uncancel() <= self._cancelling
 
-    def __exit__(self, *_: object) -> None:
+    def end(self) -> None:
         self._reads.pop(self, None)
         if self._fired:  # fired after the read ended, before this exit: take the cancel back
             self._fired = False

@@ -195,13 +195,17 @@ def observe_outcome(product: str, result: object, transfers_outcome: str | None 
             None if transfers_outcome is None else child(transfers, transfers_outcome),
         )
     commands, moved, transferred = series
-    if not _deferred():
+    loop = asyncio._get_running_loop()  # `_deferred`, written out: once per money-moving request
+    if loop is None:
         commands.inc()
         if moved is not None:
             moved.inc(amount)
         if transferred is not None:
             transferred.inc()
         return
+    if _flush_on[0] is not loop:
+        _flush_on[0] = loop
+        loop.call_soon(flush)
     pending = _pending
     pending[commands] = pending.get(commands, 0.0) + 1.0
     if moved is not None:

@@ -132,3 +132,21 @@ def test_route_hands_a_request_to_the_app_that_calling_the_router_runs_with_the_
         assert route_handed is route_called
         assert scope_handed == scope_called
     assert handed == called
+
+
+def test_the_one_call_request_is_starlettes_request_with_the_same_attributes() -> None:
+    from starlette.requests import Request
+
+    from kassa.api.dispatch import _Request
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        return None
+
+    scope = asgi_scope("/v1/transfers", "POST")
+    fast, starlettes = _Request(scope, receive, send), Request(scope, receive, send)
+    assert isinstance(fast, Request)
+    assert vars(fast) == vars(starlettes)
+    assert fast.receive is receive and fast.method == "POST" and fast.scope is scope
