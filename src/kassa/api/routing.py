@@ -273,15 +273,6 @@ def rate_limit_headers(decision: Decision) -> dict[str, str]:
     }
 
 
-def _rate_limit_raw(decision: Decision) -> list[tuple[bytes, bytes]]:
-    """`rate_limit_headers` as raw (lower-case) ASGI header pairs."""
-    return [
-        (b"ratelimit-limit", str(decision.limit).encode()),
-        (b"ratelimit-remaining", str(decision.remaining).encode()),
-        (b"ratelimit-reset", str(decision.reset_s).encode()),
-    ]
-
-
 def _error_headers(error: KassaError) -> dict[str, str] | None:
     if error.status == 401:
         return {"WWW-Authenticate": "Bearer"}
@@ -338,9 +329,14 @@ def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
                 body = await read_body(request, timeout_s=timeout_s, content_length=content_length)
             response = await ep.handler(Ctx(request, services, principal, body, idempotency_key))
             if decision is not None:
-                # No handler sets these fields, so appending equals `headers.update`, without
-                # parsing the response's header list again.
-                response.raw_headers += _rate_limit_raw(decision)
+                # `rate_limit_headers` as raw (lower-case) ASGI pairs. No handler sets these
+                # fields, so appending equals `headers.update`, without parsing the response's
+                # header list again (and written out here: once per request, no call).
+                response.raw_headers += [
+                    (b"ratelimit-limit", b"%d" % decision.limit),
+                    (b"ratelimit-remaining", b"%d" % decision.remaining),
+                    (b"ratelimit-reset", b"%d" % decision.reset_s),
+                ]
             return response
         except KassaError as error:
             extra = {"scope": error.scope} if isinstance(error, ScopeMissing) else {}

@@ -12,7 +12,7 @@ from kassa.api.batch_items import decode_batch
 from kassa.api.pagination import account_filter, decode_seq_cursor, page_limit, split_page
 from kassa.api.render import transfer_out
 from kassa.api.routes.accounts import PAGE_QUERY
-from kassa.api.routing import Ctx, encoded_response, endpoint, json_response, replay_response
+from kassa.api.routing import Ctx, decode_json, encoded_response, endpoint, json_response, replay_response
 from kassa.api.schemas import (
     BatchItemOut,
     BatchOut,
@@ -93,7 +93,7 @@ def _submit(
 def create_transfer(ctx: Ctx) -> Awaitable[Response]:
     # A plain function that returns `submit`'s awaitable (its errors raise here, in the caller's
     # `try`, as a coroutine's would on its first step): the hottest route, one coroutine fewer.
-    data = ctx.decode(TransferCreate)
+    data = decode_json(ctx.body or b"{}", TransferCreate)  # `ctx.decode`, one call fewer
     canonical = msgspec.json.encode(data, order="sorted")  # once: the request's hash and its key's fingerprint
     command = to_command(ctx.tenant_id, data, canonical)  # validated
     return submit(ctx, command, canonical, 201, "transfer", validated=True)  # `_submit`, one call fewer
