@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.api_profile --cprofile 30    # where the time goes, top 30 functions
     .venv/bin/python -m bench.api_profile --callgrind      # exact instructions per request (valgrind)
     ... --route transactions                               # five-posting transactions instead
+    ... --null-app                                         # the harness's own share of a count
 
 What runs per request is everything the HTTP layer does under `kassa up` (middleware, router,
 auth with the key cache filled, rate limit, body read, decode and validation, Idempotency-Key
@@ -84,6 +85,8 @@ class StubBatcher:
             future.set_result(outcome)
 
     def _apply(self, command: Any) -> Any:
+        if command is None:  # the null app's job
+            return None
         now = self.now
         if isinstance(command, CreateTransfer):
             transfer = Transfer(
@@ -256,8 +259,10 @@ def _prepare(args: argparse.Namespace) -> tuple[asyncio.AbstractEventLoop, Drive
 
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    app = create_app(Settings.from_env())
-    app.state.services = _services(StubBatcher())
+    app: Any = create_app(Settings.from_env())
+    app.state.services = services = _services(StubBatcher())
+    if args.null_app:
+        app = _null_app(services)
     freeze_startup_heap()  # what the app's lifespan does after startup
     set_young_threshold(api_gc_young_threshold_objects)
     driver = Driver(app, args.route, args.inflight)
@@ -265,6 +270,20 @@ def _prepare(args: argparse.Namespace) -> tuple[asyncio.AbstractEventLoop, Drive
     if set(driver.statuses) != {201}:
         raise SystemExit(f"unexpected statuses in the warm-up: {driver.statuses}")
     return loop, driver
+
+
+def _null_app(services: Any) -> Any:
+    """What this harness costs by itself: an app that waits for the stub batcher once (a job it
+    answers with nothing) and sends a 201, so that `--null-app`'s count is the part of every
+    count that is not the application's."""
+    job = type("NullJob", (), {"command": None, "receipt": None})()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await services.ledger.batcher.submit(job)
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    return app
 
 
 def _callgrind(args: argparse.Namespace) -> None:
@@ -320,6 +339,7 @@ def _passed(args: argparse.Namespace) -> list[str]:
         f"--requests={args.requests}",
         f"--warmup={args.warmup}",
         f"--inflight={args.inflight}",
+        *(["--null-app"] if args.null_app else []),
     ]
 
 
@@ -332,6 +352,7 @@ def main() -> None:
     parser.add_argument("--cprofile", type=int, metavar="TOP", help="print the top functions by own time")
     parser.add_argument("--callgrind", action="store_true", help="count instructions under valgrind")
     parser.add_argument("--keep", metavar="FILE", help="with --callgrind: keep its output file here")
+    parser.add_argument("--null-app", action="store_true", help="the harness alone: subtract it from the counts")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.callgrind:
