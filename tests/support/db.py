@@ -141,6 +141,19 @@ async def fresh_database(server: EmbeddedPostgres) -> str:
     return name
 
 
+async def young_and_big_tenants(owner: asyncpg.Connection[asyncpg.Record]) -> tuple[str, str]:
+    """Two new tenants: a young one with the accounts `bank` and `alice` (USD, overdraft allowed),
+    and a big one that a test may fill later; their ids."""
+    young, big = f"young-{uuid.uuid4().hex[:8]}", f"big-{uuid.uuid4().hex[:8]}"
+    await owner.execute("INSERT INTO tenants (id, name) VALUES ($1, 'young'), ($2, 'big')", young, big)
+    await owner.execute(
+        "INSERT INTO accounts (tenant_id, id, currency, normal_balance, allow_negative)"
+        " VALUES ($1, 'bank', 'USD', 'credit', true), ($1, 'alice', 'USD', 'credit', true)",
+        young,
+    )
+    return young, big
+
+
 async def sequential_scans(conn: asyncpg.Connection[asyncpg.Record], tables: Sequence[str]) -> dict[str, int]:
     """Sequential scans of `tables` so far, as the statistics last reported them."""
     await conn.execute("SELECT pg_stat_clear_snapshot()")

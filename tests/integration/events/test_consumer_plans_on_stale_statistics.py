@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import uuid
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -25,7 +24,7 @@ from kassa.notifications.consumers import NotificationLogHandler
 from kassa.store import roles
 from kassa.store.idempotency import IdemClaim
 from kassa.store.pool import create_pool
-from support.db import fresh_database, sequential_scans
+from support.db import fresh_database, sequential_scans, young_and_big_tenants
 from support.events import AcceptingBus
 
 if TYPE_CHECKING:
@@ -77,14 +76,8 @@ async def test_a_consumer_that_planned_on_young_tables_finds_opted_in_accounts_b
     worker = await create_pool(pg_server.role_url(roles.WORKER, name), size_max=2)
     held = _HeldConnection(worker)
     bus = AcceptingBus()
-    tenant, other = f"sc-{uuid.uuid4().hex[:8]}", f"big-{uuid.uuid4().hex[:8]}"
     try:
-        await owner.execute("INSERT INTO tenants (id, name) VALUES ($1, 'young'), ($2, 'big')", tenant, other)
-        await owner.execute(
-            "INSERT INTO accounts (tenant_id, id, currency, normal_balance, allow_negative)"
-            " VALUES ($1, 'bank', 'USD', 'credit', true), ($1, 'alice', 'USD', 'credit', true)",
-            tenant,
-        )
+        tenant, other = await young_and_big_tenants(owner)
         await owner.execute(
             "INSERT INTO notification_accounts (tenant_id, account_id, event_id, created_at)"
             " VALUES ($1, 'alice', 'opened', now())",

@@ -10,7 +10,6 @@ event's traffic arrives on a young platform.
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -23,7 +22,7 @@ from kassa.ledger.domain.posting import Applied
 from kassa.store import roles
 from kassa.store.idempotency import IdemClaim
 from kassa.store.pool import create_pool
-from support.db import fresh_database, sequential_scans
+from support.db import fresh_database, sequential_scans, young_and_big_tenants
 
 if TYPE_CHECKING:
     from kassa.store.embedded import EmbeddedPostgres
@@ -40,14 +39,8 @@ async def test_plans_made_on_nearly_empty_tables_keep_probing_by_key_once_they_g
     name = await fresh_database(pg_server)
     owner = await asyncpg.connect(pg_server.role_url(roles.OWNER, name))
     app = await create_pool(pg_server.role_url(roles.APP, name), size_max=1)
-    tenant, other = f"st-{uuid.uuid4().hex[:8]}", f"big-{uuid.uuid4().hex[:8]}"
     try:
-        await owner.execute("INSERT INTO tenants (id, name) VALUES ($1, 'stale'), ($2, 'big')", tenant, other)
-        await owner.execute(
-            "INSERT INTO accounts (tenant_id, id, currency, normal_balance, allow_negative)"
-            " VALUES ($1, 'bank', 'USD', 'credit', true), ($1, 'alice', 'USD', 'credit', true)",
-            tenant,
-        )
+        tenant, other = await young_and_big_tenants(owner)
         await owner.execute("ANALYZE")  # the statistics of a young platform: every table nearly empty
         async with app.acquire() as conn:
             # More than five runs of each statement: the connection now runs them on its cached generic plans.
