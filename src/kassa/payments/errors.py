@@ -18,6 +18,7 @@
     │   ├── WalletExists                    wallet_exists
     │   ├── ProviderCallbackReplayed        provider_callback_replayed     (this event id was handled)
     │   ├── ContentExists                   content_exists
+    │   ├── ContentAccessEnded              content_access_ended           (its window is over; no charge)
     │   ├── AlreadyEntitled                 already_entitled               (active entitlement; no charge)
     │   └── EntitlementNotActive            entitlement_not_active         (a play without access now)
     ├── Unprocessable
@@ -30,8 +31,11 @@
         ├── ProviderUnavailable             provider_unavailable
         └── PricedFromStaleContent          service_unavailable            (content kept changing; retry)
 
-Precedence of a purchase: content_not_found, price_not_available, wallet_not_found,
-already_entitled, then the ledger's own errors (insufficient_funds). Precedence of a refund:
+Precedence of a purchase: content_not_found, price_not_available, content_access_ended,
+wallet_not_found, already_entitled, then the ledger's own errors (insufficient_funds). The
+content's own refusals come first (they hold for every buyer, and need nothing read about the
+customer); content_access_ended is decided again, by the clock the entitlement is written
+with, inside the ledger's transaction. Precedence of a refund:
 purchase_not_found, invalid_request, refund_exceeds_purchase.
 
 Precedence of a callback's checks: unsigned or malformed, then stale, then wrong signature,
@@ -147,6 +151,15 @@ class ContentExists(Conflict):
 class AlreadyEntitled(Conflict):
     code = "already_entitled"
     title = "The customer already has access to this content"
+
+
+class ContentAccessEnded(Conflict):
+    """The access window a purchase would get is already over (a fixed window whose `ends_at`
+    plus `replay_days` has passed): the sale is refused before any money moves, rather than
+    charging for an entitlement that is expired at once."""
+
+    code = "content_access_ended"
+    title = "The content's access window has ended"
 
 
 class EntitlementNotActive(Conflict):

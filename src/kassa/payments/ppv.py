@@ -27,6 +27,7 @@ from kassa.ledger import (
 from kassa.payments.accounts import fees_account, payable_account
 from kassa.payments.adapters import ppv_queries as q
 from kassa.payments.adapters.ppv_rows import (
+    ACCESS_ENDED,
     PurchaseRow,
     PurchaseWriter,
     RefundRow,
@@ -41,6 +42,7 @@ from kassa.payments.domain.content import Content, check_content
 from kassa.payments.entitlement_cache import Cache, EntitlementCache
 from kassa.payments.errors import (
     AlreadyEntitled,
+    ContentAccessEnded,
     ContentExists,
     ContentNotFound,
     EntitlementNotActive,
@@ -83,7 +85,7 @@ REFUNDS = RefundWriter()
 # Refusals of a purchase that a later state can undo (and a refund's PurchaseNotFound); their
 # answer is kept under the key as the ledger keeps insufficient_funds. Compliance refusals are
 # not: a retry may pass after KYC.
-_KEPT_REFUSALS = (ContentNotFound, PriceNotAvailable, WalletNotFound, AlreadyEntitled)
+_KEPT_REFUSALS = (ContentNotFound, PriceNotAvailable, ContentAccessEnded, WalletNotFound, AlreadyEntitled)
 
 
 class PayPerView:
@@ -174,15 +176,9 @@ class PayPerView:
         purchase then reads nothing before its ledger batch, unless its wallet is not known
         yet (read together with the other purchases' wallets) or the entitlement cache cannot
         answer. Any refusal is decided on rows read from the database. Raises
-        ContentNotFound, PriceNotAvailable, WalletNotFound, AlreadyEntitled. With `fresh`, the
-        entitlement is read from the database, past the cache."""
-        content = self.lookups.content(tenant_id, content_id)
-        if content is None or currency not in content.prices:
-            # A refusal for a missing price is decided on the row as it is now, not as cached.
-            content = await self.get_content(tenant_id, content_id)
-            self.lookups.remember_content(content)
-            if currency not in content.prices:
-                raise PriceNotAvailable(f"content '{content_id}' has no price in {currency}")
+        ContentNotFound, PriceNotAvailable, ContentAccessEnded, WalletNotFound, AlreadyEntitled.
+        With `fresh`, the entitlement is read from the database, past the cache."""
+        content = await self._content_on_sale(tenant_id, content_id, currency)
         key = cache_key(tenant_id, customer_id, content_id)
         facts: Any = None
         if self.compliance is None:
@@ -200,6 +196,21 @@ class PayPerView:
         if ent.check(entitlement, utcnow()).allowed:
             raise AlreadyEntitled(f"customer '{customer_id}' already has access to content '{content_id}'")
         return purchase_order(content, customer_id, currency, wallet, entitlement, facts)
+
+    async def _content_on_sale(self, tenant_id: str, content_id: str, currency: str) -> Content:
+        """The content to price from, from this process's lookups when they have it. A refusal
+        (no price in `currency`, an access window already over) is decided on the row as it is
+        now, not as cached: the content may have been priced or extended since. Raises
+        ContentNotFound, PriceNotAvailable, ContentAccessEnded."""
+        content = self.lookups.content(tenant_id, content_id)
+        if content is None or currency not in content.prices or ent.access_ended(content.access, utcnow()):
+            content = await self.get_content(tenant_id, content_id)
+            self.lookups.remember_content(content)
+            if currency not in content.prices:
+                raise PriceNotAvailable(f"content '{content_id}' has no price in {currency}")
+            if ent.access_ended(content.access, utcnow()):
+                raise ContentAccessEnded(f"the access window of content '{content_id}' has ended")
+        return content
 
     async def _buyers(self, tenant_id: str, content_id: str, limit: int) -> list[str]:
         async with tenant_transaction(self.pool, tenant_id) as conn:
@@ -219,8 +230,9 @@ class PayPerView:
         """Charge the wallet and write purchase, entitlement and event together. Raises
         AlreadyEntitled (a concurrent purchase of the same content won), PricedFromStaleContent
         (another process changed the content since this one cached it; nothing charged),
-        InsufficientFunds and the ledger's other errors, IdempotencyKeyReused,
-        IdempotencyKeyInFlight."""
+        ContentAccessEnded (the window ended by the batch's database time, the clock the
+        entitlement is written with; nothing charged), InsufficientFunds and the ledger's other
+        errors, IdempotencyKeyReused, IdempotencyKeyInFlight."""
         row = order.row
         key = cache_key(row.tenant_id, row.customer_id, row.content_id)
         seen = self.cache.seen(key)
@@ -237,6 +249,8 @@ class PayPerView:
                 raise PricedFromStaleContent(
                     f"content '{row.content_id}' changed while the purchase was priced"
                 ) from None
+            if exc.constraint_name == ACCESS_ENDED:
+                raise ContentAccessEnded(f"the access window of content '{row.content_id}' has ended") from None
             if self.compliance is None:
                 raise
             raise self.compliance.refused(exc) from None
@@ -276,7 +290,7 @@ class PayPerView:
         rather than answering already_entitled. A purchase priced from a stale view (a content
         another process changed, an entitlement this process had not seen) is priced again
         from the database. A refusal of the purchase itself (no such content or price or
-        wallet, already entitled) is kept under the key as `refusal` renders it, so that a
+        wallet, access window over, already entitled) is kept under the key as `refusal` renders it, so that a
         retry replays it even after the state changed. Raises what prepare_purchase and
         purchase raise."""
         attempt, fresh = 0, False
@@ -285,19 +299,15 @@ class PayPerView:
             try:
                 order = await self.prepare_purchase(tenant_id, customer_id, content_id, currency, fresh=fresh)
             except KassaError as error:
-                stored = await self._refused(claim, error, refusal)
-                if stored is not None:
-                    return None, stored
-                raise
+                return await self._refusal(claim, error, refusal)
             try:
                 receipt = receipt_for(order.row) if receipt_for else None
                 return order.row, await self.purchase(order, claim, receipt, trace_id)
+            except ContentAccessEnded as error:
+                return await self._refusal(claim, error, refusal)
             except AlreadyEntitled as error:
                 if order.row.expire or attempt == purchase_retry_max:
-                    stored = await self._refused(claim, error, refusal)
-                    if stored is not None:
-                        return None, stored
-                    raise
+                    return await self._refusal(claim, error, refusal)
                 # Priced on a cached "no entitlement": ask the database (an entitlement whose
                 # window ended must be expired by the write, one that gives access refuses).
                 fresh = True
@@ -305,6 +315,15 @@ class PayPerView:
             except PricedFromStaleContent:
                 if attempt == purchase_retry_max:
                     raise
+
+    async def _refusal(
+        self, claim: IdemClaim | None, error: KassaError, refusal: Callable[[KassaError], tuple[int, bytes]] | None
+    ) -> tuple[None, Replay]:
+        """A refused purchase's answer: the key's stored one, or `error` raised once kept."""
+        stored = await self._refused(claim, error, refusal)
+        if stored is None:
+            raise error
+        return None, stored
 
     async def _refused(
         self, claim: IdemClaim | None, error: KassaError, refusal: Callable[[KassaError], tuple[int, bytes]] | None

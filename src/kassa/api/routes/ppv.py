@@ -220,7 +220,8 @@ async def list_content(ctx: Ctx) -> Response:
     "/v1/purchases",
     scope="payments:write",
     summary=(
-        "Buy a content from the customer's wallet (one multi-leg transaction). Compliance: 422"
+        "Buy a content from the customer's wallet (one multi-leg transaction). 409 already_entitled;"
+        " 409 content_access_ended when the access window is already over (nothing charged). Compliance: 422"
         " capability_disabled (purchases), limit_exceeded (names the limit), blocked_by_policy; a review"
         " holds it (status pending_review, no entitlement) until approved"
     ),

@@ -20,6 +20,8 @@ entitlement, which the other processes then serve without reading it back.
 A purchase is priced from the catalogue cached in the API process; its write compares the
 price, fee, split and access it copied with the content row in the same transaction and is
 refused (`purchases_content_current`, migration 0061) when another process changed them since.
+It is also refused (`purchases_access_open`, migration 0073) when its access window is over by
+the batch's time, the time its entitlement's window is cut with: it would buy nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import msgspec
 from kassa.events.outbox import OUTBOX_INSERT, NewEvent, outbox_json
 from kassa.ledger import TransactionApplied
 from kassa.payments.adapters.ppv_queries import access_json
-from kassa.payments.domain.entitlements import Entitlement, play_duration, window_for
+from kassa.payments.domain.entitlements import Entitlement, access_ended, play_duration, window_for
 from kassa.payments.errors import AlreadyEntitled
 from kassa.shared.clock import to_rfc3339
 from kassa.shared.invariants import invariant
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
     from kassa.store.pool import Conn
 
 ENTITLEMENT_CHANNEL = "kassa_entitlements"
+# The check_violation of a purchase whose access window ended by its batch's time (0073).
+ACCESS_ENDED = "purchases_access_open"
 _json = msgspec.json.Encoder()
 
 
@@ -280,6 +284,14 @@ class PurchaseWriter:
             now,
             _json.encode(versions).decode(),
         )
+        ended = [r.content_id for r in rows if r.priced_now and access_ended(r.access, now)]
+        if ended:
+            # Priced before the window's end, written after it (by the batch's database time,
+            # the entitlement's clock): it would buy nothing. Refused in the ledger's
+            # transaction, so nothing is charged (migration 0073). After the write, so that a
+            # purchase priced from a stale content is priced again (0061) rather than refused on
+            # the old window. A held purchase released by a review was priced when it was held.
+            await conn.execute("SELECT kassa_ppv_access_ended($1)", ended[0])
         invariant(
             counts is not None and all(n == len(rows) for n in counts.values()),
             "every purchase of the batch wrote its row, entitlement, notification and event",

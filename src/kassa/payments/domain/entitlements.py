@@ -52,6 +52,16 @@ def window_for(access: Access, purchased_at: datetime) -> tuple[datetime, dateti
     return starts_at, access.fixed_end()
 
 
+def access_ended(access: Access, now: datetime) -> bool:
+    """Whether a purchase at `now` would buy nothing: the window it would get (`window_for`) has
+    an end that is not after `now`, so its entitlement would be expired from its first moment
+    (`status_at`). That end is the content's fixed one (`ends_at` plus `replay_days`), which
+    also caps a from-first-play window; a window that has not started yet (a pre-sale) or has
+    no end keeps selling. `now` must be the clock the entitlement is written with."""
+    _, ends_at = window_for(access, now)
+    return ends_at is not None and now >= ends_at
+
+
 def play_duration(access: Access) -> int | None:
     """What a purchase stores to fix its window at the first play (None: a fixed window)."""
     return access.duration_s if access.window == "from_first_play" else None
@@ -94,6 +104,7 @@ __all__ = [
     "CheckReason",
     "Entitlement",
     "EntitlementStatus",
+    "access_ended",
     "check",
     "first_play",
     "play_duration",
