@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from kassa.identity import CustomerNotFound
 from kassa.ledger import (
     Applied,
     InsufficientFunds,
@@ -69,6 +70,7 @@ from kassa.shared.clock import utcnow
 from kassa.shared.errors import InvalidRequest, KassaError
 from kassa.shared.invariants import invariant
 from kassa.shared.limits import purchase_retry_max, refund_retry_max
+from kassa.store import idempotency
 from kassa.store.tenancy import tenant_transaction
 
 if TYPE_CHECKING:
@@ -132,15 +134,42 @@ class PayPerView:
             for holder in content.rights_holders:
                 await self.accounts.ensure(content.tenant_id, payable_account(holder.customer_id, currency))
 
-    async def create_content(self, content: Content) -> Content:
-        """Raises InvalidRequest, CustomerNotFound (a rights holder), ContentExists."""
+    async def create_content(
+        self,
+        content: Content,
+        claim: IdemClaim | None = None,
+        receipt: Callable[[Content | KassaError], tuple[int, bytes]] | None = None,
+    ) -> Content | Replay:
+        """Create a content; a Replay for an Idempotency-Key used before. With a `claim`, the
+        outcome is kept under the key as `receipt` renders it, in the transaction that inserts
+        the content: the 201, or a refusal decided on state (a rights holder not found, the id
+        taken), as wallets keep theirs; a validation error (400) is not kept. Raises
+        InvalidRequest, CustomerNotFound (a rights holder), ContentExists, IdempotencyKeyReused,
+        IdempotencyKeyInFlight."""
+        invariant(claim is None or receipt is not None, "a claimed key is completed with a receipt")
         check_content(content)
-        await self._check_holders_and_accounts(content)
+        # A retry answers before the holders are checked again (they may have changed since).
+        replay = await self.stored_replay(claim)
+        if replay is not None:
+            return replay
+        try:
+            await self._check_holders_and_accounts(content)
+        except CustomerNotFound as error:
+            kept = await kept_refusal(self.pool, claim, *receipt(error)) if receipt else None
+            if kept is not None:
+                return kept  # a racing request with this key answered first
+            raise
         async with tenant_transaction(self.pool, content.tenant_id) as conn:
+            stored = await idempotency.claim_one(conn, claim)
+            if stored is not None:
+                return stored
             created = await q.insert_content(conn, content)
-        if created is None:
-            raise ContentExists(f"content '{content.id}' already exists")
-        return created
+            result = created if created is not None else ContentExists(f"content '{content.id}' already exists")
+            if claim is not None and receipt is not None:
+                await idempotency.complete(conn, [(claim, *receipt(result))])
+        if isinstance(result, KassaError):
+            raise result
+        return result
 
     async def update_content(self, content: Content) -> Content:
         """Replace a content's fields; past purchases keep their own copy. Raises

@@ -141,7 +141,7 @@ def _row_out(row: PurchaseRow, outcome: Outcome) -> PurchaseOut:
     )
 
 
-def _rendered(outcome: Outcome, ok: Any, trace_id: str | None) -> tuple[int, bytes]:
+def _rendered(outcome: object, ok: Any, trace_id: str | None) -> tuple[int, bytes]:
     if isinstance(outcome, KassaError):
         return outcome.status, problems.error_body(outcome, trace_id=trace_id)
     return 201, _encoder.encode(ok(outcome))
@@ -151,16 +151,30 @@ def _rendered(outcome: Outcome, ok: Any, trace_id: str | None) -> tuple[int, byt
     "POST",
     "/v1/content",
     scope="payments:write",
-    summary="Create content sold pay-per-view",
+    summary="Create content sold pay-per-view (Idempotency-Key: a retry replays the first answer)",
     body=ContentCreate,
     responses={201: ContentOut},
     errors=(400, 401, 404, 409),
+    idempotent=True,
     tag=_TAG,
 )
 async def create_content(ctx: Ctx) -> Response:
     data = ctx.decode(ContentCreate)
-    content = await ctx.services.ppv.create_content(_content(ctx.tenant_id, data, data.id or new_id()))
-    return json_response(content_out(content), 201)
+    claim = ctx.idempotency_claim(msgspec.json.encode(data, order="sorted"))
+    trace_id = trace_id_var.get()
+    rendered: list[bytes] = []  # the stored receipt's 201 body is the response's
+
+    def receipt(outcome: Content | KassaError) -> tuple[int, bytes]:
+        status, body = _rendered(outcome, content_out, trace_id)
+        rendered.append(body)
+        return status, body
+
+    result = await ctx.services.ppv.create_content(
+        _content(ctx.tenant_id, data, data.id or new_id()), claim, receipt if claim else None
+    )
+    if isinstance(result, Replay):
+        return replay_response(result.status, result.body)
+    return encoded_response(201, rendered[-1]) if rendered else json_response(content_out(result), 201)
 
 
 @endpoint(
