@@ -17,24 +17,55 @@ from kassa.shared.limits import (
     rate_limit_per_s_default,
 )
 
+DEFAULT_HTTP_PORT = 8000
+# The highest TCP port number (a property of TCP, not a limit of kassa's).
+_TCP_PORT_MAX = 65535
+
+
+class SettingsError(ValueError):
+    """A setting with a value kassa cannot use; its message is one line naming the variable and
+    what it accepts (`kassa` prints it instead of a traceback)."""
+
 
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name)
-    return default if raw in (None, "") else int(raw)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, not {raw!r}") from None
+
+
+def tcp_port(name: str, value: int, *, free_allowed: bool = False) -> int:
+    """`value` if it is a TCP port `name` can use: 1 to 65535, or 0 where `free_allowed` says a
+    free one may be picked for it (only the API's port, by `kassa up`, which then prints the
+    port it picked). Raises SettingsError."""
+    low = 0 if free_allowed else 1
+    if not low <= value <= _TCP_PORT_MAX:
+        free = " (0: kassa up picks a free port)" if free_allowed else ""
+        raise SettingsError(f"{name} must be a TCP port from {low} to {_TCP_PORT_MAX}{free}, not {value}")
+    return value
+
+
+def _port(name: str, default: int, *, free_allowed: bool = False) -> int:
+    if os.environ.get(name) in (None, ""):
+        return default
+    return tcp_port(name, _int(name, default), free_allowed=free_allowed)
 
 
 def _hold_timeout_s(name: str, default: int) -> int:
     """A pending hold's timeout in whole seconds, within what the ledger accepts."""
     value = _int(name, default)
     if not 0 < value <= hold_timeout_s_max:
-        raise ValueError(f"{name} must be from 1 to {hold_timeout_s_max} seconds, not {value}")
+        raise SettingsError(f"{name} must be from 1 to {hold_timeout_s_max} seconds, not {value}")
     return value
 
 
 def _replication_factor() -> int:
     value = _int("KASSA_KAFKA_REPLICATION_FACTOR", kafka_replication_factor_default)
     if not 0 < value <= kafka_replication_factor_max:
-        raise ValueError(
+        raise SettingsError(
             f"KASSA_KAFKA_REPLICATION_FACTOR must be from 1 to {kafka_replication_factor_max}, not {value}"
         )
     return value
@@ -70,7 +101,7 @@ def _bool(name: str) -> bool:
     """Off unless set to 1/true/yes/on; anything unrecognised is an error, not a silent off."""
     raw = (os.environ.get(name) or "").strip().lower()
     if raw not in _TRUE | _FALSE:
-        raise ValueError(f"{name} must be one of 1/true/yes/on or 0/false/no/off, not {raw!r}")
+        raise SettingsError(f"{name} must be one of 1/true/yes/on or 0/false/no/off, not {raw!r}")
     return raw in _TRUE
 
 
@@ -83,6 +114,8 @@ class Settings:
     kafka_bootstrap: str | None
     redis_url: str | None
     http_host: str
+    # 0: `kassa up` picks a free port once, before it starts the API, and prints it; the API's
+    # processes (and their restarts) then all use that one port. `kassa api` needs a real one.
     http_port: int
     http_workers: int
     data_dir: Path
@@ -129,6 +162,8 @@ class Settings:
     # are posted to the callback URL (default: this API's own /v1/kyc/callbacks/sandbox).
     kyc_sandbox_secret: str | None = None
     kyc_callback_url: str | None = None
+    # `kassa worker` run on its own serves /metrics here (KASSA_METRICS_PORT); None: it does not.
+    metrics_port: int | None = None
 
     @property
     def migration_url(self) -> str | None:
@@ -165,7 +200,7 @@ class Settings:
             kafka_bootstrap=os.environ.get("KASSA_KAFKA_BOOTSTRAP") or None,
             redis_url=os.environ.get("KASSA_REDIS_URL") or None,
             http_host=os.environ.get("KASSA_HTTP_HOST") or "127.0.0.1",
-            http_port=_int("KASSA_HTTP_PORT", 8000),
+            http_port=_port("KASSA_HTTP_PORT", DEFAULT_HTTP_PORT, free_allowed=True),
             http_workers=_int("KASSA_HTTP_WORKERS", 1),
             data_dir=data_dir,
             admin_key=os.environ.get("KASSA_ADMIN_KEY") or None,
@@ -196,4 +231,6 @@ class Settings:
             rate_limit_burst=_int("KASSA_RATE_LIMIT_BURST", rate_limit_burst_default),
             kyc_sandbox_secret=os.environ.get("KASSA_KYC_SANDBOX_SECRET") or None,
             kyc_callback_url=os.environ.get("KASSA_KYC_CALLBACK_URL") or None,
+            # Unset: None. Set, 0 is refused: it would serve on a port nobody is told.
+            metrics_port=_port("KASSA_METRICS_PORT", 0) or None,
         )

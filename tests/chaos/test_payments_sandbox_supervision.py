@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from kassa.store.embedded import free_port
+from support.payments import sandbox_top_up
 from support.server import new_tenant, start_platform, stop_platform
 
 pytestmark = pytest.mark.chaos
@@ -34,25 +35,6 @@ def _sandbox(pid: int) -> psutil.Process | None:
     return None
 
 
-async def _topped_up(client: httpx.AsyncClient, wallet_id: str) -> str:
-    created = await client.post(
-        "/v1/topups",
-        json={
-            "wallet_id": wallet_id,
-            "amount": 100,
-            "currency": "EUR",
-            "payment_method": {"type": "card", "number": "4242424242424242"},
-        },
-    )
-    assert created.status_code == 201, created.text
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            status: str = (await client.get(f"/v1/topups/{created.json()['id']}")).json()["status"]
-            if status != "pending":
-                return status
-            await asyncio.sleep(0.05)
-
-
 async def test_a_killed_sandbox_provider_is_restarted_and_top_ups_work_again() -> None:
     root = Path(tempfile.mkdtemp(prefix="kassa-sandbox-"))
     os.chmod(root, 0o755)  # noqa: S103 - the embedded PostgreSQL runs as an unprivileged user
@@ -63,7 +45,7 @@ async def test_a_killed_sandbox_provider_is_restarted_and_top_ups_work_again() -
                 await client.post("/v1/customers", json={"type": "person", "name": "K", "country": "IE"})
             ).json()
             wallet = (await client.post(f"/v1/customers/{customer['id']}/wallets", json={"currency": "EUR"})).json()
-            assert await _topped_up(client, wallet["id"]) == "succeeded"
+            assert await sandbox_top_up(client, wallet["id"], WAIT_S) == "succeeded"
             victim = _sandbox(platform.process.pid)
             assert victim is not None, "kassa up runs the sandbox provider as its child"
             victim.send_signal(signal.SIGKILL)
@@ -81,7 +63,7 @@ async def test_a_killed_sandbox_provider_is_restarted_and_top_ups_work_again() -
                             break
                     assert time.monotonic() < deadline, "the restarted sandbox provider never answered"
                     await asyncio.sleep(0.1)
-            assert await _topped_up(client, wallet["id"]) == "succeeded"
+            assert await sandbox_top_up(client, wallet["id"], WAIT_S) == "succeeded"
             balances = (await client.get(f"/v1/wallets/{wallet['id']}")).json()["balances"]
             assert balances["posted"] == 200
         assert any("sandbox-provider was killed by signal 9" in line for line in platform.log_lines())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from typing import TYPE_CHECKING, Any
 
 from kassa.settings import Settings
@@ -40,6 +41,11 @@ def run(args: argparse.Namespace) -> int:
     from kassa.shared.limits import http_header_read_timeout_s, http_worker_stop_timeout_s
 
     settings = Settings.from_env()
+    if settings.http_port == 0:
+        # Granian would bind a port nobody is told (and a restart another one): only `kassa up`,
+        # which picks the port once and prints it, takes 0.
+        sys.stderr.write("kassa api: KASSA_HTTP_PORT=0 needs kassa up to pick the port; set a port from 1 to 65535\n")
+        return 2
     if settings.http_workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Metrics from every worker process are aggregated through files in this directory.
         metrics_dir = settings.data_dir / "metrics"

@@ -50,8 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from kassa.settings import SettingsError
+
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except SettingsError as exc:
+        # A setting kassa cannot use: its one-line message, not a traceback.
+        sys.stderr.write(f"kassa: {exc}\n")
+        return 2
     return code
 
 

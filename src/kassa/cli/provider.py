@@ -28,12 +28,28 @@ def worker_app() -> Any:
     return create_app()
 
 
+def _port(raw: str) -> int:
+    """`--port`: a real TCP port; 0 would serve on one that kassa's KASSA_SANDBOX_URL cannot name."""
+    import argparse
+
+    from kassa.settings import SettingsError, tcp_port
+
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {raw!r}") from None
+    try:
+        return tcp_port("--port", value)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("provider", help="run a built-in payment provider")
     providers = parser.add_subparsers(dest="provider", required=True)
     sandbox = providers.add_parser("sandbox", help="the sandbox provider (test cards, async signed callbacks)")
     sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, required=True)
+    sandbox.add_argument("--port", type=_port, required=True)
     sandbox.add_argument("--callback-url", required=True, help="kassa's POST /v1/providers/sandbox/callbacks")
     sandbox.add_argument("--secret-file", required=True, help="the shared signing secret (whsec_…)")
     sandbox.set_defaults(func=run_sandbox)

@@ -143,10 +143,15 @@ class Platform:
 
     def choose_port(self) -> bool:
         """The API port: refuse while a stale kassa process holds it; otherwise, when the default
-        port is taken by something else and none was asked for, pick a free one."""
+        port is taken by something else and none was asked for, pick a free one. Port 0 asks
+        for a free one: picked here, once, so that every HTTP worker, every restart of the API
+        and the sandbox provider's callback URL use the same port, and the banner prints it."""
         s = self.settings
         port = s.http_port
-        if not _port_free(s.http_host, port):
+        if port == 0:
+            port = free_port(s.http_host)
+            _say(f"KASSA_HTTP_PORT=0: using free port {port} on {s.http_host}")
+        elif not _port_free(s.http_host, port):
             stale = stale_kassa_holder(port)
             if stale is not None:
                 pid, cmdline = stale

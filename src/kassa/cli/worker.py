@@ -40,11 +40,10 @@ def run(args: argparse.Namespace) -> int:
     if not settings.worker_url:
         sys.stderr.write("KASSA_WORKER_DATABASE_URL (or KASSA_DATABASE_URL) is not set\n")
         return 2
-    metrics_port = os.environ.get("KASSA_METRICS_PORT")
-    if metrics_port:
+    if settings.metrics_port is not None:
         from kassa.observability import metrics
 
-        metrics.serve(int(metrics_port))
+        metrics.serve(settings.metrics_port)
     import uvloop
 
     return uvloop.run(_main(args.role, settings))
