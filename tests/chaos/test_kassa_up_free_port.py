@@ -10,30 +10,22 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
-from support.payments import sandbox_top_up
+from support.payments import killed_and_replaced, sandbox_top_up, sandbox_wallet
 from support.server import new_tenant, start_platform, stop_platform
 
 pytestmark = pytest.mark.chaos
 WAIT_S = 60.0
 
 
-def _api_main(up_pid: int) -> psutil.Process | None:
-    for child in psutil.Process(up_pid).children():
-        try:
-            if child.cmdline()[-1:] == ["api"]:
-                return child
-        except psutil.Error:
-            continue
-    return None
+def _is_api(command: list[str]) -> bool:
+    return command[-1:] == ["api"]
 
 
 async def _ready(base_url: str) -> bool:
@@ -55,24 +47,15 @@ async def test_port_zero_picks_one_free_port_that_callbacks_and_a_restarted_api_
         assert f"KASSA_HTTP_PORT=0: using free port {port} on 127.0.0.1" in said
         assert f"  API:      {platform.base_url}/v1" in said
         async with platform.client(await new_tenant(platform)) as client:
-            customer = (
-                await client.post("/v1/customers", json={"type": "person", "name": "K", "country": "IE"})
-            ).json()
-            wallet = (await client.post(f"/v1/customers/{customer['id']}/wallets", json={"currency": "EUR"})).json()
+            wallet = await sandbox_wallet(client)
             # The sandbox provider calls back the API on the picked port, not on 0.
-            assert await sandbox_top_up(client, wallet["id"], WAIT_S) == "succeeded"
-            victim = _api_main(platform.process.pid)
-            assert victim is not None, "kassa up runs the API as its child"
-            victim.send_signal(signal.SIGKILL)
-            deadline = time.monotonic() + WAIT_S
-            while (found := _api_main(platform.process.pid)) is None or found.pid == victim.pid:
-                assert time.monotonic() < deadline, "the API was not restarted"
-                await asyncio.sleep(0.1)
+            assert await sandbox_top_up(client, wallet, WAIT_S) == "succeeded"
+            deadline = await killed_and_replaced(platform.process.pid, _is_api, "API", WAIT_S)
             while not await _ready(platform.base_url):  # the same URL: the restart kept the port
                 assert time.monotonic() < deadline, "the restarted API never answered on the picked port"
                 await asyncio.sleep(0.1)
-            assert await sandbox_top_up(client, wallet["id"], WAIT_S) == "succeeded"
-            balances = (await client.get(f"/v1/wallets/{wallet['id']}")).json()["balances"]
+            assert await sandbox_top_up(client, wallet, WAIT_S) == "succeeded"
+            balances = (await client.get(f"/v1/wallets/{wallet}")).json()["balances"]
             assert balances["posted"] == 200
     finally:
         assert stop_platform(platform) == 0

@@ -7,32 +7,23 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from kassa.store.embedded import free_port
-from support.payments import sandbox_top_up
+from support.payments import killed_and_replaced, sandbox_top_up, sandbox_wallet
 from support.server import new_tenant, start_platform, stop_platform
 
 pytestmark = pytest.mark.chaos
 WAIT_S = 60.0
 
 
-def _sandbox(pid: int) -> psutil.Process | None:
-    for child in psutil.Process(pid).children():
-        try:
-            command = child.cmdline()
-            if "provider" in command and "sandbox" in command:
-                return child
-        except psutil.NoSuchProcess:
-            continue
-    return None
+def _is_sandbox(command: list[str]) -> bool:
+    return "provider" in command and "sandbox" in command
 
 
 async def test_a_killed_sandbox_provider_is_restarted_and_top_ups_work_again() -> None:
@@ -41,18 +32,9 @@ async def test_a_killed_sandbox_provider_is_restarted_and_top_ups_work_again() -
     platform = start_platform(root / "data", free_port())
     try:
         async with platform.client(await new_tenant(platform)) as client:
-            customer = (
-                await client.post("/v1/customers", json={"type": "person", "name": "K", "country": "IE"})
-            ).json()
-            wallet = (await client.post(f"/v1/customers/{customer['id']}/wallets", json={"currency": "EUR"})).json()
-            assert await sandbox_top_up(client, wallet["id"], WAIT_S) == "succeeded"
-            victim = _sandbox(platform.process.pid)
-            assert victim is not None, "kassa up runs the sandbox provider as its child"
-            victim.send_signal(signal.SIGKILL)
-            deadline = time.monotonic() + WAIT_S
-            while (found := _sandbox(platform.process.pid)) is None or found.pid == victim.pid:
-                assert time.monotonic() < deadline, "the sandbox provider was not restarted"
-                await asyncio.sleep(0.1)
+            wallet = await sandbox_wallet(client)
+            assert await sandbox_top_up(client, wallet, WAIT_S) == "succeeded"
+            deadline = await killed_and_replaced(platform.process.pid, _is_sandbox, "sandbox provider", WAIT_S)
             # A top-up during the restart may fail with provider_unavailable (its hold released);
             # once the new process answers, top-ups complete again.
             assert platform.sandbox_url is not None
@@ -63,8 +45,8 @@ async def test_a_killed_sandbox_provider_is_restarted_and_top_ups_work_again() -
                             break
                     assert time.monotonic() < deadline, "the restarted sandbox provider never answered"
                     await asyncio.sleep(0.1)
-            assert await sandbox_top_up(client, wallet["id"], WAIT_S) == "succeeded"
-            balances = (await client.get(f"/v1/wallets/{wallet['id']}")).json()["balances"]
+            assert await sandbox_top_up(client, wallet, WAIT_S) == "succeeded"
+            balances = (await client.get(f"/v1/wallets/{wallet}")).json()["balances"]
             assert balances["posted"] == 200
         assert any("sandbox-provider was killed by signal 9" in line for line in platform.log_lines())
     finally:
