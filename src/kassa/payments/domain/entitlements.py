@@ -58,6 +58,8 @@ def access_ended(access: Access, now: datetime) -> bool:
     (`status_at`). That end is the content's fixed one (`ends_at` plus `replay_days`), which
     also caps a from-first-play window; a window that has not started yet (a pre-sale) or has
     no end keeps selling. `now` must be the clock the entitlement is written with."""
+    if access.ends_at is None:  # no end: the common case of a purchase, decided without a window
+        return False
     _, ends_at = window_for(access, now)
     return ends_at is not None and now >= ends_at
 
