@@ -1,4 +1,5 @@
-"""Pay-per-view service: catalogue, purchases, entitlement checks and refunds (no HTTP in it).
+"""Pay-per-view service: purchases, entitlement checks and refunds, on top of its catalogue
+(`catalogue.py`, which it extends); no HTTP in it.
 
 A purchase is ONE multi-leg ledger transaction (the buyer's wallet pays the platform fee and
 each rights holder's payable) submitted through the batcher with a `ProductWrite` that writes
@@ -18,14 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from kassa.identity import CustomerNotFound
 from kassa.ledger import (
     Applied,
     InsufficientFunds,
     ProductWrite,
     TransactionApplied,
 )
-from kassa.payments.accounts import fees_account, payable_account
 from kassa.payments.adapters import ppv_queries as q
 from kassa.payments.adapters.ppv_rows import (
     ACCESS_ENDED,
@@ -38,13 +37,12 @@ from kassa.payments.adapters.ppv_rows import (
     notify,
     purchase_entitlement,
 )
+from kassa.payments.catalogue import Catalogue
 from kassa.payments.domain import entitlements as ent
-from kassa.payments.domain.content import Content, check_content
 from kassa.payments.entitlement_cache import Cache, EntitlementCache
 from kassa.payments.errors import (
     AlreadyEntitled,
     ContentAccessEnded,
-    ContentExists,
     ContentNotFound,
     EntitlementNotActive,
     EntitlementNotFound,
@@ -54,7 +52,7 @@ from kassa.payments.errors import (
     RefundExceedsPurchase,
     WalletNotFound,
 )
-from kassa.payments.ppv_lookups import PurchaseLookups, WalletReader
+from kassa.payments.ppv_lookups import WalletReader
 from kassa.payments.ppv_orders import (
     PURCHASE_OWNER,
     PURCHASE_TRANSACTIONS,
@@ -67,10 +65,9 @@ from kassa.payments.ppv_orders import (
 )
 from kassa.payments.replays import kept_refusal, stored_replay
 from kassa.shared.clock import utcnow
-from kassa.shared.errors import InvalidRequest, KassaError
+from kassa.shared.errors import KassaError
 from kassa.shared.invariants import invariant
 from kassa.shared.limits import purchase_retry_max, refund_retry_max
-from kassa.store import idempotency
 from kassa.store.tenancy import tenant_transaction
 
 if TYPE_CHECKING:
@@ -79,6 +76,7 @@ if TYPE_CHECKING:
     from kassa.identity.customers import CustomerService
     from kassa.ledger import CreateTransaction, IdemClaim, LedgerService, Receipt, Replay
     from kassa.payments.accounts import PlatformAccounts
+    from kassa.payments.domain.content import Content
     from kassa.payments.held_purchases import PurchaseCompliance
     from kassa.store.pool import Pool
 
@@ -90,7 +88,7 @@ REFUNDS = RefundWriter()
 _KEPT_REFUSALS = (ContentNotFound, PriceNotAvailable, ContentAccessEnded, WalletNotFound, AlreadyEntitled)
 
 
-class PayPerView:
+class PayPerView(Catalogue):
     def __init__(
         self,
         pool: Pool,
@@ -99,14 +97,11 @@ class PayPerView:
         accounts: PlatformAccounts,
         cache: Cache | None = None,
     ) -> None:
-        self.pool = pool
+        super().__init__(pool, customers, accounts)
         self.ledger = ledger
-        self.customers = customers  # identity: rights holders are its business customers
-        self.accounts = accounts
         self.cache = cache or EntitlementCache()
         # The compliance step of purchases (held_purchases.py), wired by bootstrap; None: without.
         self.compliance: PurchaseCompliance | None = None
-        self.lookups = PurchaseLookups()
         self.wallets = WalletReader(pool, self.lookups)
         self.cache.index_buyers(self._buyers)
         ledger.reserve_ids(PURCHASE_OWNER, PURCHASE_TRANSACTIONS)  # no client takes a purchase's id first
@@ -119,83 +114,6 @@ class PayPerView:
         not kept: the ledger claims it again in the transaction of the effect. Raises
         IdempotencyKeyReused, IdempotencyKeyInFlight."""
         return await stored_replay(self.pool, claim)
-
-    # Catalogue --------------------------------------------------------------------------
-    async def _check_holders_and_accounts(self, content: Content) -> None:
-        """Every rights holder is a business customer; the fee account and each holder's payable
-        exist in every priced currency (created on first use). Raises CustomerNotFound,
-        InvalidRequest."""
-        for holder in content.rights_holders:
-            customer = await self.customers.get_customer(content.tenant_id, holder.customer_id)
-            if customer.type != "business":
-                raise InvalidRequest(f"rights_holders: customer '{holder.customer_id}' is not a business")
-        for currency in content.prices:
-            await self.accounts.ensure(content.tenant_id, fees_account(currency))
-            for holder in content.rights_holders:
-                await self.accounts.ensure(content.tenant_id, payable_account(holder.customer_id, currency))
-
-    async def create_content(
-        self,
-        content: Content,
-        claim: IdemClaim | None = None,
-        receipt: Callable[[Content | KassaError], tuple[int, bytes]] | None = None,
-    ) -> Content | Replay:
-        """Create a content; a Replay for an Idempotency-Key used before. With a `claim`, the
-        outcome is kept under the key as `receipt` renders it, in the transaction that inserts
-        the content: the 201, or a refusal decided on state (a rights holder not found, the id
-        taken), as wallets keep theirs; a validation error (400) is not kept. Raises
-        InvalidRequest, CustomerNotFound (a rights holder), ContentExists, IdempotencyKeyReused,
-        IdempotencyKeyInFlight."""
-        invariant(claim is None or receipt is not None, "a claimed key is completed with a receipt")
-        check_content(content)
-        # A retry answers before the holders are checked again (they may have changed since).
-        replay = await self.stored_replay(claim)
-        if replay is not None:
-            return replay
-        try:
-            await self._check_holders_and_accounts(content)
-        except CustomerNotFound as error:
-            kept = await kept_refusal(self.pool, claim, *receipt(error)) if receipt else None
-            if kept is not None:
-                return kept  # a racing request with this key answered first
-            raise
-        async with tenant_transaction(self.pool, content.tenant_id) as conn:
-            stored = await idempotency.claim_one(conn, claim)
-            if stored is not None:
-                return stored
-            created = await q.insert_content(conn, content)
-            result = created if created is not None else ContentExists(f"content '{content.id}' already exists")
-            if claim is not None and receipt is not None:
-                await idempotency.complete(conn, [(claim, *receipt(result))])
-        if isinstance(result, KassaError):
-            raise result
-        return result
-
-    async def update_content(self, content: Content) -> Content:
-        """Replace a content's fields; past purchases keep their own copy. Raises
-        InvalidRequest, CustomerNotFound (a rights holder), ContentNotFound."""
-        check_content(content)
-        await self._check_holders_and_accounts(content)
-        async with tenant_transaction(self.pool, content.tenant_id) as conn:
-            updated = await q.update_content(conn, content)
-        # This process prices from the new row at once; the others' purchases priced from the
-        # old one are refused by their write and priced again (ppv_lookups).
-        self.lookups.forget_content(content.tenant_id, content.id)
-        if updated is None:
-            raise ContentNotFound(f"content '{content.id}' does not exist")
-        return updated
-
-    async def get_content(self, tenant_id: str, content_id: str) -> Content:
-        """Raises ContentNotFound."""
-        async with tenant_transaction(self.pool, tenant_id) as conn:
-            found = await q.get_content(conn, tenant_id, content_id)
-        if found is None:
-            raise ContentNotFound(f"content '{content_id}' does not exist")
-        return found
-
-    async def list_content(self, tenant_id: str, after_id: str | None, limit: int) -> list[Content]:
-        async with tenant_transaction(self.pool, tenant_id) as conn:
-            return await q.list_content(conn, tenant_id, after_id, limit)
 
     # Purchases --------------------------------------------------------------------------
     async def prepare_purchase(
