@@ -1,0 +1,275 @@
+"""Worker harness: the worker role's Python CPU per event, by role (tooling, not a test).
+
+An embedded PostgreSQL and NATS on free ports. Setup (not measured): a tenant with 1,000
+accounts and N keyed single transfers written through the real ledger engine (`run_batch`,
+as the API's batcher hands them over), `--write-batch` per transaction: N `TransferPosted`
+rows in the outbox, as `make bench` leaves them. The database is kept as a template; each run
+works on a fresh copy of it and a fresh NATS, in a child process, in three measured phases:
+
+1. relay: `relay_once` under the lease until the outbox is drained, `--batch` rows per
+   message (the relay reads at most that many per round: `make bench` sees 20-60);
+2. the `notifications` consumer (`ConsumerRunner.run`) until it has handled every event;
+3. the `webhooks` consumer, likewise;
+
+each fetching `--fetch` messages per pull (1: the steady state, one message per fetch). No
+webhook endpoint and no opted-in account, as in `make bench`.
+
+    python -m bench.worker_profile                      # CPU us per event per role
+    python -m bench.worker_profile --callgrind          # + instructions per event per role
+    python -m bench.worker_profile --cprofile /tmp/wp   # + cProfile per role (top functions)
+
+`--callgrind` runs the child under `valgrind --tool=callgrind`, counting only inside the
+markers (libc's `lfind` through ctypes, its comparison callback running the phase:
+`--toggle-collect=ffi_call`), one profile part per phase (`--dump-after=ffi_call`).
+Instruction counts are deterministic to about 1% (the reads' split into socket reads varies);
+CPU times on the shared machine are indicative only. The consumers' lag sampler is switched
+off (a timer, not per-event work: under valgrind it would fire by wall time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import os
+import pstats
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.engine_profile import ACCOUNTS, build_jobs, in_marker, setup
+from kassa.events import limits
+from kassa.store import roles
+from kassa.store.pool import create_pool
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine, Sequence
+
+    from kassa.events.bus.base import Delivery, EventBus, Subscription
+    from kassa.events.handler import Handler
+    from kassa.store.pool import Pool
+
+PHASES = ("relay", "notifications", "webhooks")
+BASE = "wp_base"
+
+
+async def write_transfers(url: str, tenant: str, transfers: int, per_batch: int) -> None:
+    """`transfers` keyed single transfers through the ledger engine, `per_batch` per commit."""
+    from kassa.ledger.adapters.engine import run_batch
+    from kassa.ledger.domain.posting import Applied
+
+    rng = random.Random(3)
+    pool = await create_pool(url, size_max=1)
+    try:
+        async with pool.acquire() as conn:
+            for first in range(0, transfers, per_batch):
+                jobs = build_jobs(rng, tenant, min(per_batch, transfers - first))
+                results = await run_batch(conn, jobs)
+                if not all(isinstance(r, Applied) for r in results):
+                    raise RuntimeError(f"a transfer failed: {results}")
+    finally:
+        await pool.close()
+
+
+class _Until:
+    """A subscription that ends the runner's loop (sets `stop`) once `done()` holds: checked
+    before each fetch, after the previous fetch was applied and acked."""
+
+    def __init__(self, inner: Subscription, stop: asyncio.Event, done: Callable[[], bool]) -> None:
+        self._inner, self._stop, self._done = inner, stop, done
+
+    async def fetch(self, max_count: int, timeout_s: float) -> Sequence[Delivery]:
+        if self._done():
+            self._stop.set()
+            return []
+        return await self._inner.fetch(max_count, timeout_s)
+
+    async def lag(self) -> int:
+        return await self._inner.lag()
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class _BusUntil:
+    def __init__(self, inner: EventBus, stop: asyncio.Event, done: Callable[[], bool]) -> None:
+        self._inner, self._stop, self._done = inner, stop, done
+
+    async def publish(self, message: Any) -> None:
+        await self._inner.publish(message)
+
+    async def subscribe(self, consumer: str) -> Subscription:
+        return _Until(await self._inner.subscribe(consumer), self._stop, self._done)
+
+
+async def relay_phase(pool: Pool, bus: EventBus, batch: int) -> int:
+    from kassa.events.relay import drain
+
+    return await drain(pool, bus, batch_max=batch)
+
+
+async def consumer_phase(pool: Pool, bus: EventBus, handler: Handler, events: int, fetch: int) -> dict[str, int]:
+    from kassa.events.consumer import ConsumerRunner
+
+    stop = asyncio.Event()
+    runner: ConsumerRunner
+
+    def done() -> bool:
+        return sum(runner.outcomes.values()) >= events
+
+    runner = ConsumerRunner(pool, _BusUntil(bus, stop, done), handler, fetch_max=fetch)  # type: ignore[arg-type]
+    await runner.run(stop)
+    return runner.outcomes
+
+
+def child_run(args: argparse.Namespace) -> None:
+    """The three phases on the database and broker of `--child`; prints CPU us per event."""
+    from kassa.bootstrap import event_wiring
+    from kassa.events.bus.nats import NatsBus
+
+    limits.consumer_lag_refresh_s = 1e9  # type: ignore[misc]  # see the module's docstring
+    url, nats_url = args.child
+    loop = asyncio.new_event_loop()
+    pool = loop.run_until_complete(create_pool(url, size_max=2))
+    bus = NatsBus(nats_url)
+    loop.run_until_complete(bus.connect())
+    handlers = {h.name: h for h in event_wiring().handlers}
+    events = args.transfers
+    phases: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
+        "relay": lambda: relay_phase(pool, bus, args.batch),
+        **{name: (lambda h=h: consumer_phase(pool, bus, h, events, args.fetch)) for name, h in handlers.items()},
+    }
+    try:
+        for name in PHASES:
+            prof = cProfile.Profile() if args.cprofile else None
+            result: list[Any] = []
+
+            def section(run: Callable[[], Coroutine[Any, Any, Any]] = phases[name]) -> None:
+                if prof is not None:
+                    prof.enable()
+                result.append(loop.run_until_complete(run()))
+                if prof is not None:
+                    prof.disable()
+
+            started = time.thread_time()
+            if args.marker:
+                in_marker(section)
+            else:
+                section()
+            spent = time.thread_time() - started
+            print(f"{name:14} {spent / events * 1e6:7.1f} us/event  {result[0]}", flush=True)
+            if prof is not None:
+                prof.dump_stats(f"{args.cprofile}-{name}.out")
+                print(f"--- cProfile, {name} (tottime, top 25) ---")
+                pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    finally:
+        loop.run_until_complete(bus.close())
+        loop.run_until_complete(pool.close())
+        loop.close()
+
+
+def callgrind_parts(child: list[str], out: Path) -> list[int]:
+    """Instructions of each marked phase of a child run under callgrind (one dump per phase)."""
+    valgrind = shutil.which("valgrind") or os.path.expanduser("~/.cache/kassa/tools/valgrind/usr/bin/valgrind")
+    cmd = [
+        valgrind,
+        "--tool=callgrind",
+        "--collect-atstart=no",
+        "--toggle-collect=ffi_call",
+        "--dump-after=ffi_call",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+        "-m",
+        "bench.worker_profile",
+        *child,
+        "--marker",
+    ]
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"callgrind run failed: {done.stderr[-3000:]}")
+    counts = []
+    for part in sorted(out.parent.glob(out.name + ".*"), key=lambda p: int(p.suffix[1:])):
+        for line in part.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                counts.append(int(line.split()[1]))
+                break
+    if len(counts) != len(PHASES):
+        raise RuntimeError(f"expected {len(PHASES)} callgrind parts, found {counts}: {done.stdout[-2000:]}")
+    return counts
+
+
+def run_server(args: argparse.Namespace) -> None:
+    from kassa.events.bus.embedded_nats import EmbeddedNats
+    from kassa.store.embedded import EmbeddedPostgres
+
+    root = Path(tempfile.mkdtemp(prefix="worker-profile-"))
+    root.chmod(0o755)
+    server = EmbeddedPostgres(root=root / "pg", fsync=False)
+    server.start()
+    try:
+        server.create_database(BASE)
+        tenant = asyncio.run(setup(server.role_url(roles.OWNER, BASE)))
+        asyncio.run(write_transfers(server.role_url(roles.APP, BASE), tenant, args.transfers, args.write_batch))
+        print(
+            f"{args.transfers} transfers between {ACCOUNTS} accounts, {args.write_batch} per commit;"
+            f" relay batches of {args.batch}, {args.fetch} message(s) per fetch",
+            flush=True,
+        )
+        for run in range(args.runs + (1 if args.callgrind else 0)):
+            name = f"wp_{run}"
+            server._run([*server._psql("postgres"), "-c", f'CREATE DATABASE "{name}" TEMPLATE "{BASE}"'])
+            server.provision(name)
+            nats = EmbeddedNats(root / f"nats-{run}")
+            nats_url = nats.start()
+            try:
+                child = [
+                    "--child", server.role_url(roles.WORKER, name), nats_url,
+                    "--transfers", str(args.transfers), "--batch", str(args.batch), "--fetch", str(args.fetch),
+                ]  # fmt: skip
+                if run < args.runs:
+                    print(f"--- run {run + 1}: CPU time (indicative) ---", flush=True)
+                    extra = ["--cprofile", args.cprofile] if args.cprofile and run == 0 else []
+                    subprocess.run([sys.executable, "-m", "bench.worker_profile", *child, *extra], check=True)
+                else:
+                    out_dir = Path(args.callgrind_out) if args.callgrind_out else root
+                    counts = callgrind_parts(child, out_dir / "callgrind-worker.out")
+                    total = 0
+                    for phase, count in zip(PHASES, counts, strict=True):
+                        total += count
+                        print(f"{phase:14} {count / args.transfers / 1e3:8.1f} k instructions/event", flush=True)
+                    print(f"{'worker':14} {total / args.transfers / 1e3:8.1f} k instructions/event", flush=True)
+            finally:
+                nats.stop()
+    finally:
+        server.destroy()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--transfers", type=int, default=2000, help="events (TransferPosted) relayed and consumed")
+    parser.add_argument("--write-batch", type=int, default=40, help="transfers per ledger commit (setup)")
+    parser.add_argument("--batch", type=int, default=40, help="relay: outbox rows per message at most")
+    parser.add_argument("--fetch", type=int, default=1, help="consumers: messages per fetch")
+    parser.add_argument("--runs", type=int, default=1, help="child runs timed by CPU time")
+    parser.add_argument("--callgrind", action="store_true", help="also count instructions under valgrind")
+    parser.add_argument("--callgrind-out", metavar="DIR", help="keep callgrind-worker.out.<part> there")
+    parser.add_argument("--cprofile", metavar="PREFIX", help="cProfile each phase of the first run to PREFIX-<phase>.out")
+    parser.add_argument("--child", nargs=2, metavar=("URL", "NATS_URL"), help=argparse.SUPPRESS)
+    parser.add_argument("--marker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        with contextlib.suppress(BrokenPipeError):
+            child_run(args)
+    else:
+        run_server(args)
+
+
+if __name__ == "__main__":
+    main()
