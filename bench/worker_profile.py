@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import functools
 import os
 import pstats
 import random
@@ -44,8 +45,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.engine_profile import ACCOUNTS, build_jobs, in_marker, setup
+from kassa.bootstrap import event_wiring
 from kassa.events import limits
+from kassa.events.bus.nats import NatsBus
+from kassa.events.consumer import ConsumerRunner
+from kassa.events.relay import RELAY_LOCK_KEY, Relay
 from kassa.store import roles
+from kassa.store.plans import KEY_PROBES_ONLY_SESSION
 from kassa.store.pool import create_pool
 
 if TYPE_CHECKING:
@@ -108,15 +114,34 @@ class _BusUntil:
         return _Until(await self._inner.subscribe(consumer), self._stop, self._done)
 
 
-async def relay_phase(pool: Pool, bus: EventBus, batch: int) -> int:
-    from kassa.events.relay import drain
+class RelayPhase:
+    """The relay under the lease on one connection, held from the warm-up to the end."""
 
-    return await drain(pool, bus, batch_max=batch)
+    def __init__(self, pool: Pool, bus: EventBus, batch: int) -> None:
+        self.relay = Relay(pool, bus, batch_max=batch)
+        self.pool = pool
+        self.conn: Any = None
+
+    async def warm_up(self, rounds: int) -> int:
+        self.conn = await self.pool.acquire()
+        await self.conn.execute("SELECT pg_advisory_lock($1)", RELAY_LOCK_KEY)
+        await self.conn.execute(KEY_PROBES_ONLY_SESSION)  # as `Relay._lead` does
+        return sum([await self.relay.relay_once(self.conn) for _ in range(rounds)])
+
+    async def measured(self) -> int:
+        total = 0
+        while batch := await self.relay.relay_once(self.conn):
+            total += batch
+        return total
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.execute("SELECT pg_advisory_unlock($1)", RELAY_LOCK_KEY)
+            await self.pool.release(self.conn)
 
 
-async def consumer_phase(pool: Pool, bus: EventBus, handler: Handler, events: int, fetch: int) -> dict[str, int]:
-    from kassa.events.consumer import ConsumerRunner
-
+async def consume(pool: Pool, bus: EventBus, handler: Handler, events: int, fetch: int) -> dict[str, int]:
+    """A consumer runner of `handler` until it has handled `events` events."""
     stop = asyncio.Event()
     runner: ConsumerRunner
 
@@ -128,11 +153,35 @@ async def consumer_phase(pool: Pool, bus: EventBus, handler: Handler, events: in
     return runner.outcomes
 
 
-def child_run(args: argparse.Namespace) -> None:
-    """The three phases on the database and broker of `--child`; prints CPU us per event."""
-    from kassa.bootstrap import event_wiring
-    from kassa.events.bus.nats import NatsBus
+def measure(
+    loop: asyncio.AbstractEventLoop, run: Callable[[], Coroutine[Any, Any, Any]], marker: bool, profile: str | None
+) -> Any:
+    """Run one phase to its end (inside the callgrind marker with `marker`, under cProfile
+    dumped to `profile`.out with a `profile`)."""
+    prof = cProfile.Profile() if profile else None
+    result: list[Any] = []
 
+    def section() -> None:
+        if prof is not None:
+            prof.enable()
+        result.append(loop.run_until_complete(run()))
+        if prof is not None:
+            prof.disable()
+
+    if marker:
+        in_marker(section)
+    else:
+        section()
+    if prof is not None:
+        prof.dump_stats(f"{profile}.out")
+        print(f"--- cProfile, {profile} (tottime, top 25) ---")
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    return result[0]
+
+
+def child_run(args: argparse.Namespace) -> None:
+    """Warm-up (not measured), then the three phases on the database and broker of `--child`;
+    prints CPU us per event."""
     limits.consumer_lag_refresh_s = 1e9  # type: ignore[misc]  # see the module's docstring
     url, nats_url = args.child
     loop = asyncio.new_event_loop()
@@ -140,35 +189,23 @@ def child_run(args: argparse.Namespace) -> None:
     bus = NatsBus(nats_url)
     loop.run_until_complete(bus.connect())
     handlers = {h.name: h for h in event_wiring().handlers}
-    events = args.transfers
-    phases: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
-        "relay": lambda: relay_phase(pool, bus, args.batch),
-        **{name: (lambda h=h: consumer_phase(pool, bus, h, events, args.fetch)) for name, h in handlers.items()},
-    }
+    events, warmup = args.transfers, args.warmup
+    relay = RelayPhase(pool, bus, args.batch)
+    phases: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {"relay": relay.measured}
+    for name, handler in handlers.items():
+        phases[name] = functools.partial(consume, pool, bus, handler, events, args.fetch)
     try:
+        # Every connection opened, statement prepared and module imported before the markers.
+        loop.run_until_complete(relay.warm_up(warmup // args.batch))
+        for handler in handlers.values():
+            loop.run_until_complete(consume(pool, bus, handler, warmup, args.fetch))
         for name in PHASES:
-            prof = cProfile.Profile() if args.cprofile else None
-            result: list[Any] = []
-
-            def section(run: Callable[[], Coroutine[Any, Any, Any]] = phases[name]) -> None:
-                if prof is not None:
-                    prof.enable()
-                result.append(loop.run_until_complete(run()))
-                if prof is not None:
-                    prof.disable()
-
             started = time.thread_time()
-            if args.marker:
-                in_marker(section)
-            else:
-                section()
+            result = measure(loop, phases[name], args.marker, f"{args.cprofile}-{name}" if args.cprofile else None)
             spent = time.thread_time() - started
-            print(f"{name:14} {spent / events * 1e6:7.1f} us/event  {result[0]}", flush=True)
-            if prof is not None:
-                prof.dump_stats(f"{args.cprofile}-{name}.out")
-                print(f"--- cProfile, {name} (tottime, top 25) ---")
-                pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+            print(f"{name:14} {spent / events * 1e6:7.1f} us/event  {result}", flush=True)
     finally:
+        loop.run_until_complete(relay.close())
         loop.run_until_complete(bus.close())
         loop.run_until_complete(pool.close())
         loop.close()
@@ -183,6 +220,7 @@ def callgrind_parts(child: list[str], out: Path) -> list[int]:
         "--collect-atstart=no",
         "--toggle-collect=ffi_call",
         "--dump-after=ffi_call",
+        "--compress-strings=no",
         f"--callgrind-out-file={out}",
         sys.executable,
         "-m",
@@ -215,10 +253,11 @@ def run_server(args: argparse.Namespace) -> None:
     try:
         server.create_database(BASE)
         tenant = asyncio.run(setup(server.role_url(roles.OWNER, BASE)))
-        asyncio.run(write_transfers(server.role_url(roles.APP, BASE), tenant, args.transfers, args.write_batch))
+        written = args.warmup + args.transfers
+        asyncio.run(write_transfers(server.role_url(roles.APP, BASE), tenant, written, args.write_batch))
         print(
-            f"{args.transfers} transfers between {ACCOUNTS} accounts, {args.write_batch} per commit;"
-            f" relay batches of {args.batch}, {args.fetch} message(s) per fetch",
+            f"{args.warmup} + {args.transfers} transfers (warm-up + measured) between {ACCOUNTS} accounts,"
+            f" {args.write_batch} per commit; relay batches of {args.batch}, {args.fetch} message(s) per fetch",
             flush=True,
         )
         for run in range(args.runs + (1 if args.callgrind else 0)):
@@ -230,7 +269,8 @@ def run_server(args: argparse.Namespace) -> None:
             try:
                 child = [
                     "--child", server.role_url(roles.WORKER, name), nats_url,
-                    "--transfers", str(args.transfers), "--batch", str(args.batch), "--fetch", str(args.fetch),
+                    "--transfers", str(args.transfers), "--warmup", str(args.warmup),
+                    "--batch", str(args.batch), "--fetch", str(args.fetch),
                 ]  # fmt: skip
                 if run < args.runs:
                     print(f"--- run {run + 1}: CPU time (indicative) ---", flush=True)
@@ -254,13 +294,14 @@ def run_server(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transfers", type=int, default=2000, help="events (TransferPosted) relayed and consumed")
+    parser.add_argument("--warmup", type=int, default=200, help="events relayed and consumed before the markers")
     parser.add_argument("--write-batch", type=int, default=40, help="transfers per ledger commit (setup)")
     parser.add_argument("--batch", type=int, default=40, help="relay: outbox rows per message at most")
     parser.add_argument("--fetch", type=int, default=1, help="consumers: messages per fetch")
     parser.add_argument("--runs", type=int, default=1, help="child runs timed by CPU time")
     parser.add_argument("--callgrind", action="store_true", help="also count instructions under valgrind")
     parser.add_argument("--callgrind-out", metavar="DIR", help="keep callgrind-worker.out.<part> there")
-    parser.add_argument("--cprofile", metavar="PREFIX", help="cProfile each phase of the first run to PREFIX-<phase>.out")
+    parser.add_argument("--cprofile", metavar="PREFIX", help="cProfile each phase to PREFIX-<phase>.out")
     parser.add_argument("--child", nargs=2, metavar=("URL", "NATS_URL"), help=argparse.SUPPRESS)
     parser.add_argument("--marker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -38,7 +38,7 @@ import asyncpg
 
 from kassa.events import limits, metrics
 from kassa.events._db import connection
-from kassa.events.batch import ENVELOPE_JSON, dedup_id, digest, message_bytes
+from kassa.events.batch import ENVELOPE_JSON, dedup_id, digest, joined_message_bytes, message_bytes
 from kassa.events.bus.base import Message
 from kassa.events.errors import EventBusUnavailable
 from kassa.observability import tracing
@@ -65,6 +65,23 @@ PAUSE_AFTER_PUBLISH_ENV = "KASSA_RELAY_TEST_PAUSE_AFTER_PUBLISH"
 _SELECT = f"""
 SELECT o.seq, o.occurred_at, o.id::text AS id, o.tenant_id, o.type, o.traceparent, {ENVELOPE_JSON} AS envelope
 FROM outbox o WHERE o.published_at IS NULL AND (o.seq > $2 OR NOT o.seq = ANY($3::bigint[])) ORDER BY o.seq LIMIT $1
+"""
+# The same read with tracing off (no per-event span to make): one row, the batch already cut
+# to the message size and joined by PostgreSQL, so that the relay handles no row of it. Its
+# fields: how many rows `_SELECT` would return, the first one's occurred_at, then the seqs and
+# the envelope texts joined by commas of the longest prefix that fits in $4 characters with a
+# comma each (at least one row: `_fitting`).
+_SELECT_JOINED = f"""
+WITH picked AS (
+    SELECT o.seq, o.occurred_at, {ENVELOPE_JSON} AS envelope
+    FROM outbox o WHERE o.published_at IS NULL AND (o.seq > $2 OR NOT o.seq = ANY($3::bigint[])) ORDER BY o.seq LIMIT $1
+), sized AS (
+    SELECT seq, occurred_at, envelope, row_number() OVER w AS n, sum(length(envelope) + 1) OVER w AS size
+    FROM picked WINDOW w AS (ORDER BY seq)
+)
+SELECT (SELECT count(*) FROM picked) AS selected, min(occurred_at) FILTER (WHERE n = 1) AS oldest,
+       array_agg(seq ORDER BY seq) AS seqs, string_agg(envelope, ',' ORDER BY seq) AS envelopes
+FROM sized WHERE n = 1 OR size <= $4
 """
 _IN_FLIGHT = "SELECT batch_no, seqs, digest FROM relay_batches WHERE published_at IS NULL ORDER BY batch_no"
 _REBUILD = f"SELECT {ENVELOPE_JSON} AS envelope FROM outbox o WHERE o.seq = ANY($1::bigint[]) ORDER BY o.seq"
@@ -206,6 +223,34 @@ class Relay:
                 return await self._republish(conn, in_flight[0])
             self._recovered = True
         unmarked = self._unmarked[1] if self._unmarked is not None else []
+        if tracing.enabled():
+            return await self._relay_traced(conn, unmarked)
+        row = await conn.fetchrow(
+            _SELECT_JOINED, self.batch_max, max(unmarked, default=0), unmarked, self.message_bytes_max
+        )
+        assert row is not None  # an aggregate: one row, always
+        selected = int(row["selected"])
+        self._oldest_unpublished = row["oldest"]
+        self._set_lag()
+        self._more = False
+        if not selected:
+            if self._unmarked is not None:
+                await self._mark(conn)
+            return 0
+        started = time.perf_counter()
+        seqs: list[int] = row["seqs"]
+        self._more = selected == self.batch_max or len(seqs) < selected
+        batch_no = await self._batch_no(conn)
+        await self._record_and_publish(
+            conn, batch_no, seqs, joined_message_bytes(self._stream, batch_no, row["envelopes"])
+        )
+        metrics.relay_batch_seconds.observe(time.perf_counter() - started)
+        return len(seqs)
+
+    async def _relay_traced(self, conn: asyncpg.Connection[Any], unmarked: list[int]) -> int:
+        """`relay_once` with tracing on: the rows one by one, each traced one published under a
+        producer span of its own."""
+        assert self._stream is not None  # set by relay_once
         rows = await conn.fetch(_SELECT, self.batch_max, max(unmarked, default=0), unmarked)
         self._oldest_unpublished = rows[0]["occurred_at"] if rows else None
         self._set_lag()
@@ -219,29 +264,38 @@ class Relay:
         rows = _fitting(rows, self.message_bytes_max)
         self._more = selected == self.batch_max or len(rows) < selected
         seqs = [r["seq"] for r in rows]
-        # Numbers follow the last recorded batch without gaps; only the lease holder records
-        # (so the number read once per lease stays right), and the primary key refuses a
-        # number taken twice.
-        if self._next_batch_no is None:
-            self._next_batch_no = int(await conn.fetchval("SELECT coalesce(max(batch_no), 0) + 1 FROM relay_batches"))
-        batch_no = self._next_batch_no
-        # With tracing on, each traced event is published under a producer span of its own and
-        # carries that span as traceparent (recorded in the digest like every other byte).
+        batch_no = await self._batch_no(conn)
+        # Each traced event carries its producer span as traceparent (recorded in the digest
+        # like every other byte).
         with tracing.publishing([(r["traceparent"], r["tenant_id"], r["type"], r["id"]) for r in rows]) as spans:
             texts = [
                 r["envelope"] if tp is None else r["envelope"].replace(r["traceparent"], tp)
                 for r, tp in zip(rows, spans, strict=True)
             ]
-            payload = message_bytes(self._stream, batch_no, texts)
-            record = (batch_no, min(seqs), max(seqs), len(seqs), digest(payload), seqs)
-            if self._unmarked is not None:
-                await self._mark(conn, record)
-            else:
-                await conn.execute(_RECORD, *record)
-            self._next_batch_no = batch_no + 1
-            await self._publish(batch_no, payload, seqs)
+            await self._record_and_publish(conn, batch_no, seqs, message_bytes(self._stream, batch_no, texts))
         metrics.relay_batch_seconds.observe(time.perf_counter() - started)
         return len(rows)
+
+    async def _batch_no(self, conn: asyncpg.Connection[Any]) -> int:
+        """The number of the next batch. Numbers follow the last recorded batch without gaps;
+        only the lease holder records (so the number read once per lease stays right), and the
+        primary key refuses a number taken twice."""
+        if self._next_batch_no is None:
+            self._next_batch_no = int(await conn.fetchval("SELECT coalesce(max(batch_no), 0) + 1 FROM relay_batches"))
+        return self._next_batch_no
+
+    async def _record_and_publish(
+        self, conn: asyncpg.Connection[Any], batch_no: int, seqs: list[int], payload: bytes
+    ) -> None:
+        """Record the batch (marking the one published before it, in the same statement), then
+        publish it."""
+        record = (batch_no, seqs[0], seqs[-1], len(seqs), digest(payload), seqs)  # seqs ascend
+        if self._unmarked is not None:
+            await self._mark(conn, record)
+        else:
+            await conn.execute(_RECORD, *record)
+        self._next_batch_no = batch_no + 1
+        await self._publish(batch_no, payload, seqs)
 
     async def _republish(self, conn: asyncpg.Connection[Any], batch: asyncpg.Record) -> int:
         assert self._stream is not None  # set by relay_once
