@@ -39,10 +39,10 @@ from kassa.events.position import (
     open_batches,
     position,
     read_batches,
-    save_position,
     stream_id,
 )
 from kassa.observability import tracing
+from kassa.shared.invariants import invariant
 from kassa.store.plans import KEY_PROBES_ONLY_SESSION
 
 if TYPE_CHECKING:
@@ -128,10 +128,10 @@ async def _apply_in_transaction(
     """Apply new batches and move the position. A batch with raw bytes came from the broker
     and must match its recorded digest; None marks one read from the outbox (trusted)."""
     # One statement locks the position, checks every message against its recorded digest
-    # before anything of its content (its tenants included) is used, and scopes the
-    # transaction to the verified batches' tenants (`open_batches`).
+    # before anything of its content (its tenants included) is used, scopes the transaction
+    # to the verified batches' tenants and moves the position past them (`open_batches`).
     opened = await open_batches(conn, handler.name, batches)
-    at = started = opened.at
+    at = opened.at
     for index, (batch, _raw) in enumerate(batches):
         if index not in opened.verified:
             log.warning(
@@ -151,7 +151,9 @@ async def _apply_in_transaction(
         outcomes.add("dead_lettered", dead)
         outcomes.add("skipped", len(batch.events) - applied - dead)
         at = batch.batch
-    await save_position(conn, handler.name, started + 1, at)
+    # Every verified batch is applied (or raised on), so the move was right: the effects and
+    # the position commit together.
+    invariant(at == opened.upto, "a consumer applies every batch its position moved past")
 
 
 async def apply_with_retries(

@@ -68,16 +68,31 @@ async def lag_events(pool: Pool, consumer: str) -> int:
 
 
 # Locks the position ($1), keeps the messages whose digest matches the recorded batch (a NULL
-# digest: read from the outbox, trusted) and scopes the transaction to their tenants only.
+# digest: read from the outbox, trusted), scopes the transaction to their tenants only, and
+# moves the position to the highest verified batch, logging the batches after the locked
+# position as applied now. Moving it before the effects are applied is safe: they run in this
+# transaction, and whatever stops the consumer from applying every batch up to there (a batch
+# missing in between, a failing handler) raises and rolls the move back with them; the caller
+# checks that it applied exactly up to `upto` (`Opened`). One round trip per fetch less than a
+# move of its own after the effects.
 _OPEN = """
 WITH locked AS (
     SELECT batch_no FROM event_consumer_positions WHERE consumer = $1 FOR UPDATE
 ), verified AS (
-    SELECT m.ord, m.tenants FROM unnest($2::bigint[], $3::bytea[], $4::text[]) WITH ORDINALITY AS m (n, d, tenants, ord)
+    SELECT m.ord, m.n, m.tenants
+    FROM unnest($2::bigint[], $3::bytea[], $4::text[]) WITH ORDINALITY AS m (n, d, tenants, ord)
     -- One probe of the primary key per message.
     WHERE m.d IS NULL OR m.d = (SELECT b.digest FROM relay_batches b WHERE b.batch_no = m.n)
+), target AS (
+    SELECT l.batch_no AS at, greatest(l.batch_no, (SELECT max(n) FROM verified)) AS upto FROM locked l
+), moved AS (
+    UPDATE event_consumer_positions p SET batch_no = t.upto, updated_at = now()
+    FROM target t WHERE p.consumer = $1 AND p.batch_no < t.upto
+), logged AS (
+    INSERT INTO event_consumer_batches (consumer, batch_no)
+    SELECT $1, g FROM target t, generate_series(t.at + 1, t.upto) AS g
 )
-SELECT (SELECT batch_no FROM locked) AS at,
+SELECT (SELECT at FROM target) AS at, (SELECT upto FROM target) AS upto,
        (SELECT array_agg(ord::integer) FROM verified) AS verified,
        set_config('kassa.tenant_id', (
            SELECT coalesce(string_agg(DISTINCT t, ',' ORDER BY t), '')
@@ -88,10 +103,12 @@ SELECT (SELECT batch_no FROM locked) AS at,
 
 @dataclass(frozen=True, slots=True)
 class Opened:
-    """A consumer transaction's start: its position, and the indexes of the batches that
-    passed the digest check."""
+    """A consumer transaction's start: its position when locked, the position it was moved to
+    (the highest verified batch, if above), and the indexes of the batches that passed the
+    digest check."""
 
     at: int
+    upto: int
     verified: frozenset[int]
 
 
@@ -99,24 +116,27 @@ async def open_batches(
     conn: asyncpg.Connection[Any], consumer: str, batches: Sequence[tuple[Batch, bytes | None]]
 ) -> Opened:
     """Lock `consumer`'s position, check each broker message (raw bytes) against the digest the
-    relay recorded for its batch number (a batch with None was read from the outbox: trusted)
-    and scope the transaction to the verified batches' tenants, in one statement. Call it first
-    in the transaction of the effects."""
+    relay recorded for its batch number (a batch with None was read from the outbox: trusted),
+    scope the transaction to the verified batches' tenants, and move the position to the
+    highest verified batch, in one statement. Call it first in the transaction of the effects,
+    and apply every verified batch after `at` up to `upto` in it, or raise."""
     invariant(conn.is_in_transaction(), "a consumer's position moves in the transaction of its effects")
+    tenants = [_tenants(b) for b, _ in batches]
     row = await conn.fetchrow(
         _OPEN,
         consumer,
         [b.batch for b, _ in batches],
         [None if raw is None else digest(raw) for _, raw in batches],
-        [_tenants(b) for b, _ in batches],
+        tenants,
     )
     assert row is not None  # one row, always
     verified = frozenset(i - 1 for i in row["verified"] or ())
     # A forged message may name any tenant id: it is never used. One of a verified batch that
     # is not a tenant id fails here, as `tenant_list` would have before the scope.
-    invariant(all(_tenants(batches[i][0]) is not None for i in verified), "tenant ids are well-formed")
+    invariant(all(tenants[i] is not None for i in verified), "tenant ids are well-formed")
     invariant(not row["unscoped"], "the tenant scope is set")
-    return Opened(int(row["at"] or 0), verified)
+    invariant(row["at"] is not None, "a consumer's position exists before it consumes (ensure_position)")
+    return Opened(int(row["at"]), int(row["upto"]), verified)
 
 
 def _tenants(batch: Batch) -> str | None:
@@ -125,20 +145,6 @@ def _tenants(batch: Batch) -> str | None:
     if not all(t and "," not in t for t in tenants):
         return None
     return tenant_list(tenants)
-
-
-_SAVE = """
-WITH moved AS (
-    UPDATE event_consumer_positions SET batch_no = $3, updated_at = now() WHERE consumer = $1 AND batch_no < $3
-)
-INSERT INTO event_consumer_batches (consumer, batch_no) SELECT $1, n FROM generate_series($2::bigint, $3) AS n
-"""
-
-
-async def save_position(conn: asyncpg.Connection[Any], consumer: str, applied_from: int, batch_no: int) -> None:
-    """Move the position to `batch_no`, logging batches `applied_from`..`batch_no` as applied now."""
-    if batch_no >= applied_from:
-        await conn.execute(_SAVE, consumer, applied_from, batch_no)
 
 
 async def last_published(conn: asyncpg.Connection[Any] | Pool) -> int:

@@ -121,7 +121,7 @@ class _ScopeRecorder:
         self.seen += [e.tenant_id for e in events]
 
 
-async def test_a_consumer_transaction_is_five_round_trips_and_scoped_to_verified_batches_only(
+async def test_a_consumer_transaction_is_four_round_trips_and_scoped_to_verified_batches_only(
     pool: Pool, nats_server: EmbeddedNats
 ) -> None:
     bus = RecordingBus(await nats_bus(nats_server.url))
@@ -168,8 +168,8 @@ async def test_a_consumer_transaction_is_five_round_trips_and_scoped_to_verified
     assert done is not None and done.counts.get("rejected") == 1
     assert handler.scopes == [real] and set(handler.seen) == {real}
     assert await position(pool, handler.name) == batch.batch
-    # BEGIN, open (lock + digests + scope), the handler's own statement, position, COMMIT; and
-    # asyncpg's introspection of the statement's array types, once per connection.
+    # BEGIN, open (lock + digests + scope + the position's move), the handler's own statement,
+    # COMMIT; and asyncpg's introspection of the statement's array types, once per connection.
     sent = [
         q
         for q in sent
@@ -177,9 +177,13 @@ async def test_a_consumer_transaction_is_five_round_trips_and_scoped_to_verified
             ("WITH RECURSIVE typeinfo_tree", "SELECT current_setting('jit')", "SELECT set_config('jit'")
         )
     ]
-    assert len(sent) == 5, sent
+    assert len(sent) == 4, sent
     assert sent[0].startswith("BEGIN") and sent[-1] == "COMMIT;"
     assert sent[1].startswith("WITH locked AS") and "set_config" in sent[1]
+    assert "UPDATE event_consumer_positions" in sent[1] and "INSERT INTO event_consumer_batches" in sent[1]
+    # The forged batch (the next number) moved neither the position nor the log of applied batches.
+    logged = await pool.fetch("SELECT batch_no FROM event_consumer_batches WHERE consumer = $1", handler.name)
+    assert [r["batch_no"] for r in logged] == [batch.batch]
 
 
 async def test_a_consumer_replaces_its_kept_connection_when_the_database_drops_it(
