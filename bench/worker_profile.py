@@ -23,7 +23,11 @@ markers (libc's `lfind` through ctypes, its comparison callback running the phas
 `--toggle-collect=ffi_call`), one profile part per phase (`--dump-after=ffi_call`).
 Instruction counts are deterministic to about 1% (the reads' split into socket reads varies);
 CPU times on the shared machine are indicative only. The consumers' lag sampler is switched
-off (a timer, not per-event work: under valgrind it would fire by wall time).
+off (a timer, not per-event work: under valgrind it would fire by wall time). The startup heap is
+frozen out of the garbage collector's reach, as `kassa worker` does.
+
+Before/after a change on the same harness: `PYTHONPATH=<old tree>/src python -m bench.worker_profile`
+(`git archive <commit> src | tar -x -C <old tree>`).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from kassa.events import limits
 from kassa.events.bus.nats import NatsBus
 from kassa.events.consumer import ConsumerRunner
 from kassa.events.relay import RELAY_LOCK_KEY, Relay
+from kassa.shared.heap import freeze_startup_heap
 from kassa.store import roles
 from kassa.store.plans import KEY_PROBES_ONLY_SESSION
 from kassa.store.pool import create_pool
@@ -188,6 +193,7 @@ def child_run(args: argparse.Namespace) -> None:
     pool = loop.run_until_complete(create_pool(url, size_max=2))
     bus = NatsBus(nats_url)
     loop.run_until_complete(bus.connect())
+    freeze_startup_heap()  # as `kassa worker` does once connected
     handlers = {h.name: h for h in event_wiring().handlers}
     events, warmup = args.transfers, args.warmup
     relay = RelayPhase(pool, bus, args.batch)

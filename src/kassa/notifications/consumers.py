@@ -93,7 +93,8 @@ class NotificationLogHandler:
             if p is not None
             for account in (p.accounts if isinstance(p, Movement) else [p.account_id])
         }
-        listening = await notification_rows.opted_in(conn, sorted(involved))
+        # In no particular order: the lookup's result is a set (sorting the pairs cost more than the lookup's Python).
+        listening = await notification_rows.opted_in(conn, list(involved))
         if not listening:
             return
         by_tenant: dict[str, set[str]] = {}

@@ -69,14 +69,24 @@ def _field(data: Mapping[str, Any], name: str, kind: type) -> Any:
 
 
 def _transfer_v1(status: str) -> Callable[[Mapping[str, Any]], Payload]:
+    # A posted transfer may post less than it held; the posted amount is what moved.
+    amount_field = "posted_amount" if status == "posted" else "amount"
+
     def read(data: Mapping[str, Any]) -> Payload:
-        debit = _field(data, "debit_account_id", str)
-        credit = _field(data, "credit_account_id", str)
+        # The fields' exact types (what a decoded event holds) are checked inline, the rest by
+        # `_field` (same check, same error): this runs for every transfer event the worker reads.
+        get = data.get
+        debit, credit, amount, currency, id_ = (
+            get("debit_account_id"), get("credit_account_id"), get(amount_field), get("currency"), get("id")
+        )  # fmt: skip
+        if type(debit) is not str or type(credit) is not str:
+            debit, credit = _field(data, "debit_account_id", str), _field(data, "credit_account_id", str)
         invariant(debit != credit, "a transfer moves money between two different accounts")
-        # A posted transfer may post less than it held; the posted amount is what moved.
-        amount = _field(data, "posted_amount" if status == "posted" else "amount", int)
-        leg = Leg(debit, credit, _field(data, "currency", str), amount)
-        return Movement("transfer", _field(data, "id", str), status, (leg,))
+        if type(amount) is not int:
+            amount = _field(data, amount_field, int)
+        if type(currency) is not str or type(id_) is not str:
+            currency, id_ = _field(data, "currency", str), _field(data, "id", str)
+        return Movement("transfer", id_, status, (Leg(debit, credit, currency, amount),))
 
     return read
 
