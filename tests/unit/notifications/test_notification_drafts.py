@@ -103,3 +103,29 @@ def test_amounts_use_the_currency_exponent_and_unknown_assets_show_minor_units()
     assert format_amount(5, "BHD") == "0.005 BHD"
     assert format_amount(5, "JPY") == "5 JPY"
     assert format_amount(5, "PTS") == "5 PTS (minor units)"
+
+
+class _Text(str):
+    """A str that is not exactly a str: the reader's inline check hands it to the full one."""
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("debit_account_id", 7),
+        ("credit_account_id", None),
+        ("posted_amount", True),
+        ("posted_amount", 1.5),
+        ("currency", 840),
+        ("id", ["t-1"]),
+    ],
+)
+def test_each_malformed_transfer_field_is_named_in_the_error(field: str, bad: Any) -> None:
+    with pytest.raises(InvariantViolation, match=f"'{field}'"):
+        drafts_for("TransferPosted", transfer(**{field: bad}))
+
+
+def test_transfer_fields_of_str_and_int_subclasses_read_as_before() -> None:
+    plain = drafts_for("TransferPosted", transfer())
+    assert drafts_for("TransferPosted", transfer(currency=_Text("USD"), debit_account_id=_Text("alice"))) == plain
+    assert drafts_for("TransferPending", transfer(posted_amount="not read for a hold"))  # only `amount` is
