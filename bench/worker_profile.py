@@ -11,7 +11,9 @@ works on a fresh copy of it and a fresh NATS, in a child process, in three measu
 2. the `notifications` consumer (`ConsumerRunner.run`) until it has handled every event;
 3. the `webhooks` consumer, likewise;
 
-each fetching `--fetch` messages per pull (1: the steady state, one message per fetch). No
+each fetching `--fetch` messages per pull (1: the steady state, one message per fetch);
+`--together` runs both consumers at once instead, as `kassa worker all` does (they share one
+decode per message, `DecodedBatches`), measured as one phase. No
 webhook endpoint and no opted-in account, as in `make bench`.
 
     python -m bench.worker_profile                      # CPU us per event per role
@@ -50,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.engine_profile import ACCOUNTS, build_jobs, in_marker, setup
 from kassa.bootstrap import event_wiring
+from kassa.events import batch as batch_module
 from kassa.events import limits
 from kassa.events.bus.nats import NatsBus
 from kassa.events.consumer import ConsumerRunner
@@ -67,6 +70,13 @@ if TYPE_CHECKING:
     from kassa.store.pool import Pool
 
 PHASES = ("relay", "notifications", "webhooks")
+TOGETHER = ("relay", "consumers")  # --together: both consumers at once, as `kassa worker all` runs them
+
+
+def phases_of(args: argparse.Namespace) -> tuple[str, ...]:
+    return TOGETHER if args.together else PHASES
+
+
 BASE = "wp_base"
 
 
@@ -200,16 +210,23 @@ def child_run(args: argparse.Namespace) -> None:
     phases: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {"relay": relay.measured}
     for name, handler in handlers.items():
         phases[name] = functools.partial(consume, pool, bus, handler, events, args.fetch)
+
+    async def together() -> list[dict[str, int]]:
+        return list(await asyncio.gather(*(consume(pool, bus, h, events, args.fetch) for h in handlers.values())))
+
+    phases["consumers"] = together
     try:
         # Every connection opened, statement prepared and module imported before the markers.
         loop.run_until_complete(relay.warm_up(warmup // args.batch))
         for handler in handlers.values():
             loop.run_until_complete(consume(pool, bus, handler, warmup, args.fetch))
-        for name in PHASES:
+        for name in phases_of(args):
             started = time.thread_time()
             result = measure(loop, phases[name], args.marker, f"{args.cprofile}-{name}" if args.cprofile else None)
             spent = time.thread_time() - started
             print(f"{name:14} {spent / events * 1e6:7.1f} us/event  {result}", flush=True)
+        shared = getattr(getattr(batch_module, "decoded_batches", None), "hits", None)  # None: a tree without it
+        print(f"messages decoded once for both consumers (warm-up included): {shared}", flush=True)
     finally:
         loop.run_until_complete(relay.close())
         loop.run_until_complete(bus.close())
@@ -243,8 +260,6 @@ def callgrind_parts(child: list[str], out: Path) -> list[int]:
             if line.startswith(("summary:", "totals:")):
                 counts.append(int(line.split()[1]))
                 break
-    if len(counts) != len(PHASES):
-        raise RuntimeError(f"expected {len(PHASES)} callgrind parts, found {counts}: {done.stdout[-2000:]}")
     return counts
 
 
@@ -276,7 +291,7 @@ def run_server(args: argparse.Namespace) -> None:
                 child = [
                     "--child", server.role_url(roles.WORKER, name), nats_url,
                     "--transfers", str(args.transfers), "--warmup", str(args.warmup),
-                    "--batch", str(args.batch), "--fetch", str(args.fetch),
+                    "--batch", str(args.batch), "--fetch", str(args.fetch), *(["--together"] if args.together else []),
                 ]  # fmt: skip
                 if run < args.runs:
                     print(f"--- run {run + 1}: CPU time (indicative) ---", flush=True)
@@ -285,8 +300,10 @@ def run_server(args: argparse.Namespace) -> None:
                 else:
                     out_dir = Path(args.callgrind_out) if args.callgrind_out else root
                     counts = callgrind_parts(child, out_dir / "callgrind-worker.out")
+                    if len(counts) != len(phases_of(args)):
+                        raise RuntimeError(f"expected a callgrind part per phase, found {counts}")
                     total = 0
-                    for phase, count in zip(PHASES, counts, strict=True):
+                    for phase, count in zip(phases_of(args), counts, strict=True):
                         total += count
                         print(f"{phase:14} {count / args.transfers / 1e3:8.1f} k instructions/event", flush=True)
                     print(f"{'worker':14} {total / args.transfers / 1e3:8.1f} k instructions/event", flush=True)
@@ -304,6 +321,7 @@ def main() -> None:
     parser.add_argument("--write-batch", type=int, default=40, help="transfers per ledger commit (setup)")
     parser.add_argument("--batch", type=int, default=40, help="relay: outbox rows per message at most")
     parser.add_argument("--fetch", type=int, default=1, help="consumers: messages per fetch")
+    parser.add_argument("--together", action="store_true", help="both consumers at once (one measured phase)")
     parser.add_argument("--runs", type=int, default=1, help="child runs timed by CPU time")
     parser.add_argument("--callgrind", action="store_true", help="also count instructions under valgrind")
     parser.add_argument("--callgrind-out", metavar="DIR", help="keep callgrind-worker.out.<part> there")

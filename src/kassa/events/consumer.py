@@ -28,7 +28,7 @@ import msgspec
 from kassa.events import limits, metrics
 from kassa.events._db import connection
 from kassa.events.backoff import RetryPolicy
-from kassa.events.batch import decode_batch
+from kassa.events.batch import decoded_batches
 from kassa.events.dlq import count_dead_letters, file_dead_letter_in
 from kassa.events.envelope import encode
 from kassa.events.handler import Handler
@@ -346,7 +346,7 @@ class ConsumerRunner:
         for delivery in deliveries:
             raw = delivery.raw
             try:
-                batch = decode_batch(raw)
+                batch = decoded_batches.decode(raw)  # the process's other consumers decoded it already, most likely
             except (msgspec.DecodeError, msgspec.ValidationError):
                 log.warning("consumer %s drops an undecodable message (%d bytes)", self.handler.name, len(raw))
                 self._refuse("undecodable", "rejected")

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 
 class Handler(Protocol):
     """A consumer of events. `handle` runs inside the consumer's transaction, on its connection,
-    together with the update of the consumer's position (so the effect commits exactly once)."""
+    together with the update of the consumer's position (so the effect commits exactly once).
+    The events it is given are shared with the other consumers of the process (one decode of a
+    message for all of them, `DecodedBatches`): a handler reads them and never changes them."""
 
     name: str  # consumer name: the key of its position and of its durable subscription
 

@@ -181,3 +181,11 @@ sanctions_name_chars_max: Final = 512
 kyc_callback_attempts_max: Final = 5  # the sandbox provider's deliveries of one result
 kyc_callback_timeout_s: Final = 10.0
 kyc_callback_tolerance_s: Final = 300  # a callback signed longer ago (or ahead) is refused
+# Event consumers
+# Batch messages a worker process keeps decoded: its consumers fetch the same messages, a few
+# milliseconds apart when they keep up, further apart while they catch up on a backlog, and a
+# later one reuses the first one's decode. Bounded by count and by the messages' bytes (the
+# decoded events take a few times that): about 64 typical batches of 20-60 transfer events,
+# 8 of the largest messages (relay_message_bytes_max).
+consumer_decoded_batches_max: Final = 64
+consumer_decoded_batches_bytes_max: Final = 4 * 1024 * 1024

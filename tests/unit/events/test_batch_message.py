@@ -8,7 +8,15 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from kassa.events.batch import Batch, decode_batch, dedup_id, digest, message_bytes
+from kassa.events.batch import (
+    Batch,
+    DecodedBatches,
+    decode_batch,
+    dedup_id,
+    digest,
+    joined_message_bytes,
+    message_bytes,
+)
 from kassa.events.envelope import Envelope, encode
 from kassa.events.relay import _fitting
 from kassa.shared.invariants import InvariantViolation
@@ -69,3 +77,45 @@ def test_the_relay_takes_the_longest_prefix_that_fits_and_at_least_one_row() -> 
     assert len(_fitting(rows, 1_000_000)) == 10
     assert len(_fitting(rows, 350)) == 3  # 101 bytes each with its comma
     assert len(_fitting(rows, 10)) == 1  # one oversized row still goes, alone
+
+
+def test_joined_texts_make_the_same_message_bytes() -> None:
+    texts = [_envelope(n) for n in range(3)]
+    assert joined_message_bytes("s", 4, ",".join(texts)) == message_bytes("s", 4, texts)
+    with pytest.raises(InvariantViolation):
+        joined_message_bytes("s", 4, "")
+
+
+def test_the_process_wide_decode_gives_each_message_s_own_batch_and_keeps_a_bounded_few() -> None:
+    cache = DecodedBatches(size=2)
+    raws = [message_bytes("s", n, [_envelope(n)]) for n in (1, 2, 3)]
+    first = cache.decode(raws[0])
+    assert first == decode_batch(raws[0])
+    assert cache.decode(bytes(bytearray(raws[0]))) is first  # equal bytes, another object: the same decode
+    second = cache.decode(raws[1])
+    assert second.batch == 2 and second is not first
+    altered = raws[1].replace(b'"n":2', b'"n":7')  # the same head: stream and batch number
+    assert cache.decode(altered).events[0].data == {"n": 7}  # other bytes never get another message's batch
+    assert cache.decode(raws[1]).events[0].data == {"n": 2}  # nor the message whose number they claimed
+    cache.decode(raws[2])
+    assert len(cache._batches) == 2  # the bound: the oldest went first
+    assert cache.hits == 1
+    assert cache.decode(raws[0]) is not first  # decoded again after its eviction
+    with pytest.raises(msgspec.DecodeError):
+        cache.decode(b"not json")
+    assert b"not json" not in cache._batches
+
+
+def test_the_process_wide_decode_is_bounded_by_the_messages_bytes_too() -> None:
+    raws = [message_bytes("s", n, [_envelope(n)]) for n in (1, 2, 3)]
+    cache = DecodedBatches(size=10, bytes_max=2 * len(raws[0]) + 1)
+    for raw in raws:
+        cache.decode(raw)
+    assert [r for r, _ in cache._batches.values()] == raws[1:]  # the oldest went to stay within the bytes
+    assert cache._bytes == len(raws[1]) + len(raws[2])
+    cache.decode(raws[1])  # a hit makes it the newest
+    cache.decode(raws[0])
+    assert [r for r, _ in cache._batches.values()] == [raws[1], raws[0]] and cache.hits == 1
+    alone = DecodedBatches(size=10, bytes_max=1)
+    alone.decode(raws[0])
+    assert len(alone._batches) == 1  # one larger than the bound is still kept, alone
