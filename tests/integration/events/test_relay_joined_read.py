@@ -44,7 +44,8 @@ async def test_the_joined_read_publishes_the_messages_of_the_row_by_row_read(pg_
         stream = str(await worker.fetchval("SELECT id FROM event_stream"))
         rows = await worker.fetch(f"SELECT o.seq, {ENVELOPE_JSON} AS envelope FROM outbox o ORDER BY o.seq")
         # The messages the row-by-row read makes: at most BATCH_MAX rows, then the longest prefix that fits.
-        expected, rest = [], list(rows)
+        expected: list[bytes] = []
+        rest = list(rows)
         while rest:
             fitting = _fitting(rest[:BATCH_MAX], BYTES_MAX)
             expected.append(message_bytes(stream, len(expected) + 1, [r["envelope"] for r in fitting]))
@@ -55,7 +56,7 @@ async def test_the_joined_read_publishes_the_messages_of_the_row_by_row_read(pg_
         relay = Relay(owner_pool, bus.as_bus(), batch_max=BATCH_MAX, message_bytes_max=BYTES_MAX)
         await worker.execute("SELECT pg_advisory_lock($1)", RELAY_LOCK_KEY)
         total = 0
-        while batch := await relay.relay_once(worker):  # type: ignore[arg-type]
+        while batch := await relay.relay_once(worker):
             total += batch
         assert total == len(SIZES)
         assert [m.payload for m in bus.published] == expected
