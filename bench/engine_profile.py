@@ -173,18 +173,22 @@ def client_run(
         loop.close()
 
 
-def callgrind_count(child_args: list[str], out: Path) -> int:
-    """The instructions a child run of this harness executes inside its marker, under callgrind."""
+def callgrind_count(
+    child_args: list[str], out: Path, module: str = "bench.engine_profile", options: tuple[str, ...] = ()
+) -> int:
+    """The instructions a child run of this harness (or `module`) executes inside its marker,
+    under callgrind (with its extra `options`)."""
     valgrind = shutil.which("valgrind") or os.path.expanduser("~/.cache/kassa/tools/valgrind/usr/bin/valgrind")
     cmd = [
         valgrind,
         "--tool=callgrind",
         "--collect-atstart=no",
         "--toggle-collect=ffi_call",
+        *options,
         f"--callgrind-out-file={out}",
         sys.executable,
         "-m",
-        "bench.engine_profile",
+        module,
         *child_args,
         "--marker",
     ]

@@ -39,7 +39,6 @@ import asyncio
 import contextlib
 import cProfile
 import functools
-import os
 import pstats
 import random
 import shutil
@@ -50,7 +49,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.engine_profile import ACCOUNTS, build_jobs, in_marker, setup
+from bench.engine_profile import ACCOUNTS, build_jobs, callgrind_count, in_marker, setup
 from kassa.bootstrap import event_wiring
 from kassa.events import batch as batch_module
 from kassa.events import limits
@@ -236,24 +235,8 @@ def child_run(args: argparse.Namespace) -> None:
 
 def callgrind_parts(child: list[str], out: Path) -> list[int]:
     """Instructions of each marked phase of a child run under callgrind (one dump per phase)."""
-    valgrind = shutil.which("valgrind") or os.path.expanduser("~/.cache/kassa/tools/valgrind/usr/bin/valgrind")
-    cmd = [
-        valgrind,
-        "--tool=callgrind",
-        "--collect-atstart=no",
-        "--toggle-collect=ffi_call",
-        "--dump-after=ffi_call",
-        "--compress-strings=no",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        "-m",
-        "bench.worker_profile",
-        *child,
-        "--marker",
-    ]
-    done = subprocess.run(cmd, check=False, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"callgrind run failed: {done.stderr[-3000:]}")
+    # One profile part per marker (the last file, after the last part, counts nothing).
+    callgrind_count(child, out, "bench.worker_profile", ("--dump-after=ffi_call", "--compress-strings=no"))
     counts = []
     for part in sorted(out.parent.glob(out.name + ".*"), key=lambda p: int(p.suffix[1:])):
         for line in part.read_text().splitlines():

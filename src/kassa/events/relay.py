@@ -241,12 +241,7 @@ class Relay:
         )
         assert row is not None  # an aggregate: one row, always
         selected = int(row["selected"])
-        self._oldest_unpublished = row["oldest"]
-        self._set_lag()
-        self._more = False
-        if not selected:
-            if self._unmarked is not None:
-                await self._mark(conn)
+        if await self._drained(conn, row["oldest"], selected):
             return 0
         started = time.perf_counter()
         seqs: list[int] = row["seqs"]
@@ -263,12 +258,7 @@ class Relay:
         producer span of its own."""
         assert self._stream is not None  # set by relay_once
         rows = await conn.fetch(_SELECT, self.batch_max, max(unmarked, default=0), _bigints(unmarked))
-        self._oldest_unpublished = rows[0]["occurred_at"] if rows else None
-        self._set_lag()
-        self._more = False
-        if not rows:
-            if self._unmarked is not None:
-                await self._mark(conn)
+        if await self._drained(conn, rows[0]["occurred_at"] if rows else None, len(rows)):
             return 0
         started = time.perf_counter()
         selected = len(rows)
@@ -286,6 +276,18 @@ class Relay:
             await self._record_and_publish(conn, batch_no, seqs, message_bytes(self._stream, batch_no, texts))
         metrics.relay_batch_seconds.observe(time.perf_counter() - started)
         return len(rows)
+
+    async def _drained(self, conn: asyncpg.Connection[Any], oldest: datetime | None, selected: int) -> bool:
+        """Note a read's oldest unpublished row (the lag gauge ages from it); True when it
+        selected nothing, after marking the batch published last, if any."""
+        self._oldest_unpublished = oldest
+        self._set_lag()
+        self._more = False
+        if selected:
+            return False
+        if self._unmarked is not None:
+            await self._mark(conn)
+        return True
 
     async def _batch_no(self, conn: asyncpg.Connection[Any]) -> int:
         """The number of the next batch. Numbers follow the last recorded batch without gaps;
