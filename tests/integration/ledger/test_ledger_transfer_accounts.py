@@ -16,11 +16,19 @@ import pytest
 
 from kassa.ledger.adapters import queries
 from kassa.ledger.adapters.engine import Job, run_batch
-from kassa.ledger.domain.model import CreateTransfer, ExpirePending, PostPending, VoidPending
-from kassa.ledger.domain.posting import Applied
+from kassa.ledger.domain.model import (
+    CreateTransaction,
+    CreateTransfer,
+    ExpirePending,
+    NewPosting,
+    PostPending,
+    VoidPending,
+)
+from kassa.ledger.domain.posting import Applied, TransactionApplied
+from kassa.store import roles
 from kassa.store.migrate import migrate
 from kassa.store.pool import create_pool
-from support.db import database_migrated_before
+from support.db import database_migrated_before, fresh_database
 from support.ledger import assert_tenant_ledger_consistent
 
 if TYPE_CHECKING:
@@ -30,6 +38,8 @@ if TYPE_CHECKING:
     from kassa.store.pool import Pool
 
 pytestmark = pytest.mark.integration
+
+BIG_TENANT_ACCOUNTS = 3000
 
 _TRANSFER = "($1, $2, $3, $4, $5, 5, 5, 'posted', '\\x00', now(), now())"  # id, debit, credit, currency
 _INSERT_TRANSFERS = (
@@ -248,3 +258,60 @@ async def test_an_upgrade_keeps_existing_transfers_working(pg_server: EmbeddedPo
         admin = await asyncpg.connect(pg_server.url)
         await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_the_account_checks_probe_only_the_accounts_a_statement_names(pg_server: EmbeddedPostgres) -> None:
+    """The checks run under row-level security, whose `tenant_id = ANY (<scope>)` the planner can
+    scan a whole tenant's accounts by: a merge anti-join did that for every batch. Index tuples
+    read from `accounts` by a batch of 20 transfers and a transaction in a tenant of 3,000
+    accounts: the locks, the balance updates and the checks probe a few each."""
+    name = await fresh_database(pg_server)
+    owner = await asyncpg.connect(pg_server.role_url(roles.OWNER, name))
+    app = await create_pool(pg_server.role_url(roles.APP, name), size_max=1)
+    tenant = "big"
+    try:
+        await owner.execute("INSERT INTO tenants (id, name) VALUES ($1, 'big')", tenant)
+        await owner.execute(
+            "INSERT INTO accounts (tenant_id, id, currency, normal_balance, allow_negative)"
+            " SELECT $1, 'acc-' || g, 'USD', 'credit', true FROM generate_series(1, $2) g",
+            tenant,
+            BIG_TENANT_ACCOUNTS,
+        )
+        await owner.execute("ANALYZE")
+
+        def batch(n: int) -> list[Job]:
+            """20 transfers between 40 accounts and a transaction on 3 of them."""
+            legs = (NewPosting("acc-1", "acc-2", 3, "USD"), NewPosting("acc-3", "acc-2", 4, "USD"))
+            return [
+                *(
+                    Job(
+                        CreateTransfer(
+                            tenant, f"t-{n}-{k}", f"acc-{k}", f"acc-{k + 20}", "USD", 5, False, None, None, {}, b"h"
+                        )
+                    )
+                    for k in range(1, 21)
+                ),
+                Job(CreateTransaction(tenant, f"x-{n}", legs, False, None, None, {}, b"h")),
+            ]
+
+        async def index_reads() -> int:
+            async with app.acquire() as conn:
+                await conn.fetchval("SELECT pg_stat_force_next_flush()")
+            await owner.execute("SELECT pg_stat_clear_snapshot()")
+            return int(
+                await owner.fetchval("SELECT sum(idx_tup_read) FROM pg_stat_user_indexes WHERE relname = 'accounts'")
+            )
+
+        async with app.acquire() as conn:
+            for n in range(7):  # past the five custom plans: the cached plans are the ones measured
+                assert all(isinstance(r, Applied | TransactionApplied) for r in await run_batch(conn, batch(n)))
+        before = await index_reads()
+        async with app.acquire() as conn:
+            results = await run_batch(conn, batch(7))
+        after = await index_reads()
+        assert all(isinstance(r, Applied | TransactionApplied) for r in results), results
+        # The 40 accounts, a few probes each (about 120); a scan of the tenant reads its 3,000 at least.
+        assert after - before < BIG_TENANT_ACCOUNTS // 10, after - before
+    finally:
+        await app.close()
+        await owner.close()
