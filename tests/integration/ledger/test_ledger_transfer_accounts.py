@@ -91,8 +91,8 @@ async def test_the_foreign_keys_of_transfers_are_replaced_by_the_statement_check
         ("alice", "nobody", "USD", "nobody"),  # a missing credit account
         ("alice", "yen", "USD", "yen"),  # the credit account in another currency
         ("yen", "bob", "USD", "yen"),  # the debit account in another currency
-        ("alice", "bob", "JPY", "alice"),  # both accounts in another currency than the transfer's
-        ("alice", "bob", "EUR", "alice"),
+        ("alice", "bob", "JPY", "(alice|bob)"),  # both accounts in another currency than the transfer's
+        ("alice", "bob", "EUR", "(alice|bob)"),
     ],
 )
 async def test_the_database_refuses_a_transfer_on_an_account_not_in_its_currency(

@@ -202,7 +202,7 @@ async def test_one_transfer_batches_keep_the_generic_plans_of_their_statements(p
                 "reserve keys": await plans_of(conn, "AS u(t text, k text)"),
                 "lock transfers": await plans_of(conn, "FROM transfers t WHERE t.tenant_id = k.tn"),
                 "lock accounts": await plans_of(conn, "clock_timestamp() AS locked_at FROM "),
-                "writes": await plans_of(conn, "WITH balances AS ("),
+                "writes": await plans_of(conn, "WITH balance_rows AS MATERIALIZED ("),
             }
     finally:
         await fresh.close()

@@ -74,12 +74,14 @@ def lock_keys(keys: list[tuple[str, str]]) -> str:
 # (Planner settings that force one probe per row were measured too, and dropped: on a table
 # without statistics they turn the join into a nested loop over every account, docs/ledger-cost.md.)
 _BALANCES = """
-WITH balances AS (
+WITH balance_rows AS MATERIALIZED (
+    SELECT * FROM json_to_recordset($1::json) AS x(t text, i text, dp bigint, cp bigint, dq bigint, cq bigint)
+), balances AS (
     UPDATE accounts a SET debits_posted = x.dp, credits_posted = x.cp, debits_pending = x.dq,
                           credits_pending = x.cq
-    FROM json_to_recordset($1::json) AS x(t text, i text, dp bigint, cp bigint, dq bigint, cq bigint)
+    FROM balance_rows x
     WHERE a.tenant_id = x.t AND a.id = x.i
-      AND a.id = ANY (ARRAY(SELECT j.i FROM json_to_recordset($1::json) AS j(i text)))
+      AND a.id = ANY (ARRAY(SELECT j.i FROM balance_rows j))
     RETURNING 1
 ), new_transfers AS (
     INSERT INTO transfers (tenant_id, id, debit_account_id, credit_account_id, currency, amount, posted_amount,
