@@ -111,7 +111,7 @@ async def run(server: EmbeddedPostgres, args: argparse.Namespace, workdir: Path)
             batches = max(1, args.sample_transfers // size)
             for variant in variants:
                 assert variant.conn is not None
-                await measured(variant.conn, [build_jobs(rng, variant.tenant, size) for _ in range(WARMUP_BATCHES)])
+                await measured(variant.conn, [build_jobs(rng, variant.tenant, size) for _ in range(args.warmup)])
             for round_ in range(args.rounds):
                 order = variants[round_ % len(variants) :] + variants[: round_ % len(variants)]
                 for variant in order:
@@ -203,9 +203,9 @@ async def run_callgrind(server: EmbeddedPostgres, args: argparse.Namespace, work
             batches = max(1, args.sample_transfers // size)
             for round_ in range(args.rounds):
                 for variant in variants:
-                    warm = [build_jobs(rng, variant.tenant, size) for _ in range(WARMUP_BATCHES)]
+                    warm = [build_jobs(rng, variant.tenant, size) for _ in range(args.warmup)]
                     alone, _ = await backend_instructions(server, variant, warm, out_dir)
-                    warm = [build_jobs(rng, variant.tenant, size) for _ in range(WARMUP_BATCHES)]
+                    warm = [build_jobs(rng, variant.tenant, size) for _ in range(args.warmup)]
                     sample = [build_jobs(rng, variant.tenant, size) for _ in range(batches)]
                     total, profile = await backend_instructions(server, variant, warm + sample, out_dir)
                     variant.samples.setdefault(size, []).append((total - alone) / (batches * size) / 1e3)
@@ -226,6 +226,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="samples per variant and size")
     parser.add_argument("--sample-transfers", type=int, default=1000, help="transfers per sample")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warmup", type=int, default=WARMUP_BATCHES, help="batches before the measured ones")
     parser.add_argument("--callgrind", action="store_true", help="count backend instructions under valgrind")
     parser.add_argument("--callgrind-keep", metavar="DIR", help="keep each sample's callgrind profile there")
     args = parser.parse_args()

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from kassa.store.embedded import EmbeddedPostgres
-    from kassa.store.pool import Pool
+    from kassa.store.pool import Conn, Pool
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +68,7 @@ def columns(rows: list[tuple[str, str, str, str]]) -> list[list[str]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-async def transfer_ids(conn: asyncpg.Connection, tenant: str) -> list[str]:
+async def transfer_ids(conn: Conn, tenant: str) -> list[str]:
     return [r["id"] for r in await conn.fetch("SELECT id FROM transfers WHERE tenant_id = $1 ORDER BY id", tenant)]
 
 
