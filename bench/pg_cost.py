@@ -140,7 +140,7 @@ def report(variants: list[Variant], size: int, label: str, unit: str) -> None:
     line = f"B={size:5} ({label})"
     for variant in variants:
         mine = variant.samples[size]
-        line += f" | {variant.name} {statistics.median(mine):9.2f} {unit}/transfer"
+        line += f" | {variant.name} {statistics.median(mine):9.2f} {unit}/transfer [{min(mine):.1f}-{max(mine):.1f}]"
         if variant is not variants[0]:
             line += f" ({statistics.median(m - b for m, b in zip(mine, base, strict=True)):+.2f})"
     print(line, flush=True)
