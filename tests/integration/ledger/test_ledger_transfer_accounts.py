@@ -7,12 +7,12 @@ with transfers keeps them working."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
+from test_ledger_postings_schema import tenant_with_accounts  # alice and bob in USD, yen in JPY
 
 from kassa.ledger.adapters import queries
 from kassa.ledger.adapters.engine import Job, run_batch
@@ -50,18 +50,6 @@ _INSERT_MANY = (  # one statement of many transfers: ids, debits, credits, curre
     _INSERT_TRANSFERS.replace(" VALUES ", " ") + "SELECT $1, i, d, c, cur, 5, 5, 'posted', '\\x00', now(), now()"
     " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(i, d, c, cur)"
 )
-
-
-async def tenant_with_accounts(pool: Pool) -> str:
-    tenant = f"ta-{uuid.uuid4().hex[:12]}"
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, 'transfer accounts test')", tenant)
-        await conn.executemany(
-            "INSERT INTO accounts (tenant_id, id, currency, normal_balance, allow_negative)"
-            " VALUES ($1, $2, $3, 'credit', true)",
-            [(tenant, "alice", "USD"), (tenant, "bob", "USD"), (tenant, "yen", "JPY")],
-        )
-    return tenant
 
 
 def columns(rows: list[tuple[str, str, str, str]]) -> list[list[str]]:
