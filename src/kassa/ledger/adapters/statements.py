@@ -73,7 +73,7 @@ def lock_keys(keys: list[tuple[str, str]]) -> str:
 # hash join (linear in the rows either way), so no plan can be worse than the one it replaces.
 # (Planner settings that force one probe per row were measured too, and dropped: on a table
 # without statistics they turn the join into a nested loop over every account, docs/ledger-cost.md.)
-# The rows are parsed once, into a materialized CTE that both read: parsing JSON is a quarter of the
+# The rows are parsed once, into a materialized CTE that both read: parsing JSON is 30% of the
 # backend's instructions per transfer, and these rows were parsed twice (docs/ledger-cost.md).
 _BALANCES = """
 WITH balance_rows AS MATERIALIZED (
