@@ -11,6 +11,7 @@ from kassa.events.limits import kafka_replication_factor_default, kafka_replicat
 from kassa.shared.limits import (
     hold_timeout_s_max,
     http_body_read_timeout_s,
+    http_workers_max,
     pending_topup_timeout_s,
     pending_withdrawal_timeout_s,
     rate_limit_burst_default,
@@ -52,6 +53,14 @@ def _port(name: str, default: int, *, free_allowed: bool = False) -> int:
     if os.environ.get(name) in (None, ""):
         return default
     return tcp_port(name, _int(name, default), free_allowed=free_allowed)
+
+
+def _http_workers() -> int:
+    """The API's worker processes: at least one (with none, no process would answer)."""
+    value = _int("KASSA_HTTP_WORKERS", 1)
+    if not 0 < value <= http_workers_max:
+        raise SettingsError(f"KASSA_HTTP_WORKERS must be from 1 to {http_workers_max}, not {value}")
+    return value
 
 
 def _hold_timeout_s(name: str, default: int) -> int:
@@ -201,7 +210,7 @@ class Settings:
             redis_url=os.environ.get("KASSA_REDIS_URL") or None,
             http_host=os.environ.get("KASSA_HTTP_HOST") or "127.0.0.1",
             http_port=_port("KASSA_HTTP_PORT", DEFAULT_HTTP_PORT, free_allowed=True),
-            http_workers=_int("KASSA_HTTP_WORKERS", 1),
+            http_workers=_http_workers(),
             data_dir=data_dir,
             admin_key=os.environ.get("KASSA_ADMIN_KEY") or None,
             log_level=os.environ.get("KASSA_LOG_LEVEL") or "INFO",

@@ -17,6 +17,9 @@ account_id_chars_max: Final = 64
 tenant_name_chars_max: Final = 200
 idempotency_key_chars_max: Final = 255
 query_value_chars_max: Final = 2048  # each query parameter name and value
+# API worker processes of one `kassa up` / `kassa api` (KASSA_HTTP_WORKERS): each holds its own
+# batcher and database pool, so far past the cores they only add connections and lock contention.
+http_workers_max: Final = 64
 # The whole request body must arrive within this (408 otherwise): a 4 MiB body needs ~420 KB/s,
 # while a client trickling one byte a second cannot hold a connection open. KASSA_HTTP_BODY_READ_TIMEOUT_S
 # overrides it.

@@ -1,5 +1,6 @@
-"""Port settings take a TCP port or are refused with one line naming the setting and the valid
-range; 0 means "pick a free port" only for the API's port under `kassa up`."""
+"""Port settings and the API's worker count take a valid value or are refused with one line
+naming the setting and the valid range; 0 means "pick a free port" only for the API's port
+under `kassa up`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from kassa.cli.main import main
 from kassa.settings import Settings, SettingsError
 
-PORTS = ("KASSA_HTTP_PORT", "KASSA_METRICS_PORT")
+PORTS = ("KASSA_HTTP_PORT", "KASSA_METRICS_PORT", "KASSA_HTTP_WORKERS")
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +31,12 @@ def test_the_api_port_takes_any_tcp_port_and_0_for_a_free_one(
 ) -> None:
     monkeypatch.setenv(name, raw)
     assert Settings.from_env().http_port == int(raw)
+
+
+@pytest.mark.parametrize("raw", ["1", "2", "64"])
+def test_the_api_takes_1_to_64_worker_processes(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("KASSA_HTTP_WORKERS", raw)
+    assert Settings.from_env().http_workers == int(raw)
 
 
 def test_the_metrics_port_takes_a_tcp_port(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,6 +61,10 @@ def test_the_metrics_port_takes_a_tcp_port(monkeypatch: pytest.MonkeyPatch) -> N
         # A worker's metrics on a port nobody is told could never be scraped.
         ("KASSA_METRICS_PORT", "0", "KASSA_METRICS_PORT must be a TCP port from 1 to 65535, not 0"),
         ("KASSA_METRICS_PORT", "70000", "KASSA_METRICS_PORT must be a TCP port from 1 to 65535, not 70000"),
+        # No API worker would answer; far past the cores only connections and contention grow.
+        ("KASSA_HTTP_WORKERS", "0", "KASSA_HTTP_WORKERS must be from 1 to 64, not 0"),
+        ("KASSA_HTTP_WORKERS", "65", "KASSA_HTTP_WORKERS must be from 1 to 64, not 65"),
+        ("KASSA_HTTP_WORKERS", "two", "KASSA_HTTP_WORKERS must be an integer, not 'two'"),
     ],
 )
 def test_a_port_outside_the_range_is_refused_naming_the_setting_and_the_range(
