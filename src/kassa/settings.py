@@ -55,28 +55,11 @@ def _port(name: str, default: int, *, free_allowed: bool = False) -> int:
     return tcp_port(name, _int(name, default), free_allowed=free_allowed)
 
 
-def _http_workers() -> int:
-    """The API's worker processes: at least one (with none, no process would answer)."""
-    value = _int("KASSA_HTTP_WORKERS", 1)
-    if not 0 < value <= http_workers_max:
-        raise SettingsError(f"KASSA_HTTP_WORKERS must be from 1 to {http_workers_max}, not {value}")
-    return value
-
-
-def _hold_timeout_s(name: str, default: int) -> int:
-    """A pending hold's timeout in whole seconds, within what the ledger accepts."""
+def _counted(name: str, default: int, most: int, unit: str = "") -> int:
+    """An integer setting from 1 to `most` (`unit` names what it counts, in the message)."""
     value = _int(name, default)
-    if not 0 < value <= hold_timeout_s_max:
-        raise SettingsError(f"{name} must be from 1 to {hold_timeout_s_max} seconds, not {value}")
-    return value
-
-
-def _replication_factor() -> int:
-    value = _int("KASSA_KAFKA_REPLICATION_FACTOR", kafka_replication_factor_default)
-    if not 0 < value <= kafka_replication_factor_max:
-        raise SettingsError(
-            f"KASSA_KAFKA_REPLICATION_FACTOR must be from 1 to {kafka_replication_factor_max}, not {value}"
-        )
+    if not 0 < value <= most:
+        raise SettingsError(f"{name} must be from 1 to {most}{unit}, not {value}")
     return value
 
 
@@ -210,7 +193,8 @@ class Settings:
             redis_url=os.environ.get("KASSA_REDIS_URL") or None,
             http_host=os.environ.get("KASSA_HTTP_HOST") or "127.0.0.1",
             http_port=_port("KASSA_HTTP_PORT", DEFAULT_HTTP_PORT, free_allowed=True),
-            http_workers=_http_workers(),
+            # At least one API worker process: with none, no process would answer.
+            http_workers=_counted("KASSA_HTTP_WORKERS", 1, http_workers_max),
             data_dir=data_dir,
             admin_key=os.environ.get("KASSA_ADMIN_KEY") or None,
             log_level=os.environ.get("KASSA_LOG_LEVEL") or "INFO",
@@ -227,12 +211,17 @@ class Settings:
             kafka_username=os.environ.get("KASSA_KAFKA_USERNAME") or None,
             kafka_password=os.environ.get("KASSA_KAFKA_PASSWORD") or None,
             kafka_ca_file=Path(kafka_ca).resolve() if kafka_ca else None,
-            kafka_replication_factor=_replication_factor(),
+            kafka_replication_factor=_counted(
+                "KASSA_KAFKA_REPLICATION_FACTOR", kafka_replication_factor_default, kafka_replication_factor_max
+            ),
             master_key_file=Path(key_file).resolve() if key_file else None,
             sandbox_url=os.environ.get("KASSA_SANDBOX_URL") or None,
             sandbox_secret_file=Path(sandbox_secret).resolve() if sandbox_secret else None,
-            topup_timeout_s=_hold_timeout_s("KASSA_TOPUP_TIMEOUT_S", pending_topup_timeout_s),
-            withdrawal_timeout_s=_hold_timeout_s("KASSA_WITHDRAWAL_TIMEOUT_S", pending_withdrawal_timeout_s),
+            # Pending holds' timeouts in whole seconds, within what the ledger accepts.
+            topup_timeout_s=_counted("KASSA_TOPUP_TIMEOUT_S", pending_topup_timeout_s, hold_timeout_s_max, " seconds"),
+            withdrawal_timeout_s=_counted(
+                "KASSA_WITHDRAWAL_TIMEOUT_S", pending_withdrawal_timeout_s, hold_timeout_s_max, " seconds"
+            ),
             webhook_allow_private=_bool("KASSA_WEBHOOK_ALLOW_PRIVATE"),
             backup_dir=Path(os.environ.get("KASSA_BACKUP_DIR") or data_dir / "backups").resolve(),
             wal_archive=(os.environ.get("KASSA_WAL_ARCHIVE") or "on").lower() not in ("off", "0", "false", "no"),

@@ -9,7 +9,13 @@ import pytest
 from kassa.cli.main import main
 from kassa.settings import Settings, SettingsError
 
-PORTS = ("KASSA_HTTP_PORT", "KASSA_METRICS_PORT", "KASSA_HTTP_WORKERS")
+PORTS = (
+    "KASSA_HTTP_PORT",
+    "KASSA_METRICS_PORT",
+    "KASSA_HTTP_WORKERS",
+    "KASSA_TOPUP_TIMEOUT_S",
+    "KASSA_KAFKA_REPLICATION_FACTOR",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -65,6 +71,9 @@ def test_the_metrics_port_takes_a_tcp_port(monkeypatch: pytest.MonkeyPatch) -> N
         ("KASSA_HTTP_WORKERS", "0", "KASSA_HTTP_WORKERS must be from 1 to 64, not 0"),
         ("KASSA_HTTP_WORKERS", "65", "KASSA_HTTP_WORKERS must be from 1 to 64, not 65"),
         ("KASSA_HTTP_WORKERS", "two", "KASSA_HTTP_WORKERS must be an integer, not 'two'"),
+        # The other counted settings share the rule and its message.
+        ("KASSA_TOPUP_TIMEOUT_S", "0", "KASSA_TOPUP_TIMEOUT_S must be from 1 to 2592000 seconds, not 0"),
+        ("KASSA_KAFKA_REPLICATION_FACTOR", "8", "KASSA_KAFKA_REPLICATION_FACTOR must be from 1 to 7, not 8"),
     ],
 )
 def test_a_port_outside_the_range_is_refused_naming_the_setting_and_the_range(
