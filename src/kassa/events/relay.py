@@ -61,11 +61,14 @@ RELAY_LOCK_KEY = 0x6B61737372
 # hang, so that the test can SIGKILL the relay at exactly that point. Never set in production.
 PAUSE_AFTER_PUBLISH_ENV = "KASSA_RELAY_TEST_PAUSE_AFTER_PUBLISH"
 
-# $2/$3: the batch published and not yet marked (its highest seq, its seqs), left out.
+# The rows of the next batch, for both reads below. $2/$3: the batch published and not yet
+# marked (its highest seq, its seqs), left out.
+_NEXT_ROWS = """
+FROM outbox o WHERE o.published_at IS NULL AND (o.seq > $2 OR NOT o.seq = ANY($3::text::bigint[]))
+ORDER BY o.seq LIMIT $1"""
 _SELECT = f"""
 SELECT o.seq, o.occurred_at, o.id::text AS id, o.tenant_id, o.type, o.traceparent, {ENVELOPE_JSON} AS envelope
-FROM outbox o WHERE o.published_at IS NULL AND (o.seq > $2 OR NOT o.seq = ANY($3::text::bigint[]))
-ORDER BY o.seq LIMIT $1
+{_NEXT_ROWS}
 """
 # The same read with tracing off (no per-event span to make): one row, the batch already cut
 # to the message size and joined by PostgreSQL, so that the relay handles no row of it. Its
@@ -74,9 +77,7 @@ ORDER BY o.seq LIMIT $1
 # comma each (at least one row: `_fitting`).
 _SELECT_JOINED = f"""
 WITH picked AS (
-    SELECT o.seq, o.occurred_at, {ENVELOPE_JSON} AS envelope
-    FROM outbox o WHERE o.published_at IS NULL AND (o.seq > $2 OR NOT o.seq = ANY($3::text::bigint[]))
-    ORDER BY o.seq LIMIT $1
+    SELECT o.seq, o.occurred_at, {ENVELOPE_JSON} AS envelope {_NEXT_ROWS}
 ), sized AS (
     SELECT seq, occurred_at, envelope, row_number() OVER w AS n, sum(length(envelope) + 1) OVER w AS size
     FROM picked WINDOW w AS (ORDER BY seq)
